@@ -1,0 +1,49 @@
+"""Authorize: turn a credential (forward token or raw secret key) into the principal that pays.
+
+A verified principal is cached per worker (bounded LRU with a TTL), so a repeated token costs one dict lookup
+and no database read. A revoked key therefore keeps working for at most `principal_cache_ttl` seconds in a
+worker that has it cached.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from .errors import InvalidToken
+from .forward_token import ForwardToken, decode_forward_token
+from .lru import TTLCache
+from .store import SECRET_KEY_PREFIX, Store, hash_secret
+
+
+class Principal(msgspec.Struct, frozen=True, gc=False):
+    merchant_id: str
+    secret_key_id: str
+    customer_id: str | None = None
+    meter_slug: str | None = None
+    provider_key: str | None = None  # set: unmanaged (BYOK); None: the gateway's managed key
+    disable_billing: bool = False
+
+
+class Authenticator:
+    __slots__ = ("store", "cache")
+
+    def __init__(self, store: Store, cache_size: int, cache_ttl: float) -> None:
+        self.store = store
+        self.cache: TTLCache[str, Principal] = TTLCache(cache_size, cache_ttl)
+
+    async def authenticate(self, credential: str | None) -> Principal:
+        if not credential:
+            raise InvalidToken()
+        principal = self.cache.get(credential)
+        if principal is not None:
+            return principal
+        if credential.startswith(SECRET_KEY_PREFIX):
+            token = ForwardToken(credential)
+        else:
+            token = decode_forward_token(credential)
+        key = await self.store.find_secret_key(hash_secret(token.secret_key))
+        if key is None or key.revoked:
+            raise InvalidToken()
+        principal = Principal(key.merchant_id, key.secret_key_id, token.customer_id, token.meter_slug,
+                              token.provider_key, token.disable_billing)
+        self.cache.put(credential, principal)
+        return principal

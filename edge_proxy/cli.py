@@ -1,0 +1,167 @@
+"""`edge-proxy`: run the gateway and manage merchants and tokens. Every management command prints JSON.
+
+The CLI reads the same settings as the server (flags, EDGE_PROXY_* variables, the TOML file), so both see the
+same store.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .errors import SettingsError
+from .forward_token import encode_forward_token
+from .money import parse_usd, usd
+from .settings import Settings
+from .store import Store, hash_secret, open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except SettingsError as exc:
+        print(f"edge-proxy: setting error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"edge-proxy: {exc}", file=sys.stderr)
+        return 1
+
+
+class CommandError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-proxy", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="TOML settings file (also EDGE_PROXY_CONFIG)")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway (Granian, RSGI, uvloop)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="bind port (default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1; use the core count in production)")
+    serve.set_defaults(run=_serve)
+
+    merchants = sub.add_parser("merchants", help="create, credit and show merchants").add_subparsers(metavar="ACTION")
+    c = merchants.add_parser("create", help="create a merchant; prints its secret key once")
+    c.add_argument("--name", required=True)
+    c.add_argument("--balance", default="0", help="starting wallet balance, USD")
+    c.set_defaults(run=_store_command(_merchants_create))
+    c = merchants.add_parser("credit", help="add funds to a merchant's wallet")
+    c.add_argument("--secret-key", required=True)
+    c.add_argument("--amount", required=True, help="USD")
+    c.set_defaults(run=_store_command(_merchants_credit))
+    c = merchants.add_parser("show", help="show a merchant and its wallet balance")
+    c.add_argument("--secret-key", required=True)
+    c.set_defaults(run=_store_command(_merchants_show))
+
+    tokens = sub.add_parser("tokens", help="make forward tokens").add_subparsers(metavar="ACTION")
+    c = tokens.add_parser("create", help="print a forward token in Lava's format")
+    c.add_argument("--secret-key", required=True)
+    c.add_argument("--customer-id")
+    c.add_argument("--meter-slug")
+    c.add_argument("--provider-key", help="the provider's own key, for unmanaged (BYOK) requests")
+    c.set_defaults(run=_tokens_create)
+    return p
+
+
+def _settings(args) -> Settings:
+    return Settings.load(flags={"config": args.config})
+
+
+def _serve(args) -> int:
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    settings = Settings.load(flags={"config": args.config, "host": args.host, "port": args.port,
+                                    "workers": args.workers})
+    open_store(settings.database_url)  # fail on a bad URL here, not in every worker
+    from .providers import Catalogue
+    Catalogue.load(settings.upstreams, settings.provider_keys)
+    # Workers are separate processes that build their app from the environment: hand them these settings.
+    os.environ.update(settings.to_env())
+    Server(
+        "edge_proxy.app:create_app",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.RSGI,
+        workers=settings.workers,
+        loop=Loops.uvloop,
+        log_level=settings.log_level,
+        workers_kill_timeout=int(settings.shutdown_grace),
+    ).serve()
+    return 0
+
+
+def _store_command(fn: Callable[[Any, Store], Any]) -> Callable[[Any], int]:
+    def run(args) -> int:
+        async def go() -> Any:
+            store = open_store(_settings(args).database_url)
+            await store.open()
+            try:
+                return await fn(args, store)
+            finally:
+                await store.close()
+        _print(asyncio.run(go()))
+        return 0
+    return run
+
+
+def _amount(text: str, what: str) -> int:
+    try:
+        return parse_usd(text, what)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+async def _merchant_of(store: Store, secret_key: str):
+    key = await store.find_secret_key(hash_secret(secret_key))
+    if key is None or key.revoked:
+        raise CommandError("unknown or revoked secret key")
+    return await store.get_merchant(key.merchant_id)
+
+
+async def _merchants_create(args, store: Store) -> dict:
+    merchant, secret = await store.create_merchant(args.name, _amount(args.balance, "--balance"))
+    return {"merchant_id": merchant.merchant_id, "secret_key": secret, "name": merchant.name,
+            "balance": usd(merchant.balance_nanos)}
+
+
+async def _merchants_credit(args, store: Store) -> dict:
+    nanos = _amount(args.amount, "--amount")
+    merchant = await _merchant_of(store, args.secret_key)
+    merchant = await store.credit_merchant(merchant.merchant_id, nanos)
+    return _merchant_json(merchant)
+
+
+async def _merchants_show(args, store: Store) -> dict:
+    return _merchant_json(await _merchant_of(store, args.secret_key))
+
+
+def _merchant_json(merchant) -> dict:
+    return {"merchant_id": merchant.merchant_id, "name": merchant.name, "balance": usd(merchant.balance_nanos),
+            "created_at": merchant.created_at}
+
+
+def _tokens_create(args) -> int:
+    print(encode_forward_token(args.secret_key, args.customer_id, args.meter_slug, args.provider_key))
+    return 0
+
+
+def _print(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Every error a client can cause, as a named exception with a status and a type.
+
+The app turns any of these into the same JSON body, `{"error": {"type": ..., "message": ...}}`, in one place
+(`GatewayError.body`). Provider error responses are not ours: they pass through unchanged.
+"""
+from __future__ import annotations
+
+import msgspec
+
+_encode = msgspec.json.encode
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "gateway_error"
+    message = "internal gateway error"
+
+    def __init__(self, message: str | None = None, *, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message or self.message)
+        if message is not None:
+            self.message = message
+        self.headers = headers or []
+
+    def body(self) -> bytes:
+        return _encode({"error": {"type": self.type, "message": self.message}})
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    message = "invalid request"
+
+
+class InvalidToken(GatewayError):
+    """A missing, malformed or unknown credential. Every bad token gets this same body."""
+
+    status = 401
+    type = "authentication_error"
+    message = "invalid or missing credentials: send a Lava forward token or secret key as a Bearer token"
+
+
+class InsufficientBalance(GatewayError):
+    status = 402
+    type = "insufficient_balance"
+    message = "insufficient balance: add funds first"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "forbidden"
+    message = "forbidden"
+
+
+class BrowserRequest(Forbidden):
+    message = "browser requests are blocked: call the gateway from your backend, never from a frontend"
+
+
+class DisallowedUpstream(Forbidden):
+    message = "the target URL is not a provider in the gateway's catalogue"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found"
+    message = "not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "method_not_allowed"
+    message = "method not allowed"
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+    type = "request_too_large"
+    message = "request body is over the gateway's limit"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_exceeded"
+    message = "rate limit exceeded"
+
+
+class UpstreamUnreachable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    message = "the provider could not be reached or closed the connection before answering"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    message = "the gateway cannot serve this request right now"
+
+
+class UpstreamTimedOut(GatewayError):
+    status = 504
+    type = "upstream_timeout"
+    message = "the provider did not answer in time"
+
+
+class SettingsError(Exception):
+    """A bad setting. The message names the variable."""

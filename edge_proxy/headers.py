@@ -1,0 +1,71 @@
+"""What the proxy does to headers on the way up and on the way down.
+
+Up: the gateway's own credentials, hop-by-hop headers, Host and Content-Length go; the provider key goes in
+that provider's own header; every other header passes unchanged. Accept-Encoding is the one deliberate change:
+it becomes `identity`, so that the gateway can read usage from the bytes it relays without decompressing them.
+Down: hop-by-hop and framing headers go (Granian frames the body itself); the rest passes unchanged.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+    "trailer", "transfer-encoding", "upgrade",
+})
+_DROP_UP = HOP_BY_HOP | {
+    "host", "content-length", "accept-encoding",
+    # the gateway's own credentials
+    "authorization", "x-api-key", "x-goog-api-key",
+    # the gateway's own controls
+    "x-lava-metadata",
+}
+_DROP_DOWN = HOP_BY_HOP | {"content-length"}
+_IDENTITY = (b"accept-encoding", b"identity")
+
+
+def request_headers(items: Iterable[tuple[str, str]], key_header: bytes, key: str | None) -> list[tuple[bytes, bytes]]:
+    """The headers to send upstream, from the client's (lowercase names)."""
+    out = [_IDENTITY]
+    drop = _DROP_UP
+    extra: set[str] | None = None
+    for name, value in items:
+        if name in drop:
+            if name == "connection":
+                extra = {t.strip().lower() for t in value.split(",")}
+            continue
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    if extra:
+        out = [h for h in out if h[0].decode("latin-1") not in extra]
+    if key:
+        value = ("Bearer " + key) if key_header == b"authorization" else key
+        out.append((key_header, value.encode("latin-1")))
+    return out
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The provider's response headers, less hop-by-hop and framing ones, for Granian."""
+    out = []
+    drop = _DROP_DOWN
+    extra: set[str] | None = None
+    for name_b, value_b in raw:
+        name = name_b.decode("latin-1")
+        if name in drop:
+            if name == "connection":
+                extra = {t.strip().lower() for t in value_b.decode("latin-1").split(",")}
+            continue
+        out.append((name, value_b.decode("latin-1")))
+    if extra:
+        out = [h for h in out if h[0] not in extra]
+    return out
+
+
+def credential(headers) -> str | None:
+    """The gateway credential: `Authorization: Bearer`, then `x-api-key`, then `x-goog-api-key`."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, rest = auth.partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip()
+        return None
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None

@@ -1,0 +1,202 @@
+"""The provider catalogue (catalogue.toml) and the one question the proxy asks it: where may this URL go?
+
+The gateway forwards only to catalogue hosts, over https on the default port, or to the base URL an operator
+put in EDGE_PROXY_UPSTREAM_<NAME>. Every other target is refused before anything is sent, so the gateway can
+never be used to reach loopback, private or link-local addresses. The check is an exact match of the host
+against a fixed set of names, which is why IP literals in any notation, `user@host`, `#` and backslash tricks,
+other schemes and other ports all fall out: none of them spells a catalogue host.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from urllib.parse import unquote, urlsplit
+
+from ..errors import DisallowedUpstream, NotFound, SettingsError
+from ..settings import PROVIDER_KEY_PREFIX, UPSTREAM_PREFIX, env_name
+
+_DEFAULT_PORT = {"https": 443, "http": 80}
+_KEY_HEADERS = {
+    "bearer": b"authorization",
+    "x-api-key": b"x-api-key",
+    "x-goog-api-key": b"x-goog-api-key",
+    "xi-api-key": b"xi-api-key",
+}
+_USAGE_FORMATS = {"openai", "anthropic", "gemini", "none"}
+# A host (lowercase DNS name or IPv4-looking text) with an optional port: nothing else may stand in a netloc.
+_NETLOC = re.compile(r"([a-z0-9.-]+)(?::([0-9]{1,5}))?")
+# Control characters, whitespace, backslashes and fragments have no place in a forwarded URL.
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str, what: str) -> tuple[Origin, str]:
+        """Split an absolute URL into its origin and its path; raise DisallowedUpstream if it is not plain."""
+        if _BAD_URL_CHARS.search(url):
+            raise DisallowedUpstream()
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise DisallowedUpstream() from None
+        scheme = parts.scheme.lower()
+        match = _NETLOC.fullmatch(parts.netloc.lower())
+        if scheme not in _DEFAULT_PORT or match is None:
+            raise DisallowedUpstream(f"{what}: only plain http(s)://host[:port] URLs are allowed")
+        port = int(match.group(2)) if match.group(2) else _DEFAULT_PORT[scheme]
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        return cls(scheme, match.group(1), port), path
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    base_url: str
+    auth: str
+    usage_format: str
+    docs: str
+    aliases: tuple[str, ...] = ()
+    public: Origin = field(default=Origin("https", "", 443))
+    public_base_path: str = ""
+    upstream: Origin = field(default=Origin("https", "", 443))
+    upstream_base_path: str = ""
+    managed_key: str | None = None
+
+    @property
+    def key_header(self) -> bytes:
+        return _KEY_HEADERS[self.auth]
+
+    @property
+    def env_name(self) -> str:
+        return env_name(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one request goes: the provider it belongs to and the exact upstream address."""
+
+    provider: Provider
+    scheme: str
+    host: str
+    port: int
+    path: str  # request-target: path and query
+
+
+class Catalogue:
+    def __init__(self, providers: list[Provider]) -> None:
+        self.providers = {p.name: p for p in providers}
+        self._by_name = dict(self.providers)
+        for p in providers:
+            for alias in p.aliases:
+                self._by_name[alias] = p
+        # origin -> [(base path, provider, reached through the public origin?)], longest base path first
+        routes: dict[Origin, list[tuple[str, Provider, bool]]] = {}
+        for p in providers:
+            routes.setdefault(p.public, []).append((p.public_base_path, p, True))
+            if p.upstream != p.public:
+                routes.setdefault(p.upstream, []).append((p.upstream_base_path, p, False))
+        for entries in routes.values():
+            entries.sort(key=lambda e: len(e[0]), reverse=True)
+        self._routes = routes
+
+    @classmethod
+    def load(cls, upstreams: Mapping[str, str] | None = None, provider_keys: Mapping[str, str] | None = None,
+             path: str | None = None) -> Catalogue:
+        raw = _read_toml(path)
+        upstreams = dict(upstreams or {})
+        provider_keys = dict(provider_keys or {})
+        providers = []
+        for name, entry in raw.items():
+            p = _provider(name, entry, upstreams.pop(env_name(name), None), provider_keys.pop(env_name(name), None))
+            providers.append(p)
+        for unknown, prefix in [(k, UPSTREAM_PREFIX) for k in upstreams] + [(k, PROVIDER_KEY_PREFIX) for k in provider_keys]:
+            raise SettingsError(f"{prefix}{unknown}: no provider named {unknown.lower().replace('_', '-')!r} in the catalogue")
+        return cls(providers)
+
+    def by_name(self, name: str) -> Provider:
+        p = self._by_name.get(name)
+        if p is None:
+            raise NotFound(f"no provider named {name!r} in the catalogue")
+        return p
+
+    def resolve_url(self, url: str, extra_query: str = "") -> Target:
+        """The target for a `/v1/forward?u=` URL (already percent-decoded once)."""
+        origin, path = Origin.parse(url, "u")
+        entries = self._routes.get(origin)
+        if not entries:
+            raise DisallowedUpstream()
+        bare = path.split("?", 1)[0]
+        for base, provider, public in entries:
+            if _under(bare, base):
+                return self._target(provider, path, public, extra_query)
+        _, provider, public = entries[-1]
+        return self._target(provider, path, public, extra_query)
+
+    def resolve_provider_path(self, name: str, path: str, query: str) -> Target:
+        """The target for `/providers/{name}/{path}`: the provider's own path from its origin."""
+        provider = self.by_name(name)
+        if _BAD_URL_CHARS.search(path) or _BAD_URL_CHARS.search(query):
+            raise DisallowedUpstream()
+        return self._target(provider, path or "/", True, query)
+
+    @staticmethod
+    def _target(provider: Provider, path: str, public: bool, extra_query: str) -> Target:
+        if public and provider.upstream != provider.public:
+            base = provider.public_base_path
+            if _under(path.split("?", 1)[0], base):
+                path = provider.upstream_base_path + path[len(base):]
+        if extra_query:
+            path += ("&" if "?" in path else "?") + extra_query
+        up = provider.upstream
+        return Target(provider, up.scheme, up.host, up.port, path)
+
+
+def _under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base + "/") or base == ""
+
+
+def _read_toml(path: str | None) -> dict:
+    if path is None:
+        return tomllib.loads(resources.files(__package__).joinpath("catalogue.toml").read_text("utf-8"))
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def _provider(name: str, entry: dict, override: str | None, key: str | None) -> Provider:
+    if entry.get("auth") not in _KEY_HEADERS or entry.get("usage_format") not in _USAGE_FORMATS:
+        raise SettingsError(f"catalogue entry {name!r}: unknown auth or usage_format")
+    public, public_path = Origin.parse(entry["base_url"], f"catalogue entry {name!r}")
+    upstream, upstream_path = public, public_path
+    if override:
+        try:
+            upstream, upstream_path = Origin.parse(override, UPSTREAM_PREFIX + env_name(name))
+        except DisallowedUpstream as exc:
+            raise SettingsError(str(exc)) from None
+    return Provider(
+        name=name,
+        base_url=entry["base_url"],
+        auth=entry["auth"],
+        usage_format=entry["usage_format"],
+        docs=entry.get("docs", ""),
+        aliases=tuple(entry.get("aliases", ())),
+        public=public,
+        public_base_path=public_path.rstrip("/"),
+        upstream=upstream,
+        upstream_base_path=upstream_path.rstrip("/"),
+        managed_key=key or None,
+    )
+
+
+def decode_forward_url(raw: str) -> str:
+    """`u` arrives percent-encoded or raw; decode it exactly once."""
+    return unquote(raw)

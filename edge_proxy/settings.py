@@ -1,0 +1,173 @@
+"""The gateway's settings, read once, in one place.
+
+Precedence: command-line flags, then `EDGE_PROXY_*` environment variables, then an optional TOML file
+(`EDGE_PROXY_CONFIG` or `--config`), then the defaults below. A bad value raises `SettingsError` naming the
+variable. Secrets print masked.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import SettingsError
+
+PREFIX = "EDGE_PROXY_"
+UPSTREAM_PREFIX = PREFIX + "UPSTREAM_"
+PROVIDER_KEY_PREFIX = PREFIX + "PROVIDER_KEY_"
+_SECRET = {"admin_token", "provider_keys", "database_url", "redis_url"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    database_url: str = "sqlite:///edge-proxy.db"
+    redis_url: str | None = None
+    admin_token: str | None = None
+    # provider env suffix (catalogue name uppercased, "-" as "_") -> base URL / managed key
+    upstreams: Mapping[str, str] = field(default_factory=dict)
+    provider_keys: Mapping[str, str] = field(default_factory=dict)
+    max_body_bytes: int = 32 * 1024 * 1024
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    principal_cache_size: int = 10_000
+    principal_cache_ttl: float = 30.0
+    shutdown_grace: float = 30.0
+    log_level: str = "info"
+    pure_python: bool = False
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        flags = {k: v for k, v in (flags or {}).items() if v is not None}
+        values: dict[str, Any] = {}
+        config = flags.pop("config", None) or env.get(PREFIX + "CONFIG")
+        if config:
+            values.update(_from_toml(config))
+        values.update(_from_env(env))
+        values.update(flags)
+        return cls._coerce(values)
+
+    @classmethod
+    def _coerce(cls, values: dict[str, Any]) -> Settings:
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            raw, name = values[f.name], PREFIX + f.name.upper()
+            try:
+                out[f.name] = _convert(f.type, raw)
+            except (TypeError, ValueError):
+                raise SettingsError(f"{name}: cannot read {raw!r} as {f.type}") from None
+        settings = cls(**out)
+        if settings.port < 0 or settings.port > 65535:
+            raise SettingsError(f"{PREFIX}PORT: {settings.port} is not a TCP port")
+        if settings.workers < 1:
+            raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
+        if settings.max_body_bytes < 1:
+            raise SettingsError(f"{PREFIX}MAX_BODY_BYTES: must be positive")
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes a worker process load these same settings."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "upstreams":
+                env.update({UPSTREAM_PREFIX + k: v for k, v in value.items()})
+            elif f.name == "provider_keys":
+                env.update({PROVIDER_KEY_PREFIX + k: v for k, v in value.items()})
+            elif value is not None:
+                env[PREFIX + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return env
+
+    def masked(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET and value:
+                value = {k: "****" for k in value} if isinstance(value, Mapping) else _mask_url(str(value))
+            shown[f.name] = value
+        return shown
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _convert(kind: Any, raw: Any) -> Any:
+    kind = str(kind)
+    if kind.startswith("Mapping"):
+        if not isinstance(raw, Mapping):
+            raise TypeError
+        return {str(k): str(v) for k, v in raw.items()}
+    if raw is None or raw == "":
+        if "None" in kind:
+            return None
+        raise ValueError
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(raw).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError
+    if kind == "int":
+        if isinstance(raw, bool):
+            raise TypeError
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return str(raw)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    upstreams: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    names = {f.name.upper(): f.name for f in fields(Settings)}
+    for var, value in env.items():
+        if not var.startswith(PREFIX):
+            continue
+        if var.startswith(UPSTREAM_PREFIX):
+            upstreams[var[len(UPSTREAM_PREFIX):]] = value
+        elif var.startswith(PROVIDER_KEY_PREFIX):
+            keys[var[len(PROVIDER_KEY_PREFIX):]] = value
+        elif var[len(PREFIX):] in names:
+            values[names[var[len(PREFIX):]]] = value
+    if upstreams:
+        values["upstreams"] = upstreams
+    if keys:
+        values["provider_keys"] = keys
+    return values
+
+
+def _from_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"{PREFIX}CONFIG: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{PREFIX}CONFIG: {path} is not valid TOML: {exc}") from None
+    values = dict(data)
+    for table in ("upstreams", "provider_keys"):
+        if table in values:
+            values[table] = {env_name(k): v for k, v in values[table].items()}
+    return values
+
+
+def env_name(provider: str) -> str:
+    """A provider's catalogue name as it appears in EDGE_PROXY_UPSTREAM_<PROVIDER>."""
+    return provider.upper().replace("-", "_")
+
+
+def _mask_url(value: str) -> str:
+    if "@" in value and "://" in value:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
+    return "****" if "://" not in value else value

@@ -1,0 +1,53 @@
+"""The store interface: where merchants, keys and (later) balances and the request log live.
+
+SQLite is the embedded default; PostgreSQL and Redis slot in behind the same methods.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Protocol
+
+import msgspec
+
+SECRET_KEY_PREFIX = "ep_sk_"
+
+
+class Merchant(msgspec.Struct, frozen=True):
+    merchant_id: str
+    name: str
+    balance_nanos: int
+    created_at: str
+
+
+class SecretKey(msgspec.Struct, frozen=True):
+    secret_key_id: str
+    merchant_id: str
+    name: str
+    hint: str
+    created_at: str
+    revoked: bool = False
+
+
+def hash_secret(secret: str) -> str:
+    """Keys are 256-bit random, so one SHA-256 is enough: only this hash is stored."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_secret_key() -> tuple[str, str, str]:
+    """A fresh merchant secret key, its stored hash, and the hint shown in listings."""
+    key = SECRET_KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, hash_secret(key), key[:len(SECRET_KEY_PREFIX) + 4] + "..." + key[-4:]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def create_merchant(self, name: str, balance_nanos: int) -> tuple[Merchant, str]: ...
+    async def get_merchant(self, merchant_id: str) -> Merchant | None: ...
+    async def find_secret_key(self, key_hash: str) -> SecretKey | None: ...
+    async def credit_merchant(self, merchant_id: str, nanos: int) -> Merchant: ...

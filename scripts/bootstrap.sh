@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs edge_proxy into ./.venv on a fresh Debian/Ubuntu machine, with the system packages it needs.
+#   scripts/bootstrap.sh          the gateway (compiled hot path included)
+#   scripts/bootstrap.sh --test   plus what the test suite needs: test libraries, redis-server, PostgreSQL,
+#                                 Node.js (for the official Lava SDK), and the extension built in place
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+  echo "bootstrap: need root to run: $*" >&2; exit 1; fi; }
+
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+command -v gcc >/dev/null || missing+=(gcc)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null \
+  || missing+=(python3-dev)
+if [ "$want_tests" = 1 ]; then
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ "$want_tests" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test]'
+  # The tests import edge_proxy from this tree, so the compiled twins must sit beside the pure ones.
+  .venv/bin/python setup.py -q build_ext --inplace 2>&1 | grep -v -i -E "warning|warn\(" >&2 || true
+  if [ -f tests/node/package.json ]; then (cd tests/node && npm ci --silent --no-audit --no-fund >/dev/null); fi
+else
+  .venv/bin/python -m pip install -q .
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Starts the local redis-server and PostgreSQL the tests talk to, if they are not already answering.
+set -euo pipefail
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  mkdir -p /tmp/edge-proxy-redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /tmp/edge-proxy-redis --logfile /tmp/edge-proxy-redis/redis.log
+fi
+if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+fi
+for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -1,0 +1,32 @@
+"""Shared fixtures: a fake provider on loopback and a real gateway process in front of it."""
+from __future__ import annotations
+
+import pytest
+
+from edge_proxy.forward_token import encode_forward_token
+
+from .fake_provider import FakeProvider
+from .gateway_process import GatewayProcess, base_env
+
+
+@pytest.fixture(scope="session")
+def fake() -> FakeProvider:
+    server = FakeProvider()
+    server.start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+@pytest.fixture(scope="session")
+def gateway(fake, tmp_path_factory) -> GatewayProcess:
+    tmp = tmp_path_factory.mktemp("gateway")
+    gw = GatewayProcess(base_env(tmp / "edge-proxy.db", fake.url)).start(tmp)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def token(gateway):
+    def make(**fields) -> str:
+        return encode_forward_token(gateway.secret_key, **fields)
+    return make

@@ -1,0 +1,94 @@
+"""Runs a real gateway (`python -m edge_proxy serve`, Granian + RSGI) as a subprocess for the tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2 as httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(db_path: Path, fake_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_PROXY_")}
+    env["EDGE_PROXY_DATABASE_URL"] = f"sqlite:///{db_path}"
+    env["EDGE_PROXY_READ_TIMEOUT"] = "2"
+    env["EDGE_PROXY_CONNECT_TIMEOUT"] = "2"
+    if fake_url:
+        env["EDGE_PROXY_UPSTREAM_OPENAI"] = fake_url + "/v1"
+        env["EDGE_PROXY_UPSTREAM_ANTHROPIC"] = fake_url + "/v1"
+        env["EDGE_PROXY_UPSTREAM_GOOGLE"] = fake_url + "/v1beta"
+        env["EDGE_PROXY_PROVIDER_KEY_OPENAI"] = "sk-managed-openai"
+        env["EDGE_PROXY_PROVIDER_KEY_ANTHROPIC"] = "sk-managed-anthropic"
+        env["EDGE_PROXY_PROVIDER_KEY_GOOGLE"] = "managed-google-key"
+    env.update(extra or {})
+    return env
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_proxy", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=check)
+
+
+@dataclass
+class GatewayProcess:
+    env: dict[str, str]
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    secret_key: str = ""
+    merchant_id: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def create_merchant(self, name: str = "acme", balance: str = "100") -> dict:
+        return json.loads(cli(self.env, "merchants", "create", "--name", name, "--balance", balance).stdout)
+
+    def start(self, log_dir: Path) -> GatewayProcess:
+        merchant = self.create_merchant()
+        self.secret_key, self.merchant_id = merchant["secret_key"], merchant["merchant_id"]
+        self.log_path = log_dir / f"gateway-{self.port}.log"
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_proxy", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not come up:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs what the tests need, starts the local services the tests
+# use (redis-server on 6379, PostgreSQL on 5432) when they are not running, then runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --test
+scripts/services.sh
+exec .venv/bin/python -m pytest "$@"

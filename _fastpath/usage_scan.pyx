@@ -1,0 +1,194 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Compiled twin of edge_proxy.metering.usage_scan_py (built as edge_proxy.metering._usage_scan_c).
+
+The pure-Python twin is the specification; read its docstring for the rules. This module does the
+per-chunk work in C: newline search (memchr / a reverse scan), the usage-marker search (memmem)
+and the exact "usage object" test, so a chunk without usage costs a couple of C scans and no
+Python-level slicing. The JSON decode step is shared: candidate lines go to the same accumulators
+(msgspec view Structs in usage_types), so both twins return identical results.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcmp
+
+from edge_proxy.metering.usage_types import MAX_BODY, MAX_LINE, Usage, body_usage, new_accumulator
+
+cdef extern from "string.h":
+    # GNU/BSD extension; Python.h defines _GNU_SOURCE before string.h is read.
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen) nogil
+
+__all__ = ["StreamScanner", "Usage", "usage_from_body"]
+
+cdef enum:  # framing of the stream, decided by its first non-blank byte
+    UNDECIDED = 0
+    SSE = 1
+    BODY = 2
+    IGNORE = 3
+
+cdef Py_ssize_t _MAX_LINE = MAX_LINE
+cdef Py_ssize_t _MAX_BODY = MAX_BODY
+cdef const char *_MARKER = b'"usage'
+
+
+def usage_from_body(fmt, body):
+    """Usage from a whole non-streamed JSON body: one msgspec decode, shared with the twin."""
+    return body_usage(fmt, body)
+
+
+cdef inline bint _is_ws(char c) noexcept nogil:
+    return c == b' ' or c == b'\t' or c == b'\r' or c == b'\n'
+
+
+cdef Py_ssize_t _rfind_nl(const char *p, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    # Reverse scan: a chunk almost always ends on (or near) a newline, so this stops at once.
+    cdef Py_ssize_t i = end - 1
+    while i >= start:
+        if p[i] == b'\n':
+            return i
+        i -= 1
+    return -1
+
+
+cdef bint _object_at(const char *hit, const char *end) noexcept nogil:
+    """True when some '"usage' at or after hit (before end) reads '"usage(Metadata)?"' ws ':' ws '{'."""
+    cdef const char *q
+    while hit != NULL:
+        q = hit + 6
+        if end - q >= 8 and memcmp(q, b"Metadata", 8) == 0:
+            q += 8
+        if q < end and q[0] == b'"':
+            q += 1
+            while q < end and _is_ws(q[0]):
+                q += 1
+            if q < end and q[0] == b':':
+                q += 1
+                while q < end and _is_ws(q[0]):
+                    q += 1
+                if q < end and q[0] == b'{':
+                    return True
+        hit += 1
+        hit = <const char *>memmem(hit, end - hit, _MARKER, 6) if hit < end else NULL
+    return False
+
+
+cdef bint _wanted(const char *p, Py_ssize_t n) noexcept nogil:
+    """The twin's _wanted: a data: line holding a usage object."""
+    if n < 5 or memcmp(p, b"data:", 5) != 0:
+        return False
+    return _object_at(<const char *>memmem(p + 5, n - 5, _MARKER, 6), p + n)
+
+
+cdef class StreamScanner:
+    """Reads provider usage from a response stream as it passes, without holding it."""
+
+    cdef object _acc
+    cdef int _mode
+    cdef list _tail  # pieces of the unfinished current line
+    cdef Py_ssize_t _tail_len
+    cdef bint _skip  # the current line overflowed MAX_LINE: drop it up to its newline
+    cdef list _body
+    cdef Py_ssize_t _body_len
+
+    def __init__(self, fmt):
+        self._acc = new_accumulator(fmt)  # ValueError for an unknown format
+        self._mode = IGNORE if fmt == "none" else UNDECIDED
+        self._tail = []
+        self._tail_len = 0
+        self._skip = False
+        self._body = []
+        self._body_len = 0
+
+    def feed(self, chunk):
+        """Take the next chunk of the response (any split: mid-line, mid-UTF-8)."""
+        cdef bytes data = chunk if type(chunk) is bytes else bytes(chunk)
+        cdef const char *p
+        cdef Py_ssize_t i, n
+        if self._mode == SSE:
+            self._feed_sse(data)
+            return
+        if self._mode == UNDECIDED:
+            p = PyBytes_AS_STRING(data)
+            n = PyBytes_GET_SIZE(data)
+            i = 0
+            while i < n and _is_ws(p[i]):
+                i += 1
+            if i == n:
+                return  # blank so far: nothing to keep either way
+            if p[i] == b'{' or p[i] == b'[':
+                self._mode = BODY
+            else:
+                self._mode = SSE
+                self._feed_sse(data)
+                return
+        if self._mode == BODY:
+            self._body_len += PyBytes_GET_SIZE(data)
+            if self._body_len > _MAX_BODY:
+                self._mode = IGNORE  # too big to buffer: give up rather than grow
+                self._body = []
+            else:
+                self._body.append(data)
+
+    cdef int _feed_sse(self, bytes data) except -1:
+        cdef const char *p = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t last = _rfind_nl(p, 0, n)
+        cdef Py_ssize_t start = 0, first, ls, le
+        cdef const char *hit
+        cdef const char *nl
+        cdef bytes line
+        if last < 0:  # still inside one line
+            if not self._skip:
+                self._keep(data)
+            return 0
+        if self._tail_len or self._skip:  # finish the line left open by earlier chunks
+            first = <const char *>memchr(p, b'\n', n) - p
+            if not self._skip:
+                self._tail.append(PyBytes_FromStringAndSize(p, first))
+                line = b"".join(self._tail)
+                if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):
+                    self._acc.feed(line[5:])
+            self._tail = []
+            self._tail_len = 0
+            self._skip = False
+            start = first + 1
+        # Complete lines in p[start:last]: jump from marker to marker, not line to line.
+        # `start` is always at a line start, so the hit is the first marker of its line.
+        while start < last:
+            hit = <const char *>memmem(p + start, last - start, _MARKER, 6)
+            if hit == NULL:
+                break
+            ls = start  # forward memchr (vectorised) to the hit's line start
+            nl = <const char *>memchr(p + ls, b'\n', hit - (p + ls))
+            while nl != NULL:
+                ls = nl - p + 1
+                nl = <const char *>memchr(p + ls, b'\n', hit - (p + ls))
+            le = <const char *>memchr(hit, b'\n', last + 1 - (hit - p)) - p
+            if le - ls >= 5 and memcmp(p + ls, b"data:", 5) == 0 and _object_at(hit, p + le):
+                self._acc.feed(PyBytes_FromStringAndSize(p + ls + 5, le - ls - 5))
+            start = le + 1
+        if last + 1 < n:
+            self._keep(PyBytes_FromStringAndSize(p + last + 1, n - last - 1))
+        return 0
+
+    cdef int _keep(self, bytes piece) except -1:
+        self._tail_len += PyBytes_GET_SIZE(piece)
+        if self._tail_len > _MAX_LINE:
+            self._tail = []
+            self._tail_len = 0
+            self._skip = True
+        else:
+            self._tail.append(piece)
+        return 0
+
+    def result(self):
+        """The usage seen so far; may be called repeatedly and before the stream ends."""
+        cdef bytes line
+        acc = self._acc
+        if self._mode == BODY:
+            acc = acc.copy()
+            acc.feed_body(b"".join(self._body))
+        elif self._tail_len and not self._skip:
+            line = b"".join(self._tail)
+            if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):  # lost its newline
+                acc = acc.copy()
+                acc.feed(line[5:])
+        return acc.usage()

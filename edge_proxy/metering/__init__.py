@@ -1,0 +1,1 @@
+"""Metering: read usage from provider responses, price it, and log each request exactly once."""

@@ -1,0 +1,139 @@
+"""Pure-Python twin of the usage scanner: the specification the compiled twin must match.
+
+After the gateway answers, it reads token usage from the provider's own response: a whole JSON
+body (``usage_from_body``) or a stream passing through chunk by chunk (``StreamScanner``).
+
+How a stream is read (the compiled twin ``_fastpath/usage_scan.pyx`` does exactly this):
+
+* The first non-blank byte decides the framing. ``{`` or ``[`` means a plain JSON body (an error
+  body, or Gemini's JSON-array stream without ``alt=sse``): it is buffered, up to ``MAX_BODY``
+  bytes, and decoded at ``result()``. Anything else is read as Server-Sent Events.
+* SSE is split into lines at ``\\n`` (a ``\\r`` before it is JSON whitespace and harmless). Only a
+  ``data:`` line whose bytes contain a usage *object* — ``"usage"`` or ``"usageMetadata"``
+  followed by ``:`` and ``{`` — is JSON-decoded. That one test covers every event that carries
+  usage (OpenAI's final chunk and ``response.completed``, Anthropic's ``message_start`` and
+  ``message_delta``, Gemini chunks) and skips the ``"usage": null`` that OpenAI puts on every
+  chunk when ``include_usage`` is set. A false hit only costs one decode.
+* Between chunks only the unfinished tail of the current line is kept; a tail longer than
+  ``MAX_LINE`` is dropped together with the rest of its line.
+* ``result()`` may be called at any time, also after a truncated stream: a complete final line
+  that lacks its newline is still read; a line cut mid-JSON is skipped.
+
+Limitation: each ``data:`` line is decoded on its own; an event whose JSON is split over several
+``data:`` lines (legal SSE, but no provider does it) is not joined.
+"""
+from __future__ import annotations
+
+import re
+
+from .usage_types import MAX_BODY, MAX_LINE, Usage, body_usage, new_accumulator
+
+__all__ = ["StreamScanner", "Usage", "usage_from_body"]
+
+_MARKER = b'"usage'  # a cheap C-level find() before the exact test below
+_USAGE_OBJECT = re.compile(rb'"usage(?:Metadata)?"[ \t\r\n]*:[ \t\r\n]*\{')
+_WS = b" \t\r\n"
+
+_UNDECIDED, _SSE, _BODY, _IGNORE = 0, 1, 2, 3
+
+
+def usage_from_body(fmt: str, body: bytes) -> Usage:
+    """Usage from a whole non-streamed JSON body; ``found=False`` for anything unreadable."""
+    return body_usage(fmt, body)
+
+
+def _wanted(line: bytes) -> bool:
+    """True for a ``data:`` line that carries a usage object and so deserves a JSON decode."""
+    return line.startswith(b"data:") and _USAGE_OBJECT.search(line) is not None
+
+
+class StreamScanner:
+    """Reads provider usage from a response stream as it passes, without holding it."""
+
+    __slots__ = ("_acc", "_mode", "_tail", "_tail_len", "_skip", "_body", "_body_len")
+
+    def __init__(self, fmt: str) -> None:
+        self._acc = new_accumulator(fmt)  # ValueError for an unknown format
+        self._mode = _IGNORE if fmt == "none" else _UNDECIDED
+        self._tail: list[bytes] = []  # pieces of the unfinished current line
+        self._tail_len = 0
+        self._skip = False  # the current line overflowed MAX_LINE: drop it up to its newline
+        self._body: list[bytes] = []
+        self._body_len = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the response (any split: mid-line, mid-UTF-8)."""
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)
+        mode = self._mode
+        if mode == _SSE:
+            self._feed_sse(chunk)
+            return
+        if mode == _UNDECIDED:
+            head = chunk.lstrip(_WS)[:1]
+            if not head:
+                return  # blank so far: nothing to keep either way
+            mode = self._mode = _BODY if head in b"{[" else _SSE
+            if mode == _SSE:
+                self._feed_sse(chunk)
+                return
+        if mode == _BODY:
+            self._body_len += len(chunk)
+            if self._body_len > MAX_BODY:
+                self._mode = _IGNORE  # too big to buffer: give up rather than grow
+                self._body = []
+            else:
+                self._body.append(chunk)
+
+    def _feed_sse(self, chunk: bytes) -> None:
+        last = chunk.rfind(b"\n")
+        if last < 0:  # still inside one line
+            if not self._skip:
+                self._keep(chunk)
+            return
+        start = 0
+        if self._tail_len or self._skip:  # finish the line left open by earlier chunks
+            first = chunk.find(b"\n")
+            if not self._skip:
+                self._tail.append(chunk[:first])
+                line = b"".join(self._tail)
+                if _wanted(line):
+                    self._acc.feed(line[5:])
+            self._tail = []
+            self._tail_len = 0
+            self._skip = False
+            start = first + 1
+        # Complete lines in chunk[start:last]: jump from marker to marker, not line to line.
+        hit = chunk.find(_MARKER, start, last)
+        while hit >= 0:
+            ls = chunk.rfind(b"\n", start, hit) + 1 or start
+            le = chunk.find(b"\n", hit, last + 1)
+            line = chunk[ls:le]
+            if _wanted(line):
+                self._acc.feed(line[5:])
+            start = le + 1
+            hit = chunk.find(_MARKER, start, last)
+        if last + 1 < len(chunk):
+            self._keep(chunk[last + 1 :])
+
+    def _keep(self, piece: bytes) -> None:
+        self._tail_len += len(piece)
+        if self._tail_len > MAX_LINE:
+            self._tail = []
+            self._tail_len = 0
+            self._skip = True
+        else:
+            self._tail.append(piece)
+
+    def result(self) -> Usage:
+        """The usage seen so far; may be called repeatedly and before the stream ends."""
+        acc = self._acc
+        if self._mode == _BODY:
+            acc = acc.copy()
+            acc.feed_body(b"".join(self._body))
+        elif self._tail_len and not self._skip:
+            line = b"".join(self._tail)
+            if _wanted(line):  # a final line that lost its newline
+                acc = acc.copy()
+                acc.feed(line[5:])
+        return acc.usage()

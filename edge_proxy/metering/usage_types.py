@@ -1,0 +1,311 @@
+"""The Usage record and the msgspec decode step shared by both usage-scanner twins.
+
+The twins (``usage_scan_py`` and the compiled ``_usage_scan_c``) differ only in how they find the
+bytes that may carry usage (SSE framing, marker search). Every candidate JSON document is handed
+to an accumulator from this module, so decoding and normalisation live in one place and the twins
+cannot disagree about them.
+
+Normalisation (what a ``Usage`` means, whatever the provider):
+
+* ``input_tokens`` counts *all* prompt tokens, cached ones included (OpenAI ``prompt_tokens``
+  semantics). Anthropic reports ``input_tokens`` *excluding* cache reads and writes, so for
+  Anthropic ``input_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens``.
+* ``output_tokens`` includes reasoning tokens. A few OpenAI-compatible providers (xAI) report
+  reasoning outside ``completion_tokens``; that is recognised by ``total_tokens == prompt +
+  completion + reasoning`` and the reasoning is added back.
+* ``cached_tokens`` are cache reads, ``cache_write_tokens`` cache writes (Anthropic only).
+
+Stream merge rules: OpenAI-style and Gemini usage are whole snapshots (the last non-null one
+wins); Anthropic splits usage over ``message_start`` and ``message_delta``, so each field takes
+its latest non-null value. Malformed or mistyped documents are skipped, never raised.
+"""
+from __future__ import annotations
+
+import msgspec
+
+# Bounds shared by both twins so their results stay identical.
+MAX_LINE = 8 * 1024 * 1024  # an unfinished SSE line longer than this is dropped
+MAX_BODY = 8 * 1024 * 1024  # a non-SSE body (JSON object/array) buffered by the scanner
+
+FORMATS = ("openai", "anthropic", "gemini", "none")
+
+
+class Usage(msgspec.Struct):
+    """Token usage of one upstream call, normalised across providers (see module docstring)."""
+
+    input_tokens: int = 0  # total prompt tokens INCLUDING cached ones
+    output_tokens: int = 0  # completion tokens, including reasoning
+    cached_tokens: int = 0  # cache reads
+    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens
+    reasoning_tokens: int = 0
+    model: str | None = None  # model the provider reports, when present
+    found: bool = False  # any usage was seen at all
+
+
+# --- view Structs: only the fields we need; msgspec skips everything else while decoding ---
+# strict=False on the decoders lets an integral float such as 12.0 pass as a token count.
+
+
+class _OAIDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class _OAIUsage(msgspec.Struct):
+    prompt_tokens: int | None = None  # chat completions, embeddings
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    input_tokens: int | None = None  # Responses API
+    output_tokens: int | None = None
+    prompt_tokens_details: _OAIDetails | None = None
+    completion_tokens_details: _OAIDetails | None = None
+    input_tokens_details: _OAIDetails | None = None
+    output_tokens_details: _OAIDetails | None = None
+    prompt_cache_hit_tokens: int | None = None  # DeepSeek
+
+
+class _OAIHolder(msgspec.Struct):
+    """The Responses API ``response`` object, or Groq's ``x_groq`` extension."""
+
+    usage: _OAIUsage | None = None
+    model: str | None = None
+
+
+class _OAIEvent(msgspec.Struct):
+    usage: _OAIUsage | None = None
+    model: str | None = None
+    response: _OAIHolder | None = None
+    x_groq: _OAIHolder | None = None
+
+
+class _AnthUsage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _AnthMessage(msgspec.Struct):
+    model: str | None = None
+    usage: _AnthUsage | None = None
+
+
+class _AnthEvent(msgspec.Struct):
+    model: str | None = None
+    usage: _AnthUsage | None = None  # plain body, message_delta
+    message: _AnthMessage | None = None  # message_start
+
+
+class _GemUsage(msgspec.Struct, rename="camel"):
+    prompt_token_count: int | None = None
+    candidates_token_count: int | None = None
+    cached_content_token_count: int | None = None
+    thoughts_token_count: int | None = None
+
+
+class _GemChunk(msgspec.Struct, rename="camel"):
+    usage_metadata: _GemUsage | None = None
+    model_version: str | None = None
+
+
+# Built once: a Decoder avoids re-deriving the type plan on every call.
+_OAI = msgspec.json.Decoder(_OAIEvent, strict=False)
+_ANTH = msgspec.json.Decoder(_AnthEvent, strict=False)
+_GEM = msgspec.json.Decoder(_GemChunk, strict=False)
+_GEM_LIST = msgspec.json.Decoder(list[_GemChunk], strict=False)
+_WS = b" \t\r\n"
+
+
+def _n(value: int | None) -> int:
+    # Absent, null or (nonsensically) negative counts all read as zero.
+    return value if value is not None and value > 0 else 0
+
+
+# --- accumulators: feed(doc) takes one JSON document; feed_body(body) a whole response body ---
+
+
+class _SnapshotAcc:
+    """Base for formats whose usage is a whole snapshot that the next one replaces."""
+
+    __slots__ = ("_usage",)
+
+    def __init__(self) -> None:
+        self._usage = Usage()  # replaced, never mutated, so copies may share it
+
+    def copy(self):
+        acc = type(self)()
+        acc._usage = self._usage
+        return acc
+
+    def usage(self) -> Usage:
+        return msgspec.structs.replace(self._usage)  # the caller owns its copy
+
+
+class _NoUsage(_SnapshotAcc):
+    """Providers whose usage format is "none": nothing is read, the usage stays empty."""
+
+    __slots__ = ()
+
+    def feed(self, doc: bytes) -> None:
+        pass
+
+    feed_body = feed
+
+
+class _OpenAIAcc(_SnapshotAcc):
+    """OpenAI chat/Responses/embeddings and compatibles: the last non-null usage wins."""
+
+    __slots__ = ()
+
+    def feed(self, doc: bytes) -> None:
+        try:
+            ev = _OAI.decode(doc)
+        except msgspec.DecodeError:
+            return
+        holder = ev.response if ev.response is not None and ev.response.usage is not None else None
+        if holder is None and ev.x_groq is not None and ev.x_groq.usage is not None:
+            holder = ev.x_groq
+        u = ev.usage if ev.usage is not None else (holder.usage if holder is not None else None)
+        if u is None:
+            return
+        model = ev.model or (holder.model if holder is not None else None) or self._usage.model
+        self._usage = _openai_usage(u, model)
+
+    feed_body = feed
+
+
+def _openai_usage(u: _OAIUsage, model: str | None) -> Usage:
+    pd = u.prompt_tokens_details or u.input_tokens_details
+    cd = u.completion_tokens_details or u.output_tokens_details
+    inp = _n(u.prompt_tokens if u.prompt_tokens is not None else u.input_tokens)
+    out = _n(u.completion_tokens if u.completion_tokens is not None else u.output_tokens)
+    cached = pd.cached_tokens if pd is not None else None
+    if cached is None:
+        cached = u.prompt_cache_hit_tokens  # DeepSeek's spelling
+    reasoning = _n(cd.reasoning_tokens if cd is not None else None)
+    # xAI-style: reasoning billed as output but left out of completion_tokens.
+    if reasoning and u.total_tokens is not None and u.total_tokens == inp + out + reasoning:
+        out += reasoning
+    return Usage(inp, out, _n(cached), 0, reasoning, model, True)
+
+
+class _AnthropicAcc:
+    """Anthropic messages: each raw field takes its latest non-null value."""
+
+    __slots__ = ("_inp", "_out", "_write", "_read", "_model", "_found")
+
+    def __init__(self) -> None:
+        self._inp = self._out = self._write = self._read = None
+        self._model = None
+        self._found = False
+
+    def feed(self, doc: bytes) -> None:
+        try:
+            ev = _ANTH.decode(doc)
+        except msgspec.DecodeError:
+            return
+        msg = ev.message
+        if msg is not None:
+            self._model = msg.model or self._model
+            self._merge(msg.usage)
+        self._model = ev.model or self._model
+        self._merge(ev.usage)
+
+    feed_body = feed
+
+    def _merge(self, u: _AnthUsage | None) -> None:
+        if u is None:
+            return
+        self._found = True
+        if u.input_tokens is not None:
+            self._inp = u.input_tokens
+        if u.output_tokens is not None:
+            self._out = u.output_tokens
+        if u.cache_creation_input_tokens is not None:
+            self._write = u.cache_creation_input_tokens
+        if u.cache_read_input_tokens is not None:
+            self._read = u.cache_read_input_tokens
+
+    def copy(self) -> _AnthropicAcc:
+        acc = _AnthropicAcc()
+        acc._inp, acc._out, acc._write, acc._read = self._inp, self._out, self._write, self._read
+        acc._model, acc._found = self._model, self._found
+        return acc
+
+    def usage(self) -> Usage:
+        read, write = _n(self._read), _n(self._write)
+        # Anthropic's input_tokens excludes cache traffic; ours includes it.
+        inp = _n(self._inp) + read + write
+        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found)
+
+
+class _GeminiAcc(_SnapshotAcc):
+    """Gemini generateContent: the last usageMetadata snapshot wins."""
+
+    __slots__ = ()
+
+    def feed(self, doc: bytes) -> None:
+        try:
+            self._take(_GEM.decode(doc))
+        except msgspec.DecodeError:
+            return
+
+    def feed_body(self, body: bytes) -> None:
+        # streamGenerateContent without alt=sse answers with a JSON array of chunks.
+        if body.lstrip(_WS)[:1] == b"[":
+            for chunk in _decode_array(body):
+                self._take(chunk)
+        else:
+            self.feed(body)
+
+    def _take(self, c: _GemChunk) -> None:
+        model = c.model_version or self._usage.model
+        m = c.usage_metadata
+        if m is None:
+            if model != self._usage.model:
+                self._usage = msgspec.structs.replace(self._usage, model=model)
+            return
+        thoughts = _n(m.thoughts_token_count)
+        out = _n(m.candidates_token_count) + thoughts
+        cached = _n(m.cached_content_token_count)
+        self._usage = Usage(_n(m.prompt_token_count), out, cached, 0, thoughts, model, True)
+
+
+def _decode_array(body: bytes) -> list[_GemChunk]:
+    """Decode a JSON array of Gemini chunks; for a truncated one, its complete elements."""
+    try:
+        return _GEM_LIST.decode(body)
+    except msgspec.DecodeError:
+        pass
+    # Cut after one of the last few '}' and close the array: the first prefix that decodes
+    # holds every element that fully arrived. Bounded: this runs once, at result().
+    end = len(body)
+    for _ in range(32):
+        end = body.rfind(b"}", 0, end)
+        if end < 0:
+            break
+        try:
+            return _GEM_LIST.decode(body[: end + 1] + b"]")
+        except msgspec.DecodeError:
+            continue
+    return []
+
+
+_ACCUMULATORS = {"openai": _OpenAIAcc, "anthropic": _AnthropicAcc, "gemini": _GeminiAcc}
+
+
+def new_accumulator(fmt: str):
+    """A fresh accumulator for a catalogue usage format; ValueError for an unknown one."""
+    if fmt == "none":
+        return _NoUsage()
+    try:
+        return _ACCUMULATORS[fmt]()
+    except KeyError:
+        raise ValueError(f"unknown usage format {fmt!r}; expected one of {FORMATS}") from None
+
+
+def body_usage(fmt: str, body: bytes) -> Usage:
+    """Usage from a whole (non-streamed) JSON response body; never raises on bad bodies."""
+    acc = new_accumulator(fmt)
+    acc.feed_body(bytes(body))
+    return acc.usage()

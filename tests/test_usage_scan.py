@@ -1,0 +1,213 @@
+"""One table of golden fixtures run against both usage-scanner twins (pure Python and compiled).
+
+Each file in tests/fixtures/usage/ is one provider response in its documented shape plus the
+Usage that must come out of it (``expect``). A fixture holds either a whole body (``body``: JSON
+value, or ``body_text``: raw text) or a stream (``events``: SSE events rendered here, or
+``sse_text``: a raw transcript); ``truncate_after`` cuts the rendered bytes right after the first
+occurrence of a string, like a connection dropping mid-event.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from edge_proxy.metering import usage, usage_scan_py
+from edge_proxy.metering.usage_types import MAX_BODY, MAX_LINE, Usage
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "usage").glob("*.json"))
+EOLS = {"lf": "\n", "crlf": "\r\n"}
+
+
+@pytest.fixture(params=["py", "c"])
+def scan(request):
+    """The usage-scan module under test: the twin, or the compiled module (which must be built)."""
+    if request.param == "py":
+        return usage_scan_py
+    if usage.PURE_PYTHON:
+        pytest.skip("EDGE_PROXY_PURE_PYTHON is set: only the pure-Python twin is under test")
+    return importlib.import_module("edge_proxy.metering._usage_scan_c")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_stream(fx: dict) -> bool:
+    return "events" in fx or "sse_text" in fx
+
+
+def render(fx: dict, eol: str = "\n") -> bytes:
+    """The bytes on the wire for a fixture."""
+    if "body" in fx:
+        text = json.dumps(fx["body"], indent=2, ensure_ascii=False)
+    elif "body_text" in fx:
+        text = fx["body_text"]
+    elif "sse_text" in fx:
+        text = fx["sse_text"].replace("\n", eol)
+    else:
+        out = []
+        for ev in fx["events"]:
+            data = ev["data"]
+            if not isinstance(data, str):  # providers send compact JSON, one object per data line
+                data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            if "event" in ev:
+                out.append(f"event: {ev['event']}{eol}")
+            out.append(f"data: {data}{eol}{eol}")
+        text = "".join(out)
+    raw = text.encode("utf-8")
+    if "truncate_after" in fx:
+        cut = fx["truncate_after"].encode("utf-8")
+        at = raw.find(cut)
+        assert at >= 0, f"truncate_after {fx['truncate_after']!r} not in the fixture"
+        raw = raw[: at + len(cut)]
+    return raw
+
+
+def chunkings(raw: bytes) -> dict[str, list[bytes]]:
+    """The ways a transcript is split into chunks: any split must give the same usage."""
+    lines = raw.splitlines(keepends=True)
+    return {
+        "whole": [raw] if raw else [],
+        "1byte": [raw[i : i + 1] for i in range(len(raw))],
+        "7byte": [raw[i : i + 7] for i in range(0, len(raw), 7)],
+        "lines": lines,
+    }
+
+
+def scan_stream(mod, fmt: str, chunks) -> Usage:
+    s = mod.StreamScanner(fmt)
+    for c in chunks:
+        s.feed(c)
+    return s.result()
+
+
+def expected(fx: dict) -> Usage:
+    return msgspec.convert(fx["expect"], Usage)
+
+
+CASES = []
+for _path in FIXTURES:
+    _fx = load(_path)
+    for _eol in EOLS if is_stream(_fx) else ["lf"]:
+        for _how in ("whole", "1byte", "7byte", "lines"):
+            CASES.append(pytest.param(_path, _eol, _how, id=f"{_path.stem}-{_eol}-{_how}"))
+
+
+def test_fixtures_are_there():
+    assert len(FIXTURES) >= 30, "the golden fixture table went missing"
+
+
+@pytest.mark.parametrize("path,eol,how", CASES)
+def test_stream_scanner_reads_fixture(scan, path, eol, how):
+    fx = load(path)
+    raw = render(fx, EOLS[eol])
+    assert scan_stream(scan, fx["fmt"], chunkings(raw)[how]) == expected(fx)
+
+
+@pytest.mark.parametrize("path", [p for p in FIXTURES if not is_stream(load(p))], ids=lambda p: p.stem)
+def test_usage_from_body_reads_fixture(scan, path):
+    fx = load(path)
+    assert scan.usage_from_body(fx["fmt"], render(fx)) == expected(fx)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_twins_agree_on_random_chunkings(path):
+    if usage.PURE_PYTHON:
+        pytest.skip("EDGE_PROXY_PURE_PYTHON is set: the compiled twin is not under test")
+    c = importlib.import_module("edge_proxy.metering._usage_scan_c")
+    fx = load(path)
+    rng = random.Random(path.stem)  # reproducible per fixture
+    for eol in EOLS.values():
+        raw = render(fx, eol)
+        for _ in range(20):
+            cuts = sorted(rng.sample(range(1, len(raw)), min(len(raw) - 1, rng.randint(1, 40)))) if len(raw) > 1 else []
+            chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)]) if b > a]
+            got_py = scan_stream(usage_scan_py, fx["fmt"], chunks)
+            assert got_py == scan_stream(c, fx["fmt"], chunks) == expected(fx)
+
+
+def test_usage_scan_c_loaded():
+    """The compiled scanner is what the gateway uses unless pure Python is forced."""
+    if usage.PURE_PYTHON:
+        pytest.skip("EDGE_PROXY_PURE_PYTHON is set: the pure-Python twin is forced on purpose")
+    c = importlib.import_module("edge_proxy.metering._usage_scan_c")  # fails if not built
+    assert usage.COMPILED
+    assert usage.StreamScanner is c.StreamScanner
+    assert usage.usage_from_body is c.usage_from_body
+
+
+# --- behaviour beyond the fixture table ---
+
+OPENAI_FINAL = b'data: {"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\n'
+
+
+def test_unknown_format_is_a_configuration_error(scan):
+    with pytest.raises(ValueError, match="unknown usage format"):
+        scan.StreamScanner("cohere-v9")
+    with pytest.raises(ValueError, match="unknown usage format"):
+        scan.usage_from_body("cohere-v9", b"{}")
+
+
+def test_result_can_be_read_mid_stream_and_again(scan):
+    s = scan.StreamScanner("openai")
+    assert s.result() == Usage()
+    s.feed(OPENAI_FINAL[:30])
+    assert s.result().found is False
+    s.feed(OPENAI_FINAL[30:])
+    first = s.result()
+    assert first == s.result() == Usage(3, 4, model="m", found=True)
+    first.input_tokens = 999  # the caller owns its copy
+    assert s.result().input_tokens == 3
+
+
+def test_final_line_without_newline_still_counts(scan):
+    s = scan.StreamScanner("openai")
+    s.feed(OPENAI_FINAL.rstrip(b"\n"))
+    assert s.result().output_tokens == 4
+    assert s.result().output_tokens == 4  # reading the tail does not consume it
+
+
+def test_chunks_may_be_bytearray_or_memoryview(scan):
+    s = scan.StreamScanner("openai")
+    s.feed(bytearray(OPENAI_FINAL[:20]))
+    s.feed(memoryview(OPENAI_FINAL)[20:])
+    assert s.result().input_tokens == 3
+
+
+def test_over_long_line_is_dropped_and_scanning_resyncs(scan):
+    s = scan.StreamScanner("openai")
+    s.feed(b'data: {"usage":{"prompt_tokens":1},"pad":"')
+    piece = b"x" * 65536
+    for _ in range(MAX_LINE // len(piece) + 1):  # the open line outgrows MAX_LINE
+        s.feed(piece)
+    s.feed(b'"}\n\n' + OPENAI_FINAL)
+    assert s.result() == Usage(3, 4, model="m", found=True)
+
+
+def test_body_larger_than_bound_gives_no_usage(scan):
+    s = scan.StreamScanner("openai")
+    s.feed(b'{"pad":"')
+    piece = b"x" * (1 << 20)
+    for _ in range(MAX_BODY // len(piece) + 1):
+        s.feed(piece)
+    s.feed(b'","usage":{"prompt_tokens":1}}')
+    assert s.result().found is False
+
+
+def test_blank_chunks_before_the_stream_are_harmless(scan):
+    s = scan.StreamScanner("openai")
+    s.feed(b"\r\n")
+    s.feed(b"   ")
+    s.feed(OPENAI_FINAL)
+    assert s.result().output_tokens == 4
+
+
+def test_format_none_ignores_everything(scan):
+    s = scan.StreamScanner("none")
+    s.feed(OPENAI_FINAL)
+    assert s.result() == Usage()

@@ -1,7 +1,7 @@
 """The RSGI application: routes, and the state a worker holds from start-up to shutdown.
 
-Granian calls `__rsgi_init__` when a worker starts (open the store, the upstream pool, background tasks) and
-`__rsgi_del__` when it stops (drain and close). Nothing here runs at import.
+Granian calls `__rsgi_init__` when a worker starts (open the store, the log sink, the upstream pool, the log
+writer) and `__rsgi_del__` when it stops (drain the log queue, then close). Nothing here runs at import.
 """
 from __future__ import annotations
 
@@ -11,8 +11,17 @@ import logging
 import msgspec
 
 from . import proxy
+from .api import requests as requests_api
+from .api import usage as usage_api
 from .auth import Authenticator
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from .log_sinks import LogSink, open_log_sink
+from .log_sinks.spill import SpillDir
+from .metadata import split_metadata_param
+from .metering.log_queue import LogQueue
+from .metering.pricing import PriceTable
+from .metering.record import RequestRecord
+from .metering.usage import Usage
 from .providers import Catalogue
 from .providers.catalogue import decode_forward_url
 from .settings import Settings
@@ -36,7 +45,12 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.catalogue = Catalogue.load(settings.upstreams, settings.provider_keys)
+        self.prices = PriceTable.load(overrides_path=settings.prices_file)
         self.store: Store = open_store(settings.database_url)
+        self.log_sink: LogSink = open_log_sink(settings.database_url)
+        self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), prepare=self.prepare_records,
+                                  max_size=settings.log_queue_size, batch_size=settings.log_batch_size,
+                                  max_age=settings.log_flush_seconds, spill_after=settings.log_spill_after)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl)
         self.request_ids = proxy.RequestIds()
         self.metrics = Metrics()
@@ -51,34 +65,72 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.open()
+        try:
+            await self.log_sink.open()
+        except Exception as exc:  # the writer retries and spills; serving must not wait for the log store
+            log.warning("log store unavailable at start-up (%s: %s); records will queue and spill",
+                        type(exc).__name__, exc)
         self.upstream = UpstreamPool(connect_timeout=self.settings.connect_timeout,
                                      read_timeout=self.settings.read_timeout)
+        self.log_queue.start()
 
     async def stop(self) -> None:
+        await self.log_queue.stop()
+        await self.log_sink.close()
         if self.upstream is not None:
             await self.upstream.close()
         await self.store.close()
+
+    # -- off the request path: pricing ---------------------------------------------------------------------
+    def prepare_records(self, records: list[RequestRecord]) -> None:
+        """Price each record once, from its usage and the price table (called by the log writer)."""
+        for r in records:
+            if r.priced or r.provider is None or r.usage_source == "none":
+                continue
+            cost = self.prices.cost(r.provider, r.model, Usage(
+                input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
+                cache_write_tokens=r.cache_write_tokens, reasoning_tokens=r.reasoning_tokens, found=True))
+            if cost.priced:
+                r.cost_nanos, r.input_cost_nanos, r.output_cost_nanos = cost.nanos, cost.input_nanos, cost.output_nanos
+                r.priced = True
 
     # -- routing -------------------------------------------------------------------------------------------
     async def __rsgi__(self, scope, proto) -> None:
         self.metrics.requests += 1
         path = scope.path
         try:
-            if path == "/v1/forward" or path.startswith("/v1/forward/"):
-                await proxy.forward(self, scope, proto, lambda: self._forward_target(scope.query_string, path[11:]))
+            if path.startswith("/v1/forward") and (len(path) == 11 or path[11] == "/"):
+                query, meta = split_metadata_param(scope.query_string)
+                await proxy.forward(self, scope, proto, lambda: self._forward_target(query, path[11:]), meta)
             elif path.startswith("/providers/"):
                 name, _, rest = path[len("/providers/"):].partition("/")
+                query, meta = split_metadata_param(scope.query_string)
                 await proxy.forward(self, scope, proto,
-                                    lambda: self.catalogue.resolve_provider_path(name, "/" + rest, scope.query_string))
+                                    lambda: self.catalogue.resolve_provider_path(name, "/" + rest, query), meta)
+            elif path.startswith("/v1/"):
+                await self._api(scope, proto, scope.method, path[4:])
             elif path == "/healthz":
-                if scope.method not in ("GET", "HEAD"):
-                    raise MethodNotAllowed()
+                _only(scope, "GET", "HEAD")
                 proto.response_bytes(200, _JSON, _HEALTHY)
             else:
                 raise NotFound(f"no route for {path}")
         except GatewayError as exc:
             self.metrics.errors += 1
             proxy.send_error(proto, exc)
+
+    async def _api(self, scope, proto, method: str, rest: str) -> None:
+        if rest == "requests":
+            if method == "POST":
+                return await requests_api.create_request(self, scope, proto)
+            _only(scope, "GET")
+            return await requests_api.list_requests(self, scope, proto)
+        if rest.startswith("requests/") and rest.count("/") == 1:
+            _only(scope, "GET")
+            return await requests_api.get_request(self, scope, proto, rest[len("requests/"):])
+        if rest == "usage":
+            _only(scope, "GET")
+            return await usage_api.get_usage(self, scope, proto)
+        raise NotFound(f"no route for /v1/{rest}")
 
     def _forward_target(self, query: str, suffix: str):
         """`/v1/forward?u=<url>[&more]`: `u` percent-encoded or raw; the other parameters go upstream.
@@ -97,6 +149,11 @@ class Gateway:
             head, sep, tail = url.partition("?")
             url = head.rstrip("/") + "/" + suffix.lstrip("/") + sep + tail
         return self.catalogue.resolve_url(url, "&".join(rest))
+
+
+def _only(scope, *methods: str) -> None:
+    if scope.method not in methods:
+        raise MethodNotAllowed(f"{scope.method} is not allowed here; use {' or '.join(methods)}")
 
 
 def create_app() -> Gateway:

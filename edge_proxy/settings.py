@@ -37,6 +37,12 @@ class Settings:
     principal_cache_size: int = 10_000
     principal_cache_ttl: float = 30.0
     shutdown_grace: float = 30.0
+    spill_dir: str = "edge-proxy-spill"
+    prices_file: str | None = None
+    log_queue_size: int = 100_000
+    log_batch_size: int = 500
+    log_flush_seconds: float = 0.2
+    log_spill_after: float = 5.0
     log_level: str = "info"
     pure_python: bool = False
 

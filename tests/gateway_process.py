@@ -27,6 +27,8 @@ def base_env(db_path: Path, fake_url: str | None, extra: dict[str, str] | None =
     env["EDGE_PROXY_DATABASE_URL"] = f"sqlite:///{db_path}"
     env["EDGE_PROXY_READ_TIMEOUT"] = "2"
     env["EDGE_PROXY_CONNECT_TIMEOUT"] = "2"
+    env["EDGE_PROXY_SPILL_DIR"] = str(db_path.parent / "spill")
+    env["EDGE_PROXY_PRICES_FILE"] = str(ROOT / "tests" / "fixtures" / "prices_override.toml")
     if fake_url:
         env["EDGE_PROXY_UPSTREAM_OPENAI"] = fake_url + "/v1"
         env["EDGE_PROXY_UPSTREAM_ANTHROPIC"] = fake_url + "/v1"

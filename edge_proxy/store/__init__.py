@@ -12,6 +12,7 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite:"):
         return SQLiteStore(url)
     if url.startswith(("postgresql://", "postgres://")):
-        raise SettingsError("EDGE_PROXY_DATABASE_URL: PostgreSQL support is not built yet; use sqlite:///path.db")
+        from .postgres import PostgresStore
+        return PostgresStore(url)
     raise SettingsError(f"EDGE_PROXY_DATABASE_URL: unsupported scheme in {url.split(':', 1)[0]!r}; "
                         "use sqlite:///path.db or postgresql://...")

@@ -8,25 +8,9 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from .base import Merchant, SecretKey, new_id, new_secret_key
+from .base import Merchant, SecretKey, new_id, new_secret_key, schema
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS merchants (
-    merchant_id   TEXT PRIMARY KEY,
-    name          TEXT NOT NULL,
-    balance_nanos INTEGER NOT NULL DEFAULT 0,
-    created_at    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS secret_keys (
-    secret_key_id TEXT PRIMARY KEY,
-    merchant_id   TEXT NOT NULL REFERENCES merchants(merchant_id),
-    name          TEXT NOT NULL,
-    key_hash      TEXT NOT NULL UNIQUE,
-    hint          TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    revoked_at    TEXT
-);
-"""
+SCHEMA = schema("INTEGER")
 
 
 def now_iso() -> str:

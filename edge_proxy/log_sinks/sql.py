@@ -1,0 +1,131 @@
+"""The request-log table and its queries, shared by the SQLite and PostgreSQL sinks.
+
+Writes are `INSERT ... ON CONFLICT (merchant_id, request_id) DO NOTHING`, so a replayed batch never duplicates a record.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ..metering.record import RequestRecord
+
+COLUMNS = [f for f in RequestRecord.__struct_fields__]
+_INT_COLUMNS = {"status_code", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
+                "reasoning_tokens", "input_characters", "output_characters", "input_seconds", "output_seconds",
+                "cost_nanos", "input_cost_nanos", "output_cost_nanos", "charge_nanos"}
+_BOOL_COLUMNS = {"stream", "priced"}
+_REAL_COLUMNS = {"latency_ms", "overhead_ms"}
+
+
+def create_table(integer: str = "INTEGER", real: str = "REAL") -> str:
+    cols = []
+    for name in COLUMNS:
+        if name in ("request_id", "merchant_id"):
+            cols.append(f"{name} TEXT NOT NULL")
+        elif name in _INT_COLUMNS or name in _BOOL_COLUMNS:
+            cols.append(f"{name} {integer}")
+        elif name in _REAL_COLUMNS:
+            cols.append(f"{name} {real}")
+        else:
+            cols.append(f"{name} TEXT")
+    # Ids the gateway makes are unique everywhere; ids a merchant reports (POST /v1/requests) only within it.
+    cols.append("PRIMARY KEY (merchant_id, request_id)")
+    return (f"CREATE TABLE IF NOT EXISTS requests ({', '.join(cols)});\n"
+            "CREATE INDEX IF NOT EXISTS requests_by_merchant ON requests (merchant_id, created_at, request_id);")
+
+
+def insert_sql(placeholder: Callable[[int], str]) -> str:
+    marks = ", ".join(placeholder(i + 1) for i in range(len(COLUMNS)))
+    return (f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks}) "
+            "ON CONFLICT (merchant_id, request_id) DO NOTHING")
+
+
+_encode = msgspec.json.encode
+
+
+def to_row(record: RequestRecord) -> tuple:
+    row = []
+    for name in COLUMNS:
+        value = getattr(record, name)
+        if name == "metadata":
+            value = _encode(value).decode() if value else None
+        elif name in _BOOL_COLUMNS:
+            value = int(value)
+        row.append(value)
+    return tuple(row)
+
+
+def from_row(row) -> RequestRecord:
+    values = dict(zip(COLUMNS, row))
+    if values["metadata"]:
+        values["metadata"] = msgspec.json.decode(values["metadata"])
+    for name in _BOOL_COLUMNS:
+        values[name] = bool(values[name])
+    return RequestRecord(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass
+class Filters:
+    """What the query APIs filter on. Metadata filters are [key, value] pairs that must all match."""
+
+    merchant_id: str
+    customer_id: str | None = None
+    meter_id: str | None = None
+    metadata: list[tuple[str, str]] = field(default_factory=list)
+    start: str | None = None  # created_at >= start
+    end: str | None = None    # created_at < end
+
+
+class Where:
+    """Builds a WHERE clause with the dialect's placeholders."""
+
+    def __init__(self, placeholder: Callable[[int], str], json_text: Callable[[str, str], str]) -> None:
+        self._ph = placeholder
+        self._json_text = json_text
+        self.args: list = []
+        self.terms: list[str] = []
+
+    def add(self, template: str, *values) -> None:
+        marks = []
+        for v in values:
+            self.args.append(v)
+            marks.append(self._ph(len(self.args)))
+        self.terms.append(template.format(*marks))
+
+    def filters(self, f: Filters) -> Where:
+        self.add("merchant_id = {}", f.merchant_id)
+        if f.customer_id:
+            self.add("customer_id = {}", f.customer_id)
+        if f.meter_id:
+            self.add("(meter_id = {} OR meter_slug = {})", f.meter_id, f.meter_id)
+        if f.start:
+            self.add("created_at >= {}", f.start)
+        if f.end:
+            self.add("created_at < {}", f.end)
+        for key, value in f.metadata:
+            self.args.append(key)
+            key_mark = self._ph(len(self.args))
+            self.args.append(value)
+            self.terms.append(f"{self._json_text('metadata', key_mark)} = {self._ph(len(self.args))}")
+        return self
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.terms) or "TRUE"
+
+
+def list_sql(where: Where, cursor: tuple[str, str] | None, limit: int) -> tuple[str, list]:
+    if cursor:
+        where.add("(created_at < {} OR (created_at = {} AND request_id < {}))", cursor[0], cursor[0], cursor[1])
+    where.args.append(limit)
+    return (f"SELECT {', '.join(COLUMNS)} FROM requests WHERE {where.sql} "
+            f"ORDER BY created_at DESC, request_id DESC LIMIT {where._ph(len(where.args))}", where.args)
+
+
+def usage_sql(where: Where) -> tuple[str, list]:
+    return ("SELECT substr(created_at, 1, 10) AS day, count(*), "
+            "coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_nanos), 0), "
+            "coalesce(sum(charge_nanos), 0) "
+            f"FROM requests WHERE {where.sql} GROUP BY day ORDER BY day", where.args)

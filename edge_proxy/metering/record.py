@@ -1,0 +1,78 @@
+"""One request's log record: what the gateway knows once the answer has gone out.
+
+The hot path fills in what it measured (who, where, status, timing, the usage it saw) and hands the record to
+the log queue; pricing and billing fill in the money later, off the path.
+
+The rule for streams that do not finish (it decides what a cut stream costs):
+- `completed`: the response ended normally (whatever the provider's status).
+- `error`: the gateway or the provider failed; for a stream the provider cut, the usage that passed is kept
+  and `error_reason` says why.
+- `partial`: the client went away mid-stream; the upstream request is cancelled and the usage that passed is
+  kept.
+When the provider's own usage never arrived (an OpenAI stream without `stream_options.include_usage`, or a
+stream cut before its usage event), the output is estimated as one token per relayed content event and the
+input as one token per four request-body bytes, and `usage_source` says `estimated`. A request is never
+logged as free just because its usage was not reported.
+"""
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+OUTCOMES = ("completed", "error", "partial")
+
+
+class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    request_id: str
+    created_at: str
+    merchant_id: str
+    customer_id: str | None = None
+    meter_slug: str | None = None
+    meter_id: str | None = None
+    provider: str | None = None
+    provider_key_type: str = "managed"  # managed | unmanaged
+    model: str | None = None
+    endpoint: str | None = None
+    stream: bool = False
+    status_code: int = 0
+    outcome: str = "completed"
+    error_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_characters: int = 0
+    output_characters: int = 0
+    input_seconds: int = 0
+    output_seconds: int = 0
+    usage_source: str = "provider"  # provider | estimated | none | reported
+    cost_nanos: int | None = None
+    input_cost_nanos: int | None = None
+    output_cost_nanos: int | None = None
+    priced: bool = False
+    charge_nanos: int = 0
+    payer: str = "merchant"  # merchant | customer | none
+    latency_ms: float = 0.0
+    overhead_ms: float = 0.0
+    metadata: dict[str, str] | None = None
+    response_id: str | None = None
+
+
+def now_iso() -> str:
+    """UTC time with milliseconds, sortable as text."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(RequestRecord).decode
+
+
+def to_json_line(record: RequestRecord) -> bytes:
+    return _encode(record) + b"\n"
+
+
+def from_json_line(line: bytes) -> RequestRecord:
+    return _decode(line)

@@ -10,4 +10,11 @@ if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
 fi
+# The tests log in over TCP as postgres/postgres; a fresh Debian cluster asks for a password there.
+if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 -t 30 \
+   && ! PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -tAc 'select 1' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" || true
+  fi
+fi
 for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -136,24 +136,27 @@ class LogQueue:
             self._spill(records)
 
     async def _maybe_replay(self) -> None:
-        if self._failing_since is None and time.monotonic() - self._last_replay >= self.replay_every:
+        if time.monotonic() - self._last_replay >= self.replay_every:
             await self._replay()
 
     async def _replay(self) -> None:
         self._last_replay = time.monotonic()
-        for segment in self.spill.claim():
+        claimed = self.spill.claim()
+        for n, segment in enumerate(claimed):
             records = self.spill.read(segment)
             try:
                 for i in range(0, len(records), self.batch_size):
                     batch = records[i:i + self.batch_size]
                     self.prepare(batch)
                     await self.sink.write(batch)
-            except Exception as exc:  # the store went away again: give the segment back for later
+            except Exception as exc:  # the store went away again: give every unfinished segment back for later
                 log.warning("replay of %s failed (%s: %s); will retry", segment.name, type(exc).__name__, exc)
-                self.spill.release(segment)
+                for unfinished in claimed[n:]:
+                    self.spill.release(unfinished)
                 return
             self.spill.done(segment)
             self.replayed += len(records)
+            self._failing_since = None
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Drain on shutdown: write what is queued; whatever the store cannot take in time is spilled."""

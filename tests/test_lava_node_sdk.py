@@ -74,3 +74,33 @@ def test_sdk_errors_carry_our_error_message(gateway):
     out = sdk(gateway, "forward", UPSTREAM_URL="https://evil.example.com/v1/chat/completions")
     assert out["status"] == 403
     assert "catalogue" in out["error"]
+
+
+def test_usage_and_requests_through_the_sdk(gateway):
+    import time
+
+    sent = sdk(gateway, "fetch_provider")
+    rid = sent["request_id"]
+    deadline = time.monotonic() + 5
+    while True:
+        got = sdk(gateway, "request_get", REQUEST_ID=rid)
+        if "error" not in got or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert got["request_id"] == rid and got["status"] == "completed"
+    assert got["model_usage"]["total_tokens"] > 0 and float(got["cost"]) > 0
+    listed = sdk(gateway, "requests_list", ARGS=json.dumps({"limit": 5}))
+    assert rid in [r["request_id"] for r in listed["data"]] and "has_more" in listed
+    usage = sdk(gateway, "usage", START=time.strftime("%Y-%m-%d", time.gmtime()))
+    assert usage["totals"]["total_requests"] >= 1
+    assert {"date", "start", "end", "total_requests", "total_usage_tokens", "total_cost",
+            "total_charge"} <= set(usage["items"][-1])
+
+
+def test_post_request_reporting_through_the_sdk(gateway):
+    import time
+    args = {"request_id": f"sdk-{time.time_ns()}", "customer_id": None, "meter_slug": None,
+            "input_tokens": 10, "output_tokens": 20, "metadata": {"via": "sdk"}}
+    created = sdk(gateway, "request_create", ARGS=json.dumps(args))
+    assert created["request_id"] == args["request_id"] and created["metadata"] == {"via": "sdk"}
+    assert sdk(gateway, "request_get", REQUEST_ID=args["request_id"])["model_usage"]["total_tokens"] == 30

@@ -13,7 +13,7 @@ import httpx2 as httpx
 import pytest
 
 from edge_proxy.log_sinks.spill import SpillDir
-from edge_proxy.log_sinks.sqlite import SQLiteLogSink
+from edge_proxy.log_sinks import open_log_sink
 from edge_proxy.metering.log_queue import LogQueue
 from edge_proxy.metering.record import RequestRecord, now_iso
 
@@ -43,7 +43,7 @@ def test_a_locked_store_is_retried_then_spilled_then_replayed(tmp_path):
     db = tmp_path / "log.db"
 
     async def scenario():
-        sink = SQLiteLogSink(f"sqlite:///{db}")
+        sink = open_log_sink(f"sqlite:///{db}")
         await sink.open()
         q = LogQueue(sink, SpillDir(tmp_path / "spill"), prepare=lambda _: None, batch_size=10, max_age=0.01,
                      spill_after=0.3, replay_every=0.1)
@@ -52,7 +52,7 @@ def test_a_locked_store_is_retried_then_spilled_then_replayed(tmp_path):
         blocker = sqlite3.connect(db, isolation_level=None, timeout=0.1)
         blocker.execute("PRAGMA busy_timeout=0")
         blocker.execute("BEGIN EXCLUSIVE")
-        sink._db.execute("PRAGMA busy_timeout=50")
+        await sink.db.execute("PRAGMA busy_timeout=50")
         for i in range(25):
             q.put(record(i))
         await asyncio.sleep(1.0)
@@ -80,7 +80,7 @@ def test_a_full_queue_spills_instead_of_dropping(tmp_path):
     db = tmp_path / "log.db"
 
     async def scenario():
-        sink = SQLiteLogSink(f"sqlite:///{db}")
+        sink = open_log_sink(f"sqlite:///{db}")
         await sink.open()
         q = LogQueue(sink, SpillDir(tmp_path / "spill"), prepare=lambda _: None, max_size=10, batch_size=5,
                      max_age=0.01)
@@ -107,7 +107,7 @@ def test_replaying_a_spilled_segment_twice_never_duplicates(tmp_path):
     copy = segment.read_bytes()
 
     async def replay_once():
-        sink = SQLiteLogSink(f"sqlite:///{db}")
+        sink = open_log_sink(f"sqlite:///{db}")
         await sink.open()
         q = LogQueue(sink, spill, prepare=lambda _: None)
         await q._replay()

@@ -1,30 +1,68 @@
-"""Where request records end up: SQLite (embedded default), PostgreSQL, and the spill file in between."""
+"""Where request records end up: the `requests` table (SQLite or PostgreSQL), and the spill directory between.
+
+The writer's connections carry application_name `edge_proxy_log_writer` on PostgreSQL, so an operator can
+find them.
+"""
 from __future__ import annotations
 
-from typing import Protocol
-
-from ..errors import SettingsError
 from ..metering.record import RequestRecord
-from .sql import Filters
+from ..store.db import Database, Tx, open_database
+from . import sql
+from .sql import Filters, Where
+
+APPLICATION_NAME = "edge_proxy_log_writer"
+_ph = lambda i: "?"  # noqa: E731 - the Database rewrites ? for PostgreSQL
 
 
-class LogSink(Protocol):
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def write(self, records: list[RequestRecord]) -> None: ...
-    async def get(self, merchant_id: str, request_id: str) -> RequestRecord | None: ...
-    async def list(self, filters: Filters, cursor: tuple[str, str] | None, limit: int) -> list[RequestRecord]: ...
-    async def usage(self, filters: Filters) -> list[tuple]: ...
+class SQLLogSink:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._insert = sql.insert_sql(_ph)
+        if db.dialect == "postgres":
+            self._json = lambda col, key: f"(({col})::jsonb ->> {key})"
+        else:
+            self._json = lambda col, key: f"json_extract({col}, '$.\"' || {key} || '\"')"
+
+    async def open(self) -> None:
+        await self.db.open()
+        await self.db.executescript(sql.create_table())
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def write(self, records: list[RequestRecord], tx: Tx | None = None) -> None:
+        """Insert records; a request id already present is left as it is (replays are idempotent)."""
+        rows = [sql.to_row(r) for r in records]
+        if tx is not None:
+            await tx.executemany(self._insert, rows)
+            return
+        async with self.db.transaction() as tx:
+            await tx.executemany(self._insert, rows)
+
+    def _where(self) -> Where:
+        return Where(_ph, self._json)
+
+    async def get(self, merchant_id: str, request_id: str) -> RequestRecord | None:
+        where = self._where()
+        where.add("merchant_id = {}", merchant_id)
+        where.add("request_id = {}", request_id)
+        row = await self.db.fetchone(f"SELECT {', '.join(sql.COLUMNS)} FROM requests WHERE {where.sql}", *where.args)
+        return sql.from_row(row) if row else None
+
+    async def list(self, filters: Filters, cursor: tuple[str, str] | None, limit: int) -> list[RequestRecord]:
+        query, args = sql.list_sql(self._where().filters(filters), cursor, limit)
+        return [sql.from_row(r) for r in await self.db.fetchall(query, *args)]
+
+    async def usage(self, filters: Filters) -> list[tuple]:
+        query, args = sql.usage_sql(self._where().filters(filters))
+        return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in await self.db.fetchall(query, *args)]
 
 
-def open_log_sink(url: str) -> LogSink:
-    if url.startswith("sqlite:"):
-        from .sqlite import SQLiteLogSink
-        return SQLiteLogSink(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresLogSink
-        return PostgresLogSink(url)
-    raise SettingsError(f"EDGE_PROXY_DATABASE_URL: unsupported scheme in {url.split(':', 1)[0]!r}")
+LogSink = SQLLogSink
 
 
-__all__ = ["Filters", "LogSink", "open_log_sink"]
+def open_log_sink(url: str) -> SQLLogSink:
+    return SQLLogSink(open_database(url, APPLICATION_NAME))
+
+
+__all__ = ["APPLICATION_NAME", "Filters", "LogSink", "SQLLogSink", "open_log_sink"]

@@ -19,7 +19,7 @@ _BOOL_COLUMNS = {"stream", "priced"}
 _REAL_COLUMNS = {"latency_ms", "overhead_ms"}
 
 
-def create_table(integer: str = "INTEGER", real: str = "REAL") -> str:
+def create_table(integer: str = "BIGINT", real: str = "DOUBLE PRECISION") -> str:
     cols = []
     for name in COLUMNS:
         if name in ("request_id", "merchant_id"):

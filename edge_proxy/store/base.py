@@ -29,27 +29,6 @@ class SecretKey(msgspec.Struct, frozen=True):
     revoked: bool = False
 
 
-def schema(integer: str) -> str:
-    """The store's tables; `integer` is the dialect's 64-bit integer type."""
-    return f"""
-CREATE TABLE IF NOT EXISTS merchants (
-    merchant_id   TEXT PRIMARY KEY,
-    name          TEXT NOT NULL,
-    balance_nanos {integer} NOT NULL DEFAULT 0,
-    created_at    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS secret_keys (
-    secret_key_id TEXT PRIMARY KEY,
-    merchant_id   TEXT NOT NULL REFERENCES merchants(merchant_id),
-    name          TEXT NOT NULL,
-    key_hash      TEXT NOT NULL UNIQUE,
-    hint          TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    revoked_at    TEXT
-);
-"""
-
-
 def hash_secret(secret: str) -> str:
     """Keys are 256-bit random, so one SHA-256 is enough: only this hash is stored."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()

@@ -1,0 +1,208 @@
+"""One small async database interface over SQLite and PostgreSQL, so every query is written once.
+
+SQL uses `?` placeholders; the PostgreSQL side rewrites them to `$n`. Types used: TEXT, BIGINT (64-bit
+integers; SQLite maps it to INTEGER), DOUBLE PRECISION.
+
+SQLite runs on one dedicated thread with one connection per process (WAL, so other processes read while one
+writes); an asyncio lock keeps a transaction's statements together. PostgreSQL uses an asyncpg pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+
+class Tx(Protocol):
+    async def execute(self, sql: str, *args: Any) -> int: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def fetchone(self, sql: str, *args: Any) -> tuple | None: ...
+    async def fetchall(self, sql: str, *args: Any) -> list[tuple]: ...
+
+
+class Database(Tx, Protocol):
+    dialect: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def transaction(self) -> Any: ...  # async context manager yielding a Tx
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db`, `sqlite:////absolute/path.db` or `sqlite://:memory:`."""
+    rest = url[len("sqlite://"):]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return rest or ":memory:"
+
+
+class SQLiteDB:
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.path = sqlite_path(url)
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-proxy-sqlite")
+        self._lock = asyncio.Lock()
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        self._conn = conn
+
+    async def _call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def open(self) -> None:
+        if self._conn is None:
+            await self._call(self._connect)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.OperationalError("database is not open")
+        return self._conn
+
+    # statements outside a transaction take the lock so they never land inside another task's transaction
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self._lock:
+            return await self._call(lambda: self._c().execute(sql, args).rowcount)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._lock:
+            await self._call(lambda: self._c().executemany(sql, rows))
+
+    async def fetchone(self, sql: str, *args: Any) -> tuple | None:
+        async with self._lock:
+            return await self._call(lambda: self._c().execute(sql, args).fetchone())
+
+    async def fetchall(self, sql: str, *args: Any) -> list[tuple]:
+        async with self._lock:
+            return await self._call(lambda: self._c().execute(sql, args).fetchall())
+
+    async def executescript(self, script: str) -> None:
+        async with self._lock:
+            await self._call(lambda: self._c().executescript(script))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            await self._call(lambda: self._c().execute("BEGIN IMMEDIATE"))
+            try:
+                yield _SQLiteTx(self)
+            except BaseException:
+                await self._call(lambda: self._c().execute("ROLLBACK"))
+                raise
+            await self._call(lambda: self._c().execute("COMMIT"))
+
+
+class _SQLiteTx:
+    def __init__(self, db: SQLiteDB) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._db._call(lambda: self._db._c().execute(sql, args).rowcount)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._db._call(lambda: self._db._c().executemany(sql, rows))
+
+    async def fetchone(self, sql: str, *args: Any) -> tuple | None:
+        return await self._db._call(lambda: self._db._c().execute(sql, args).fetchone())
+
+    async def fetchall(self, sql: str, *args: Any) -> list[tuple]:
+        return await self._db._call(lambda: self._db._c().execute(sql, args).fetchall())
+
+
+_QMARK = re.compile(r"\?")
+
+
+def _pg(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo of translated SQL
+    out = cache.get(sql)
+    if out is None:
+        counter = iter(range(1, 10_000))
+        out = cache[sql] = _QMARK.sub(lambda _: f"${next(counter)}", sql)
+    return out
+
+
+def _rowcount(status: str) -> int:
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class _PgOps:
+    _conn: Any
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return _rowcount(await self._conn.execute(_pg(sql), *args))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(_pg(sql), rows)
+
+    async def fetchone(self, sql: str, *args: Any) -> tuple | None:
+        row = await self._conn.fetchrow(_pg(sql), *args)
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: Any) -> list[tuple]:
+        return [tuple(r) for r in await self._conn.fetch(_pg(sql), *args)]
+
+
+class _PgTx(_PgOps):
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+
+class PostgresDB(_PgOps):
+    dialect = "postgres"
+
+    def __init__(self, url: str, application_name: str = "edge_proxy") -> None:
+        self.url = url
+        self.application_name = application_name
+        self._pool = None
+
+    async def open(self) -> None:
+        import asyncpg
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=8, command_timeout=10, timeout=5,
+                server_settings={"application_name": self.application_name})
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def _conn(self):
+        if self._pool is None:
+            raise ConnectionError("database is not open")
+        return self._pool  # a pool runs single statements on any free connection
+
+    async def executescript(self, script: str) -> None:
+        await self._conn.execute(script)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        if self._pool is None:
+            await self.open()
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+
+def open_database(url: str, application_name: str = "edge_proxy") -> Database:
+    from ..errors import SettingsError
+    if url.startswith("sqlite:"):
+        return SQLiteDB(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDB(url, application_name)
+    raise SettingsError(f"EDGE_PROXY_DATABASE_URL: unsupported scheme in {url.split(':', 1)[0]!r}; "
+                        "use sqlite:///path.db or postgresql://...")

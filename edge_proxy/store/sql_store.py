@@ -1,0 +1,92 @@
+"""Merchants and their secret keys, in SQLite or PostgreSQL (see db.py)."""
+from __future__ import annotations
+
+import time
+
+from .base import Merchant, SecretKey, new_id, new_secret_key
+from .db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS merchants (
+    merchant_id   TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    balance_nanos BIGINT NOT NULL DEFAULT 0,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secret_keys (
+    secret_key_id TEXT PRIMARY KEY,
+    merchant_id   TEXT NOT NULL REFERENCES merchants(merchant_id),
+    name          TEXT NOT NULL,
+    key_hash      TEXT NOT NULL UNIQUE,
+    hint          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    revoked_at    TEXT
+);
+"""
+_KEY_COLUMNS = "secret_key_id, merchant_id, name, hint, created_at, revoked_at IS NOT NULL"
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class SQLStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def open(self) -> None:
+        await self.db.open()
+        await self.db.executescript(SCHEMA)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def create_merchant(self, name: str, balance_nanos: int) -> tuple[Merchant, str]:
+        merchant = Merchant(new_id("mer"), name, balance_nanos, now_iso())
+        async with self.db.transaction() as tx:
+            await tx.execute("INSERT INTO merchants VALUES (?, ?, ?, ?)",
+                             merchant.merchant_id, merchant.name, merchant.balance_nanos, merchant.created_at)
+            key = await self._add_key(tx, merchant.merchant_id, "default")
+        return merchant, key[1]
+
+    async def get_merchant(self, merchant_id: str) -> Merchant | None:
+        row = await self.db.fetchone(
+            "SELECT merchant_id, name, balance_nanos, created_at FROM merchants WHERE merchant_id = ?", merchant_id)
+        return Merchant(*row) if row else None
+
+    async def find_secret_key(self, key_hash: str) -> SecretKey | None:
+        row = await self.db.fetchone(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE key_hash = ?", key_hash)
+        return SecretKey(*row[:5], revoked=bool(row[5])) if row else None
+
+    async def credit_merchant(self, merchant_id: str, nanos: int) -> Merchant:
+        await self.db.execute("UPDATE merchants SET balance_nanos = balance_nanos + ? WHERE merchant_id = ?",
+                              nanos, merchant_id)
+        merchant = await self.get_merchant(merchant_id)
+        if merchant is None:
+            raise KeyError(merchant_id)
+        return merchant
+
+    # -- secret keys (the merchant's own: `secret_keys` resource) -----------------------------------------
+    async def create_secret_key(self, merchant_id: str, name: str) -> tuple[SecretKey, str]:
+        async with self.db.transaction() as tx:
+            key_id, secret = await self._add_key(tx, merchant_id, name)
+        row = await self.db.fetchone(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE secret_key_id = ?", key_id)
+        return SecretKey(*row[:5], revoked=bool(row[5])), secret
+
+    async def list_secret_keys(self, merchant_id: str) -> list[SecretKey]:
+        rows = await self.db.fetchall(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE merchant_id = ? "
+                                      "AND revoked_at IS NULL ORDER BY created_at, secret_key_id", merchant_id)
+        return [SecretKey(*r[:5], revoked=bool(r[5])) for r in rows]
+
+    async def revoke_secret_key(self, merchant_id: str, secret_key_id: str) -> bool:
+        return await self.db.execute("UPDATE secret_keys SET revoked_at = ? WHERE merchant_id = ? AND "
+                                     "secret_key_id = ? AND revoked_at IS NULL",
+                                     now_iso(), merchant_id, secret_key_id) == 1
+
+    @staticmethod
+    async def _add_key(tx, merchant_id: str, name: str) -> tuple[str, str]:
+        key, key_hash, hint = new_secret_key()
+        key_id = new_id("key")
+        await tx.execute("INSERT INTO secret_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                         key_id, merchant_id, name, key_hash, hint, now_iso())
+        return key_id, key

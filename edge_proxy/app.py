@@ -11,9 +11,9 @@ import logging
 import msgspec
 
 from . import proxy
-from .api import requests as requests_api
-from .api import usage as usage_api
+from .api.routes import ADMIN_ROUTES, ROUTES, Router
 from .auth import Authenticator
+from .billing.balances import Balances
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from .log_sinks import LogSink, open_log_sink
 from .log_sinks.spill import SpillDir
@@ -51,9 +51,12 @@ class Gateway:
         self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), prepare=self.prepare_records,
                                   max_size=settings.log_queue_size, batch_size=settings.log_batch_size,
                                   max_age=settings.log_flush_seconds, spill_after=settings.log_spill_after)
+        self.balances = Balances(self.store.db)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl)
         self.request_ids = proxy.RequestIds()
         self.metrics = Metrics()
+        self.router = Router(ROUTES)
+        self.admin_router = Router(ADMIN_ROUTES)
         self.upstream: UpstreamPool | None = None
 
     # -- lifecycle (Granian RSGI hooks) --------------------------------------------------------------------
@@ -109,6 +112,9 @@ class Gateway:
                                     lambda: self.catalogue.resolve_provider_path(name, "/" + rest, query), meta)
             elif path.startswith("/v1/"):
                 await self._api(scope, proto, scope.method, path[4:])
+            elif path.startswith("/admin/"):
+                handler, params = self.admin_router.match(scope.method, path[7:])
+                await handler(self, scope, proto, **params)
             elif path == "/healthz":
                 _only(scope, "GET", "HEAD")
                 proto.response_bytes(200, _JSON, _HEALTHY)
@@ -119,18 +125,8 @@ class Gateway:
             proxy.send_error(proto, exc)
 
     async def _api(self, scope, proto, method: str, rest: str) -> None:
-        if rest == "requests":
-            if method == "POST":
-                return await requests_api.create_request(self, scope, proto)
-            _only(scope, "GET")
-            return await requests_api.list_requests(self, scope, proto)
-        if rest.startswith("requests/") and rest.count("/") == 1:
-            _only(scope, "GET")
-            return await requests_api.get_request(self, scope, proto, rest[len("requests/"):])
-        if rest == "usage":
-            _only(scope, "GET")
-            return await usage_api.get_usage(self, scope, proto)
-        raise NotFound(f"no route for /v1/{rest}")
+        handler, params = self.router.match(method, rest)
+        await handler(self, scope, proto, **params)
 
     def _forward_target(self, query: str, suffix: str):
         """`/v1/forward?u=<url>[&more]`: `u` percent-encoded or raw; the other parameters go upstream.

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--secret-key", required=True)
     c.set_defaults(run=_store_command(_merchants_show))
 
+    from .cli_billing import add_commands
+    add_commands(sub, _store_command)
+
     tokens = sub.add_parser("tokens", help="make forward tokens").add_subparsers(metavar="ACTION")
     c = tokens.add_parser("create", help="print a forward token in Lava's format")
     c.add_argument("--secret-key", required=True)

@@ -35,8 +35,9 @@ class SQLStore:
         self.db = db
 
     async def open(self) -> None:
+        from ..billing.schema import SCHEMA as BILLING_SCHEMA
         await self.db.open()
-        await self.db.executescript(SCHEMA)
+        await self.db.executescript(SCHEMA + BILLING_SCHEMA)
 
     async def close(self) -> None:
         await self.db.close()

@@ -1,0 +1,1 @@
+"""Billing: who pays, how much (meters), balances with reservations, and spend keys."""

@@ -14,6 +14,10 @@ from . import proxy
 from .api.routes import ADMIN_ROUTES, ROUTES, Router
 from .auth import Authenticator
 from .billing.balances import Balances
+from .billing.engine import BillingEngine
+from .billing.holds import HoldBackend, RedisHolds, SQLHolds
+from .billing.leases import Leases
+from .money import parse_usd
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from .log_sinks import LogSink, open_log_sink
 from .log_sinks.spill import SpillDir
@@ -48,11 +52,25 @@ class Gateway:
         self.prices = PriceTable.load(overrides_path=settings.prices_file)
         self.store: Store = open_store(settings.database_url)
         self.log_sink: LogSink = open_log_sink(settings.database_url)
-        self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), prepare=self.prepare_records,
-                                  max_size=settings.log_queue_size, batch_size=settings.log_batch_size,
-                                  max_age=settings.log_flush_seconds, spill_after=settings.log_spill_after)
-        self.balances = Balances(self.store.db)
-        self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl)
+        self.redis = None
+        redis_holds = None
+        holds: HoldBackend = SQLHolds(self.store.db)
+        if settings.redis_url:
+            import redis.asyncio
+            self.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout,
+                                                      socket_connect_timeout=settings.redis_timeout)
+            holds = redis_holds = RedisHolds(self.redis, self.store.db)
+        self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))
+        self.billing = BillingEngine(self.store.db, self.log_sink, self.leases, self.prices,
+                                     byok_fee_nanos=parse_usd(settings.byok_fee, "EDGE_PROXY_BYOK_FEE"),
+                                     redis_holds=redis_holds)
+        self.balances = Balances(self.store.db, redis_holds)
+        self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), commit=self.commit_batch,
+                                  on_spill=self.billing.spilled, max_size=settings.log_queue_size,
+                                  batch_size=settings.log_batch_size, max_age=settings.log_flush_seconds,
+                                  spill_after=settings.log_spill_after)
+        self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
+                                  self.billing.billing_of)
         self.request_ids = proxy.RequestIds()
         self.metrics = Metrics()
         self.router = Router(ROUTES)
@@ -76,15 +94,24 @@ class Gateway:
         self.upstream = UpstreamPool(connect_timeout=self.settings.connect_timeout,
                                      read_timeout=self.settings.read_timeout)
         self.log_queue.start()
+        self.leases.start()
 
     async def stop(self) -> None:
         await self.log_queue.stop()
+        await self.leases.stop()
         await self.log_sink.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.upstream is not None:
             await self.upstream.close()
         await self.store.close()
 
-    # -- off the request path: pricing ---------------------------------------------------------------------
+    # -- off the request path: price, bill, log ---------------------------------------------------------------
+    async def commit_batch(self, records: list[RequestRecord]) -> None:
+        """The log writer's step for one batch: price it, then bill and write it in one transaction."""
+        self.prepare_records(records)
+        await self.billing.commit(records)
+
     def prepare_records(self, records: list[RequestRecord]) -> None:
         """Price each record once, from its usage and the price table (called by the log writer)."""
         for r in records:

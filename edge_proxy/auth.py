@@ -1,13 +1,16 @@
 """Authorize: turn a credential (forward token or raw secret key) into the principal that pays.
 
-A verified principal is cached per worker (bounded LRU with a TTL), so a repeated token costs one dict lookup
-and no database read. A revoked key therefore keeps working for at most `principal_cache_ttl` seconds in a
-worker that has it cached.
+A verified principal, with how its requests are billed (payer and meter), is cached per worker (bounded LRU
+with a TTL), so a repeated token costs one dict lookup and no database read. A revoked key, a deleted customer
+or a changed meter therefore takes effect within `principal_cache_ttl` seconds in a worker that has it cached.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 
+from .billing.charging import Billing
 from .errors import InvalidToken
 from .forward_token import ForwardToken, decode_forward_token
 from .lru import TTLCache
@@ -21,14 +24,17 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
     meter_slug: str | None = None
     provider_key: str | None = None  # set: unmanaged (BYOK); None: the gateway's managed key
     disable_billing: bool = False
+    billing: Billing | None = None
 
 
 class Authenticator:
-    __slots__ = ("store", "cache")
+    __slots__ = ("store", "cache", "billing_of")
 
-    def __init__(self, store: Store, cache_size: int, cache_ttl: float) -> None:
+    def __init__(self, store: Store, cache_size: int, cache_ttl: float,
+                 billing_of: Callable[[str, ForwardToken], Awaitable[Billing]] | None = None) -> None:
         self.store = store
         self.cache: TTLCache[str, Principal] = TTLCache(cache_size, cache_ttl)
+        self.billing_of = billing_of
 
     async def authenticate(self, credential: str | None) -> Principal:
         if not credential:
@@ -43,7 +49,8 @@ class Authenticator:
         key = await self.store.find_secret_key(hash_secret(token.secret_key))
         if key is None or key.revoked:
             raise InvalidToken()
+        billing = await self.billing_of(key.merchant_id, token) if self.billing_of else None
         principal = Principal(key.merchant_id, key.secret_key_id, token.customer_id, token.meter_slug,
-                              token.provider_key, token.disable_billing)
+                              token.provider_key, token.disable_billing, billing)
         self.cache.put(credential, principal)
         return principal

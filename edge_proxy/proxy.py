@@ -71,6 +71,9 @@ async def forward(gw: Gateway, scope, proto, target_of, metadata_param: str | No
                                      f"EDGE_PROXY_PROVIDER_KEY_{target.provider.env_name} or send provider_key "
                                      "in the forward token")
         body = exchange.body = await _read_body(proto, headers, gw.settings.max_body_bytes)
+        if principal.billing is not None:
+            exchange.lease, exchange.reserved = await gw.billing.reserve(
+                request_id, principal.billing, target.provider.name, body, principal.provider_key is not None)
         up_headers = hdr.request_headers(headers.items(), target.provider.key_header, key)
         exchange.sent_at = time.perf_counter()
         try:
@@ -186,7 +189,7 @@ class Exchange:
     """One proxied request from authentication to its log record. It is logged exactly once, by finish()."""
 
     __slots__ = ("gw", "request_id", "principal", "started", "target", "metadata", "body", "sent_at", "head_at",
-                 "replied_at", "usage", "stream", "events", "done")
+                 "replied_at", "usage", "stream", "events", "done", "lease", "reserved")
 
     def __init__(self, gw: Gateway, request_id: str, principal: Principal, started: float) -> None:
         self.gw = gw
@@ -201,6 +204,8 @@ class Exchange:
         self.stream = False
         self.events = 0
         self.done = False
+        self.lease = None
+        self.reserved = 0
 
     @property
     def usage_format(self) -> str:
@@ -222,8 +227,8 @@ class Exchange:
             stream=self.stream, status_code=status, outcome=outcome, error_reason=reason,
             latency_ms=round((now - self.started) * 1000, 3),
             overhead_ms=round(self.overhead(self.replied_at) * 1000, 3) if self.replied_at else 0.0,
-            metadata=self.metadata,
-            payer="customer" if p.customer_id and p.meter_slug and not p.disable_billing else "merchant",
+            metadata=self.metadata, payer=p.billing.payer_kind if p.billing else "merchant",
+            reserved_nanos=self.reserved, hold_id=self.lease.hold_id if self.lease else None,
         )
         if target is not None:
             record.provider = target.provider.name

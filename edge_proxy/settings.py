@@ -43,6 +43,9 @@ class Settings:
     log_batch_size: int = 500
     log_flush_seconds: float = 0.2
     log_spill_after: float = 5.0
+    byok_fee: str = "0"
+    redis_timeout: float = 0.5
+    lease_ttl: float = 30.0
     log_level: str = "info"
     pure_python: bool = False
 

@@ -59,8 +59,12 @@ def test_gateway_call_with_a_forward_token(gateway, fake):
 
 
 def test_gateway_call_with_customer_billing_fields(gateway, fake):
-    out = sdk(gateway, "forward", CUSTOMER_ID="cus_1", METER_SLUG="meter-a")
+    from .billing_helpers import customer, meter
+    meter(gateway, gateway.secret_key, "sdk-meter", "fixed", "tokens_1m", [(0, "1.00")])
+    cus = customer(gateway, gateway.secret_key, "1.00")
+    out = sdk(gateway, "forward", CUSTOMER_ID=cus, METER_SLUG="sdk-meter")
     assert out["choices"][0]["message"]["content"]
+    assert sdk(gateway, "forward", CUSTOMER_ID="cus_unknown", METER_SLUG="sdk-meter")["status"] == 400
 
 
 def test_the_docs_fetch_pattern_with_a_raw_secret_key(gateway):

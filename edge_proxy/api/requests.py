@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import InvalidRequest, NotFound
+from ..forward_token import ForwardToken
 from ..log_sinks import Filters
 from ..metadata import parse_metadata
 from ..metering.record import RequestRecord, now_iso
@@ -11,6 +12,18 @@ from .common import (decode_cursor, encode_cursor, json_body, limit_param, merch
 
 _REPORTED_COUNTS = ("input_tokens", "output_tokens", "input_characters", "output_characters", "input_seconds",
                     "output_seconds")
+
+
+def _charge(r: RequestRecord) -> dict:
+    """What the meter charged (zero when no meter applies), with the tier that priced it."""
+    if r.payer != "customer" or r.charge_rate is None:
+        return {"amount": "0", "rate_type": None, "breakdown": []}
+    tokens, chars, secs = (r.input_tokens + r.output_tokens, r.input_characters + r.output_characters,
+                           r.input_seconds + r.output_seconds)
+    rate_type, tier_type, start, rate = r.charge_rate.split("|")
+    return {"amount": usd(r.charge_nanos), "rate_type": rate_type, "breakdown": [{
+        "tier": {"start": int(start), "rate": rate, "type": tier_type},
+        "tokens": tokens, "characters": chars, "seconds": secs, "cost": usd(r.charge_nanos)}]}
 
 
 def to_api(r: RequestRecord) -> dict:
@@ -37,7 +50,7 @@ def to_api(r: RequestRecord) -> dict:
             "total_cost": money(r.cost_nanos),
         },
         "cost": money(r.cost_nanos),
-        "charge": {"amount": usd(r.charge_nanos), "rate_type": None, "breakdown": []},
+        "charge": _charge(r),
         "metadata": r.metadata or {},
         "timestamp": r.created_at,
         "created_at": r.created_at,
@@ -109,8 +122,9 @@ async def create_request(gw, scope, proto) -> None:
             raise InvalidRequest("metadata: must be an object of string values")
         from msgspec.json import encode
         record.metadata = parse_metadata(encode(body["metadata"]).decode(), "metadata")
-    record.payer = "customer" if record.customer_id and record.meter_slug else "merchant"
+    billing = await gw.billing.billing_of(mid, ForwardToken("-", record.customer_id, record.meter_slug,
+                                                           disable_billing=bool(body.get("disable_billing"))))
+    record.payer = billing.payer_kind
     record.status_code = 200
-    gw.prepare_records([record])
-    await gw.log_sink.write([record])
+    await gw.commit_batch([record])
     reply(proto, 201, to_api(record))

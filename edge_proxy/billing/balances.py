@@ -1,15 +1,17 @@
-"""Balances: credits, the reservation a request must hold before it is forwarded, and the debit after.
+"""Balances: reading them, and crediting them (each credit is a ledger row; Redis mirrors it when configured).
 
-(The reservation and settlement parts are below the credit API; see the module docstring of leases.py for the
-overspend bound.)
+Reservations are in leases.py, debits in settle.py.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from ..store.base import new_id
 from ..store.db import Database
 from .payer import Payer
+
+log = logging.getLogger("edge_proxy.balances")
 
 
 class UnknownPayer(LookupError):
@@ -17,8 +19,9 @@ class UnknownPayer(LookupError):
 
 
 class Balances:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, redis_holds=None) -> None:
         self.db = db
+        self.redis_holds = redis_holds
 
     async def balance(self, payer: Payer) -> int:
         row = await self.db.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
@@ -41,4 +44,13 @@ class Balances:
                              payer.kind, payer.id, nanos, source, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             row = await tx.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
                                     payer.id)
+            if payer.kind == "customer":  # back above the autopay threshold: the next fall fires again
+                await tx.execute("UPDATE customers SET autopay_armed = 1 WHERE customer_id = ? AND "
+                                 "autopay_threshold_nanos IS NOT NULL AND balance_nanos >= autopay_threshold_nanos",
+                                 payer.id)
+        if self.redis_holds is not None:
+            try:
+                await self.redis_holds.credit(payer, nanos)
+            except Exception as exc:  # SQL has the credit; Redis shows less money until reconciled (safe side)
+                log.warning("Redis credit for %s failed (%s): run `edge-proxy balances reconcile`", payer, exc)
         return int(row[0])

@@ -11,12 +11,12 @@ import msgspec
 
 from ..metering.record import RequestRecord
 
-COLUMNS = [f for f in RequestRecord.__struct_fields__]
-_INT_COLUMNS = {"status_code", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
-                "reasoning_tokens", "input_characters", "output_characters", "input_seconds", "output_seconds",
-                "cost_nanos", "input_cost_nanos", "output_cost_nanos", "charge_nanos"}
-_BOOL_COLUMNS = {"stream", "priced"}
-_REAL_COLUMNS = {"latency_ms", "overhead_ms"}
+COLUMNS = list(RequestRecord.__struct_fields__)
+# column kinds come from the record's own types, so a new field can never get the wrong column type
+_KIND = {f.name: f.type for f in msgspec.structs.fields(RequestRecord)}
+_BOOL_COLUMNS = {n for n, t in _KIND.items() if t is bool}
+_INT_COLUMNS = {n for n, t in _KIND.items() if t is int or t == (int | None)}
+_REAL_COLUMNS = {n for n, t in _KIND.items() if t is float}
 
 
 def create_table(integer: str = "BIGINT", real: str = "DOUBLE PRECISION") -> str:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..log_sinks import LogSink
 from ..log_sinks.spill import SpillDir
@@ -21,12 +21,15 @@ log = logging.getLogger("edge_proxy.log_queue")
 
 
 class LogQueue:
-    def __init__(self, sink: LogSink, spill: SpillDir, *, prepare: Callable[[list[RequestRecord]], None],
+    def __init__(self, sink: LogSink, spill: SpillDir, *,
+                 commit: Callable[[list[RequestRecord]], Awaitable[None]] | None = None,
+                 on_spill: Callable[[list[RequestRecord]], None] | None = None,
                  max_size: int = 100_000, batch_size: int = 500, max_age: float = 0.2,
                  spill_after: float = 5.0, replay_every: float = 5.0) -> None:
         self.sink = sink
         self.spill = spill
-        self.prepare = prepare
+        self.commit = commit or sink.write  # commit(batch): bill and write in one transaction
+        self.on_spill = on_spill
         self.max_size = max_size
         self.batch_size = batch_size
         self.max_age = max_age
@@ -104,8 +107,7 @@ class LogQueue:
         n = min(len(self._queue), self.batch_size)
         batch = [self._queue[i] for i in range(n)]
         try:
-            self.prepare(batch)
-            await self.sink.write(batch)
+            await asyncio.wait_for(self.commit(batch), 30)
         except Exception as exc:  # any store failure: keep the batch, retry, spill if it lasts
             self.write_failures += 1
             now = time.monotonic()
@@ -128,6 +130,8 @@ class LogQueue:
     def _spill(self, records: list[RequestRecord]) -> None:
         self.spill.write(records)
         self.spilled += len(records)
+        if self.on_spill is not None:
+            self.on_spill(records)
 
     def _spill_overflow(self) -> None:
         records, self._overflow = self._overflow, []
@@ -146,9 +150,7 @@ class LogQueue:
             records = self.spill.read(segment)
             try:
                 for i in range(0, len(records), self.batch_size):
-                    batch = records[i:i + self.batch_size]
-                    self.prepare(batch)
-                    await self.sink.write(batch)
+                    await self.commit(records[i:i + self.batch_size])
             except Exception as exc:  # the store went away again: give every unfinished segment back for later
                 log.warning("replay of %s failed (%s: %s); will retry", segment.name, type(exc).__name__, exc)
                 for unfinished in claimed[n:]:

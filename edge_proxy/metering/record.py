@@ -53,7 +53,10 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     output_cost_nanos: int | None = None
     priced: bool = False
     charge_nanos: int = 0
+    charge_rate: str | None = None  # the meter tier that priced it: rate_type|tier_type|start|rate
     payer: str = "merchant"  # merchant | customer | none
+    reserved_nanos: int = 0
+    hold_id: str | None = None
     latency_ms: float = 0.0
     overhead_ms: float = 0.0
     metadata: dict[str, str] | None = None

@@ -1,0 +1,154 @@
+"""Holds: the part of a payer's balance that a gateway worker has set aside for requests in flight.
+
+Each worker keeps at most one hold per payer (hold id = worker id + payer). `hold(payer, hold_id, add)` grows
+it atomically, only if the payer's available balance (balance minus every unexpired hold) covers `add`, and
+returns the hold's new amount. Holds expire after a TTL, so a crashed worker's hold frees itself.
+
+Two backends: SQL (SQLite, or PostgreSQL with a row lock) and Redis (a Lua script over one hash per payer; the
+key carries a hash tag so Redis Cluster keeps a payer on one slot). The Redis scripts are sent with EVALSHA and
+reloaded when the server answers NOSCRIPT (redis-py's Script objects do that).
+"""
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from ..store.db import Database
+from .payer import Payer
+
+
+class HoldBackend(Protocol):
+    async def hold(self, payer: Payer, hold_id: str, add: int, ttl: float) -> int | None: ...
+    async def release(self, payer: Payer, hold_id: str) -> None: ...
+
+
+class SQLHolds:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = " FOR UPDATE" if db.dialect == "postgres" else ""  # SQLite's BEGIN IMMEDIATE serializes
+
+    async def hold(self, payer: Payer, hold_id: str, add: int, ttl: float) -> int | None:
+        now = time.time()
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?"
+                                    f"{self._lock}", payer.id)
+            if row is None:
+                return None
+            others = await tx.fetchone(
+                "SELECT coalesce(sum(amount_nanos), 0) FROM holds WHERE payer_kind = ? AND payer_id = ? "
+                "AND expires_at > ? AND hold_id <> ?", payer.kind, payer.id, now, hold_id)
+            own = await tx.fetchone("SELECT amount_nanos, expires_at FROM holds WHERE hold_id = ?", hold_id)
+            current = int(own[0]) if own and own[1] > now else 0
+            if add > 0 and int(row[0]) - int(others[0]) - current < add:
+                return None
+            await tx.execute(
+                "INSERT INTO holds VALUES (?, ?, ?, ?, ?) ON CONFLICT (hold_id) DO UPDATE SET "
+                "amount_nanos = excluded.amount_nanos, expires_at = excluded.expires_at",
+                hold_id, payer.kind, payer.id, current + add, now + ttl)
+        return current + add
+
+    async def release(self, payer: Payer, hold_id: str) -> None:
+        await self.db.execute("DELETE FROM holds WHERE hold_id = ?", hold_id)
+
+
+# KEYS[1] payer hash: field "b" = balance; fields "h:<hold id>" = "<amount>:<expires at>"
+# ARGV: hold id, add, now, ttl.  Returns the hold's new amount, -1 when the balance does not cover it, -2 when
+# the payer's balance is not loaded yet.
+_HOLD = """
+local bal = redis.call('HGET', KEYS[1], 'b')
+if not bal then return -2 end
+local now = tonumber(ARGV[3])
+local mine = 'h:' .. ARGV[1]
+local others, current = 0, 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, 1, 2) == 'h:' then
+    local sep = string.find(all[i + 1], ':', 1, true)
+    local amount = tonumber(string.sub(all[i + 1], 1, sep - 1))
+    local expires = tonumber(string.sub(all[i + 1], sep + 1))
+    if expires <= now then
+      redis.call('HDEL', KEYS[1], f)
+    elseif f == mine then
+      current = amount
+    else
+      others = others + amount
+    end
+  end
+end
+local add = tonumber(ARGV[2])
+if add > 0 and tonumber(bal) - others - current < add then return -1 end
+redis.call('HSET', KEYS[1], mine, tostring(current + add) .. ':' .. tostring(now + tonumber(ARGV[4])))
+return current + add
+"""
+
+# KEYS[1] payer hash, KEYS[2] the request's settled marker. ARGV: amount, hold id, marker ttl.
+# Debits once per request id; shrinks the worker's hold by what it consumed. Returns 1 when debited.
+_DEBIT = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
+local amount = tonumber(ARGV[1])
+if redis.call('HEXISTS', KEYS[1], 'b') == 1 then
+  redis.call('HINCRBY', KEYS[1], 'b', -amount)
+end
+local f = 'h:' .. ARGV[2]
+local v = redis.call('HGET', KEYS[1], f)
+if v then
+  local sep = string.find(v, ':', 1, true)
+  local left = tonumber(string.sub(v, 1, sep - 1)) - amount
+  if left < 0 then left = 0 end
+  redis.call('HSET', KEYS[1], f, tostring(left) .. string.sub(v, sep))
+end
+return 1
+"""
+
+# KEYS[1] payer hash. ARGV: amount. Credits a loaded balance (an unloaded one is read from SQL when needed).
+_CREDIT = """
+if redis.call('HEXISTS', KEYS[1], 'b') == 1 then
+  return redis.call('HINCRBY', KEYS[1], 'b', tonumber(ARGV[1]))
+end
+return false
+"""
+
+SETTLED_MARKER_TTL = 7 * 24 * 3600
+
+
+class RedisHolds:
+    """Hot balances and holds in Redis; SQL stays the durable record (credits, charges, balances)."""
+
+    def __init__(self, redis, db: Database) -> None:
+        self.redis = redis
+        self.db = db
+        self._hold = redis.register_script(_HOLD)
+        self._debit = redis.register_script(_DEBIT)
+        self._credit = redis.register_script(_CREDIT)
+
+    async def _load(self, payer: Payer) -> bool:
+        row = await self.db.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
+                                     payer.id)
+        if row is None:
+            return False
+        await self.redis.hsetnx(payer.redis_key, "b", int(row[0]))
+        return True
+
+    async def hold(self, payer: Payer, hold_id: str, add: int, ttl: float) -> int | None:
+        for _ in range(2):
+            got = int(await self._hold(keys=[payer.redis_key], args=[hold_id, add, time.time(), ttl]))
+            if got == -2:
+                if not await self._load(payer):
+                    return None
+                continue
+            return None if got < 0 else got
+        return None
+
+    async def release(self, payer: Payer, hold_id: str) -> None:
+        await self.redis.hdel(payer.redis_key, "h:" + hold_id)
+
+    async def debit(self, payer: Payer, request_id: str, amount: int, hold_id: str | None) -> bool:
+        marker = f"{payer.redis_key}:settled:{request_id}"
+        return bool(await self._debit(keys=[payer.redis_key, marker], args=[amount, hold_id or "-", SETTLED_MARKER_TTL]))
+
+    async def credit(self, payer: Payer, amount: int) -> None:
+        await self._credit(keys=[payer.redis_key], args=[amount])
+
+    async def set_balance(self, payer: Payer, nanos: int) -> None:
+        await self.redis.hset(payer.redis_key, "b", nanos)

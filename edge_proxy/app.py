@@ -17,7 +17,8 @@ from .billing.balances import Balances
 from .billing.engine import BillingEngine
 from .billing.holds import HoldBackend, RedisHolds, SQLHolds
 from .billing.leases import Leases
-from .money import parse_usd
+from .billing.webhooks import WebhookSender
+from .money import parse_usd, usd
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from .log_sinks import LogSink, open_log_sink
 from .log_sinks.spill import SpillDir
@@ -61,9 +62,11 @@ class Gateway:
                                                       socket_connect_timeout=settings.redis_timeout)
             holds = redis_holds = RedisHolds(self.redis, self.store.db)
         self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))
+        self.webhooks = WebhookSender(self.store.db, lambda: self.upstream,
+                                      backoff=settings.webhook_retry_seconds)
         self.billing = BillingEngine(self.store.db, self.log_sink, self.leases, self.prices,
                                      byok_fee_nanos=parse_usd(settings.byok_fee, "EDGE_PROXY_BYOK_FEE"),
-                                     redis_holds=redis_holds)
+                                     redis_holds=redis_holds, on_autopay=self._autopay)
         self.balances = Balances(self.store.db, redis_holds)
         self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), commit=self.commit_batch,
                                   on_spill=self.billing.spilled, max_size=settings.log_queue_size,
@@ -98,6 +101,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.log_queue.stop()
+        await self.webhooks.stop()
         await self.leases.stop()
         await self.log_sink.close()
         if self.redis is not None:
@@ -111,6 +115,11 @@ class Gateway:
         """The log writer's step for one batch: price it, then bill and write it in one transaction."""
         self.prepare_records(records)
         await self.billing.commit(records)
+
+    def _autopay(self, customer_id: str, merchant_id: str, balance: int, threshold: int, amount: int) -> None:
+        self.webhooks.emit(merchant_id, "customer.autopay", {
+            "customer_id": customer_id, "balance": usd(balance), "autopay_threshold": usd(threshold),
+            "autopay_amount": usd(amount)})
 
     def prepare_records(self, records: list[RequestRecord]) -> None:
         """Price each record once, from its usage and the price table (called by the log writer)."""

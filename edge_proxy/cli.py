@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     from .cli_billing import add_commands
     add_commands(sub, _store_command)
 
+    balances = sub.add_parser("balances", help="balance maintenance").add_subparsers(metavar="ACTION")
+    c = balances.add_parser("reconcile", help="rebuild balances (SQL and Redis) from the credit and charge ledgers")
+    c.set_defaults(run=_store_command(_balances_reconcile))
+
     tokens = sub.add_parser("tokens", help="make forward tokens").add_subparsers(metavar="ACTION")
     c = tokens.add_parser("create", help="print a forward token in Lava's format")
     c.add_argument("--secret-key", required=True)
@@ -142,10 +146,25 @@ async def _merchants_create(args, store: Store) -> dict:
 
 
 async def _merchants_credit(args, store: Store) -> dict:
+    from .billing.balances import Balances
+    from .billing.payer import Payer
     nanos = _amount(args.amount, "--amount")
     merchant = await _merchant_of(store, args.secret_key)
-    merchant = await store.credit_merchant(merchant.merchant_id, nanos)
-    return _merchant_json(merchant)
+    await _balances(args, store).credit(merchant.merchant_id, Payer("merchant", merchant.merchant_id), nanos, "cli")
+    return _merchant_json(await store.get_merchant(merchant.merchant_id))
+
+
+def _balances(args, store: Store):
+    """Balances for a CLI command: SQL, mirrored to Redis when EDGE_PROXY_REDIS_URL is set."""
+    from .billing.balances import Balances
+    settings = _settings(args)
+    if not settings.redis_url:
+        return Balances(store.db)
+    import redis.asyncio
+
+    from .billing.holds import RedisHolds
+    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
+    return Balances(store.db, RedisHolds(client, store.db))
 
 
 async def _merchants_show(args, store: Store) -> dict:
@@ -155,6 +174,20 @@ async def _merchants_show(args, store: Store) -> dict:
 def _merchant_json(merchant) -> dict:
     return {"merchant_id": merchant.merchant_id, "name": merchant.name, "balance": usd(merchant.balance_nanos),
             "created_at": merchant.created_at}
+
+
+async def _balances_reconcile(args, store: Store) -> dict:
+    from .billing.holds import RedisHolds
+    from .billing.reconcile import reconcile
+    settings = _settings(args)
+    if not settings.redis_url:
+        return await reconcile(store.db)
+    import redis.asyncio
+    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        return await reconcile(store.db, RedisHolds(client, store.db))
+    finally:
+        await client.aclose()
 
 
 def _tokens_create(args) -> int:

@@ -46,6 +46,7 @@ class Settings:
     byok_fee: str = "0"
     redis_timeout: float = 0.5
     lease_ttl: float = 30.0
+    webhook_retry_seconds: float = 1.0
     log_level: str = "info"
     pure_python: bool = False
 

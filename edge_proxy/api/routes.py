@@ -7,8 +7,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ..errors import MethodNotAllowed, NotFound
+from . import admin as admin_api
+from . import customers as customers_api
+from . import meters as meters_api
 from . import requests as requests_api
+from . import secret_keys as secret_keys_api
+from . import spend_keys as spend_keys_api
 from . import usage as usage_api
+from . import wallet as wallet_api
+from . import webhooks as webhooks_api
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -17,10 +24,40 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "requests", requests_api.create_request),
     ("GET", "requests/{request_id}", requests_api.get_request),
     ("GET", "usage", usage_api.get_usage),
+    ("POST", "customers", customers_api.create_customer),
+    ("GET", "customers", customers_api.list_customers),
+    ("GET", "customers/{customer_id}", customers_api.get_customer),
+    ("PATCH", "customers/{customer_id}", customers_api.update_customer),
+    ("DELETE", "customers/{customer_id}", customers_api.delete_customer),
+    ("GET", "customers/{customer_id}/subscription", customers_api.get_subscription),
+    ("POST", "customers/{customer_id}/credit", customers_api.credit),
+    ("POST", "meters", meters_api.create_meter),
+    ("GET", "meters", meters_api.list_meters),
+    ("GET", "meters/{meter_id}", meters_api.get_meter),
+    ("PATCH", "meters/{meter_id}", meters_api.update_meter),
+    ("DELETE", "meters/{meter_id}", meters_api.delete_meter),
+    ("POST", "spend_keys", spend_keys_api.create_spend_key),
+    ("GET", "spend_keys", spend_keys_api.list_spend_keys),
+    ("GET", "spend_keys/{spend_key_id}", spend_keys_api.get_spend_key),
+    ("PUT", "spend_keys/{spend_key_id}", spend_keys_api.update_spend_key),
+    ("DELETE", "spend_keys/{spend_key_id}", spend_keys_api.revoke_spend_key),
+    ("POST", "spend_keys/{spend_key_id}/rotate", spend_keys_api.rotate_spend_key),
+    ("POST", "secret_keys", secret_keys_api.create_secret_key),
+    ("GET", "secret_keys", secret_keys_api.list_secret_keys),
+    ("DELETE", "secret_keys/{secret_key_id}", secret_keys_api.delete_secret_key),
+    ("POST", "webhooks", webhooks_api.create_webhook),
+    ("GET", "webhooks", webhooks_api.list_webhooks),
+    ("GET", "webhooks/{webhook_id}", webhooks_api.get_webhook),
+    ("PATCH", "webhooks/{webhook_id}", webhooks_api.update_webhook),
+    ("DELETE", "webhooks/{webhook_id}", webhooks_api.delete_webhook),
+    ("GET", "wallet", wallet_api.get_wallet),
+    ("POST", "wallet/credit", wallet_api.credit_wallet),
 ]
 
 # /admin/...: the operator's, guarded by EDGE_PROXY_ADMIN_TOKEN
-ADMIN_ROUTES: list[tuple[str, str, Handler]] = []
+ADMIN_ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "merchants", admin_api.create_merchant),
+]
 
 
 class Router:

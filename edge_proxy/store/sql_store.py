@@ -47,6 +47,10 @@ class SQLStore:
         async with self.db.transaction() as tx:
             await tx.execute("INSERT INTO merchants VALUES (?, ?, ?, ?)",
                              merchant.merchant_id, merchant.name, merchant.balance_nanos, merchant.created_at)
+            if balance_nanos:  # every balance is credits minus charges: the opening balance is a credit too
+                await tx.execute("INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?, ?)", new_id("cre"),
+                                 merchant.merchant_id, "merchant", merchant.merchant_id, balance_nanos, "opening",
+                                 merchant.created_at)
             key = await self._add_key(tx, merchant.merchant_id, "default")
         return merchant, key[1]
 
@@ -58,14 +62,6 @@ class SQLStore:
     async def find_secret_key(self, key_hash: str) -> SecretKey | None:
         row = await self.db.fetchone(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE key_hash = ?", key_hash)
         return SecretKey(*row[:5], revoked=bool(row[5])) if row else None
-
-    async def credit_merchant(self, merchant_id: str, nanos: int) -> Merchant:
-        await self.db.execute("UPDATE merchants SET balance_nanos = balance_nanos + ? WHERE merchant_id = ?",
-                              nanos, merchant_id)
-        merchant = await self.get_merchant(merchant_id)
-        if merchant is None:
-            raise KeyError(merchant_id)
-        return merchant
 
     # -- secret keys (the merchant's own: `secret_keys` resource) -----------------------------------------
     async def create_secret_key(self, merchant_id: str, name: str) -> tuple[SecretKey, str]:

@@ -1,0 +1,196 @@
+"""`/v1/customers`: a merchant's customers in Lava's shape, with our `balance` and `autopay` beside it.
+
+Also home of the small field validators every billing resource uses (meters, spend keys, webhooks, wallet, admin
+and the CLI import them): each raises InvalidRequest with a one-line message that names the field.
+"""
+from __future__ import annotations
+
+import re
+
+from ..billing import accounts
+from ..billing.balances import UnknownPayer
+from ..billing.payer import Payer
+from ..errors import InvalidRequest, NotFound
+from ..money import parse_usd, usd
+from .common import decode_cursor, encode_cursor, json_body, limit_param, merchant_id, query, reply
+
+MAX_TEXT = 200
+MAX_NANOS = 10**18  # one billion USD: any one amount, so balances stay far inside a 64-bit integer
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_PHONE = re.compile(r"\+?[0-9 ().\-]{3,40}")
+
+
+# -- field validators --------------------------------------------------------------------------------------------
+def text(body: dict, name: str, *, required: bool = False, most: int = MAX_TEXT) -> str | None:
+    """A string field of 1 to `most` characters; None when absent or null (unless required)."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"{name}: required, a string of 1 to {most} characters")
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= most:
+        raise InvalidRequest(f"{name}: must be a string of 1 to {most} characters")
+    return value
+
+
+def email(body: dict, name: str = "email") -> str | None:
+    value = text(body, name, most=254)
+    if value is not None and not _EMAIL.fullmatch(value):
+        raise InvalidRequest(f"{name}: not an email address")
+    return value
+
+
+def phone(body: dict, name: str = "phone") -> str | None:
+    value = text(body, name, most=40)
+    if value is not None and not _PHONE.fullmatch(value):
+        raise InvalidRequest(f"{name}: not a phone number (digits, spaces, + ( ) . -)")
+    return value
+
+
+def metadata(body: dict, name: str = "metadata") -> dict[str, str] | None:
+    """An object of at most 50 string values, keys of 1 to 40 characters, values of at most 500."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 50:
+        raise InvalidRequest(f"{name}: must be an object of at most 50 string values")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40:
+            raise InvalidRequest(f"{name}: keys must be 1 to 40 characters")
+        if not isinstance(item, str) or len(item) > 500:
+            raise InvalidRequest(f"{name}: the value of {key!r} must be a string of at most 500 characters")
+    return value
+
+
+def money(value, name: str, *, positive: bool = False) -> int:
+    """A USD amount (decimal string or number) as nano-dollars."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidRequest(f"{name}: required, a decimal USD amount as a string")
+    try:
+        nanos = parse_usd(value, name)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    if nanos > MAX_NANOS:
+        raise InvalidRequest(f"{name}: at most 1000000000 USD")
+    if positive and nanos <= 0:
+        raise InvalidRequest(f"{name}: must be more than zero")
+    return nanos
+
+
+def autopay(value, name: str = "autopay") -> tuple[int | None, int | None]:
+    """{threshold, amount} in USD (refill by `amount` when the balance falls below `threshold`), or null."""
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{name}: must be an object {{threshold, amount}} or null")
+    return (money(value.get("threshold"), f"{name}.threshold"),
+            money(value.get("amount"), f"{name}.amount", positive=True))
+
+
+def list_reply(proto, items: list, limit: int, shape, cursor_of) -> None:
+    """Answer a page of up to limit + 1 items as {data, has_more, next_cursor}."""
+    more = len(items) > limit
+    items = items[:limit]
+    reply(proto, 200, {"data": [shape(i) for i in items], "has_more": more,
+                       "next_cursor": encode_cursor(*cursor_of(items[-1])) if more else None})
+
+
+# -- shape -------------------------------------------------------------------------------------------------------
+def to_api(c: accounts.Customer) -> dict:
+    first, _, last = (c.name or "").partition(" ")
+    return {
+        "customer_id": c.customer_id,
+        "reference_id": c.reference_id,
+        "contact": {"name": c.name, "email": c.email, "phone": c.phone,
+                    "first_name": first or None, "last_name": last or None},
+        "subscription": None,
+        "metadata": c.metadata,
+        "created_at": c.created_at,
+        # ours
+        "balance": usd(c.balance_nanos),
+        "autopay": None if c.autopay_amount_nanos is None else {
+            "threshold": usd(c.autopay_threshold_nanos or 0), "amount": usd(c.autopay_amount_nanos)},
+    }
+
+
+def customer_fields(body: dict) -> dict:
+    """The CUSTOMER_FIELDS present in a create or update body, validated (null clears a field)."""
+    checks = {"reference_id": lambda: text(body, "reference_id"), "name": lambda: text(body, "name"),
+              "email": lambda: email(body), "phone": lambda: phone(body), "metadata": lambda: metadata(body)}
+    fields = {name: check() for name, check in checks.items() if name in body}
+    if "autopay" in body:
+        fields["autopay_threshold_nanos"], fields["autopay_amount_nanos"] = autopay(body["autopay"])
+    return fields
+
+
+async def credit_customer(balances, db, mid: str, customer_id: str, nanos: int, source: str) -> accounts.Customer:
+    """Add funds to a customer's balance (through Balances, which writes the ledger row)."""
+    try:
+        await balances.credit(mid, Payer("customer", customer_id), nanos, source)
+    except UnknownPayer:
+        raise NotFound(f"no customer {customer_id!r}") from None
+    return await _get(db, mid, customer_id)
+
+
+async def _get(db, mid: str, customer_id: str) -> accounts.Customer:
+    c = await accounts.customer(db, mid, customer_id)
+    if c is None:
+        raise NotFound(f"no customer {customer_id!r}")
+    return c
+
+
+# -- handlers ----------------------------------------------------------------------------------------------------
+async def create_customer(gw, scope, proto) -> None:
+    mid = await merchant_id(gw, scope)
+    body = await json_body(proto)
+    fields = customer_fields(body)
+    balance = money(body["balance"], "balance") if body.get("balance") is not None else 0
+    c = await accounts.create_customer(gw.store.db, mid, fields)
+    if balance:
+        c = await credit_customer(gw.balances, gw.store.db, mid, c.customer_id, balance, "initial")
+    reply(proto, 201, to_api(c))
+
+
+async def list_customers(gw, scope, proto) -> None:
+    mid = await merchant_id(gw, scope)
+    q = query(scope)
+    limit = limit_param(q)
+    items = await accounts.list_customers(gw.store.db, mid, decode_cursor(q.get("cursor")), limit)
+    list_reply(proto, items, limit, to_api, lambda c: (c.created_at, c.customer_id))
+
+
+async def get_customer(gw, scope, proto, customer_id: str) -> None:
+    mid = await merchant_id(gw, scope)
+    reply(proto, 200, to_api(await _get(gw.store.db, mid, customer_id)))
+
+
+async def update_customer(gw, scope, proto, customer_id: str) -> None:
+    mid = await merchant_id(gw, scope)
+    fields = customer_fields(await json_body(proto))
+    c = await accounts.update_customer(gw.store.db, mid, customer_id, fields)
+    if c is None:
+        raise NotFound(f"no customer {customer_id!r}")
+    reply(proto, 200, to_api(c))
+
+
+async def delete_customer(gw, scope, proto, customer_id: str) -> None:
+    mid = await merchant_id(gw, scope)
+    if not await accounts.delete_customer(gw.store.db, mid, customer_id):
+        raise NotFound(f"no customer {customer_id!r}")
+    reply(proto, 200, {"success": True})
+
+
+async def get_subscription(gw, scope, proto, customer_id: str) -> None:
+    """Plans and subscriptions need a payment processor; until then no customer has one."""
+    mid = await merchant_id(gw, scope)
+    await _get(gw.store.db, mid, customer_id)
+    reply(proto, 200, {"subscription": None})
+
+
+async def credit(gw, scope, proto, customer_id: str) -> None:
+    """Ours: `POST customers/{id}/credit {"amount": "USD"}` adds funds and answers the customer."""
+    mid = await merchant_id(gw, scope)
+    body = await json_body(proto)
+    nanos = money(body.get("amount"), "amount", positive=True)
+    await _get(gw.store.db, mid, customer_id)  # another merchant's customer is a 404, never a credit
+    reply(proto, 200, to_api(await credit_customer(gw.balances, gw.store.db, mid, customer_id, nanos, "api")))

@@ -17,6 +17,7 @@ from .billing.balances import Balances
 from .billing.engine import BillingEngine
 from .billing.holds import HoldBackend, RedisHolds, SQLHolds
 from .billing.leases import Leases
+from .billing.spend_keys import SpendKeyGate
 from .billing.webhooks import WebhookSender
 from .money import parse_usd, usd
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
@@ -72,6 +73,7 @@ class Gateway:
                                   on_spill=self.billing.spilled, max_size=settings.log_queue_size,
                                   batch_size=settings.log_batch_size, max_age=settings.log_flush_seconds,
                                   spill_after=settings.log_spill_after)
+        self.spend_keys = SpendKeyGate(self.store.db, self.redis)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
                                   self.billing.billing_of)
         self.request_ids = proxy.RequestIds()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from .billing.charging import Billing
+from .billing.spend_key_store import SPEND_KEY_PREFIX, SpendKey, find_by_hash
 from .errors import InvalidToken
 from .forward_token import ForwardToken, decode_forward_token
 from .lru import TTLCache
@@ -25,6 +26,7 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
     provider_key: str | None = None  # set: unmanaged (BYOK); None: the gateway's managed key
     disable_billing: bool = False
     billing: Billing | None = None
+    spend_key: SpendKey | None = None  # set when the credential is a spend key (billing/spend_keys.py)
 
 
 class Authenticator:
@@ -42,6 +44,10 @@ class Authenticator:
         principal = self.cache.get(credential)
         if principal is not None:
             return principal
+        if credential.startswith(SPEND_KEY_PREFIX):
+            principal = await self._spend_key(credential)
+            self.cache.put(credential, principal)
+            return principal
         if credential.startswith(SECRET_KEY_PREFIX):
             token = ForwardToken(credential)
         else:
@@ -54,3 +60,11 @@ class Authenticator:
                               token.provider_key, token.disable_billing, billing)
         self.cache.put(credential, principal)
         return principal
+
+    async def _spend_key(self, credential: str) -> Principal:
+        """A spend key is a drop-in provider key: it spends from its merchant's wallet, under its policy."""
+        key = await find_by_hash(self.store.db, hash_secret(credential))
+        if key is None:
+            raise InvalidToken()
+        return Principal(key.merchant_id, key.spend_key_id, billing=Billing("merchant", key.merchant_id),
+                         spend_key=key)

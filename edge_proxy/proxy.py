@@ -9,12 +9,12 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-import msgspec
 from granian.rsgi import ProtocolClosed, ProtocolError
 
 from . import headers as hdr
 from .errors import (BodyTooLarge, BrowserRequest, GatewayError, InvalidRequest, ServiceUnavailable,
                      UpstreamTimedOut, UpstreamUnreachable)
+from .billing.charging import request_limits
 from .metadata import parse_metadata
 from .metering.record import RequestRecord, now_iso
 from .metering.usage import StreamScanner, Usage, usage_from_body
@@ -71,9 +71,13 @@ async def forward(gw: Gateway, scope, proto, target_of, metadata_param: str | No
                                      f"EDGE_PROXY_PROVIDER_KEY_{target.provider.env_name} or send provider_key "
                                      "in the forward token")
         body = exchange.body = await _read_body(proto, headers, gw.settings.max_body_bytes)
+        limits = exchange.limits = request_limits(body)
+        if principal.spend_key is not None:
+            await gw.spend_keys.admit(principal.spend_key, target.provider.name, _model(limits, target.path))
         if principal.billing is not None:
             exchange.lease, exchange.reserved = await gw.billing.reserve(
-                request_id, principal.billing, target.provider.name, body, principal.provider_key is not None)
+                request_id, principal.billing, target.provider.name, len(body), limits,
+                principal.provider_key is not None)
         up_headers = hdr.request_headers(headers.items(), target.provider.key_header, key)
         exchange.sent_at = time.perf_counter()
         try:
@@ -178,18 +182,11 @@ def send_error(proto, exc: GatewayError, request_id: str | None = None) -> None:
     proto.response_bytes(exc.status, headers, exc.body())
 
 
-class _ModelView(msgspec.Struct):
-    model: str | None = None
-
-
-_model_of = msgspec.json.Decoder(_ModelView).decode
-
-
 class Exchange:
     """One proxied request from authentication to its log record. It is logged exactly once, by finish()."""
 
     __slots__ = ("gw", "request_id", "principal", "started", "target", "metadata", "body", "sent_at", "head_at",
-                 "replied_at", "usage", "stream", "events", "done", "lease", "reserved")
+                 "replied_at", "usage", "stream", "events", "done", "lease", "reserved", "limits")
 
     def __init__(self, gw: Gateway, request_id: str, principal: Principal, started: float) -> None:
         self.gw = gw
@@ -206,6 +203,7 @@ class Exchange:
         self.done = False
         self.lease = None
         self.reserved = 0
+        self.limits = None
 
     @property
     def usage_format(self) -> str:
@@ -229,11 +227,12 @@ class Exchange:
             overhead_ms=round(self.overhead(self.replied_at) * 1000, 3) if self.replied_at else 0.0,
             metadata=self.metadata, payer=p.billing.payer_kind if p.billing else "merchant",
             reserved_nanos=self.reserved, hold_id=self.lease.hold_id if self.lease else None,
+            spend_key_id=p.spend_key.spend_key_id if p.spend_key else None,
         )
         if target is not None:
             record.provider = target.provider.name
             record.endpoint = target.path.split("?", 1)[0]
-            record.model = _request_model(self.body, record.endpoint)
+            record.model = _model(self.limits, record.endpoint) if self.limits else None
         if self.sent_at:
             _apply_usage(record, self.usage, self.body, self.events, self.usage_format)
         else:
@@ -241,15 +240,11 @@ class Exchange:
         self.gw.log_queue.put(record)
 
 
-def _request_model(body: bytes, endpoint: str) -> str | None:
-    if "/models/" in endpoint and ":" in endpoint:  # Gemini names the model in the path
-        return endpoint.rsplit("/models/", 1)[1].split(":", 1)[0] or None
-    if body[:1] != b"{":
-        return None
-    try:
-        return _model_of(body).model
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
+def _model(limits, endpoint: str) -> str | None:
+    """The model a request names: in its body, or (Gemini) in its path."""
+    if "/models/" in endpoint and ":" in endpoint:
+        return endpoint.split("?", 1)[0].rsplit("/models/", 1)[1].split(":", 1)[0] or None
+    return limits.model
 
 
 def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, events: int, fmt: str) -> None:

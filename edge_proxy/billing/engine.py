@@ -14,7 +14,7 @@ from ..log_sinks import SQLLogSink
 from ..lru import TTLCache
 from ..metering.record import RequestRecord
 from . import accounts
-from .charging import Billing, request_limits, reservation
+from .charging import Billing, reservation
 from .holds import RedisHolds
 from .leases import Lease, Leases
 from .payer import Payer
@@ -60,16 +60,15 @@ class BillingEngine:
                 self._meters.put((merchant_id, slug), meter)
         return meter
 
-    async def reserve(self, request_id: str, billing: Billing, provider: str, body: bytes,
+    async def reserve(self, request_id: str, billing: Billing, provider: str, body_len: int, limits,
                       unmanaged: bool) -> tuple[Lease | None, int]:
         """Hold the most this request can cost; raises 402 when the payer cannot cover it."""
         if billing.payer_kind == "none":
             return None, 0
-        limits = request_limits(body)
         price = self.prices.lookup(provider, limits.model)
         max_out = (limits.max_tokens or limits.max_completion_tokens or limits.max_output_tokens
                    or self.prices.max_output_tokens(provider, limits.model))
-        amount = reservation(billing, price, len(body), max_out, unmanaged)
+        amount = reservation(billing, price, body_len, max_out, unmanaged)
         lease = await self.leases.reserve(Payer(billing.payer_kind, billing.payer_id), amount)
         if lease is not None:
             self.inflight[request_id] = (lease, amount)

@@ -57,6 +57,7 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     payer: str = "merchant"  # merchant | customer | none
     reserved_nanos: int = 0
     hold_id: str | None = None
+    spend_key_id: str | None = None
     latency_ms: float = 0.0
     overhead_ms: float = 0.0
     metadata: dict[str, str] | None = None

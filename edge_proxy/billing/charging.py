@@ -66,10 +66,15 @@ def _nanos(value: Decimal) -> int:
 
 
 def max_provider_cost(price: ModelPrice | None, body_len: int, max_out: int) -> int:
+    """Runs on every request: integer arithmetic on the price table's pico-dollar rates."""
     if price is None:
         return 0
-    input_rate = max(price.input, price.cache_write or price.input)
-    return _nanos((Decimal(body_len) * input_rate + Decimal(max_out) * price.output) / MILLION)
+    p_in, p_out, _, p_write = price.pico
+    return _ceil_div(body_len * max(p_in, p_write) + max_out * p_out, 10**9)
+
+
+def _ceil_div(n: int, d: int) -> int:
+    return -(-n // d)  # a reservation rounds up: it must cover the charge
 
 
 def _tier(meter: Meter, units: int) -> Tier:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import msgspec
@@ -33,9 +33,6 @@ NANO = money.NANOS_PER_USD  # nano-dollars per USD (1_000_000_000)
 PER = 1_000_000  # prices are per this many tokens
 DEFAULT_PATH = Path(__file__).with_name("prices.toml")
 
-# Wide enough that no product of a token count and a price is ever rounded before the final step.
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow, DivisionByZero])
-_NANO, _PER, _ONE = Decimal(NANO), Decimal(PER), Decimal(1)
 _PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
 _MODEL_KEYS = frozenset(_PRICE_KEYS + ("max_output_tokens",))
 # Version suffixes that do not change the price: -2024-07-18, -20250514, -001, -latest.
@@ -50,6 +47,17 @@ class ModelPrice(msgspec.Struct, frozen=True):
     cached_input: Decimal | None
     cache_write: Decimal | None
     max_output_tokens: int
+    # The same prices as exact integers (pico-dollars per 1M tokens: input, output, cached input, cache write,
+    # the last two falling back to input), so pricing a record is integer arithmetic rather than Decimal.
+    pico: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @classmethod
+    def of(cls, input: Decimal, output: Decimal, cached_input: Decimal | None, cache_write: Decimal | None,
+           max_output_tokens: int) -> ModelPrice:
+        p_in = _pico(input)
+        return cls(input, output, cached_input, cache_write, max_output_tokens,
+                   (p_in, _pico(output), _pico(cached_input) if cached_input is not None else p_in,
+                    _pico(cache_write) if cache_write is not None else p_in))
 
 
 class Cost(msgspec.Struct, frozen=True):
@@ -64,26 +72,35 @@ class Cost(msgspec.Struct, frozen=True):
 UNPRICED = Cost(None, None, None, False)
 
 
-def _nanos(terms: list[tuple[int, Decimal]]) -> int:
-    total = Decimal(0)
-    for tokens, price in terms:
-        total = _CTX.add(total, _CTX.multiply(Decimal(tokens), price))
-    exact = _CTX.divide(_CTX.multiply(total, _NANO), _PER)
-    return int(exact.quantize(_ONE, rounding=ROUND_HALF_EVEN, context=_CTX))
+_PICO_PER_NANO_MILLION = 10**3 * 10**6  # pico-dollars per 1M tokens -> nano-dollars per token
+
+
+def _pico(price: Decimal | None) -> int:
+    if price is None:
+        return 0
+    scaled = price * 10**12
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"price {price} has more than 12 decimal places")
+    return int(scaled)
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    q, r = divmod(numerator, denominator)
+    if 2 * r > denominator or (2 * r == denominator and q % 2):
+        q += 1
+    return q
 
 
 def cost_of(price: ModelPrice, usage: Usage) -> Cost:
-    """The cost of ``usage`` at ``price`` by the rule in the module docstring."""
-    inp, cached, write = (max(0, n) for n in (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens))
+    """The cost of ``usage`` at ``price`` by the rule in the module docstring (exact integer arithmetic:
+    the same results as Decimal, rounded half to even)."""
+    p_in, p_out, p_cached, p_write = price.pico
+    inp = max(0, usage.input_tokens)
+    cached = max(0, usage.cached_tokens)
+    write = max(0, usage.cache_write_tokens)
     uncached = max(0, inp - cached - write)
-    input_nanos = _nanos(
-        [
-            (uncached, price.input),
-            (cached, price.cached_input if price.cached_input is not None else price.input),
-            (write, price.cache_write if price.cache_write is not None else price.input),
-        ]
-    )
-    output_nanos = _nanos([(max(0, usage.output_tokens), price.output)])
+    input_nanos = _round_half_even(uncached * p_in + cached * p_cached + write * p_write, _PICO_PER_NANO_MILLION)
+    output_nanos = _round_half_even(max(0, usage.output_tokens) * p_out, _PICO_PER_NANO_MILLION)
     return Cost(input_nanos + output_nanos, input_nanos, output_nanos, True)
 
 
@@ -165,7 +182,7 @@ class PriceTable:
         max_out = entry.get("max_output_tokens", default_max)
         if not isinstance(max_out, int) or isinstance(max_out, bool) or max_out < 0:
             raise ValueError(f"{where}.max_output_tokens: must be a non-negative integer")
-        return ModelPrice(max_output_tokens=max_out, **prices)
+        return ModelPrice.of(max_output_tokens=max_out, **prices)
 
     def lookup(self, provider: str, model: str | None) -> ModelPrice | None:
         """The price of a model, or None. Tries, in order: the id as given; without a provider

@@ -1,0 +1,111 @@
+"""The HTTP layer under both clients: builds a request, sends it with httpx2, turns the answer into JSON or an error.
+
+`SyncTransport.request()` answers the parsed JSON; `AsyncTransport.request()` answers an awaitable of it. The
+resource classes return whatever their transport returns, which is how one resource class serves both clients.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx2 as httpx
+
+from .errors import APIConnectionError, APIError, APITimeoutError, error_for_status
+
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+USER_AGENT = "edge-proxy-python"
+
+Query = Mapping[str, Any]
+
+
+def path_segment(value: str) -> str:
+    """An id as one path segment: `/`, `?` and `#` in it cannot change the route."""
+    return quote(str(value), safe="")
+
+
+class _Transport:
+    """What both transports share: the gateway address, the key, and the request and answer rules."""
+
+    def __init__(self, secret_key: str, api_base: str) -> None:
+        self.secret_key = secret_key
+        self.api_base = api_base  # `<base>/v1/`
+
+    def build(self, client: httpx.Client | httpx.AsyncClient, method: str, path: str, data: Any = None,
+              query: Query | None = None, bearer: str | None = None) -> httpx.Request:
+        """A management call as the Node SDK's request() sends it: Bearer secret key, JSON body, query strings."""
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v)
+                  for k, v in (query or {}).items() if v is not None}
+        headers = {"Authorization": f"Bearer {bearer or self.secret_key}", "Content-Type": "application/json",
+                   "User-Agent": USER_AGENT}
+        content = None if data is None else json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return client.build_request(method, self.api_base + path, params=params or None, headers=headers,
+                                    content=content)
+
+    @staticmethod
+    def parse(response: httpx.Response) -> Any:
+        """The answer's JSON, or the typed error for a non-2xx status."""
+        if not response.is_success:
+            raise error_for_status(response.status_code, response.content, response.headers, response.reason_phrase)
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise APIError(f"the answer is not JSON ({response.headers.get('content-type', 'no content type')})",
+                           status=response.status_code, body=response.text,
+                           headers={k.lower(): v for k, v in response.headers.items()}) from None
+
+
+class SyncTransport(_Transport):
+    """Blocking calls over an httpx2.Client."""
+
+    def __init__(self, secret_key: str, api_base: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 http_client: httpx.Client | None = None) -> None:
+        super().__init__(secret_key, api_base)
+        self._owns_client = http_client is None
+        self.client = http_client or httpx.Client(timeout=timeout)
+
+    def request(self, method: str, path: str, data: Any = None, query: Query | None = None,
+                bearer: str | None = None) -> Any:
+        return self.parse(self.send(self.build(self.client, method, path, data, query, bearer)))
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the whole answer; transport failures become APIConnectionError / APITimeoutError."""
+        try:
+            return self.client.send(request)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"the gateway did not answer in time: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"could not reach the gateway at {self.api_base}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+class AsyncTransport(_Transport):
+    """Awaitable calls over an httpx2.AsyncClient."""
+
+    def __init__(self, secret_key: str, api_base: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 http_client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(secret_key, api_base)
+        self._owns_client = http_client is None
+        self.client = http_client or httpx.AsyncClient(timeout=timeout)
+
+    async def request(self, method: str, path: str, data: Any = None, query: Query | None = None,
+                      bearer: str | None = None) -> Any:
+        return self.parse(await self.send(self.build(self.client, method, path, data, query, bearer)))
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.client.send(request)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"the gateway did not answer in time: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"could not reach the gateway at {self.api_base}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()

@@ -54,8 +54,8 @@ def test_200_concurrent_requests_never_overspend_a_small_balance(fake, tmp_path,
         assert final == Decimal("0.50") - charged
         assert final >= 0
         with sqlite3.connect(tmp_path / "shared.db") as conn:  # exactly one charge row per request
-            rows = conn.execute("SELECT count(*), count(DISTINCT request_id), sum(amount_nanos > 0) FROM charges "
-                                "WHERE payer_id = ?", (cus,)).fetchone()
+            rows = conn.execute("SELECT count(*), count(DISTINCT request_id), sum(charge_nanos > 0) FROM requests "
+                                "WHERE customer_id = ?", (cus,)).fetchone()
         assert rows[0] == rows[1] == 200 and rows[2] == len(ok)
         if redis_server:
             from edge_proxy.billing.payer import Payer

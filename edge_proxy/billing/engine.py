@@ -91,8 +91,7 @@ class BillingEngine:
             if r.meter_slug and (r.merchant_id, r.meter_slug) not in meters:
                 meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
         async with self.log_sink.db.transaction() as tx:
-            new = await settle(tx, records, meters)
-            await self.log_sink.write(records, tx)
+            new = await settle(tx, records, meters, self.log_sink.insert_returning)
             fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos})
         charged_now = {r.request_id for r in new}
         for r in records:

@@ -1,7 +1,7 @@
 """`edge-proxy balances reconcile`: rebuild every balance from the durable record.
 
-The truth for a payer is its credits minus its charges (both ledgers live in the database, written in the same
-transactions as the balances and the request log). Reconcile repairs the SQL balance column where it differs,
+The truth for a payer is its credits (the `credits` ledger) minus its charges (the `charge_nanos` of its rows in
+the request log), both written in the same transactions as the balances. Reconcile repairs the SQL balance column where it differs,
 and sets the Redis balance of every payer to it. Run it after restoring Redis, or when Redis missed debits
 while it was down; it is idempotent. Requests still in a gateway's log queue are not in the ledger yet, so run
 it when traffic is quiet, or run it again.
@@ -16,8 +16,8 @@ async def reconcile(db: Database, redis_holds=None) -> dict:
     credits = {(k, i): int(n) for k, i, n in await db.fetchall(
         "SELECT payer_kind, payer_id, coalesce(sum(amount_nanos), 0) FROM credits GROUP BY payer_kind, payer_id")}
     charges = {(k, i): int(n) for k, i, n in await db.fetchall(
-        "SELECT payer_kind, payer_id, coalesce(sum(amount_nanos), 0) FROM charges WHERE payer_kind <> 'none' "
-        "GROUP BY payer_kind, payer_id")}
+        "SELECT payer, CASE WHEN payer = 'customer' THEN customer_id ELSE merchant_id END, "
+        "coalesce(sum(charge_nanos), 0) FROM requests WHERE payer IN ('merchant', 'customer') GROUP BY 1, 2")}
     payers = 0
     repaired = 0
     for kind in ("merchant", "customer"):

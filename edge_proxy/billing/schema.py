@@ -61,16 +61,6 @@ CREATE TABLE IF NOT EXISTS credits (
     created_at   TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS charges (
-    merchant_id  TEXT NOT NULL,
-    request_id   TEXT NOT NULL,
-    payer_kind   TEXT NOT NULL,
-    payer_id     TEXT NOT NULL,
-    amount_nanos BIGINT NOT NULL,
-    created_at   TEXT NOT NULL,
-    PRIMARY KEY (merchant_id, request_id)
-);
-
 CREATE TABLE IF NOT EXISTS holds (
     hold_id      TEXT PRIMARY KEY,
     payer_kind   TEXT NOT NULL,

@@ -1,15 +1,16 @@
 """Bill: turn a batch of priced request records into charges, in the same transaction as their log rows.
 
 A request answered with an error status (the provider's or the gateway's) is not charged; a stream cut
-mid-way is charged for the usage that passed. Each record is charged once: the `charges` table is keyed by (merchant, request id), and only rows that the
-insert actually added move money, so a replayed or retried batch never charges twice. The payer's balance, the
-worker's hold and the meter's volume counter change in that same transaction.
+mid-way is charged for the usage that passed. Each record is charged once: the request log is keyed by
+(merchant, request id) and only the rows its insert actually added move money, so a replayed or retried batch
+never charges twice, and the log itself is the ledger of every charge. The payer's balance, the worker's hold
+and the meter's volume counter change in that same transaction.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 
-from ..metering.record import RequestRecord, now_iso
+from ..metering.record import RequestRecord
 from ..store.db import Tx
 from .charging import meter_charge, meter_units
 from .payer import Payer
@@ -23,8 +24,9 @@ def payer_of(r: RequestRecord) -> Payer | None:
     return None
 
 
-async def settle(tx: Tx, records: list[RequestRecord], meters: dict) -> list[RequestRecord]:
-    """Charge the records; returns the ones charged now (not before). `meters` maps (merchant, slug) -> Meter."""
+async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_rows) -> list[RequestRecord]:
+    """Charge the records and write their log rows; returns the ones logged (and so charged) now, not before.
+    `meters` maps (merchant, slug) -> Meter; `insert_log_rows(tx, records)` returns the request ids it added."""
     if not records:
         return []
     for r in records:
@@ -41,16 +43,7 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict) -> list[Req
                                         r.input_seconds + r.output_seconds, int(row[0]) if row else 0)
             r.charge_nanos = charge
             r.charge_rate = f"{meter.rate_type}|{meter.tier_type}|{tier.start}|{format(tier.rate, 'f')}"
-    marks = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(records))
-    args: list = []
-    created = now_iso()
-    for r in records:
-        payer = payer_of(r)
-        args += [r.merchant_id, r.request_id, payer.kind if payer else "none", payer.id if payer else "",
-                 r.charge_nanos if payer else 0, created]
-    inserted = {row[0] for row in await tx.fetchall(
-        f"INSERT INTO charges VALUES {marks} ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id",
-        *args)}
+    inserted = await insert_log_rows(tx, records)
     new = [r for r in records if r.request_id in inserted]
     debits: dict[Payer, int] = defaultdict(int)
     holds: dict[str, int] = defaultdict(int)

@@ -39,6 +39,17 @@ class SQLLogSink:
         async with self.db.transaction() as tx:
             await tx.executemany(self._insert, rows)
 
+    async def insert_returning(self, tx: Tx, records: list[RequestRecord]) -> set[str]:
+        """Insert records; returns the request ids that were new (a replayed id is left as it was)."""
+        added: set[str] = set()
+        step = 500  # bounded by the databases' limit on statement parameters (32766 and up)
+        for i in range(0, len(records), step):
+            chunk = records[i:i + step]
+            args = [v for r in chunk for v in sql.to_row(r)]
+            rows = await tx.fetchall(sql.insert_many_sql(len(chunk)), *args)
+            added.update(row[0] for row in rows)
+        return added
+
     def _where(self) -> Where:
         return Where(_ph, self._json)
 

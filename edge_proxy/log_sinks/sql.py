@@ -42,6 +42,16 @@ def insert_sql(placeholder: Callable[[int], str]) -> str:
             "ON CONFLICT (merchant_id, request_id) DO NOTHING")
 
 
+def insert_many_sql(n: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - memo of statement text
+    """One INSERT of n rows that returns the request ids it added."""
+    text = _cache.get(n)
+    if text is None:
+        row = "(" + ", ".join("?" * len(COLUMNS)) + ")"
+        text = _cache[n] = (f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES {', '.join([row] * n)} "
+                            "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id")
+    return text
+
+
 _encode = msgspec.json.encode
 
 

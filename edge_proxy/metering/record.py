@@ -64,10 +64,16 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     response_id: str | None = None
 
 
+_second = [-1, ""]  # the last whole second formatted, so strftime runs once a second, not once a request
+
+
 def now_iso() -> str:
     """UTC time with milliseconds, sortable as text."""
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+    ms = int(time.time() * 1000)
+    sec, frac = divmod(ms, 1000)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{frac:03d}Z"
 
 
 _encode = msgspec.json.Encoder().encode

@@ -108,6 +108,7 @@ class Catalogue:
         for entries in routes.values():
             entries.sort(key=lambda e: len(e[0]), reverse=True)
         self._routes = routes
+        self._resolved: dict[tuple[str, str, str], Target] = {}  # provider paths seen, bounded below
 
     @classmethod
     def load(cls, upstreams: Mapping[str, str] | None = None, provider_keys: Mapping[str, str] | None = None,
@@ -143,11 +144,20 @@ class Catalogue:
         return self._target(provider, path, public, extra_query)
 
     def resolve_provider_path(self, name: str, path: str, query: str) -> Target:
-        """The target for `/providers/{name}/{path}`: the provider's own path from its origin."""
+        """The target for `/providers/{name}/{path}`: the provider's own path from its origin.
+
+        An SDK calls the same few paths over and over, so resolved targets are memoised (up to 4096)."""
+        key = (name, path, query)
+        target = self._resolved.get(key)
+        if target is not None:
+            return target
         provider = self.by_name(name)
         if _BAD_URL_CHARS.search(path) or _BAD_URL_CHARS.search(query):
             raise DisallowedUpstream()
-        return self._target(provider, path or "/", True, query)
+        target = self._target(provider, path or "/", True, query)
+        if len(self._resolved) < 4096:
+            self._resolved[key] = target
+        return target
 
     @staticmethod
     def _target(provider: Provider, path: str, public: bool, extra_query: str) -> Target:

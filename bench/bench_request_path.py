@@ -1,0 +1,103 @@
+"""The gateway's own Python cost per request, with the network taken out.
+
+Runs `proxy.forward` in-process against a stub RSGI protocol and a stub upstream that answers at once, so
+what is timed is only our code on the request path (auth cache hit, target, headers, reservation, relay,
+record). Run: .venv/bin/python bench/bench_request_path.py [--requests N]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edge_proxy.app import Gateway  # noqa: E402
+from edge_proxy.settings import Settings  # noqa: E402
+
+BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from my agent!"}],"max_tokens":64}'
+ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":'
+          b'{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,'
+          b'"completion_tokens":2,"total_tokens":14}}')
+
+
+class Headers(dict):
+    pass
+
+
+class Scope:
+    def __init__(self, key: str) -> None:
+        self.method = "POST"
+        self.path = "/providers/openai/v1/chat/completions"
+        self.query_string = ""
+        self.headers = Headers({
+            "host": "127.0.0.1:8080", "authorization": f"Bearer {key}", "content-type": "application/json",
+            "content-length": str(len(BODY)), "user-agent": "OpenAI/Python 1.0", "accept": "application/json",
+            "x-stainless-lang": "python", "x-stainless-os": "Linux", "x-stainless-arch": "x64",
+            "x-stainless-runtime": "CPython", "x-stainless-retry-count": "0", "accept-encoding": "gzip, deflate"})
+
+
+class Proto:
+    async def __call__(self):
+        return BODY
+
+    def response_bytes(self, status, headers, body):
+        self.status = status
+
+
+class Response:
+    status = 200
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode()),
+               (b"x-request-id", b"req_upstream"), (b"openai-processing-ms", b"12")]
+    content_length = len(ANSWER)
+
+    async def read(self):
+        return ANSWER
+
+
+class Upstream:
+    async def request(self, *args):
+        return Response()
+
+    async def close(self):
+        pass
+
+
+async def run(n: int, profile: bool) -> None:
+    tmp = tempfile.mkdtemp()
+    gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
+                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k"}))
+    await gw.start()
+    _, key = await gw.store.create_merchant("bench", 10**18)
+    gw.upstream = Upstream()
+    from edge_proxy import proxy
+    scope = Scope(key)
+    target = lambda: gw.catalogue.resolve_provider_path("openai", "/v1/chat/completions", "")  # noqa: E731
+    for _ in range(200):  # warm the caches and the lease
+        await proxy.forward(gw, scope, Proto(), target)
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    started = time.perf_counter()
+    for _ in range(n):
+        await proxy.forward(gw, scope, Proto(), target)
+    took = time.perf_counter() - started
+    if prof:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+    print(f"{n} requests: {took / n * 1e6:.1f} us of gateway Python per request (request path only; "
+          f"the log writer's share is not in this figure)")
+    await gw.stop()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    asyncio.run(run(args.requests, args.profile))

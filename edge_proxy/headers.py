@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .upstream import HeaderBlock
+
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
     "trailer", "transfer-encoding", "upgrade",
@@ -21,12 +23,11 @@ _DROP_UP = HOP_BY_HOP | {
     "x-lava-metadata",
 }
 _DROP_DOWN = HOP_BY_HOP | {"content-length"}
-_IDENTITY = (b"accept-encoding", b"identity")
 
 
-def request_headers(items: Iterable[tuple[str, str]], key_header: bytes, key: str | None) -> list[tuple[bytes, bytes]]:
-    """The headers to send upstream, from the client's (lowercase names)."""
-    out = [_IDENTITY]
+def request_headers(items: Iterable[tuple[str, str]], key_header: bytes, key: str | None) -> HeaderBlock:
+    """The headers to send upstream, from the client's (lowercase names), encoded once as one block."""
+    lines = ["accept-encoding: identity\r\n"]
     drop = _DROP_UP
     extra: set[str] | None = None
     for name, value in items:
@@ -34,13 +35,14 @@ def request_headers(items: Iterable[tuple[str, str]], key_header: bytes, key: st
             if name == "connection":
                 extra = {t.strip().lower() for t in value.split(",")}
             continue
-        out.append((name.encode("latin-1"), value.encode("latin-1")))
+        lines.append(f"{name}: {value}\r\n")
     if extra:
-        out = [h for h in out if h[0].decode("latin-1") not in extra]
+        lines = [line for line in lines if line.split(":", 1)[0] not in extra]
     if key:
         value = ("Bearer " + key) if key_header == b"authorization" else key
-        out.append((key_header, value.encode("latin-1")))
-    return out
+        lines.append(f"{key_header.decode()}: {value}\r\n")
+    # Granian hands over header values decoded as UTF-8 (it drops undecodable ones): encode them back the same way
+    return HeaderBlock("".join(lines).encode("utf-8"), len(lines))
 
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

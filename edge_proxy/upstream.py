@@ -72,6 +72,18 @@ _NO_BODY_STATUS = frozenset((204, 304))
 _RESETS = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
+class HeaderBlock(bytes):
+    """Request header lines already encoded as `name: value\r\n`, and how many there are (so the CR/LF
+    injection check below still holds)."""
+
+    lines: int
+
+    def __new__(cls, data: bytes, lines: int) -> HeaderBlock:
+        block = super().__new__(cls, data)
+        block.lines = lines
+        return block
+
+
 def _encode_request(method: str, target: str, host_header: bytes,
                     headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
     m = _METHODS.get(method)
@@ -83,9 +95,13 @@ def _encode_request(method: str, target: str, host_header: bytes,
         raise ValueError(f"invalid request-target {target!r}")
     parts = [m, b" ", target.encode(), _V11_HOST, host_header, _CRLF]
     append = parts.append
-    for name, value in headers:
-        append(name); append(_SEP); append(value); append(_CRLF)
-    lines = len(headers) + 3
+    if isinstance(headers, HeaderBlock):  # already "name: value\r\n" lines, encoded once by the caller
+        append(headers)
+        lines = headers.lines + 3
+    else:
+        for name, value in headers:
+            append(name); append(_SEP); append(value); append(_CRLF)
+        lines = len(headers) + 3
     if body or method in _SENDS_LENGTH:
         append(b"Content-Length: %d\r\n\r\n" % len(body))
         lines += 1

@@ -42,7 +42,7 @@ class SQLLogSink:
     async def insert_returning(self, tx: Tx, records: list[RequestRecord]) -> set[str]:
         """Insert records; returns the request ids that were new (a replayed id is left as it was)."""
         added: set[str] = set()
-        step = 500  # bounded by the databases' limit on statement parameters (32766 and up)
+        step = 100  # well under the databases' parameter limits; each step gives the event loop a turn
         for i in range(0, len(records), step):
             chunk = records[i:i + step]
             args = [v for r in chunk for v in sql.to_row(r)]

@@ -73,7 +73,8 @@ async def forward(gw: Gateway, scope, proto, target_of, metadata_param: str | No
         body = exchange.body = await _read_body(proto, headers, gw.settings.max_body_bytes)
         limits = exchange.limits = request_limits(body)
         if principal.spend_key is not None:
-            await gw.spend_keys.admit(principal.spend_key, target.provider.name, _model(limits, target.path))
+            await gw.spend_keys.admit(principal.spend_key, target.provider.name, _model(limits, target.path),
+                                      request_id, len(body), limits, gw.prices)
         if principal.billing is not None:
             exchange.lease, exchange.reserved = await gw.billing.reserve(
                 request_id, principal.billing, target.provider.name, len(body), limits,
@@ -218,6 +219,12 @@ class Exchange:
             return
         self.done = True
         p, target, now = self.principal, self.target, time.perf_counter()
+        metrics = self.gw.metrics
+        metrics.answered(status)
+        if self.head_at:
+            metrics.upstream_seconds.observe(self.head_at - self.sent_at)
+        if self.replied_at:
+            metrics.overhead_seconds.observe(self.overhead(self.replied_at))
         record = RequestRecord(
             request_id=self.request_id, created_at=now_iso(), merchant_id=p.merchant_id,
             customer_id=p.customer_id, meter_slug=p.meter_slug,

@@ -297,3 +297,16 @@ def test_the_token_never_appears_in_a_response_or_the_log(gateway, token):
         assert t not in r.text and t not in str(r.headers)
     assert t not in gateway.log()
     assert gateway.secret_key not in gateway.log()
+
+
+def test_metrics_in_prometheus_format(gateway, token):
+    post(gateway, "/providers/openai/v1/chat/completions", headers=bearer(token()))
+    text = httpx.get(gateway.url + "/metrics").text
+    for name in ("edge_proxy_requests_total", "edge_proxy_errors_total", "edge_proxy_upstream_seconds_bucket",
+                 "edge_proxy_overhead_seconds_count", "edge_proxy_log_queue_depth",
+                 "edge_proxy_log_records_spilled_total", "edge_proxy_log_records_dropped_total",
+                 "edge_proxy_principal_cache_hits_total", "edge_proxy_balance_lease_hits_total"):
+        assert f"\n{name}{{" in "\n" + text, name
+    dropped = [line for line in text.splitlines() if line.startswith("edge_proxy_log_records_dropped_total")]
+    assert dropped and dropped[0].endswith(" 0")
+    assert 'edge_proxy_responses_total{pid="' in text and 'code="200"' in text

@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     from .cli_billing import add_commands
     add_commands(sub, _store_command)
+    from .mcp import add_mcp_command
+    add_mcp_command(sub)
 
     balances = sub.add_parser("balances", help="balance maintenance").add_subparsers(metavar="ACTION")
     c = balances.add_parser("reconcile", help="rebuild balances (SQL and Redis) from the credit and charge ledgers")

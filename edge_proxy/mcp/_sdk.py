@@ -1,0 +1,39 @@
+"""The few names this server takes from the official MCP SDK, under both of its major versions.
+
+mcp 2 renamed FastMCP to MCPServer and moved the HTTP host and port from the constructor to `run`; the tools,
+Context and ToolError behave the same. Nothing else in edge_proxy.mcp imports from `mcp` directly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+try:  # mcp >= 2
+    from mcp.server.mcpserver import Context, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    SDK_MAJOR = 2
+except ImportError:  # mcp 1.x
+    from mcp.server.fastmcp import Context  # type: ignore[no-redef]
+    from mcp.server.fastmcp import FastMCP as MCPServer  # type: ignore[no-redef]
+    from mcp.server.fastmcp.exceptions import ToolError  # type: ignore[no-redef]
+
+    SDK_MAJOR = 1
+
+__all__ = ["Context", "MCPServer", "ToolError", "new_server", "serve_http", "serve_stdio"]
+
+
+def new_server(name: str, instructions: str) -> Any:
+    return MCPServer(name, instructions=instructions)
+
+
+async def serve_stdio(server: Any) -> None:
+    await server.run_stdio_async()
+
+
+async def serve_http(server: Any, host: str, port: int) -> None:
+    """Streamable HTTP at http://host:port/mcp."""
+    if SDK_MAJOR >= 2:
+        await server.run_streamable_http_async(host=host, port=port)
+    else:
+        server.settings.host, server.settings.port = host, port
+        await server.run_streamable_http_async()

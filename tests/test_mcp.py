@@ -1,0 +1,313 @@
+"""`edge-proxy mcp` driven by the official MCP SDK's own client, over stdio and streamable HTTP, against a real
+gateway with the fake provider behind it: the five tools, the session's spend key, and errors as tool errors."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from edge_proxy.client import Gateway
+from edge_proxy.providers import Catalogue
+
+from .gateway_process import ROOT, free_port
+
+TOOLS = {"login", "prompt", "call", "search", "get_provider_docs"}
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def server_env(gateway, secret_key: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_PROXY_") and k != "LAVA_SECRET_KEY"}
+    env["EDGE_PROXY_BASE_URL"] = gateway.url
+    if secret_key:
+        env["EDGE_PROXY_SECRET_KEY"] = secret_key
+    return env
+
+
+@contextlib.asynccontextmanager
+async def stdio_session(gateway, tmp_path, secret_key: str | None) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "edge_proxy", "mcp"],
+                                   env=server_env(gateway, secret_key), cwd=str(ROOT))
+    with open(tmp_path / "mcp-server.log", "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+class Tools:
+    """Calls tools on one MCP session; a result is (ok, JSON answer or error text)."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+
+    async def __call__(self, name: str, **arguments: Any) -> tuple[bool, Any]:
+        result = await self.session.call_tool(name, arguments)
+        is_error = getattr(result, "is_error", None)
+        if is_error is None:  # mcp 1.x spells it isError
+            is_error = result.isError
+        text = "".join(getattr(c, "text", "") for c in result.content)
+        return (False, text) if is_error else (True, json.loads(text))
+
+    async def ok(self, name: str, **arguments: Any) -> Any:
+        ok, answer = await self(name, **arguments)
+        assert ok, f"{name} failed: {answer}"
+        return answer
+
+    async def error(self, name: str, **arguments: Any) -> str:
+        ok, answer = await self(name, **arguments)
+        assert not ok, f"{name} should have failed: {answer}"
+        return answer
+
+
+def run_mcp(gateway, tmp_path, scenario, secret_key: str | None = "") -> Any:
+    """Run `scenario(tools)` against a fresh stdio server (secret_key "" means the gateway's own merchant)."""
+    key = gateway.secret_key if secret_key == "" else secret_key
+
+    async def go():
+        async with stdio_session(gateway, tmp_path, key) as session:
+            return await scenario(Tools(session))
+    try:
+        return asyncio.run(asyncio.wait_for(go(), 60))
+    except BaseException:
+        log = tmp_path / "mcp-server.log"
+        print(log.read_text() if log.exists() else "(no server log)")
+        raise
+
+
+@pytest.fixture
+def merchant(gateway) -> str:
+    return gateway.create_merchant("mcp-test", "10")["secret_key"]
+
+
+def spend_keys_of(gateway, key: str) -> list[dict]:
+    with Gateway(key, gateway.url) as gw:
+        return gw.spend_keys.list(limit=100)["data"]
+
+
+# -- the tool list ------------------------------------------------------------------------------------------------------
+def test_the_server_offers_exactly_the_five_tools_each_described(gateway, tmp_path):
+    async def scenario(tools: Tools):
+        return (await tools.session.list_tools()).tools
+    listed = run_mcp(gateway, tmp_path, scenario)
+    assert {t.name for t in listed} == TOOLS and len(listed) == 5
+    by_name = {t.name: t for t in listed}
+    for tool in listed:
+        assert tool.description and len(tool.description) > 40
+    schema = getattr(by_name["prompt"], "input_schema", None) or by_name["prompt"].inputSchema
+    assert set(schema["required"]) == {"model", "messages"}
+    assert {"fallbacks", "max_tokens", "temperature"} <= set(schema["properties"])
+    call_schema = getattr(by_name["call"], "input_schema", None) or by_name["call"].inputSchema
+    assert call_schema["required"] == ["url"] and {"method", "body", "headers"} <= set(call_schema["properties"])
+
+
+# -- login ---------------------------------------------------------------------------------------------------------------
+def test_login_verifies_the_key_and_provisions_one_spend_key_per_session(gateway, tmp_path, merchant):
+    async def scenario(tools: Tools):
+        first = await tools.ok("login")
+        second = await tools.ok("login")
+        return first, second
+    first, second = run_mcp(gateway, tmp_path, scenario, merchant)
+    assert first["logged_in"] and first["balance"] == "10" and first["merchant_id"].startswith("mer_")
+    assert first["spend_key_name"].startswith("mcp-session-") and "key" not in first  # the key stays server-side
+    assert second["previous_spend_key"] == first["spend_key_id"]  # logging in again revoked the old key
+    assert [k["spend_key_id"] for k in spend_keys_of(gateway, merchant)] == [second["spend_key_id"]]
+
+
+def test_login_takes_a_key_argument_when_the_server_has_none(gateway, tmp_path, merchant):
+    async def scenario(tools: Tools):
+        not_yet = await tools.error("prompt", model="gpt-4o-mini", messages=HELLO)
+        no_key = await tools.error("login")
+        bad = await tools.error("login", secret_key="ep_sk_not-a-key")
+        good = await tools.ok("login", secret_key=merchant)
+        answer = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+        return not_yet, no_key, bad, good, answer
+    not_yet, no_key, bad, good, answer = run_mcp(gateway, tmp_path, scenario, secret_key=None)
+    assert "not logged in" in not_yet and "EDGE_PROXY_SECRET_KEY" in no_key
+    assert "401" in bad and "authentication_error" in bad  # the gateway's own error, and the server lives on
+    assert good["logged_in"] and answer["paid_with"] == "spend_key"
+
+
+# -- prompt --------------------------------------------------------------------------------------------------------------
+def test_prompt_answers_the_text_model_and_usage_paid_with_the_session_spend_key(gateway, fake, tmp_path, merchant):
+    async def scenario(tools: Tools):
+        login = await tools.ok("login")
+        answer = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO, max_tokens=16, temperature=0.2)
+        return login, answer
+    login, answer = run_mcp(gateway, tmp_path, scenario, merchant)
+    assert answer["text"] == fake.reply_text and answer["model"] == "gpt-4o-mini"
+    assert answer["usage"]["total_tokens"] > 0 and answer["paid_with"] == "spend_key"
+    sent = fake.last().json()
+    assert (sent["max_tokens"], sent["temperature"]) == (16, 0.2)
+    deadline = time.monotonic() + 5
+    while True:  # the spend key's counters are updated when the request is settled
+        key = next(k for k in spend_keys_of(gateway, merchant) if k["spend_key_id"] == login["spend_key_id"])
+        if key["total_requests"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert key["total_requests"] == 1
+
+
+def test_prompt_reaches_any_provider_in_openai_format_and_falls_back(gateway, fake, tmp_path):
+    async def scenario(tools: Tools):
+        claude = await tools.ok("prompt", model="claude-haiku-4-5", messages=HELLO, max_tokens=32)
+        fallback = await tools.ok("prompt", model="gpt-4o-mini-fake-error-503", messages=HELLO,
+                                  fallbacks=[{"url": "api.anthropic.com/v1/messages", "model": "claude-haiku-4-5"}])
+        failed = await tools.error("prompt", model="gpt-4o-mini-fake-error-503", messages=HELLO)
+        streamed = await tools.error("prompt", model="gpt-4o-mini", messages=HELLO, extra={"stream": True})
+        return claude, fallback, failed, streamed
+    claude, fallback, failed, streamed = run_mcp(gateway, tmp_path, scenario)
+    assert "leave out stream" in streamed
+    assert claude["text"] == fake.reply_text and claude["model"].startswith("claude-haiku-4-5")
+    assert claude["paid_with"] == "secret_key"  # not logged in: the server's secret key pays
+    assert fallback["text"] == fake.reply_text and fallback["model"].startswith("claude-haiku-4-5")
+    assert "503" in failed
+
+
+# -- call ----------------------------------------------------------------------------------------------------------------
+def test_call_sends_any_request_through_the_gateway_with_a_generated_forward_token(gateway, fake, tmp_path):
+    async def scenario(tools: Tools):
+        chat = await tools.ok("call", url="api.openai.com/v1/chat/completions",
+                              body={"model": "gpt-4o-mini", "messages": HELLO})
+        chat_seen = fake.last()
+        messages = await tools.ok("call", url="https://api.anthropic.com/v1/messages",
+                                  headers={"anthropic-version": "2023-06-01"},
+                                  body=json.dumps({"model": "claude-haiku-4-5", "max_tokens": 16, "messages": HELLO}))
+        models = await tools.ok("call", url="https://api.openai.com/v1/models", method="get")
+        return chat, chat_seen, messages, models
+    chat, chat_seen, messages, models = run_mcp(gateway, tmp_path, scenario)
+    assert chat["status"] == 200 and chat["body"]["choices"][0]["message"]["content"] == fake.reply_text
+    assert chat["request_id"].startswith("req_") and "json" in chat["content_type"]
+    assert chat_seen.path == "/v1/chat/completions" and chat_seen.header("authorization") == "Bearer sk-managed-openai"
+    assert messages["status"] == 200 and messages["body"]["content"][0]["text"] == fake.reply_text
+    assert models["status"] == 200 and models["body"]["object"] == "list"
+
+
+def test_call_bills_a_customer_on_a_meter_and_reports_errors_as_tool_errors(gateway, tmp_path, merchant):
+    with Gateway(merchant, gateway.url) as gw:
+        gw.meters.create(name="MCP", meter_slug="mcp-meter", rate_type="fixed", tier_type="tokens_1m",
+                         tiers=[{"start": "0", "rate": "1"}])
+        cid = gw.customers.create(name="Ada", balance="1")["customer_id"]
+        broke = gw.customers.create(name="Broke")["customer_id"]
+
+    async def scenario(tools: Tools):
+        body = {"model": "gpt-4o-mini", "messages": HELLO}
+        url = "https://api.openai.com/v1/chat/completions"
+        billed = await tools.ok("call", url=url, body=body, customer_id=cid, meter_slug="mcp-meter")
+        return (billed,
+                await tools.error("call", url=url, body=body, customer_id=broke, meter_slug="mcp-meter"),
+                await tools.error("call", url=url, body=body, customer_id=cid),
+                await tools.error("call", url="https://evil.example.com/v1/chat/completions", body=body),
+                await tools.error("call", url=url, body={"model": "gpt-4o-mini-fake-error-429", "messages": HELLO}))
+    billed, no_funds, no_meter, forbidden, upstream = run_mcp(gateway, tmp_path, scenario, merchant)
+    assert billed["status"] == 200
+    with Gateway(merchant, gateway.url) as gw:
+        deadline = time.monotonic() + 5
+        while not gw.requests.list(customer_id=cid)["data"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the log is written within ~0.2 s
+        assert gw.requests.list(customer_id=cid)["data"][0]["customer_id"] == cid
+    assert "402" in no_funds
+    assert "customer_id requires meter_slug" in no_meter
+    assert "403" in forbidden and "catalogue" in forbidden
+    assert "429" in upstream  # the provider's own error, passed through
+
+
+# -- search and docs -----------------------------------------------------------------------------------------------------
+def test_search_finds_providers_and_models_with_examples_that_work(gateway, fake, tmp_path):
+    async def scenario(tools: Tools):
+        everything = await tools.ok("search")
+        claude = await tools.ok("search", query="claude haiku")
+        groq = await tools.ok("search", query="groq")
+        provider = next(p for p in claude["providers"] if p["provider"] == "anthropic")
+        ran_provider_example = await tools.ok(provider["example"]["tool"], **provider["example"]["arguments"])
+        model = claude["models"][0]
+        ran_model_example = await tools.ok(model["example"]["tool"], **model["example"]["arguments"])
+        return everything, claude, groq, ran_provider_example, ran_model_example
+    everything, claude, groq, provider_run, model_run = run_mcp(gateway, tmp_path, scenario)
+    assert everything["providers_total"] == len(Catalogue.load().providers) == 28
+    assert everything["models_total"] > 0 and "models_error" not in everything
+    assert claude["models"] and all("claude" in m["id"] and "haiku" in m["id"] for m in claude["models"])
+    assert [p["provider"] for p in claude["providers"]] == ["anthropic"]
+    assert [p["provider"] for p in groq["providers"]] == ["groq"]
+    assert groq["providers"][0]["forward_url"] == f"{gateway.url}/v1/forward?u=https://api.groq.com/openai/v1"
+    assert provider_run["status"] == 200 and provider_run["body"]["content"][0]["text"] == fake.reply_text
+    assert model_run["text"] == fake.reply_text
+
+
+def test_get_provider_docs_explains_a_provider_from_the_catalogue(gateway, tmp_path):
+    async def scenario(tools: Tools):
+        return (await tools.ok("get_provider_docs", provider="anthropic"),
+                await tools.ok("get_provider_docs", provider="googleOpenaiCompatible"),
+                await tools.ok("get_provider_docs", provider="generativelanguage.googleapis.com"),
+                await tools.error("get_provider_docs", provider="nope"))
+    anthropic, google_compat, google, unknown = run_mcp(gateway, tmp_path, scenario)
+    assert anthropic["base_url"] == "https://api.anthropic.com/v1"
+    assert anthropic["docs"] == Catalogue.load().by_name("anthropic").docs
+    assert anthropic["auth"]["provider_header"].startswith("x-api-key")
+    assert "EDGE_PROXY_PROVIDER_KEY_ANTHROPIC" in anthropic["auth"]["managed"]
+    assert {"POST https://api.anthropic.com/v1/messages"} <= {f"{e['method']} {e['url']}"
+                                                              for e in anthropic["endpoints"]}
+    assert "input_tokens" in anthropic["usage_format"]
+    assert anthropic["gateway_urls"]["forward"].startswith(f"{gateway.url}/v1/forward?u=https://api.anthropic.com/v1")
+    assert google_compat["provider"] == "google-openai-compatible" and google["provider"] == "google"
+    assert "no provider 'nope'" in unknown and "openai" in unknown
+
+
+# -- streamable HTTP -----------------------------------------------------------------------------------------------------
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the MCP server exited early"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the MCP HTTP server did not come up")
+
+
+def test_streamable_http_serves_the_same_tools_and_keeps_the_login_per_session(gateway, fake, tmp_path, merchant):
+    try:
+        from mcp.client.streamable_http import streamable_http_client as http_client
+    except ImportError:  # mcp 1.x
+        from mcp.client.streamable_http import streamablehttp_client as http_client
+    port = free_port()
+    with open(tmp_path / "mcp-http.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_proxy", "mcp", "--http", "--port", str(port)],
+                                env=server_env(gateway, merchant), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, proc)
+
+        async def go():
+            async with http_client(f"http://127.0.0.1:{port}/mcp") as streams:
+                async with ClientSession(streams[0], streams[1]) as session:
+                    await session.initialize()
+                    tools = Tools(session)
+                    names = {t.name for t in (await session.list_tools()).tools}
+                    login = await tools.ok("login")
+                    answer = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+            async with http_client(f"http://127.0.0.1:{port}/mcp") as streams:  # another session: not logged in
+                async with ClientSession(streams[0], streams[1]) as session:
+                    await session.initialize()
+                    other = await Tools(session).ok("prompt", model="gpt-4o-mini", messages=HELLO)
+            return names, login, answer, other
+        names, login, answer, other = asyncio.run(asyncio.wait_for(go(), 30))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    assert names == TOOLS and login["logged_in"]
+    assert answer["text"] == fake.reply_text and answer["paid_with"] == "spend_key"
+    assert other["paid_with"] == "secret_key"  # one session's login never serves another

@@ -6,6 +6,7 @@ writer) and `__rsgi_del__` when it stops (drain the log queue, then close). Noth
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import msgspec
@@ -20,10 +21,11 @@ from .billing.leases import Leases
 from .billing.spend_keys import SpendKeyGate
 from .billing.webhooks import WebhookSender
 from .money import parse_usd, usd
-from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from .errors import BrowserRequest, GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from .log_sinks import LogSink, open_log_sink
 from .log_sinks.spill import SpillDir
 from .metadata import split_metadata_param
+from .metrics import Metrics
 from .metering.log_queue import LogQueue
 from .metering.pricing import PriceTable
 from .metering.record import RequestRecord
@@ -32,19 +34,13 @@ from .providers import Catalogue
 from .providers.catalogue import decode_forward_url
 from .settings import Settings
 from .store import Store, open_store
+from .unified import routes as unified_routes
 from .upstream import UpstreamPool
 
 log = logging.getLogger("edge_proxy")
 _JSON = [("content-type", "application/json")]
 _HEALTHY = msgspec.json.encode({"status": "ok"})
-
-
-class Metrics:
-    __slots__ = ("requests", "errors")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.errors = 0
+_PROMETHEUS = [("content-type", "text/plain; version=0.0.4; charset=utf-8")]
 
 
 class Gateway:
@@ -85,6 +81,12 @@ class Gateway:
     # -- lifecycle (Granian RSGI hooks) --------------------------------------------------------------------
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(self.start())
+        # Everything built so far lives for the worker's life: move it out of the collector's sight, and let the
+        # youngest generation grow before it is scanned. Requests make few reference cycles, so this trades
+        # rare, slightly longer collections for fewer ones (about 4% of the request path, bench_request_path).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(self.stop())
@@ -140,6 +142,8 @@ class Gateway:
         self.metrics.requests += 1
         path = scope.path
         try:
+            if scope.method == "OPTIONS" or "origin" in scope.headers:
+                raise BrowserRequest()  # Lava blocks frontend requests: no route answers a browser
             if path.startswith("/v1/forward") and (len(path) == 11 or path[11] == "/"):
                 query, meta = split_metadata_param(scope.query_string)
                 await proxy.forward(self, scope, proto, lambda: self._forward_target(query, path[11:]), meta)
@@ -148,11 +152,16 @@ class Gateway:
                 query, meta = split_metadata_param(scope.query_string)
                 await proxy.forward(self, scope, proto,
                                     lambda: self.catalogue.resolve_provider_path(name, "/" + rest, query), meta)
+            elif path.startswith("/v1/rewrite/"):
+                await unified_routes.rewrite(self, scope, proto)
             elif path.startswith("/v1/"):
                 await self._api(scope, proto, scope.method, path[4:])
             elif path.startswith("/admin/"):
                 handler, params = self.admin_router.match(scope.method, path[7:])
                 await handler(self, scope, proto, **params)
+            elif path == "/metrics":
+                _only(scope, "GET")
+                proto.response_bytes(200, _PROMETHEUS, self.metrics.render(self))
             elif path == "/healthz":
                 _only(scope, "GET", "HEAD")
                 proto.response_bytes(200, _JSON, _HEALTHY)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ..errors import MethodNotAllowed, NotFound
+from ..unified import routes as unified_api
 from . import admin as admin_api
 from . import customers as customers_api
 from . import meters as meters_api
@@ -52,6 +53,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "webhooks/{webhook_id}", webhooks_api.delete_webhook),
     ("GET", "wallet", wallet_api.get_wallet),
     ("POST", "wallet/credit", wallet_api.credit_wallet),
+    ("POST", "chat/completions", unified_api.chat_completions),
+    ("POST", "messages", unified_api.messages),
+    ("GET", "models", unified_api.list_models),
 ]
 
 # /admin/...: the operator's, guarded by EDGE_PROXY_ADMIN_TOKEN

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from granian.rsgi import ProtocolClosed, ProtocolError
 
 from . import headers as hdr
-from .errors import (BodyTooLarge, BrowserRequest, GatewayError, InvalidRequest, ServiceUnavailable,
+from .errors import (BodyTooLarge, GatewayError, InvalidRequest, ServiceUnavailable,
                      UpstreamTimedOut, UpstreamUnreachable)
 from .billing.charging import request_limits
 from .metadata import parse_metadata
@@ -53,9 +53,7 @@ async def forward(gw: Gateway, scope, proto, target_of, metadata_param: str | No
     request_id = gw.request_ids.next()
     exchange: Exchange | None = None
     try:
-        headers = scope.headers
-        if scope.method == "OPTIONS" or "origin" in headers:
-            raise BrowserRequest()
+        headers = scope.headers  # browser requests were refused by the router already
         principal = await gw.auth.authenticate(hdr.credential(headers))
         exchange = Exchange(gw, request_id, principal, started)
         target: Target = target_of()

@@ -3,12 +3,14 @@
 The key itself (`ep_spk_...`) is shown once, on create and rotate; only its hash is stored. Enforcing a key's
 policy is the request path's job (billing/spend_key_store.find_by_hash); this module only manages it.
 
-`current_spend` / `current_requests` are the totals: per-cycle counters are not tracked yet.
+`current_spend` / `current_requests` are the spend and admitted requests in the current cycle of the key's spend
+and request limits (billing/spend_counters.py); a key without that limit shows its total.
 """
 from __future__ import annotations
 
 import datetime as dt
 
+from ..billing import spend_counters
 from ..billing import spend_key_store as store
 from ..billing.spend_key_store import CYCLES, REQUEST_SHAPES, STATUSES, RateLimit, RequestLimit, SpendKey, SpendLimit
 from ..errors import InvalidRequest, NotFound
@@ -19,7 +21,8 @@ from .customers import list_reply, money, text
 MAX_LIST = 200
 
 
-def to_api(k: SpendKey, key: str | None = None) -> dict:
+def to_api(k: SpendKey, key: str | None = None, current: tuple[int, int] | None = None) -> dict:
+    spend, requests = current or (k.total_spend_nanos, k.total_requests)
     out = {
         "spend_key_id": k.spend_key_id,
         "key_preview": k.key_preview,
@@ -31,11 +34,11 @@ def to_api(k: SpendKey, key: str | None = None) -> dict:
         "allowed_providers": k.allowed_providers,
         "spend_limit": None if k.spend_limit is None else {
             "amount": usd(k.spend_limit.amount_nanos), "cycle": k.spend_limit.cycle},
-        "current_spend": usd(k.total_spend_nanos),
+        "current_spend": usd(spend),
         "total_spend": usd(k.total_spend_nanos),
         "request_limit": None if k.request_limit is None else {
             "count": k.request_limit.count, "cycle": k.request_limit.cycle},
-        "current_requests": k.total_requests,
+        "current_requests": requests,
         "total_requests": k.total_requests,
         "rate_limit": None if k.rate_limit is None else {"rpm": k.rate_limit.rpm, "burst": k.rate_limit.burst},
         "expires_at": k.expires_at,
@@ -121,11 +124,17 @@ def policy(body: dict, *, creating: bool) -> dict:
 
 
 # -- handlers ----------------------------------------------------------------------------------------------------
+async def _shaped(gw, keys: list[SpendKey]):
+    """to_api with each key's current-cycle counters."""
+    current = await spend_counters.current(gw.store.db, gw.redis, keys)
+    return lambda k, secret=None: to_api(k, secret, current.get(k.spend_key_id))
+
+
 async def create_spend_key(gw, scope, proto) -> None:
     mid = await merchant_id(gw, scope)
     fields = policy(await json_body(proto), creating=True)
     key, secret = await store.create(gw.store.db, mid, fields)
-    reply(proto, 201, to_api(key, secret))
+    reply(proto, 201, to_api(key, secret))  # a new key's counters are its totals: zero
 
 
 async def list_spend_keys(gw, scope, proto) -> None:
@@ -133,7 +142,7 @@ async def list_spend_keys(gw, scope, proto) -> None:
     q = query(scope)
     limit = limit_param(q)
     items = await store.list_keys(gw.store.db, mid, decode_cursor(q.get("cursor")), limit)
-    list_reply(proto, items, limit, to_api, lambda k: (k.created_at, k.spend_key_id))
+    list_reply(proto, items, limit, await _shaped(gw, items[:limit]), lambda k: (k.created_at, k.spend_key_id))
 
 
 async def get_spend_key(gw, scope, proto, spend_key_id: str) -> None:
@@ -141,7 +150,7 @@ async def get_spend_key(gw, scope, proto, spend_key_id: str) -> None:
     key = await store.get(gw.store.db, mid, spend_key_id)
     if key is None:
         raise NotFound(f"no spend key {spend_key_id!r}")
-    reply(proto, 200, to_api(key))
+    reply(proto, 200, (await _shaped(gw, [key]))(key))
 
 
 async def update_spend_key(gw, scope, proto, spend_key_id: str) -> None:
@@ -150,7 +159,7 @@ async def update_spend_key(gw, scope, proto, spend_key_id: str) -> None:
     key = await store.update(gw.store.db, mid, spend_key_id, fields)
     if key is None:
         raise NotFound(f"no spend key {spend_key_id!r}")
-    reply(proto, 200, to_api(key))
+    reply(proto, 200, (await _shaped(gw, [key]))(key))
 
 
 async def revoke_spend_key(gw, scope, proto, spend_key_id: str) -> None:
@@ -165,4 +174,4 @@ async def rotate_spend_key(gw, scope, proto, spend_key_id: str) -> None:
     rotated = await store.rotate(gw.store.db, mid, spend_key_id)
     if rotated is None:
         raise NotFound(f"no spend key {spend_key_id!r}")
-    reply(proto, 200, to_api(*rotated))
+    reply(proto, 200, (await _shaped(gw, [rotated[0]]))(*rotated))

@@ -19,6 +19,7 @@ from .holds import RedisHolds
 from .leases import Lease, Leases
 from .payer import Payer
 from .settle import disarm_autopay, payer_of, settle
+from .spend_counters import record_spend
 
 log = logging.getLogger("edge_proxy.billing")
 
@@ -92,6 +93,7 @@ class BillingEngine:
                 meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
         async with self.log_sink.db.transaction() as tx:
             new = await settle(tx, records, meters, self.log_sink.insert_returning)
+            await record_spend(tx, new, self.redis_holds)
             fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos})
         charged_now = {r.request_id for r in new}
         for r in records:

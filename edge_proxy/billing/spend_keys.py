@@ -1,20 +1,47 @@
 """Spend keys on the request path (Lava's "Manage AI spend"): is this key allowed to make this request?
 
-Answers: 401 when the key is expired or paused; 403 for a model or provider it does not allow.
-(Rate, request and spend limits are enforced below, with counters shared across workers.)
+Answers: 401 when the key is expired or paused; 403 for a model or provider it does not allow; 429 (with
+Retry-After) over its rate limit or request limit; 402 when its spend limit is reached; 503 when the shared
+counters cannot be reached (never a hang: Redis has short socket timeouts, and each call a deadline).
+
+A key without rate, request or spend limits is decided from the key alone, with no I/O. A key with limits costs
+one round trip to the shared counters (spend_counters.py: Redis when configured, else the SQL database), which
+checks and counts every limit at once. spend_counters.py documents how far a spend limit can be overshot.
 """
 from __future__ import annotations
 
-from ..errors import Forbidden, InvalidToken
+import asyncio
+import math
+import os
+import time
+
+from ..errors import Forbidden, GatewayError, InsufficientBalance, InvalidToken, RateLimited, ServiceUnavailable
+from ..money import usd
+from .charging import max_provider_cost
+from .spend_counters import Admission, RedisCounters, Refusal, SQLCounters, period, periods, utc
 from .spend_key_store import SpendKey
+
+REDIS_DEADLINE = 2.0  # seconds one admission may wait for Redis (its socket timeouts are shorter)
+_PER = {"daily": "day", "weekly": "week", "monthly": "month"}
+
+
+class SpendLimitReached(InsufficientBalance):
+    """402: the key's spend limit for this cycle is used up (or would be by this request's maximum cost)."""
+
+    type = "spend_limit_reached"
+    message = "spend limit reached"
 
 
 class SpendKeyGate:
     def __init__(self, db, redis=None) -> None:
         self.db = db
         self.redis = redis
+        self.counters = RedisCounters(redis, db) if redis is not None else SQLCounters(db)
 
-    async def admit(self, key: SpendKey, provider: str, model: str | None) -> None:
+    async def admit(self, key: SpendKey, provider: str, model: str | None, request_id: str | None = None,
+                    body_len: int = 0, limits=None, prices=None) -> None:
+        """Admit one request made with `key`, or raise. `body_len`, `limits` (charging.request_limits) and
+        `prices` size its reservation against a spend limit, as the billing engine sizes its own."""
         if key.status != "active":
             raise InvalidToken(f"this spend key is {key.status}")
         if key.expired():
@@ -23,3 +50,64 @@ class SpendKeyGate:
             raise Forbidden(f"this spend key may not use provider {provider!r}")
         if key.allowed_models is not None and model not in key.allowed_models:
             raise Forbidden(f"this spend key may not use model {model!r}")
+        if key.rate_limit is None and key.request_limit is None and key.spend_limit is None:
+            return  # the common case: nothing to count
+        now = time.time()
+        rate = key.rate_limit
+        request = key.request_limit
+        spend = key.spend_limit
+        cycles = periods(now, request.cycle) if request is not None else []
+        admission = Admission(
+            key.spend_key_id, request_id or f"spk-{os.urandom(12).hex()}", now,
+            None if rate is None else (float(rate.burst or rate.rpm), rate.rpm / 60.0),
+            None if request is None else (request.count, cycles),
+            None if spend is None else (spend.amount_nanos, period(spend.cycle, utc(now))[0],
+                                        _reservation(provider, model, body_len, limits, prices)))
+        try:
+            if self.redis is not None:
+                refusal = await asyncio.wait_for(self.counters.admit(admission), REDIS_DEADLINE)
+            else:
+                refusal = await self.counters.admit(admission)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, (TimeoutError, OSError, ConnectionError)) or _store_error(exc):
+                raise ServiceUnavailable("the spend-key counters are not answering; try again shortly") from exc
+            raise
+        if refusal is not None:
+            raise _refused(key, refusal, cycles)
+
+
+def _reservation(provider: str, model: str | None, body_len: int, limits, prices) -> int:
+    """The most this request can cost (billing/charging.py's rule for the merchant wallet, managed key)."""
+    if prices is None:
+        return 0
+    max_out = None
+    if limits is not None:
+        max_out = limits.max_tokens or limits.max_completion_tokens or limits.max_output_tokens
+    return max_provider_cost(prices.lookup(provider, model), body_len,
+                             max_out or prices.max_output_tokens(provider, model))
+
+
+def _store_error(exc: Exception) -> bool:
+    return type(exc).__module__.split(".")[0] in ("redis", "asyncpg", "sqlite3")
+
+
+def _refused(key: SpendKey, refusal: Refusal, cycles: list[tuple[str, float | None]]) -> GatewayError:
+    if refusal.kind == "rate":
+        wait = max(1, math.ceil(refusal.value))
+        rl = key.rate_limit
+        return RateLimited(f"rate limit exceeded: this spend key allows {rl.rpm} requests per minute (burst "
+                           f"{rl.burst or rl.rpm}); retry in {wait} s", headers=[("retry-after", str(wait))])
+    if refusal.kind == "requests":
+        rq = key.request_limit
+        end = cycles[0][1]
+        if end is None:
+            return RateLimited(f"request limit reached: this spend key may make {rq.count} requests in total")
+        wait = max(1, math.ceil(end - time.time()))
+        return RateLimited(f"request limit reached: this spend key may make {rq.count} requests per "
+                           f"{_PER[rq.cycle]} (UTC); the cycle restarts in {wait} s",
+                           headers=[("retry-after", str(wait))])
+    sl = key.spend_limit
+    return SpendLimitReached(f"spend limit reached: this spend key has used ${usd(int(refusal.value))} (billed and "
+                             f"in flight) of its {sl.cycle} spend limit of ${usd(sl.amount_nanos)}")

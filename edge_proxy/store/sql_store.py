@@ -36,8 +36,9 @@ class SQLStore:
 
     async def open(self) -> None:
         from ..billing.schema import SCHEMA as BILLING_SCHEMA
+        from ..billing.schema_spend import SCHEMA as SPEND_KEY_SCHEMA
         await self.db.open()
-        await self.db.executescript(SCHEMA + BILLING_SCHEMA)
+        await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA)
 
     async def close(self) -> None:
         await self.db.close()

@@ -58,8 +58,11 @@ class Settings:
         config = flags.pop("config", None) or env.get(PREFIX + "CONFIG")
         if config:
             values.update(_from_toml(config))
-        values.update(_from_env(env))
-        values.update(flags)
+        for layer in (_from_env(env), flags):
+            for name, value in layer.items():
+                if name in ("upstreams", "provider_keys"):  # per-provider tables merge, provider by provider
+                    value = {**values.get(name, {}), **value}
+                values[name] = value
         return cls._coerce(values)
 
     @classmethod

@@ -9,6 +9,7 @@ upstream event that is not JSON also ends the stream with an error event.
 """
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import secrets
@@ -228,7 +229,7 @@ class SSEDecoder:
             self._event = value
 
 
-class StreamTranslator:
+class StreamTranslator(abc.ABC):
     """The feed/finish skeleton; subclasses handle decoded events and say how an error looks in their format."""
 
     def __init__(self) -> None:
@@ -269,18 +270,18 @@ class StreamTranslator:
             out.append(self._on_json(event, value))
         return b"".join(out)
 
-    # subclass hooks
-    def _on_json(self, event: str | None, data: dict) -> bytes:
-        raise NotImplementedError
+    # what each translator defines
+    @abc.abstractmethod
+    def _on_json(self, event: str | None, data: dict) -> bytes: ...
 
     def _on_done(self) -> bytes:
         return b""
 
-    def _on_end(self, complete: bool) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _on_end(self, complete: bool) -> bytes: ...
 
-    def _error(self, message: str, type_: str, code: str | None) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _error(self, message: str, type_: str, code: str | None) -> bytes: ...
 
 
 class ChainStream:

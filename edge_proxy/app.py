@@ -92,6 +92,7 @@ class Gateway:
         loop.run_until_complete(self.stop())
 
     async def start(self) -> None:
+        _warn_if_not_compiled(self.settings)
         await self.store.open()
         try:
             await self.log_sink.open()
@@ -192,6 +193,15 @@ class Gateway:
             head, sep, tail = url.partition("?")
             url = head.rstrip("/") + "/" + suffix.lstrip("/") + sep + tail
         return self.catalogue.resolve_url(url, "&".join(rest))
+
+
+def _warn_if_not_compiled(settings: Settings) -> None:
+    """A build that should be compiled but is not still works, slower: say so rather than fall back silently."""
+    from .forward_token import IMPLEMENTATION
+    from .metering.usage import COMPILED
+    if not settings.pure_python and (IMPLEMENTATION != "c" or not COMPILED):
+        log.warning("the compiled hot path (_fastpath/) is not built: running the pure-Python twins, which are "
+                    "slower; build it with `python setup.py build_ext --inplace` or install the package")
 
 
 def _only(scope, *methods: str) -> None:

@@ -13,7 +13,7 @@ __all__ = ["ForwardToken", "decode_forward_token", "decode_forward_token_py", "e
 
 IMPLEMENTATION = "py"
 decode_forward_token = decode_forward_token_py
-if not os.environ.get("EDGE_PROXY_PURE_PYTHON"):
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
     try:
         from ._forward_token_c import decode_forward_token  # noqa: F811
         IMPLEMENTATION = "c"

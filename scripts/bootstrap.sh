@@ -33,9 +33,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "$want_tests" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
-  # The tests import edge_proxy from this tree, so the compiled twins must sit beside the pure ones.
-  .venv/bin/python setup.py -q build_ext --inplace 2>&1 | grep -v -i -E "warning|warn\(" >&2 || true
   if [ -f tests/node/package.json ]; then (cd tests/node && npm ci --silent --no-audit --no-fund >/dev/null); fi
 else
-  .venv/bin/python -m pip install -q .
+  .venv/bin/python -m pip install -q -e .
 fi
+# Python (and Granian, which puts the working directory first on sys.path) imports edge_proxy from this tree,
+# so the compiled twins must sit beside the pure ones.
+.venv/bin/python setup.py -q build_ext --inplace 2>&1 | grep -v -i -E "warning|warn\(" >&2 || true

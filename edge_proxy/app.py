@@ -171,6 +171,11 @@ class Gateway:
         except GatewayError as exc:
             self.metrics.errors += 1
             proxy.send_error(proto, exc)
+        except Exception:
+            # A bug, not bad input: the traceback goes to the log, the client gets the usual JSON error body.
+            self.metrics.errors += 1
+            log.exception("unhandled error on %s %s", scope.method, path)
+            proxy.send_error(proto, GatewayError())  # a no-op if the response had already started
 
     async def _api(self, scope, proto, method: str, rest: str) -> None:
         handler, params = self.router.match(method, rest)

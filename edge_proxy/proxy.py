@@ -92,6 +92,11 @@ async def forward(gw: Gateway, scope, proto, target_of, metadata_param: str | No
         if exchange is not None:
             exchange.finish(exc.status, "error", exc.type)
         return
+    except BaseException:
+        # A bug or a cancellation: still log the request once, which also releases its reservation.
+        if exchange is not None:
+            exchange.finish(500, "error", "internal_error")
+        raise
 
     exchange.head_at = time.perf_counter()
     out_headers = hdr.response_headers(response.headers)

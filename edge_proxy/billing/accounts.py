@@ -9,22 +9,16 @@ reads; the REST resources and the CLI use the rest. Balances are never written h
 """
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import msgspec
 
 from ..store.base import new_id
+from ..clock import now_iso
 from ..store.db import Database, Tx
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-
-
-def now_iso() -> str:
-    """UTC time with milliseconds, sortable as text (so lists and cursors order within a second)."""
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
 class Tier(msgspec.Struct, frozen=True, gc=False):

@@ -5,8 +5,8 @@ Reservations are in leases.py, debits in settle.py.
 from __future__ import annotations
 
 import logging
-import time
 
+from ..clock import now_iso
 from ..store.base import new_id
 from ..store.db import Database
 from .payer import Payer
@@ -41,7 +41,7 @@ class Balances:
             if changed != 1:
                 raise UnknownPayer(payer)
             await tx.execute("INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?, ?)", new_id("cre"), merchant_id,
-                             payer.kind, payer.id, nanos, source, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                             payer.kind, payer.id, nanos, source, now_iso())
             row = await tx.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
                                     payer.id)
             if payer.kind == "customer":  # back above the autopay threshold: the next fall fires again

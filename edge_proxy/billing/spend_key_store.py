@@ -15,7 +15,8 @@ import msgspec
 
 from ..store.base import hash_secret, new_id
 from ..store.db import Database
-from .accounts import now_iso, page
+from ..clock import now_iso
+from .accounts import page
 
 SPEND_KEY_PREFIX = "ep_spk_"
 CYCLES = ("daily", "weekly", "monthly", "total")

@@ -16,9 +16,9 @@ logged as free just because its usage was not reported.
 """
 from __future__ import annotations
 
-import time
-
 import msgspec
+
+from ..clock import now_iso  # noqa: F401 - re-exported: records are stamped with it
 
 OUTCOMES = ("completed", "error", "partial")
 
@@ -62,18 +62,6 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     overhead_ms: float = 0.0
     metadata: dict[str, str] | None = None
     response_id: str | None = None
-
-
-_second = [-1, ""]  # the last whole second formatted, so strftime runs once a second, not once a request
-
-
-def now_iso() -> str:
-    """UTC time with milliseconds, sortable as text."""
-    ms = int(time.time() * 1000)
-    sec, frac = divmod(ms, 1000)
-    if sec != _second[0]:
-        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_second[1]}.{frac:03d}Z"
 
 
 _encode = msgspec.json.Encoder().encode

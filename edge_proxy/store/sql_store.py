@@ -1,8 +1,7 @@
 """Merchants and their secret keys, in SQLite or PostgreSQL (see db.py)."""
 from __future__ import annotations
 
-import time
-
+from ..clock import now_iso
 from .base import Merchant, SecretKey, new_id, new_secret_key
 from .db import Database
 
@@ -24,10 +23,6 @@ CREATE TABLE IF NOT EXISTS secret_keys (
 );
 """
 _KEY_COLUMNS = "secret_key_id, merchant_id, name, hint, created_at, revoked_at IS NOT NULL"
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class SQLStore:

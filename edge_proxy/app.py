@@ -29,7 +29,6 @@ from .metrics import Metrics
 from .metering.log_queue import LogQueue
 from .metering.pricing import PriceTable
 from .metering.record import RequestRecord
-from .metering.usage import Usage
 from .providers import Catalogue
 from .providers.catalogue import decode_forward_url
 from .settings import Settings
@@ -127,16 +126,23 @@ class Gateway:
             "autopay_amount": usd(amount)})
 
     def prepare_records(self, records: list[RequestRecord]) -> None:
-        """Price each record once, from its usage and the price table (called by the log writer)."""
+        """Price the records not priced yet (requests price their own record in Exchange.finish)."""
         for r in records:
-            if r.priced or r.provider is None or r.usage_source == "none":
-                continue
-            cost = self.prices.cost(r.provider, r.model, Usage(
-                input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
-                cache_write_tokens=r.cache_write_tokens, reasoning_tokens=r.reasoning_tokens, found=True))
-            if cost.priced:
-                r.cost_nanos, r.input_cost_nanos, r.output_cost_nanos = cost.nanos, cost.input_nanos, cost.output_nanos
-                r.priced = True
+            if not r.priced:
+                self.price(r)
+
+    def price(self, r: RequestRecord) -> None:
+        """Price one record from its token counts and the price table; unknown models stay unpriced."""
+        if r.provider is None or r.usage_source == "none":
+            return
+        try:
+            cost = self.prices.cost(r.provider, r.model, r)
+        except Exception:  # a bug in pricing must not lose the record: it is logged, and stays unpriced
+            log.exception("pricing %s failed; the record is logged unpriced", r.request_id)
+            return
+        if cost.priced:
+            r.cost_nanos, r.input_cost_nanos, r.output_cost_nanos = cost.nanos, cost.input_nanos, cost.output_nanos
+            r.priced = True
 
     # -- routing -------------------------------------------------------------------------------------------
     async def __rsgi__(self, scope, proto) -> None:

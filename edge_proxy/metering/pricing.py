@@ -3,7 +3,7 @@
 Prices come from ``prices.toml`` beside this module (USD per 1M tokens, decimal strings), optionally
 overlaid by an operator's overrides file in the same format whose entries win per model.
 
-Cost rule, for a ``Usage`` (see usage_types) and a ``ModelPrice``:
+Cost rule, for token counts (a ``Usage`` from usage_types, or a request record) and a ``ModelPrice``:
 
 * uncached input = input_tokens - cached_tokens - cache_write_tokens (never below 0), at ``input``;
 * cached_tokens at ``cached_input`` (``input`` when none is listed);
@@ -21,11 +21,11 @@ import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
 from .. import money
-from .usage_types import Usage
 
 __all__ = ["NANO", "Cost", "ModelPrice", "PriceTable", "cost_of", "usd"]
 
@@ -37,6 +37,15 @@ _PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
 _MODEL_KEYS = frozenset(_PRICE_KEYS + ("max_output_tokens",))
 # Version suffixes that do not change the price: -2024-07-18, -20250514, -001, -latest.
 _SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest)$")
+
+
+class Tokens(Protocol):
+    """What a price applies to: a ``Usage`` from the scanners, or a ``RequestRecord`` (same field names)."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
 
 
 class ModelPrice(msgspec.Struct, frozen=True):
@@ -91,7 +100,7 @@ def _round_half_even(numerator: int, denominator: int) -> int:
     return q
 
 
-def cost_of(price: ModelPrice, usage: Usage) -> Cost:
+def cost_of(price: ModelPrice, usage: Tokens) -> Cost:
     """The cost of ``usage`` at ``price`` by the rule in the module docstring (exact integer arithmetic:
     the same results as Decimal, rounded half to even)."""
     p_in, p_out, p_cached, p_write = price.pico
@@ -221,7 +230,7 @@ class PriceTable:
         price = self.lookup(provider, model)
         return price.max_output_tokens if price is not None else self.default_max_output_tokens
 
-    def cost(self, provider: str, model: str | None, usage: Usage) -> Cost:
+    def cost(self, provider: str, model: str | None, usage: Tokens) -> Cost:
         """The provider cost of ``usage``; ``priced=False`` (all None) for an unknown model."""
         price = self.lookup(provider, model)
         return UNPRICED if price is None else cost_of(price, usage)

@@ -92,7 +92,7 @@ class BillingEngine:
             if r.meter_slug and (r.merchant_id, r.meter_slug) not in meters:
                 meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
         async with self.log_sink.db.transaction() as tx:
-            new = await settle(tx, records, meters, self.log_sink.insert_returning)
+            new = await settle(tx, records, meters, self.log_sink.insert_new)
             await record_spend(tx, new, self.redis_holds)
             fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos})
         charged_now = {r.request_id for r in new}

@@ -26,7 +26,7 @@ def payer_of(r: RequestRecord) -> Payer | None:
 
 async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_rows) -> list[RequestRecord]:
     """Charge the records and write their log rows; returns the ones logged (and so charged) now, not before.
-    `meters` maps (merchant, slug) -> Meter; `insert_log_rows(tx, records)` returns the request ids it added."""
+    `meters` maps (merchant, slug) -> Meter; `insert_log_rows(tx, records)` returns the records whose rows it added."""
     if not records:
         return []
     for r in records:
@@ -43,8 +43,7 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_
                                         r.input_seconds + r.output_seconds, int(row[0]) if row else 0)
             r.charge_nanos = charge
             r.charge_rate = f"{meter.rate_type}|{meter.tier_type}|{tier.start}|{format(tier.rate, 'f')}"
-    inserted = await insert_log_rows(tx, records)
-    new = [r for r in records if r.request_id in inserted]
+    new = await insert_log_rows(tx, records)
     debits: dict[Payer, int] = defaultdict(int)
     holds: dict[str, int] = defaultdict(int)
     units: dict[tuple[str, str], int] = defaultdict(int)

@@ -18,6 +18,10 @@ class SQLLogSink:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._insert = sql.insert_sql(_ph)
+        # Rows per multi-row INSERT. SQLite binds every value of a statement in one hold of the GIL, on its own
+        # thread, while the event loop waits: 50 rows keep that near half a millisecond (100 rows are a tenth
+        # cheaper per row and stall twice as long).
+        self._rows_per_insert = 100 if db.dialect == "postgres" else 50
         if db.dialect == "postgres":
             self._json = lambda col, key: f"(({col})::jsonb ->> {key})"
         else:
@@ -39,16 +43,17 @@ class SQLLogSink:
         async with self.db.transaction() as tx:
             await tx.executemany(self._insert, rows)
 
-    async def insert_returning(self, tx: Tx, records: list[RequestRecord]) -> set[str]:
-        """Insert records; returns the request ids that were new (a replayed id is left as it was)."""
-        added: set[str] = set()
-        step = 100  # well under the databases' parameter limits; each step gives the event loop a turn
+    async def insert_new(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
+        """Insert records; returns those whose rows were added now. A record already in the log (a replay),
+        or a second record with the same (merchant, request id) in this batch, is left out."""
+        added: set[tuple[str, str]] = set()
+        step = self._rows_per_insert
         for i in range(0, len(records), step):
             chunk = records[i:i + step]
             args = [v for r in chunk for v in sql.to_row(r)]
             rows = await tx.fetchall(sql.insert_many_sql(len(chunk)), *args)
-            added.update(row[0] for row in rows)
-        return added
+            added.update((row[1], row[0]) for row in rows)
+        return _first_of_each(records, added)
 
     def _where(self) -> Where:
         return Where(_ph, self._json)
@@ -77,3 +82,14 @@ def open_log_sink(url: str) -> SQLLogSink:
 
 
 __all__ = ["APPLICATION_NAME", "Filters", "LogSink", "SQLLogSink", "open_log_sink"]
+
+
+def _first_of_each(records: list[RequestRecord], keys: set[tuple[str, str]]) -> list[RequestRecord]:
+    """The records whose (merchant, request id) is in `keys`, each key once (its first record)."""
+    out = []
+    for r in records:
+        key = (r.merchant_id, r.request_id)
+        if key in keys:
+            keys.discard(key)
+            out.append(r)
+    return out

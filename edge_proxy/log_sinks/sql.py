@@ -43,12 +43,12 @@ def insert_sql(placeholder: Callable[[int], str]) -> str:
 
 
 def insert_many_sql(n: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - memo of statement text
-    """One INSERT of n rows that returns the request ids it added."""
+    """One INSERT of n rows that returns the (request id, merchant id) of each row it added."""
     text = _cache.get(n)
     if text is None:
         row = "(" + ", ".join("?" * len(COLUMNS)) + ")"
         text = _cache[n] = (f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES {', '.join([row] * n)} "
-                            "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id")
+                            "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id, merchant_id")
     return text
 
 

@@ -17,12 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 
-# sqlite3 binds int, float, str and bytes directly but sends every None through its adapter look-up, which
-# fails slowly: a request-log row has a dozen NULLs and that was a quarter of the cost of inserting it. An
-# adapter that returns None itself is found at once, and None is then bound as NULL as before.
-sqlite3.register_adapter(type(None), lambda value: value)
-
-
 class Tx(Protocol):
     async def execute(self, sql: str, *args: Any) -> int: ...
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...

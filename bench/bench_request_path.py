@@ -2,12 +2,13 @@
 
 Runs `proxy.forward` in-process against a stub RSGI protocol and a stub upstream that answers at once, so
 what is timed is only our code on the request path (auth cache hit, target, headers, reservation, relay,
-record). Run: .venv/bin/python bench/bench_request_path.py [--requests N]
+record), then the log writer's work per record. Run: .venv/bin/python bench/bench_request_path.py [--requests N]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
@@ -68,6 +69,20 @@ class Upstream:
         pass
 
 
+async def timed(work, profile: bool) -> float:
+    """Seconds `work()` took; with profile, cProfile's top functions are printed too."""
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    started = time.perf_counter()
+    await work()
+    took = time.perf_counter() - started
+    if prof:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+    return took
+
+
 async def run(n: int, profile: bool) -> None:
     tmp = tempfile.mkdtemp()
     gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
@@ -80,18 +95,26 @@ async def run(n: int, profile: bool) -> None:
     target = lambda: gw.catalogue.resolve_provider_path("openai", "/v1/chat/completions", "")  # noqa: E731
     for _ in range(200):  # warm the caches and the lease
         await proxy.forward(gw, scope, Proto(), target)
-    prof = cProfile.Profile() if profile else None
-    if prof:
-        prof.enable()
-    started = time.perf_counter()
-    for _ in range(n):
-        await proxy.forward(gw, scope, Proto(), target)
-    took = time.perf_counter() - started
-    if prof:
-        prof.disable()
-        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+    writer, gw.log_queue._task = gw.log_queue._task, None  # the writer's work is timed on its own, below
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    async def requests() -> None:
+        for _ in range(n):
+            await proxy.forward(gw, scope, Proto(), target)
+
+    took = await timed(requests, profile)
     print(f"{n} requests: {took / n * 1e6:.1f} us of gateway Python per request (request path only; "
           f"the log writer's share is not in this figure)")
+
+    async def writer_batches() -> None:  # price, bill and write what is queued, log_batch_size at a time
+        while gw.log_queue.depth:
+            await gw.log_queue._flush_one()
+
+    queued = gw.log_queue.depth
+    took = await timed(writer_batches, profile)
+    print(f"{queued} records written in batches of {gw.settings.log_batch_size}: {took / queued * 1e6:.1f} us per "
+          f"record (pricing, billing and the log row, in the writer's transaction)")
     await gw.stop()
 
 

@@ -160,6 +160,31 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
     return out
 
 
+def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:
+    """The same load through bench/bare_forwarder.py (Granian + the gateway's upstream client, nothing else):
+    the most any Granian-based forwarder does on this machine, so gateway/bare is what our own work costs."""
+    port = h.free_port()
+    env = dict(os.environ, BARE_UPSTREAM=f"{h.HOST}:{ng_port}", PYTHONPATH=str(h.BENCH))
+    p = h.Proc("bare_forwarder", [h.PYTHON, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--workers",
+                                  "1", "--host", h.HOST, "--port", str(port), "bare_forwarder:app"],
+               tmp / "bare_forwarder.log", env=env).start()
+    try:
+        h.wait_port(port, 20, p.popen, "bare_forwarder")
+        time.sleep(0.5)
+        workers = h.children(p.pid)
+        script = h.wrk_script(tmp / "wrk-bare.lua", h.PROVIDER_KEY, h.PLAIN_BODY)
+        h.log(f"saturation [nginx]: the bare forwarder, warm-up then {args.seconds:g}s")
+        h.run_wrk(wrk, script, port, h.UPSTREAM_PATH, 1, args.concurrency, args.wrk_threads, {})
+        watch = {f"bare_worker{i + 1}": w for i, w in enumerate(workers)}
+        res = h.run_wrk(wrk, script, port, h.UPSTREAM_PATH, args.seconds, args.concurrency, args.wrk_threads, watch)
+        cpu = sum(res["cpu_seconds"].get(k, 0) for k in watch)
+        if cpu > 0:
+            res["worker_cpu_us_per_request"] = round(cpu / res["requests"] * 1e6, 2)
+        return res
+    finally:
+        p.stop()
+
+
 def machine() -> dict:
     info = {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
             "platform": platform.platform()}
@@ -258,6 +283,11 @@ def print_table(res: dict) -> None:
         if "gateway_worker_cpu_us_per_request" in s:
             print(f"  gateway worker: {s['gateway_worker_cpu_us_per_request']:.1f} CPU-us/request "
                   f"= {s['gateway_rps_per_worker_core']:,.0f} req/s per fully used core")
+        if "bare_forwarder" in s:
+            b = s["bare_forwarder"]
+            print(f"  bare forwarder (Granian + our upstream client, nothing else) {b['rps']:>10,.0f} req/s"
+                  f"   p99 {b['latency_ms'].get('p99', 0):.3f} ms   "
+                  f"{b.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request   gateway/bare {s['ratio_rps_to_bare']:.3f}")
     for name, gw in res["rss_kb"].items():
         print(f"RSS [{name}] idle: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in gw["idle"].items() if v)
               + " | after: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in gw["after"].items() if v))
@@ -290,6 +320,8 @@ def main() -> int:
                     help="run the gateway from the work tree itself, not from a copy of edge_proxy/ taken at start")
     ap.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
     ap.add_argument("--no-nginx", action="store_true", help="do not use nginx")
+    ap.add_argument("--no-bare", action="store_true",
+                    help="skip the bare forwarder (bench/bare_forwarder.py) run in front of nginx")
     ap.add_argument("--no-wrk", action="store_true", help="use Python load generators instead of wrk")
     ap.add_argument("--max-total-seconds", type=int, default=900, help="abort the whole run after this long")
     ap.add_argument("--out", default=str(h.BENCH / "out" / "overhead.json"))
@@ -389,6 +421,10 @@ def main() -> int:
                                       tmp)
             rss["gateway->nginx"]["after"] = gw2.rss()
             gw2.proc.stop()
+            if wrk and not args.no_bare:
+                sat["nginx"]["bare_forwarder"] = bare_saturation(args, ng_port, wrk, tmp)
+                sat["nginx"]["ratio_rps_to_bare"] = round(
+                    sat["nginx"]["gateway"]["rps"] / sat["nginx"]["bare_forwarder"]["rps"], 4)
         result["saturation"] = sat
         result["rss_kb"] = rss
         result["targets"] = targets(result)
@@ -401,6 +437,8 @@ def main() -> int:
             "stream_last_byte_p50": st["last_byte"]["ratio"]["p50"],
             **{f"rps_{k}_{'wrk' if v['loadgen'].startswith('wrk') else 'python'}": v["ratio_rps"] for k, v in sat.items()},
         }
+        if "ratio_rps_to_bare" in sat.get("nginx", {}):  # gateway / bare Granian forwarder, both through to nginx
+            result["ratios"]["rps_nginx_wrk_to_bare"] = sat["nginx"]["ratio_rps_to_bare"]
         if "pinned_one_cpu" in result:
             pr = result["pinned_one_cpu"]
             result["ratios"].update({

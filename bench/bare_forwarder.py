@@ -1,0 +1,39 @@
+"""The floor under the gateway: a bare Granian RSGI app that forwards each request to one upstream with the
+gateway's own upstream client (edge_proxy.upstream.UpstreamPool), and nothing else: no auth, no billing, no
+metering, no log. bench/overhead.py --bare measures it beside the gateway, so that what auth, billing and
+metering cost can be read off on any machine (gateway req/s / bare req/s), whatever that machine's speed.
+
+    BARE_UPSTREAM=127.0.0.1:8081 PYTHONPATH=bench python -m granian --interface rsgi --loop uvloop \
+        --workers 1 --host 127.0.0.1 --port 8090 bare_forwarder:app
+"""
+from __future__ import annotations
+
+import os
+
+from edge_proxy.upstream import UpstreamPool
+
+_HOST, _PORT = os.environ.get("BARE_UPSTREAM", "127.0.0.1:8081").rsplit(":", 1)
+_DROP = {"host", "content-length", "connection", "transfer-encoding"}
+
+
+class Bare:
+    def __init__(self) -> None:
+        self.pool: UpstreamPool | None = None
+
+    def __rsgi_init__(self, loop) -> None:
+        async def start() -> None:
+            self.pool = UpstreamPool()
+        loop.run_until_complete(start())
+
+    async def __rsgi__(self, scope, proto) -> None:
+        body = await proto()
+        headers = [(k.encode(), v.encode()) for k, v in scope.headers.items() if k not in _DROP]
+        target = scope.path + ("?" + scope.query_string if scope.query_string else "")
+        resp = await self.pool.request(scope.method, "http", _HOST, int(_PORT), target, headers, body)
+        data = await resp.read()
+        proto.response_bytes(resp.status, [(k.decode(), v.decode()) for k, v in resp.headers
+                                           if k.lower() not in (b"connection", b"transfer-encoding",
+                                                                b"content-length")], data)
+
+
+app = Bare()

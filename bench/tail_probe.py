@@ -1,0 +1,75 @@
+"""Where the c=1 tail comes from: which requests through the gateway are slow, and when.
+
+Starts bench/fast_upstream.py and the gateway (configured as overhead.py does, plus any EDGE_PROXY_* given
+with --set), sends --requests plain requests one after another on one keep-alive connection, and prints the
+percentiles and each request over --slow-ms with its CLOCK_MONOTONIC start time (system-wide, so it lines
+up with anything the gateway logs with time.monotonic()). Slow requests evenly spaced point at something
+periodic per request count (a lease growing every N requests was one); clusters every log_flush_seconds point
+at the log writer.
+
+    .venv/bin/python bench/tail_probe.py [--requests 4000] [--slow-ms 1] [--set EDGE_PROXY_LOG_BATCH_SIZE=100]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import _harness as h
+
+
+async def sequential(port: int, auth: str, n: int) -> list[tuple[float, float]]:
+    conn = await h.LeanConn.open(port)
+    req = h.request_bytes(port, h.GATEWAY_PATH, auth, h.PLAIN_BODY)
+    try:
+        for _ in range(min(300, n)):
+            await conn.request(req)
+        gc.collect()
+        gc.disable()
+        rows = []
+        for _ in range(n):
+            at = time.monotonic()
+            r = await conn.request(req)
+            rows.append((at, (r.t_end - r.t0) / 1e6))
+        return rows
+    finally:
+        gc.enable()
+        conn.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--slow-ms", type=float, default=1.0)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="gateway environment")
+    args = ap.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    tmp = Path(tempfile.mkdtemp(prefix="edge-proxy-tail-"))
+    up, up_port = h.start_fast_upstream(tmp)
+    try:
+        env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{up_port}/v1", extra)
+        auth = h.create_merchant(env)["secret_key"]
+        gw = h.start_gateway(tmp, env)
+        try:
+            rows = asyncio.run(sequential(gw.port, auth, args.requests))
+        finally:
+            gw.proc.stop()
+    finally:
+        up.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    lat = sorted(ms for _, ms in rows)
+    q = {p: lat[min(len(lat) - 1, int(p * len(lat)))] for p in (0.5, 0.9, 0.99, 0.999)}
+    slow = [(at, ms) for at, ms in rows if ms > args.slow_ms]
+    print(f"{len(rows)} requests, ms: p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  p99 {q[0.99]:.3f}  p99.9 {q[0.999]:.3f}  "
+          f"max {lat[-1]:.2f}  over {args.slow_ms:g} ms: {len(slow)} ({100 * len(slow) / len(rows):.1f}%)")
+    start = rows[0][0]
+    for at, ms in slow:
+        print(f"  at +{(at - start) * 1000:9.1f} ms (monotonic {at:.4f}): {ms:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -287,7 +287,8 @@ def print_table(res: dict) -> None:
             b = s["bare_forwarder"]
             print(f"  bare forwarder (Granian + our upstream client, nothing else) {b['rps']:>10,.0f} req/s"
                   f"   p99 {b['latency_ms'].get('p99', 0):.3f} ms   "
-                  f"{b.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request   gateway/bare {s['ratio_rps_to_bare']:.3f}")
+                  f"{b.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request   "
+                  f"gateway/bare {s['ratio_rps_to_bare']:.3f}")
     for name, gw in res["rss_kb"].items():
         print(f"RSS [{name}] idle: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in gw["idle"].items() if v)
               + " | after: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in gw["after"].items() if v))

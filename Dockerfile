@@ -1,23 +1,26 @@
-# Multi-stage: build the wheel (with the compiled hot path), then run it as a non-root user.
+# Multi-stage: build edge_proxy (with the compiled hot path) into a virtualenv, then run that as a non-root user.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY _fastpath ./_fastpath
 COPY edge_proxy ./edge_proxy
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN python -m venv --without-pip /opt/edge-proxy && pip --python /opt/edge-proxy/bin/python install --no-cache-dir . \
+ && /opt/edge-proxy/bin/python -c "import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 edge
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY --from=build /opt/edge-proxy /opt/edge-proxy
 USER edge
 WORKDIR /home/edge
-ENV EDGE_PROXY_HOST=0.0.0.0 \
+ENV PATH=/opt/edge-proxy/bin:$PATH \
+    EDGE_PROXY_HOST=0.0.0.0 \
     EDGE_PROXY_PORT=8080 \
     EDGE_PROXY_DATABASE_URL=sqlite:////home/edge/edge-proxy.db
 EXPOSE 8080
+# Probe the port the server was given (EDGE_PROXY_PORT), not a fixed 8080.
 HEALTHCHECK --interval=10s --timeout=2s --start-period=5s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"
-# One worker per core; override with --workers N.
+  CMD python -c "import os,urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('EDGE_PROXY_PORT', '8080'), timeout=2).status != 200)"
+# One worker per core; override with EDGE_PROXY_WORKERS (nproc does not see a --cpus limit).
+# `docker stop` waits 10 s by default, less than EDGE_PROXY_SHUTDOWN_GRACE (30 s): run with --stop-timeout 35.
 CMD ["sh", "-c", "exec edge-proxy serve --host \"$EDGE_PROXY_HOST\" --port \"$EDGE_PROXY_PORT\" --workers \"${EDGE_PROXY_WORKERS:-$(nproc)}\""]

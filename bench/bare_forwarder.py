@@ -37,3 +37,19 @@ class Bare:
 
 
 app = Bare()
+
+
+def start(tmp, upstream_port: int):
+    """Run it as a subprocess on a free loopback port in front of 127.0.0.1:upstream_port: (Proc, port)."""
+    import _harness as h
+    port = h.free_port()
+    env = dict(os.environ, BARE_UPSTREAM=f"{h.HOST}:{upstream_port}", PYTHONPATH=str(h.BENCH))
+    p = h.Proc("bare_forwarder", [h.PYTHON, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--workers",
+                                  "1", "--host", h.HOST, "--port", str(port), "bare_forwarder:app"],
+               tmp / "bare_forwarder.log", env=env).start()
+    try:
+        h.wait_port(port, 20, p.popen, "bare_forwarder")
+    except BaseException:
+        p.stop()
+        raise
+    return p, port

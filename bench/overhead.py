@@ -48,6 +48,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _harness as h  # noqa: E402
+import bare_forwarder  # noqa: E402
 
 TARGETS = {  # from the issue; judged on this machine, everything on
     "added_p50_ms": 0.2,
@@ -163,13 +164,8 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
 def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:
     """The same load through bench/bare_forwarder.py (Granian + the gateway's upstream client, nothing else):
     the most any Granian-based forwarder does on this machine, so gateway/bare is what our own work costs."""
-    port = h.free_port()
-    env = dict(os.environ, BARE_UPSTREAM=f"{h.HOST}:{ng_port}", PYTHONPATH=str(h.BENCH))
-    p = h.Proc("bare_forwarder", [h.PYTHON, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--workers",
-                                  "1", "--host", h.HOST, "--port", str(port), "bare_forwarder:app"],
-               tmp / "bare_forwarder.log", env=env).start()
+    p, port = bare_forwarder.start(tmp, ng_port)
     try:
-        h.wait_port(port, 20, p.popen, "bare_forwarder")
         time.sleep(0.5)
         workers = h.children(p.pid)
         script = h.wrk_script(tmp / "wrk-bare.lua", h.PROVIDER_KEY, h.PLAIN_BODY)

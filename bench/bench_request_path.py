@@ -3,6 +3,7 @@
 Runs `proxy.forward` in-process against a stub RSGI protocol and a stub upstream that answers at once, so
 what is timed is only our code on the request path (auth cache hit, target, headers, reservation, relay,
 record), then the log writer's work per record. Run: .venv/bin/python bench/bench_request_path.py [--requests N]
+[--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
 """
 from __future__ import annotations
 
@@ -83,10 +84,11 @@ async def timed(work, profile: bool) -> float:
     return took
 
 
-async def run(n: int, profile: bool) -> None:
+async def run(n: int, profile: bool, extra: dict[str, str]) -> None:
     tmp = tempfile.mkdtemp()
     gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
-                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k"}))
+                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
+                                    **extra}))
     await gw.start()
     _, key = await gw.store.create_merchant("bench", 10**18)
     gw.upstream = Upstream()
@@ -122,5 +124,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="gateway settings, e.g. EDGE_PROXY_DATABASE_URL=postgresql://... EDGE_PROXY_REDIS_URL=...")
     args = ap.parse_args()
-    asyncio.run(run(args.requests, args.profile))
+    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set)))

@@ -306,6 +306,9 @@ def main() -> int:
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--chunks", type=int, default=8, help="content events per SSE stream")
     ap.add_argument("--chunk-delay-ms", type=float, default=0.0, help="fast_upstream delay between events")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="gateway environment for both gateways, e.g. EDGE_PROXY_DATABASE_URL=postgresql://... "
+                         "or EDGE_PROXY_REDIS_URL=redis://127.0.0.1:6379/15 (the production set-up)")
     ap.add_argument("--credential", choices=["secret", "token"], default="secret",
                     help="secret: the merchant's secret key; token: a forward token with the customer_id and "
                          "meter_slug of a customer and a meter created with the CLI")
@@ -339,7 +342,7 @@ def main() -> int:
     if not args.no_snapshot:
         h.snapshot_tree(tmp)
     result: dict = {"bench": "overhead", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "machine": machine(), "notes": notes}
+                    "machine": machine(), "credential": args.credential, "gateway_env": args.set, "notes": notes}
     try:
         nginx = wrk = None
         if not args.no_nginx:
@@ -357,7 +360,8 @@ def main() -> int:
         fast, fast_port = h.start_fast_upstream(tmp, chunks=args.chunks, delay_ms=args.chunk_delay_ms,
                                                 max_seconds=args.max_total_seconds + 60)
         procs.append(fast)
-        env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{fast_port}/v1")
+        extra = dict(kv.split("=", 1) for kv in args.set)
+        env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{fast_port}/v1", extra)
         merchant = h.create_merchant(env)
         auth = merchant["secret_key"]
         if args.credential == "token":
@@ -409,7 +413,7 @@ def main() -> int:
             procs.append(ng)
             ng_workers = h.children(ng.pid)
             h.log("starting the gateway in front of nginx")
-            gw2 = h.start_gateway(tmp, h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{ng_port}/v1"))
+            gw2 = h.start_gateway(tmp, h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{ng_port}/v1", extra))
             procs.append(gw2.proc)
             time.sleep(1.0)
             rss["gateway->nginx"] = {"idle": gw2.rss()}

@@ -20,7 +20,7 @@ async def _scenario(url: str) -> None:
     sink = open_log_sink(url)
     await sink.open()
     try:
-        first = [record(i) for i in range(130)]  # more than one multi-row statement on either database
+        first = [record(i) for i in range(130)]  # more than one statement on SQLite (50 rows each)
         async with sink.db.transaction() as tx:
             added = await sink.insert_new(tx, first)
         assert added == first

@@ -120,10 +120,10 @@ class BillingEngine:
         """Mirror committed debits to Redis (idempotent per request). Failures wait for the next batch; until
         then Redis shows more money than SQL, by at most these debits (`edge-proxy balances reconcile`)."""
         while self.redis_pending:
-            payer, request_id, amount, hold_id = self.redis_pending[0]
+            batch = self.redis_pending[:500]
             try:
-                await self.redis_holds.debit(payer, request_id, amount, hold_id)
-            except Exception as exc:  # Redis down: keep the debit for the next flush
-                log.warning("Redis debit for %s failed (%s); %d pending", request_id, exc, len(self.redis_pending))
+                await self.redis_holds.debit(batch)
+            except Exception as exc:  # Redis down: keep the debits for the next flush
+                log.warning("Redis debits failed (%s); %d pending", exc, len(self.redis_pending))
                 return
-            self.redis_pending.pop(0)
+            del self.redis_pending[:len(batch)]

@@ -78,27 +78,37 @@ for i = 1, #all, 2 do
 end
 local add = tonumber(ARGV[2])
 if add > 0 and tonumber(bal) - others - current < add then return -1 end
-redis.call('HSET', KEYS[1], mine, tostring(current + add) .. ':' .. tostring(now + tonumber(ARGV[4])))
+redis.call('HSET', KEYS[1], mine, string.format('%d', current + add) .. ':' .. tostring(now + tonumber(ARGV[4])))
 return current + add
 """
 
-# KEYS[1] payer hash, KEYS[2] the request's settled marker. ARGV: amount, hold id, marker ttl.
-# Debits once per request id; shrinks the worker's hold by what it consumed. Returns 1 when debited.
+# KEYS[1] payer hash, KEYS[2..] one settled marker per request. ARGV[1] marker ttl, then amount and hold id per
+# request. Debits each request once; shrinks each worker's hold by what its requests consumed (never below 0).
+# Returns how many requests it debited. Whole numbers are formatted with %d: tostring() would give 2e+15.
 _DEBIT = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
-local amount = tonumber(ARGV[1])
-if redis.call('HEXISTS', KEYS[1], 'b') == 1 then
-  redis.call('HINCRBY', KEYS[1], 'b', -amount)
+local total, debited, shrink = 0, 0, {}
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+    local amount, hold = tonumber(ARGV[2 * i - 2]), ARGV[2 * i - 1]
+    total = total + amount
+    debited = debited + 1
+    shrink[hold] = (shrink[hold] or 0) + amount
+  end
 end
-local f = 'h:' .. ARGV[2]
-local v = redis.call('HGET', KEYS[1], f)
-if v then
-  local sep = string.find(v, ':', 1, true)
-  local left = tonumber(string.sub(v, 1, sep - 1)) - amount
-  if left < 0 then left = 0 end
-  redis.call('HSET', KEYS[1], f, tostring(left) .. string.sub(v, sep))
+if total ~= 0 and redis.call('HEXISTS', KEYS[1], 'b') == 1 then
+  redis.call('HINCRBY', KEYS[1], 'b', -total)
 end
-return 1
+for hold, amount in pairs(shrink) do
+  local f = 'h:' .. hold
+  local v = redis.call('HGET', KEYS[1], f)
+  if v then
+    local sep = string.find(v, ':', 1, true)
+    local left = tonumber(string.sub(v, 1, sep - 1)) - amount
+    if left < 0 then left = 0 end
+    redis.call('HSET', KEYS[1], f, string.format('%d', left) .. string.sub(v, sep))
+  end
+end
+return debited
 """
 
 # KEYS[1] payer hash. ARGV: amount. Credits a loaded balance (an unloaded one is read from SQL when needed).
@@ -143,9 +153,18 @@ class RedisHolds:
     async def release(self, payer: Payer, hold_id: str) -> None:
         await self.redis.hdel(payer.redis_key, "h:" + hold_id)
 
-    async def debit(self, payer: Payer, request_id: str, amount: int, hold_id: str | None) -> bool:
-        marker = f"{payer.redis_key}:settled:{request_id}"
-        return bool(await self._debit(keys=[payer.redis_key, marker], args=[amount, hold_id or "-", SETTLED_MARKER_TTL]))
+    async def debit(self, debits: list[tuple[Payer, str, int, str | None]]) -> None:
+        """(payer, request id, amount, hold id) each: one script call per payer, all in one pipeline. Each request
+        is debited once however often this is retried. Raises if Redis fails, whether or not some landed."""
+        by_payer: dict[Payer, tuple[list, list]] = {}
+        for payer, request_id, amount, hold_id in debits:
+            keys, args = by_payer.setdefault(payer, ([payer.redis_key], [SETTLED_MARKER_TTL]))
+            keys.append(f"{payer.redis_key}:settled:{request_id}")
+            args += (amount, hold_id or "-")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in by_payer.values():
+                await self._debit(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     async def credit(self, payer: Payer, amount: int) -> None:
         await self._credit(keys=[payer.redis_key], args=[amount])

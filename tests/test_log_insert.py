@@ -34,6 +34,12 @@ async def _scenario(url: str) -> None:
             [("mer_a", f"req_ins_{i:06d}") for i in range(130, 140)] + [("mer_b", "req_ins_000135")])
         assert added[5] is again[15]  # the first of the two records for req_ins_000135 is the one kept
 
+        full = record(900, customer_id="cus_1", stream=True, priced=True, latency_ms=12.25, cost_nanos=2**40,
+                      metadata={"team": "a \"quoted\" \u00e9 value", "run": "7"}, error_reason="line\nbreak")
+        async with sink.db.transaction() as tx:
+            assert await sink.insert_new(tx, [full]) == [full]
+        assert await sink.get("mer_a", "req_ins_000900") == full  # every kind of field comes back as it went in
+
         nulls = await sink.get("mer_a", "req_ins_000001")  # None fields come back as None, not as text
         assert nulls.customer_id is None and nulls.cost_nanos is None and nulls.metadata is None
         assert nulls.input_tokens == 10 and nulls.stream is False

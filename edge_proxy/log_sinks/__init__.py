@@ -5,12 +5,15 @@ find them.
 """
 from __future__ import annotations
 
+import msgspec
+
 from ..metering.record import RequestRecord
 from ..store.db import Database, Tx, open_database
 from . import sql
 from .sql import Filters, Where
 
 APPLICATION_NAME = "edge_proxy_log_writer"
+_encode = msgspec.json.encode
 _ph = lambda i: "?"  # noqa: E731 - the Database rewrites ? for PostgreSQL
 
 
@@ -20,10 +23,7 @@ class SQLLogSink:
         self._insert = sql.insert_sql(_ph)
         # Rows per INSERT. SQLite binds every value of a statement in one hold of the GIL, on its own thread,
         # while the event loop waits: 50 rows keep that near half a millisecond (100 rows are a tenth cheaper per
-        # row and stall twice as long). PostgreSQL takes one array per column (sql.INSERT_UNNEST_SQL); asyncpg
-        # encodes them on the loop, about 10 us a row, yet one statement per batch gave a lower c=1 p99 than
-        # 100-row statements (tail_probe.py: 0.47-0.49 against 1.10-1.17 ms): each statement also wakes the
-        # database, which shares the CPUs with everything else.
+        # row and stall twice as long). PostgreSQL takes a batch as one JSON text (sql.INSERT_JSON_SQL).
         self._rows_per_insert = 1000 if db.dialect == "postgres" else 50
         if db.dialect == "postgres":
             self._json = lambda col, key: f"(({col})::jsonb ->> {key})"
@@ -54,7 +54,7 @@ class SQLLogSink:
         for i in range(0, len(records), step):
             chunk = records[i:i + step]
             if self.db.dialect == "postgres":
-                rows = await tx.fetchall(sql.INSERT_UNNEST_SQL, *zip(*(sql.to_row(r) for r in chunk)))
+                rows = await tx.fetchall(sql.INSERT_JSON_SQL, _encode(chunk).decode())
             else:
                 rows = await tx.fetchall(sql.insert_many_sql(len(chunk)),
                                          *[v for r in chunk for v in sql.to_row(r)])

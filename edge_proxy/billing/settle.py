@@ -66,12 +66,11 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_
         units[(meter.meter_id, r.customer_id)] += _units(meter, r)
     # One statement per table for the whole batch, rows in key order, so that two workers billing at once take
     # their row locks in the same order (PostgreSQL) and a batch costs a few round trips, not a few per payer.
-    for kind in ("merchant", "customer"):
-        rows = [(amount, payer.id) for payer, amount in sorted(debits.items()) if payer.kind == kind]
-        if rows:
-            payer = Payer(kind, "")
-            await tx.executemany(f"UPDATE {payer.table} SET balance_nanos = balance_nanos - ? "
-                                 f"WHERE {payer.key_column} = ?", rows)
+    by_table: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    for payer, amount in sorted(debits.items()):
+        by_table[(payer.table, payer.key_column)].append((amount, payer.id))
+    for (table, column), rows in by_table.items():
+        await tx.executemany(f"UPDATE {table} SET balance_nanos = balance_nanos - ? WHERE {column} = ?", rows)
     if holds:
         await tx.executemany("UPDATE holds SET amount_nanos = CASE WHEN amount_nanos > ? THEN amount_nanos - ? "
                              "ELSE 0 END WHERE hold_id = ?", [(a, a, h) for h, a in sorted(holds.items())])

@@ -21,6 +21,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
+import _load  # noqa: E402
 import overhead  # noqa: E402
 
 LAUNCHER = r"""
@@ -86,14 +87,14 @@ def main() -> int:
             try:
                 lat = uvloop.run(overhead.interleaved(up_port, gw.port, auth, h.PLAIN_BODY, args.requests,
                                                       min(200, args.requests // 5)))
-                h.wrk_script(tmp / "v.lua", auth, h.PLAIN_BODY)
+                _load.wrk_script(tmp / "v.lua", auth, h.PLAIN_BODY)
                 before = {w: h.thread_cpu(w) for w in gw.workers}
                 t0 = time.monotonic()
                 if wrk:
-                    sat = h.run_wrk(wrk, tmp / "v.lua", gw.port, h.GATEWAY_PATH, args.seconds, args.concurrency,
+                    sat = _load.run_wrk(wrk, tmp / "v.lua", gw.port, h.GATEWAY_PATH, args.seconds, args.concurrency,
                                     watch={"gateway_worker": gw.workers[0]})
                 else:
-                    sat = h.run_python_load(gw.port, h.GATEWAY_PATH, auth, h.PLAIN_BODY, args.seconds,
+                    sat = _load.run_python_load(gw.port, h.GATEWAY_PATH, auth, h.PLAIN_BODY, args.seconds,
                                             args.concurrency, watch={"gateway_worker": gw.workers[0]})
                 wall = time.monotonic() - t0
                 results.setdefault(name, []).append({

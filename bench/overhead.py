@@ -48,6 +48,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _harness as h  # noqa: E402
+import _load  # noqa: E402
 import bare_forwarder  # noqa: E402
 
 TARGETS = {  # from the issue; judged on this machine, everything on
@@ -125,9 +126,9 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
                wrk: str | None, tmp: Path) -> dict:
     def load(port: int, path: str, key: str, seconds: float, watch: dict[str, int]) -> dict:
         if wrk:
-            script = h.wrk_script(tmp / f"wrk-{port}.lua", key, h.PLAIN_BODY)
-            return h.run_wrk(wrk, script, port, path, seconds, args.concurrency, args.wrk_threads, watch)
-        return h.run_python_load(port, path, key, h.PLAIN_BODY, seconds, args.concurrency, 2, watch)
+            script = _load.wrk_script(tmp / f"wrk-{port}.lua", key, h.PLAIN_BODY)
+            return _load.run_wrk(wrk, script, port, path, seconds, args.concurrency, args.wrk_threads, watch)
+        return _load.run_python_load(port, path, key, h.PLAIN_BODY, seconds, args.concurrency, 2, watch)
 
     gw_watch = {**{f"gateway_worker{i + 1}": p for i, p in enumerate(gw.workers)}, "gateway_main": gw.main_pid,
                 **up_pids}
@@ -168,11 +169,11 @@ def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:
     try:
         time.sleep(0.5)
         workers = h.children(p.pid)
-        script = h.wrk_script(tmp / "wrk-bare.lua", h.PROVIDER_KEY, h.PLAIN_BODY)
+        script = _load.wrk_script(tmp / "wrk-bare.lua", h.PROVIDER_KEY, h.PLAIN_BODY)
         h.log(f"saturation [nginx]: the bare forwarder, warm-up then {args.seconds:g}s")
-        h.run_wrk(wrk, script, port, h.UPSTREAM_PATH, 1, args.concurrency, args.wrk_threads, {})
+        _load.run_wrk(wrk, script, port, h.UPSTREAM_PATH, 1, args.concurrency, args.wrk_threads, {})
         watch = {f"bare_worker{i + 1}": w for i, w in enumerate(workers)}
-        res = h.run_wrk(wrk, script, port, h.UPSTREAM_PATH, args.seconds, args.concurrency, args.wrk_threads, watch)
+        res = _load.run_wrk(wrk, script, port, h.UPSTREAM_PATH, args.seconds, args.concurrency, args.wrk_threads, watch)
         cpu = sum(res["cpu_seconds"].get(k, 0) for k in watch)
         if cpu > 0:
             res["worker_cpu_us_per_request"] = round(cpu / res["requests"] * 1e6, 2)
@@ -271,7 +272,7 @@ def print_table(res: dict) -> None:
               f"   p99 {d['latency_ms'].get('p99', 0):.3f} ms   errors {d['errors'] or 0}")
         print(f"  gateway  {g['rps']:>10,.0f} req/s   p50 {g['latency_ms'].get('p50', 0):.3f} ms"
               f"   p99 {g['latency_ms'].get('p99', 0):.3f} ms   errors {g['errors'] or 0}   ratio {s['ratio_rps']:.3f}")
-        print(f"  CPU share of one core during the gateway run: "
+        print("  CPU share of one core during the gateway run: "
               + ", ".join(f"{k} {v:.2f}" for k, v in g["cpu_share_of_one_core"].items()))
         for w, th in g.get("gateway_worker_threads_core_share", {}).items():
             print(f"  gateway worker {w} threads, share of one core during the gateway run: "

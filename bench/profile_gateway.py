@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
+import _load  # noqa: E402
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
 
@@ -129,10 +130,10 @@ def main() -> int:
 
         def load() -> None:
             if wrk:
-                script = h.wrk_script(tmp / "profile.lua", auth, body)
-                load_result.update(h.run_wrk(wrk, script, gw.port, h.GATEWAY_PATH, load_seconds, args.concurrency))
+                script = _load.wrk_script(tmp / "profile.lua", auth, body)
+                load_result.update(_load.run_wrk(wrk, script, gw.port, h.GATEWAY_PATH, load_seconds, args.concurrency))
             else:
-                load_result.update(h.run_python_load(gw.port, h.GATEWAY_PATH, auth, body, load_seconds,
+                load_result.update(_load.run_python_load(gw.port, h.GATEWAY_PATH, auth, body, load_seconds,
                                                      args.concurrency))
         t = threading.Thread(target=load, daemon=True)
         t.start()

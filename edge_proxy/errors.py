@@ -14,6 +14,7 @@ class GatewayError(Exception):
     status = 500
     type = "gateway_error"
     message = "internal gateway error"
+    reason: str | None = None  # the request log's error_reason when it is not `type`
 
     def __init__(self, message: str | None = None, *, headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message or self.message)
@@ -103,3 +104,7 @@ class UpstreamTimedOut(GatewayError):
 
 class SettingsError(Exception):
     """A bad setting. The message names the variable."""
+
+
+class CommandError(Exception):
+    """A command-line command that cannot do what it was asked; the CLI prints the message and exits 1."""

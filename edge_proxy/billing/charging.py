@@ -41,24 +41,24 @@ class Billing(msgspec.Struct, frozen=True, gc=False):
     byok_fee_nanos: int = 0  # per request, unmanaged only
 
 
-class _Limits(msgspec.Struct):
+class Limits(msgspec.Struct):
     model: str | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     max_output_tokens: int | None = None
 
 
-_limits = msgspec.json.Decoder(_Limits).decode
+_limits = msgspec.json.Decoder(Limits).decode
 
 
-def request_limits(body: bytes) -> _Limits:
+def request_limits(body: bytes) -> Limits:
     """The model and output limit a request names (OpenAI, Anthropic and Responses shapes)."""
     if body[:1] != b"{":
-        return _Limits()
+        return Limits()
     try:
         return _limits(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return _Limits()
+        return Limits()
 
 
 def _nanos(value: Decimal) -> int:

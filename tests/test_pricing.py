@@ -322,7 +322,11 @@ TIER_CASES = [
 def test_tiers_and_cache_ttls_in_a_price_file(tmp_path, usage, input_nanos, output_nanos):
     t = PriceTable.load(write(tmp_path, "p.toml", TIERED), genai_prices=False)
     assert t.cost("acme", "long", usage) == Cost(input_nanos + output_nanos, input_nanos, output_nanos, True)
-    assert t.lookup("acme", "long").reserve_pico == (2_500_000_000_000, 15_000_000_000_000)  # the highest rates
+    price = t.lookup("acme", "long")
+    assert price.reserve_pico == (2_500_000_000_000, 15_000_000_000_000)  # the highest rates of any tier
+    # a prompt that cannot pass 200,000 tokens cannot reach the tier: the base tier's highest rates (1h writes)
+    assert price.reserve_rates(200_000) == (2_500_000_000_000, 10_000_000_000_000)
+    assert price.reserve_rates(200_001) == (2_500_000_000_000, 15_000_000_000_000)
 
 
 BAD_FILES = [
@@ -379,3 +383,24 @@ def test_usd(nanos, text):
 def test_usd_takes_only_integers(value):
     with pytest.raises(TypeError):
         usd(value)
+
+
+RESERVATIONS = [
+    # body bytes bound the prompt's tokens; 100 output tokens
+    # claude-sonnet-4-5 under 200k: the 1-hour write ($6/M) is the dearest input, output $15/M
+    pytest.param("anthropic", "claude-sonnet-4-5", 1000, 1000 * 6_000 + 100 * 15_000,
+                 id="a reservation covers 1-hour cache writes"),
+    # over 200k bytes the long-context tier may apply: 1-hour writes at $12/M, output $22.50/M
+    pytest.param("anthropic", "claude-sonnet-4-5", 300_000, 300_000 * 12_000 + 100 * 22_500,
+                 id="a body long enough for the long-context tier reserves at its rates"),
+    # gpt-audio-mini: audio input $10/M and audio output $20/M are the dearest
+    pytest.param("openai", "gpt-audio-mini", 1000, 1000 * 10_000 + 100 * 20_000,
+                 id="a reservation covers audio tokens"),
+    pytest.param("openai", "gpt-4o-mini", 1000, 1000 * 150 + 100 * 600, id="a plain model reserves at its list price"),
+]
+
+
+@pytest.mark.parametrize("provider,model,body_len,nanos", RESERVATIONS)
+def test_reservations_use_the_highest_rate_that_can_apply(packaged, provider, model, body_len, nanos):
+    from edge_proxy.billing.charging import max_provider_cost
+    assert max_provider_cost(packaged.lookup(provider, model), body_len, 100) == nanos

@@ -110,6 +110,19 @@ class ModelPrice(msgspec.Struct, frozen=True):
     pico: tuple[int, int, int, int] = (0, 0, 0, 0)
     bands: tuple[tuple[int, tuple[int, ...]], ...] = ()
     reserve_pico: tuple[int, int] = (0, 0)
+    reserve_bands: tuple[tuple[int, int, int], ...] = ()  # per tier: (above, highest input rate, highest output)
+
+    def reserve_rates(self, max_prompt_tokens: int) -> tuple[int, int]:
+        """The highest input-side and output-side rates (pico-dollars per 1M tokens) a call whose prompt has at
+        most ``max_prompt_tokens`` tokens can be charged: a tier above that bound cannot apply to it."""
+        rates = self.reserve_bands
+        if len(rates) == 1:
+            return rates[0][1], rates[0][2]
+        best_in = best_out = 0
+        for above, r_in, r_out in rates:
+            if above < max_prompt_tokens:
+                best_in, best_out = max(best_in, r_in), max(best_out, r_out)
+        return best_in, best_out
 
     @classmethod
     def of(cls, input: Decimal, output: Decimal, cached_input: Decimal | None = None,
@@ -118,7 +131,7 @@ class ModelPrice(msgspec.Struct, frozen=True):
         base = cls(input, output, cached_input, cache_write, max_output_tokens, **rest)
         prices = {k: getattr(base, k) for k in PRICE_KEYS}
         _check_kinds({k for k, v in prices.items() if v is not None})
-        bands, leaf_max_in, leaf_max_out, pico = [], 0, 0, (0, 0, 0, 0)
+        bands, reserve, leaf_max_in, leaf_max_out, pico = [], [], 0, 0, (0, 0, 0, 0)
         for above, tier_prices in [(-1, {})] + [(t.above, t.prices) for t in sorted(base.tiers, key=_above)]:
             extra = set(tier_prices) - {k for k, v in prices.items() if v is not None}
             if extra:
@@ -128,9 +141,11 @@ class ModelPrice(msgspec.Struct, frozen=True):
             if above < 0:
                 pico = (leaf["input"], leaf["output"], leaf["cached_input"], leaf["cache_write"])
             bands.append((above, _coefficients(merged, leaf)))
-            leaf_max_in = max([leaf_max_in] + [leaf[k[1]] for k in INPUT_KINDS])
-            leaf_max_out = max([leaf_max_out] + [leaf[k[1]] for k in OUTPUT_KINDS])
-        return msgspec.structs.replace(base, pico=pico, bands=tuple(bands), reserve_pico=(leaf_max_in, leaf_max_out))
+            band_in, band_out = max(leaf[k[1]] for k in INPUT_KINDS), max(leaf[k[1]] for k in OUTPUT_KINDS)
+            reserve.append((above, band_in, band_out))
+            leaf_max_in, leaf_max_out = max(leaf_max_in, band_in), max(leaf_max_out, band_out)
+        return msgspec.structs.replace(base, pico=pico, bands=tuple(bands), reserve_pico=(leaf_max_in, leaf_max_out),
+                                       reserve_bands=tuple(reserve))
 
 
 def _above(t: Tier) -> int:

@@ -11,8 +11,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import pytest
 from genai_prices import types as gp_types
 from genai_prices.data import providers as gp_providers
+from genai_prices.types import _normalize_compact_dated_ref
 
-from edge_proxy.metering.genai_source import GENAI_PRICES_IDS, Schedule
+from edge_proxy.metering.genai_source import _NOT_SERVED, GENAI_PRICES_IDS, Schedule
 from edge_proxy.metering.model_price import cost_of
 from edge_proxy.metering.pricing import PriceTable
 from edge_proxy.metering.usage_types import Usage
@@ -47,15 +48,37 @@ def _equals_names(clause) -> list[str]:
 def test_names_find_the_model_genai_prices_finds(table, name, gid):
     source = table._providers[name].source
     refs = set()
-    for model in GP[gid].models:
+    for model in _served(gid):
         refs.add(model.id)
         refs.update(_equals_names(model.match))
     # and names genai-prices reaches only through its rules: dated, suffixed and compact-dated variants
     refs.update(f"{r}{s}" for r in list(refs) for s in ("-20250929", "-2025-09-29", ":free", "-latest", "-preview"))
     for ref in sorted(refs):
-        theirs = GP[gid].find_model(ref)
+        theirs = _find(gid, ref)
         index = source.find(ref)
         assert (source.ids[index] if index is not None else None) == (theirs.id if theirs else None), ref
+
+
+def _served(gid: str) -> list:
+    """genai-prices' models of a provider less those the catalogue's provider does not serve."""
+    return [m for m in GP[gid].models if not m.id.startswith(_NOT_SERVED.get(gid, ()))]
+
+
+def _find(gid: str, ref: str):
+    """genai-prices' Provider.find_model over the served models: the first whose clause matches, then the same
+    with a compact date dashed (its retry)."""
+    served = _served(gid)
+    for candidate in dict.fromkeys((ref.lower(), _normalize_compact_dated_ref(ref.lower()))):
+        found = next((m for m in served if m.is_match(candidate)), None)
+        if found is not None:
+            return found
+    return None
+
+
+def test_google_lists_gemini_api_models_only(table):
+    assert GP["google"].find_model("claude-haiku-4-5") is not None  # genai-prices' google includes Vertex AI
+    assert table.lookup("google", "claude-haiku-4-5") is None
+    assert not [m for m in table.models["google"] if m.startswith("claude")]
 
 
 def _usages(rng: random.Random, n: int) -> list[Usage]:
@@ -82,7 +105,7 @@ def test_every_model_costs_what_genai_prices_computes(table, name, gid):
     rng = random.Random(name)
     source = table._providers[name].source
     checked = 0
-    for model, entry in zip(GP[gid].models, source.entries, strict=True):
+    for model, entry in zip(_served(gid), source.entries, strict=True):
         if entry is None:
             continue
         for u in _usages(rng, 6):

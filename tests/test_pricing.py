@@ -404,3 +404,14 @@ RESERVATIONS = [
 def test_reservations_use_the_highest_rate_that_can_apply(packaged, provider, model, body_len, nanos):
     from edge_proxy.billing.charging import max_provider_cost
     assert max_provider_cost(packaged.lookup(provider, model), body_len, 100) == nanos
+
+
+def test_the_readme_example_overrides_file_loads(tmp_path):
+    from pathlib import Path
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Prices"):]
+    example = section[section.index("```toml\n") + 8:section.index("```", section.index("```toml\n") + 8)]
+    t = PriceTable.load(overrides_path=write(tmp_path, "over.toml", example))
+    assert t.lookup("openai", "gpt-4o").cache_write_1h == Decimal("5.00")
+    assert t.lookup("kluster", "anything").input == Decimal("0.20")
+    assert t.output_limit("groq", "openai/gpt-oss-120b") == 65536

@@ -68,6 +68,10 @@ GENAI_PRICES_IDS: dict[str, str | None] = {
     "moonshot": "moonshotai",
 }
 
+# Models of a genai-prices provider that the catalogue's provider of that name does not serve, by id prefix:
+# genai-prices' google also prices Vertex AI's Claude models; the catalogue's google is the Gemini API.
+_NOT_SERVED = {"google": ("claude-",)}
+
 # genai-prices price key -> ours (model_price.KINDS)
 _TOKEN_KEYS = {
     "input_mtok": "input",
@@ -186,7 +190,8 @@ def _convert(provider: Any, tag: str) -> Source:
     skipped: dict[str, str] = {}
     exact: dict[str, int] = {}
     rules: list[tuple[int, Callable[[str], bool]]] = []
-    for index, model in enumerate(provider.models):
+    served = [m for m in provider.models if not m.id.startswith(_NOT_SERVED.get(provider.id, ()))]
+    for index, model in enumerate(served):
         equals, other = _split(model.match)
         for name in equals:
             exact.setdefault(name.lower(), index)

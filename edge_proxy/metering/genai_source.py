@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -290,7 +290,7 @@ def _condition(constraint: Any) -> _StartsOn | _DailyWindow | None:
     raise ValueError(f"genai-prices price constraint {kind} is not understood: update genai_source.py")
 
 
-def _utc_seconds(t: Any) -> int:
+def _utc_seconds(t: time) -> int:
     if t.tzinfo is not None:  # a time of day with an offset: as the same instant in UTC
         t = datetime.combine(date(2000, 1, 1), t).astimezone(UTC).time()
     return t.hour * 3600 + t.minute * 60 + t.second

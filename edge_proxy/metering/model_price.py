@@ -28,7 +28,7 @@ and the total is the sum of the two, so the parts always add up.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -126,7 +126,8 @@ class ModelPrice(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, input: Decimal, output: Decimal, cached_input: Decimal | None = None,
-           cache_write: Decimal | None = None, max_output_tokens: int | None = None, **rest) -> ModelPrice:
+           cache_write: Decimal | None = None, max_output_tokens: int | None = None,
+           **rest: Any) -> ModelPrice:
         """A price with its integer rates computed (the only way prices should be made)."""
         base = cls(input, output, cached_input, cache_write, max_output_tokens, **rest)
         prices = {k: getattr(base, k) for k in PRICE_KEYS}

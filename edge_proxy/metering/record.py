@@ -16,9 +16,14 @@ logged as free just because its usage was not reported.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from ..clock import now_iso  # noqa: F401 - re-exported: records are stamped with it
+
+if TYPE_CHECKING:
+    from .usage_types import Usage
 
 OUTCOMES = ("completed", "error", "partial")
 
@@ -73,7 +78,7 @@ USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_t
                 "cache_write_1h_tokens", "input_audio_tokens", "cached_audio_tokens", "output_audio_tokens")
 
 
-def take_usage(record: RequestRecord, usage) -> None:
+def take_usage(record: RequestRecord, usage: Usage) -> None:
     """Copy a provider-reported ``Usage`` (metering/usage_types.py) onto the record, every token count of it."""
     for name in USAGE_FIELDS:
         setattr(record, name, getattr(usage, name))

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..clock import now_iso
-from ..metering.record import RequestRecord
+from ..metering.record import RequestRecord, take_usage
 
 if TYPE_CHECKING:
     from ..auth import Principal
@@ -101,11 +101,7 @@ class Exchange:
 
 def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, events: int, fmt: str) -> None:
     if usage is not None and usage.found:
-        record.input_tokens = usage.input_tokens
-        record.output_tokens = usage.output_tokens
-        record.cached_tokens = usage.cached_tokens
-        record.cache_write_tokens = usage.cache_write_tokens
-        record.reasoning_tokens = usage.reasoning_tokens
+        take_usage(record, usage)
         if usage.model:
             record.model = usage.model
         if record.stream and record.outcome != "completed" and not usage.output_tokens:

@@ -202,7 +202,7 @@ class ModelIndex:
     def __init__(self, catalogue: Catalogue, prices: PriceTable) -> None:
         self.catalogue, self.prices = catalogue, prices
         self.names = set(catalogue.providers) | {a for p in catalogue.providers.values() for a in p.aliases}
-        tables = prices._models
+        tables = prices.models
         self.providers = [p for p in tables if p in catalogue.providers]
         self.listing = [(p, m) for p in self.providers if catalogue.providers[p].usage_format in _CHAT_FORMATS
                         for m in tables[p]]
@@ -216,7 +216,7 @@ class ModelIndex:
         guessed = guess_provider(model)
         order = ([guessed] if guessed in cat.providers else []) + self.providers
         for provider in order:
-            if self.prices.lookup(provider, model) is not None:
+            if self.prices.has_own_price(provider, model):
                 return cat.providers[provider], model
         if guessed in cat.providers:
             return cat.providers[guessed], model

@@ -71,12 +71,23 @@ def to_api(r: RequestRecord) -> dict:
     }
 
 
+STATUSES = ("completed", "error")
+
+
+def filters_of(mid: str, q: dict[str, str]) -> Filters:
+    """The list's filters from its query: customer_id, meter_id, metadata_filters, and ours, model and status."""
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status: one of {', '.join(STATUSES)}")
+    return Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
+                   metadata_filters(q.get("metadata_filters")), model=q.get("model") or None, status=status)
+
+
 async def list_requests(gw, scope, proto) -> None:
     mid = await merchant_id(gw, scope)
     q = query(scope)
     limit = limit_param(q)
-    filters = Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
-                      metadata_filters(q.get("metadata_filters")))
+    filters = filters_of(mid, q)
     rows = await gw.log_sink.list(filters, decode_cursor(q.get("cursor")), limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -79,6 +79,12 @@ class SQLLogSink:
         query, args = sql.usage_sql(self._where().filters(filters))
         return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in await self.db.fetchall(query, *args)]
 
+    async def usage_by(self, filters: Filters, group: str) -> list[tuple]:
+        """Per day and per model, provider or customer (sql.USAGE_GROUPS): (day, value or None, requests, tokens,
+        cost, charge), ordered by day."""
+        query, args = sql.usage_by_sql(self._where().filters(filters), group)
+        return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in await self.db.fetchall(query, *args)]
+
 
 LogSink = SQLLogSink
 

@@ -106,6 +106,8 @@ class Filters:
     metadata: list[tuple[str, str]] = field(default_factory=list)
     start: str | None = None  # created_at >= start
     end: str | None = None    # created_at < end
+    model: str | None = None
+    status: str | None = None  # Lava's request status: "completed" (completed with a status under 400) or "error"
 
 
 class Where:
@@ -130,6 +132,12 @@ class Where:
             self.add("customer_id = {}", f.customer_id)
         if f.meter_id:
             self.add("(meter_id = {} OR meter_slug = {})", f.meter_id, f.meter_id)
+        if f.model:
+            self.add("model = {}", f.model)
+        if f.status == "completed":
+            self.add("(outcome = 'completed' AND status_code < 400)")
+        elif f.status == "error":
+            self.add("(outcome <> 'completed' OR status_code >= 400)")
         if f.start:
             self.add("created_at >= {}", f.start)
         if f.end:
@@ -154,8 +162,20 @@ def list_sql(where: Where, cursor: tuple[str, str] | None, limit: int) -> tuple[
             f"ORDER BY created_at DESC, request_id DESC LIMIT {where._ph(len(where.args))}", where.args)
 
 
+_USAGE_SUMS = ("count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_nanos), 0), "
+               "coalesce(sum(charge_nanos), 0)")
+USAGE_GROUPS = {"model": "model", "provider": "provider", "customer": "customer_id"}
+
+
 def usage_sql(where: Where) -> tuple[str, list]:
-    return ("SELECT substr(created_at, 1, 10) AS day, count(*), "
-            "coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_nanos), 0), "
-            "coalesce(sum(charge_nanos), 0) "
-            f"FROM requests WHERE {where.sql} GROUP BY day ORDER BY day", where.args)
+    query = (f"SELECT substr(created_at, 1, 10) AS day, {_USAGE_SUMS} "
+             f"FROM requests WHERE {where.sql} GROUP BY day ORDER BY day")
+    return query, where.args
+
+
+def usage_by_sql(where: Where, group: str) -> tuple[str, list]:
+    """Per day and per value of one column (a key of USAGE_GROUPS): day, value, requests, tokens, cost, charge."""
+    column = USAGE_GROUPS[group]
+    query = (f"SELECT substr(created_at, 1, 10) AS day, {column}, {_USAGE_SUMS} "
+             f"FROM requests WHERE {where.sql} GROUP BY day, {column} ORDER BY day, {column}")
+    return query, where.args

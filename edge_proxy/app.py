@@ -11,7 +11,7 @@ import logging
 
 import msgspec
 
-from . import proxy
+from . import dashboard, proxy
 from .api.routes import ADMIN_ROUTES, ROUTES, Router
 from .auth import Authenticator
 from .billing.balances import Balances
@@ -149,6 +149,8 @@ class Gateway:
         self.metrics.requests += 1
         path = scope.path
         try:
+            if path == "/dashboard" or path.startswith("/dashboard/"):  # TEMP: the lead mounts the prefix
+                return await dashboard.handle(self, scope, proto)
             if scope.method == "OPTIONS" or "origin" in scope.headers:
                 raise BrowserRequest()  # Lava blocks frontend requests: no route answers a browser
             if path.startswith("/v1/forward") and (len(path) == 11 or path[11] == "/"):

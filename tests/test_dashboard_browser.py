@@ -32,7 +32,7 @@ if not os.environ.get("CI"):  # in CI a missing browser is a failure, never a sk
         pytest.skip(f"{CHROMIUM} is not installed (scripts/bootstrap.sh --test installs Debian's chromium)",
                     allow_module_level=True)
     pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
 
 @pytest.fixture(scope="module")

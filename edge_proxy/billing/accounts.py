@@ -74,9 +74,9 @@ async def page(db: Database, table: str, id_column: str, columns: str, merchant_
 
     `table`, `id_column`, `columns` and `extra_where` are constants from this package, never user input."""
     where, args = f"merchant_id = ? AND {extra_where}", [merchant_id]
-    if cursor is not None:
-        where += f" AND (created_at < ? OR (created_at = ? AND {id_column} < ?))"
-        args += [cursor[0], cursor[0], cursor[1]]
+    if cursor is not None:  # a row comparison: the index range starts at the cursor
+        where += f" AND (created_at, {id_column}) < (?, ?)"
+        args += [cursor[0], cursor[1]]
     return await db.fetchall(f"SELECT {columns} FROM {table} WHERE {where} "
                              f"ORDER BY created_at DESC, {id_column} DESC LIMIT ?", *args, limit + 1)
 

@@ -22,7 +22,8 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboard_pages import ADMIN_URL, SEED, _url_for  # bench/ is on sys.path when run as a script
+# bench/ is on sys.path when this runs as a script
+from dashboard_pages import ADMIN_URL, SEED, _url_for
 
 from edge_proxy.log_sinks import SQLLogSink, usage_rollup
 from edge_proxy.metering.record import RequestRecord, now_iso

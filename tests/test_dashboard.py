@@ -3,15 +3,18 @@ sign-in refusals and their rate limit, CSRF, session expiry and logout, merchant
 the pages show what the REST API serves."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-import sqlite3
 from decimal import Decimal
 
 import httpx2 as httpx
 import pytest
 
 from .billing_helpers import customer, h, meter, settled, token
+from edge_proxy.store.db import open_database
+
+from . import pg
 from .dashboard_client import Dashboard, next_address
 from .gateway_process import GatewayProcess, base_env
 
@@ -20,17 +23,20 @@ CHAT = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", 
 PAGES = ["/usage", "/requests", "/customers", "/wallet", "/meters", "/spend-keys", "/secret-keys", "/webhooks"]
 
 
-@pytest.fixture(scope="module")
-def gw(fake, tmp_path_factory):
-    """A gateway that trusts X-Forwarded-* (so each test signs in from an address of its own), 3 failed sign-ins
-    allowed per address."""
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def gw(request, fake, tmp_path_factory):
+    """A gateway on SQLite or PostgreSQL that trusts X-Forwarded-* (so each test signs in from an address of its
+    own), 3 failed sign-ins allowed per address."""
     tmp = tmp_path_factory.mktemp("dashboard")
-    env = base_env(tmp / "edge-proxy.db", fake.url, {"EDGE_PROXY_BEHIND_PROXY": "1",
-                                                      "EDGE_PROXY_DASHBOARD_SIGN_IN_ATTEMPTS": "3"})
+    extra = {"EDGE_PROXY_BEHIND_PROXY": "1", "EDGE_PROXY_DASHBOARD_SIGN_IN_ATTEMPTS": "3"}
+    if request.param == "postgres":
+        extra["EDGE_PROXY_DATABASE_URL"] = asyncio.run(pg.create_database())
+    env = base_env(tmp / "edge-proxy.db", fake.url, extra)
     g = GatewayProcess(env).start(tmp)
-    g.db_path = tmp / "edge-proxy.db"
     yield g
     g.stop()
+    if request.param == "postgres":
+        asyncio.run(pg.drop_database(env["EDGE_PROXY_DATABASE_URL"]))
 
 
 @pytest.fixture
@@ -46,8 +52,23 @@ def dash(gw, merchant):
     d.close()
 
 
-def db(gw) -> sqlite3.Connection:
-    return sqlite3.connect(gw.db_path, timeout=10, isolation_level=None)
+def sql(gw, query: str, *args) -> list[tuple]:
+    """Run one statement on the gateway's database (either backend) and return its rows."""
+    async def run():
+        db = open_database(gw.env["EDGE_PROXY_DATABASE_URL"])
+        await db.open()
+        try:
+            if query.lstrip().upper().startswith("SELECT"):
+                return await db.fetchall(query, *args)
+            await db.execute(query, *args)
+            return []
+        finally:
+            await db.close()
+    return asyncio.run(run())
+
+
+def session_rows(gw, digest: str) -> int:
+    return sql(gw, "SELECT count(*) FROM dashboard_sessions WHERE session_hash = ?", digest)[0][0]
 
 
 def set_cookie_attrs(response: httpx.Response, name: str) -> set[str]:
@@ -67,8 +88,8 @@ def test_signing_in_sets_an_httponly_strict_cookie_holding_only_a_session_id(gw,
     assert "Path=/dashboard" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
     sid = d.session_id
     assert sid and merchant["secret_key"] not in r.headers["set-cookie"] and len(sid) == 43  # 32 random bytes
-    rows = db(gw).execute("SELECT session_hash, merchant_id FROM dashboard_sessions WHERE merchant_id = ?",
-                          (merchant["merchant_id"],)).fetchall()
+    rows = sql(gw, "SELECT session_hash, merchant_id FROM dashboard_sessions WHERE merchant_id = ?",
+               merchant["merchant_id"])
     assert (hashlib.sha256(sid.encode()).hexdigest(), merchant["merchant_id"]) in rows
     assert all(sid not in row for row in rows)  # only the hash is stored
 
@@ -212,8 +233,7 @@ def test_logout_deletes_the_session_and_the_cookie(gw, dash):
     r = dash.post("/logout")
     assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
     assert "Max-Age=0" in r.headers["set-cookie"]
-    assert db(gw).execute("SELECT count(*) FROM dashboard_sessions WHERE session_hash = ?",
-                          (hashlib.sha256(sid.encode()).hexdigest(),)).fetchone()[0] == 0
+    assert session_rows(gw, hashlib.sha256(sid.encode()).hexdigest()) == 0
     replay = httpx.get(gw.url + "/dashboard/usage", cookies={"ep_dashboard_session": sid}, timeout=10)
     assert replay.status_code == 303 and replay.headers["location"].startswith("/dashboard/login")
 
@@ -224,25 +244,22 @@ def test_logout_deletes_the_session_and_the_cookie(gw, dash):
 ])
 def test_sessions_expire(gw, dash, column, seconds_ago):
     digest = hashlib.sha256(dash.session_id.encode()).hexdigest()
-    with db(gw) as conn:
-        if column == "created_at":
-            conn.execute("UPDATE dashboard_sessions SET expires_at = created_at - 1 WHERE session_hash = ?", (digest,))
-        else:
-            conn.execute(f"UPDATE dashboard_sessions SET {column} = {column} - ? WHERE session_hash = ?",
-                         (seconds_ago, digest))
+    if column == "created_at":
+        sql(gw, "UPDATE dashboard_sessions SET expires_at = created_at - 1 WHERE session_hash = ?", digest)
+    else:
+        sql(gw, f"UPDATE dashboard_sessions SET {column} = {column} - ? WHERE session_hash = ?", seconds_ago, digest)
     r = dash.get("/usage")
     assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
-    assert db(gw).execute("SELECT count(*) FROM dashboard_sessions WHERE session_hash = ?", (digest,)).fetchone()[0] == 0
+    assert session_rows(gw, digest) == 0
 
 
 def test_a_session_a_little_idle_goes_on_and_is_touched(gw, dash):
     digest = hashlib.sha256(dash.session_id.encode()).hexdigest()
-    with db(gw) as conn:
-        conn.execute("UPDATE dashboard_sessions SET last_seen_at = last_seen_at - 600 WHERE session_hash = ?", (digest,))
-    before = db(gw).execute("SELECT last_seen_at FROM dashboard_sessions WHERE session_hash = ?", (digest,)).fetchone()
+    sql(gw, "UPDATE dashboard_sessions SET last_seen_at = last_seen_at - 600 WHERE session_hash = ?", digest)
+    select = "SELECT last_seen_at FROM dashboard_sessions WHERE session_hash = ?"
+    before = sql(gw, select, digest)[0][0]
     assert dash.get("/usage").status_code == 200
-    after = db(gw).execute("SELECT last_seen_at FROM dashboard_sessions WHERE session_hash = ?", (digest,)).fetchone()
-    assert after[0] >= before[0] + 600
+    assert sql(gw, select, digest)[0][0] >= before + 600
 
 
 def test_revoking_the_secret_key_ends_its_sessions_at_the_next_request(gw, merchant):

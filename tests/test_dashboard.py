@@ -11,10 +11,10 @@ from decimal import Decimal
 import httpx2 as httpx
 import pytest
 
-from .billing_helpers import customer, h, meter, settled, token
 from edge_proxy.store.db import open_database
 
 from . import pg
+from .billing_helpers import customer, h, meter, settled, token
 from .dashboard_client import Dashboard, next_address
 from .gateway_process import GatewayProcess, base_env
 

@@ -40,14 +40,14 @@ def _next(raw: str | None) -> str:
     return PREFIX + "/usage"
 
 
-def _form(req: Request, status: int, error: str | None = None, key_kind: str | None = None) -> None:
+def _form(req: Request, status: int, error: str | None = None) -> None:
     token = req.cookies.get(LOGIN_COOKIE)
     extra = []
     if not token or len(token) > 100:
         token = secrets.token_urlsafe(24)
         extra.append(req.cookie(LOGIN_COOKIE, token, LOGIN_TOKEN_AGE))
     send_html(req.proto, status, render("login.html", req, login_token=token, error=error,
-                                        next=req.query.get("next") or "", key_kind=key_kind), extra)
+                                        next=req.query.get("next") or ""), extra)
 
 
 async def login_form(req: Request) -> None:

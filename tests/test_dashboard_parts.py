@@ -39,7 +39,7 @@ def store(tmp_path):
 def test_sessions_end_when_idle_or_old(store, steps, alive):
     async def run():
         clock = Clock()
-        merchant, key = await store.create_merchant("m", 0)
+        _, key = await store.create_merchant("m", 0)
         s = sessions.Sessions(store, idle=1800, lifetime=43200, clock=clock)
         sid, _ = await s.sign_in(key)
         found = True
@@ -54,7 +54,7 @@ def test_sessions_end_when_idle_or_old(store, steps, alive):
 
 def test_a_session_is_stored_as_a_hash_and_ended_with_its_key(store):
     async def run():
-        merchant, key = await store.create_merchant("m", 0)
+        _, key = await store.create_merchant("m", 0)
         s = sessions.Sessions(store, idle=1800, lifetime=43200)
         sid, session = await s.sign_in(key)
         assert session.session_hash == sessions.session_hash(sid) != sid and session.merchant_name == "m"

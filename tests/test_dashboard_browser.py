@@ -9,14 +9,21 @@ EDGE_PROXY_UPDATE_SCREENSHOTS=1 they are also copied to docs/screenshots/ (the R
 """
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+
+from edge_proxy.log_sinks import open_log_sink
+from edge_proxy.metering.record import RequestRecord
+from edge_proxy.money import usd
 
 from .billing_helpers import customer, h, meter, settled, token
 from .gateway_process import ROOT, GatewayProcess, base_env
@@ -39,6 +46,7 @@ from playwright.sync_api import sync_playwright
 def gw(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboard-browser")
     g = GatewayProcess(base_env(tmp / "edge-proxy.db", fake.url)).start(tmp)
+    g.database_url = f"sqlite:///{tmp / 'edge-proxy.db'}"
     yield g
     g.stop()
 
@@ -77,6 +85,38 @@ def new_page(browser, gw):
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.on("dialog", lambda d: d.accept())
     return context, page, problems
+
+
+HISTORY_MODELS = [("openai", "gpt-4o-mini", 150, 600), ("openai", "gpt-4o", 2500, 10000),
+                  ("anthropic", "claude-haiku-4-5", 1000, 5000)]
+
+
+def seed_history(gw, merchant_id: str, customer_id: str, days: int = 20) -> tuple[int, int, set[str]]:
+    """Requests on the days before today, written to the gateway's log as its writer writes them (the usage
+    rollup included), so the chart has a month to draw: (cost, charge, the days) in nano-dollars."""
+    today = dt.datetime.now(dt.UTC).date()
+    records = []
+    for back in range(1, days + 1):
+        day = (today - dt.timedelta(days=back)).isoformat()
+        for i, (provider, model, in_rate, out_rate) in enumerate(HISTORY_MODELS[:1 + back % 3]):
+            tokens_in, tokens_out = 400 * (1 + (back * 7 + i) % 5), 150 * (1 + (back + i) % 4)
+            records.append(RequestRecord(
+                request_id=f"hist-{back}-{i}", created_at=f"{day}T1{i}:00:00.000Z", merchant_id=merchant_id,
+                customer_id=customer_id, provider=provider, model=model, status_code=200, input_tokens=tokens_in,
+                output_tokens=tokens_out, cost_nanos=tokens_in * in_rate + tokens_out * out_rate, priced=True,
+                charge_nanos=(tokens_in + tokens_out) * 3000, payer="customer"))
+
+    async def write():
+        sink = open_log_sink(gw.database_url)
+        await sink.open()
+        try:
+            await sink.write(records)
+        finally:
+            await sink.close()
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+        pool.submit(asyncio.run, write()).result()
+    return (sum(r.cost_nanos for r in records), sum(r.charge_nanos for r in records),
+            {r.created_at[:10] for r in records})
 
 
 def sign_in(page, key: str) -> None:
@@ -131,19 +171,22 @@ def test_a_merchant_sees_its_traffic_in_the_dashboard(gw, browser, tmp_path):
                    json={"model": "gpt-4o", "max_tokens": 40, "messages": [{"role": "user", "content": "yo"}]})
     rids.append(r.headers["x-lava-request-id"])
     records = settled(gw, key, rids)
-    cost = sum(Decimal(r["cost"]) for r in records)
-    charge = sum(Decimal(r["charge"]["amount"]) for r in records)
+    history_cost, history_charge, history_days = seed_history(gw, m["merchant_id"], cid)
+    cost = sum(Decimal(r["cost"]) for r in records) + Decimal(usd(history_cost))
+    charge = sum(Decimal(r["charge"]["amount"]) for r in records) + Decimal(usd(history_charge))
 
     # the usage chart: split by customer, then (through the page's script) by model
     page.goto("/dashboard/usage?split=customer")
-    assert page.locator(f"#cost-chart rect.bar[data-series='{cid}']").count() == 1
+    drawn = page.locator(f"#cost-chart rect.bar[data-series='{cid}']")
+    live_days = {r["created_at"][:10] for r in records if r["customer_id"] == cid}
+    assert {drawn.nth(i).get_attribute("data-day") for i in range(drawn.count())} == history_days | live_days
     assert page.locator(f"#charge-chart rect.bar[data-series='{other_customer}']").count() == 1
     assert Decimal(page.inner_text("#total-cost").lstrip("$")) == cost
     assert Decimal(page.inner_text("#total-charge").lstrip("$")) == charge
     page.select_option("select[name=split]", "model")
     page.wait_for_url("**split=model**")
-    assert page.locator("#cost-chart rect.bar[data-series='gpt-4o-mini']").count() == 1
-    assert page.locator("#cost-chart rect.bar[data-series='gpt-4o']").count() == 1
+    assert page.locator("#cost-chart rect.bar[data-series='gpt-4o-mini']").count() == 21  # 20 days + today
+    assert page.locator("#cost-chart rect.bar[data-series='claude-haiku-4-5']").count() == 7  # every third day
     assert page.inner_text("#series").count("gpt-4o") == 2
     shot(page, "usage")
 

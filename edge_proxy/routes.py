@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import dashboard
 from .access import Access
 from .api import admin, customers, meters, models, requests, secret_keys, spend_keys, usage, wallet, webhooks
 from .errors import MethodNotAllowed, NotFound
@@ -60,6 +61,11 @@ async def healthz(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None
 
 async def metrics(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:
     proto.response_bytes(200, _PROMETHEUS, svc.metrics.render(svc))
+
+
+async def dashboard_pages(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:
+    """The merchant dashboard signs its users in itself (a session cookie, CSRF tokens): dashboard/."""
+    await dashboard.handle(svc, scope, proto)
 
 
 GET, POST, PUT, PATCH, DELETE = ("GET",), ("POST",), ("PUT",), ("PATCH",), ("DELETE",)
@@ -110,6 +116,8 @@ ROUTES: list[Route] = [
     # for load balancers and Prometheus
     Route(("GET", "HEAD"), "/healthz", healthz, PUBLIC),
     Route(GET, "/metrics", metrics, PUBLIC),
+    # the merchant dashboard, for browsers: its pages sign the merchant in with a session of its own
+    Route(ANY, "/dashboard", dashboard_pages, PUBLIC, prefix=True, browser=True),
 ]
 
 

@@ -26,7 +26,7 @@ from .metrics import Metrics
 from .money import parse_usd, usd
 from .providers import Catalogue
 from .settings import Settings
-from .store import Store, open_store
+from .store import open_store
 from .unified.planner import ModelIndex
 from .upstream import UpstreamPool
 
@@ -55,7 +55,7 @@ class Services:
         self.catalogue = Catalogue.load(settings.upstreams, settings.provider_keys)
         self.prices = PriceTable.load(overrides_path=settings.prices_file)
         self.models = ModelIndex(self.catalogue, self.prices)
-        self.store: Store = open_store(settings.database_url)
+        self.store = open_store(settings.database_url)
         self.log_sink: LogSink = open_log_sink(settings.database_url)
         self.redis = None
         redis_holds = None

@@ -49,6 +49,12 @@ class Settings:
     webhook_retry_seconds: float = 1.0
     log_level: str = "info"
     pure_python: bool = False
+    # the merchant dashboard (edge_proxy/dashboard/): session limits in seconds, failed sign-ins allowed per client
+    # address in 15 minutes, and whether a reverse proxy in front sets X-Forwarded-Proto / X-Forwarded-For
+    dashboard_idle_timeout: float = 1800.0
+    dashboard_session_lifetime: float = 43200.0
+    dashboard_sign_in_attempts: int = 10
+    behind_proxy: bool = False
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
@@ -83,6 +89,9 @@ class Settings:
             raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
         if settings.max_body_bytes < 1:
             raise SettingsError(f"{PREFIX}MAX_BODY_BYTES: must be positive")
+        for name in ("dashboard_idle_timeout", "dashboard_session_lifetime", "dashboard_sign_in_attempts"):
+            if getattr(settings, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be positive")
         return settings
 
     def to_env(self) -> dict[str, str]:

@@ -9,7 +9,8 @@ from ..log_sinks import Filters
 from ..metadata import parse_metadata
 from ..metering.record import RequestRecord, now_iso
 from ..money import usd
-from .common import decode_cursor, encode_cursor, json_body, limit_param, metadata_filters, query, reply
+from .common import (decode_cursor, encode_cursor, json_body, limit_param, metadata_filters, query,
+                     reply)
 
 if TYPE_CHECKING:
     from granian.rsgi import HTTPProtocol, Scope
@@ -70,10 +71,6 @@ def to_api(r: RequestRecord) -> dict:
         "cached_tokens": r.cached_tokens,
         "cache_write_tokens": r.cache_write_tokens,
         "reasoning_tokens": r.reasoning_tokens,
-        "cache_write_1h_tokens": r.cache_write_1h_tokens,
-        "input_audio_tokens": r.input_audio_tokens,
-        "cached_audio_tokens": r.cached_audio_tokens,
-        "output_audio_tokens": r.output_audio_tokens,
         "usage_source": r.usage_source,
         "priced": r.priced,
         "stream": r.stream,
@@ -83,12 +80,23 @@ def to_api(r: RequestRecord) -> dict:
     }
 
 
+STATUSES = ("completed", "error")
+
+
+def filters_of(mid: str, q: dict[str, str]) -> Filters:
+    """The list's filters from its query: customer_id, meter_id, metadata_filters, and ours, model and status."""
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status: one of {', '.join(STATUSES)}")
+    return Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
+                   metadata_filters(q.get("metadata_filters")), model=q.get("model") or None, status=status)
+
+
 async def list_requests(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     mid = caller.merchant_id
     q = query(scope)
     limit = limit_param(q)
-    filters = Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
-                      metadata_filters(q.get("metadata_filters")))
+    filters = filters_of(mid, q)
     rows = await svc.log_sink.list(filters, decode_cursor(q.get("cursor")), limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -10,7 +10,7 @@ import logging
 
 from ..errors import InvalidRequest
 from ..forward_token import ForwardToken
-from ..log_sinks import SQLLogSink
+from ..log_sinks import SQLLogSink, usage_rollup
 from ..lru import TTLCache
 from ..metering.record import RequestRecord
 from . import accounts
@@ -93,6 +93,7 @@ class BillingEngine:
                 meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
         async with self.log_sink.db.transaction() as tx:
             new = await settle(tx, records, meters, self.log_sink.insert_new)
+            await usage_rollup.add(tx, new)  # the daily usage rollup, exactly once with the log rows
             await record_spend(tx, new, self.redis_holds)
             fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos})
         charged_now = {r.request_id for r in new}

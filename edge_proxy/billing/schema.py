@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS credits (
     source       TEXT NOT NULL,
     created_at   TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS credits_by_merchant ON credits (merchant_id, created_at, credit_id);
 
 CREATE TABLE IF NOT EXISTS holds (
     hold_id      TEXT PRIMARY KEY,

@@ -31,6 +31,14 @@ class InvalidRequest(GatewayError):
     message = "invalid request"
 
 
+class UnsafeURL(InvalidRequest):
+    """A tenant-chosen URL (a webhook's) that the gateway will not send to; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"url: {reason}")
+        self.reason = reason
+
+
 class InvalidToken(GatewayError):
     """A missing, malformed or unknown credential. Every bad token gets this same body."""
 
@@ -75,6 +83,12 @@ class BodyTooLarge(GatewayError):
     status = 413
     type = "request_too_large"
     message = "request body is over the gateway's limit"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "conflict"
+    message = "the request conflicts with the current state"
 
 
 class RateLimited(GatewayError):

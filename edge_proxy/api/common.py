@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from .. import headers as hdr
-from ..errors import InvalidRequest
+from ..errors import BodyTooLarge, InvalidRequest
 
 _JSON = [("content-type", "application/json")]
 _encode = msgspec.json.encode
@@ -27,10 +27,29 @@ def query(scope) -> dict[str, str]:
     return dict(parse_qsl(scope.query_string, keep_blank_values=True))
 
 
-async def json_body(proto, limit: int = 1 << 20) -> dict:
-    data = await proto()
-    if len(data) > limit:
-        raise InvalidRequest("request body too large")
+async def read_body(proto, limit: int, headers=None) -> bytes:
+    """The request body, refused with 413 past `limit` bytes without ever holding more than that: a declared
+    Content-Length over it is refused before a byte is read; otherwise the body is read chunk by chunk and
+    reading stops as soon as it passes the limit."""
+    declared = headers.get("content-length") if headers is not None else None
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise BodyTooLarge(f"request body is over this route's limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is over this route's limit of {limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def json_body(proto, limit: int = 1 << 20, headers=None) -> dict:
+    """The body as a JSON object (at most `limit` bytes; pass the request's headers to refuse a declared
+    Content-Length over it before reading)."""
+    data = await read_body(proto, limit, headers)
     if not data.strip():
         return {}
     try:

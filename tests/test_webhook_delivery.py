@@ -298,6 +298,25 @@ def test_a_delivery_for_a_deleted_webhook_is_given_up_at_once(sqlite_url):
     run(scenario)
 
 
+def test_an_event_owed_inside_a_transaction_exists_exactly_when_that_transaction_commits(sqlite_url):
+    async def scenario():
+        async with World(sqlite_url) as w:
+            hook = await w.hook(w.receiver.url)
+            sender = w.sender()
+            with pytest.raises(RuntimeError):
+                async with w.db.transaction() as tx:   # the charge that fired the event failed: nothing is owed
+                    await sender.enqueue(tx, w.merchant_id, "customer.autopay", {"n": 1})
+                    raise RuntimeError("the settling transaction failed")
+            assert await w.deliveries(hook.webhook_id) == []
+            async with w.db.transaction() as tx:
+                event_id = await sender.enqueue(tx, w.merchant_id, "customer.autopay", {"n": 2})
+            sender.wake()
+            delivery = await w.settled(hook.webhook_id)
+            assert delivery["status"] == "delivered" and delivery["event_id"] == event_id
+            assert [json.loads(r.body)["data"] for r in w.receiver.requests] == [{"n": 2}]
+    run(scenario)
+
+
 # -- restarts and several workers ------------------------------------------------------------------------------------
 def test_a_delivery_cut_short_by_a_shutdown_is_delivered_by_the_next_worker(db_url):
     async def scenario():

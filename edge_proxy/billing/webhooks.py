@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..money import usd
 from ..outbound import GuardedClient, OutboundPolicy, Outcome
 from ..outbound.client import Resolver
 from ..store.db import Database, Tx
@@ -34,6 +35,12 @@ log = logging.getLogger("edge_proxy.webhooks")
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def autopay_data(customer_id: str, balance: int, threshold: int, amount: int) -> dict:
+    """The `data` of a customer.autopay event (money as USD decimal strings, as at every edge)."""
+    return {"customer_id": customer_id, "balance": usd(balance), "autopay_threshold": usd(threshold),
+            "autopay_amount": usd(amount)}
 
 
 class WebhookSender:
@@ -85,6 +92,8 @@ class WebhookSender:
         return event_id
 
     def wake(self) -> None:
+        """Tell the loop that something is owed now (after the commit of an `enqueue`)."""
+        self.start()
         self._wake.set()
 
     async def _enqueue_now(self, merchant_id: str, event_type: str, data: dict) -> None:

@@ -32,6 +32,14 @@ class InvalidRequest(GatewayError):
     message = "invalid request"
 
 
+class UnsafeURL(InvalidRequest):
+    """A tenant-chosen URL (a webhook's) that the gateway will not send to; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"url: {reason}")
+        self.reason = reason
+
+
 class InvalidToken(GatewayError):
     """A missing, malformed or unknown credential. Every bad token gets this same body."""
 
@@ -50,6 +58,19 @@ class Forbidden(GatewayError):
     status = 403
     type = "forbidden"
     message = "forbidden"
+
+
+class EndpointNotMetered(Forbidden):
+    """The operator's managed key serves only endpoints whose usage the gateway reads and prices."""
+
+    type = "endpoint_not_metered"
+    message = "the gateway's managed key does not serve this endpoint: send your own key as provider_key (BYOK)"
+
+
+class ModelNotPriced(Forbidden):
+    """A managed key is used only for a model the price table knows (fail closed: never sent at $0)."""
+
+    type = "model_not_priced"
 
 
 class BrowserRequest(Forbidden):
@@ -76,6 +97,12 @@ class BodyTooLarge(GatewayError):
     status = 413
     type = "request_too_large"
     message = "request body is over the gateway's limit"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "conflict"
+    message = "the request conflicts with the current state"
 
 
 class RateLimited(GatewayError):

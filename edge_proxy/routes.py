@@ -109,6 +109,7 @@ ROUTES: list[Route] = [
     Route(GET, "/v1/webhooks/{webhook_id}", webhooks.get_webhook, MERCHANT),
     Route(PATCH, "/v1/webhooks/{webhook_id}", webhooks.update_webhook, MERCHANT),
     Route(DELETE, "/v1/webhooks/{webhook_id}", webhooks.delete_webhook, MERCHANT),
+    Route(GET, "/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, MERCHANT),
     Route(GET, "/v1/wallet", wallet.get_wallet, MERCHANT),
     Route(POST, "/v1/wallet/credit", wallet.credit_wallet, MERCHANT),
     # the operator's

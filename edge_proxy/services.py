@@ -23,7 +23,7 @@ from .metering.log_queue import LogQueue
 from .metering.pricing import PriceTable
 from .metering.record import RequestRecord
 from .metrics import Metrics
-from .money import parse_usd, usd
+from .money import parse_usd
 from .providers import Catalogue
 from .settings import Settings
 from .store import open_store
@@ -66,11 +66,10 @@ class Services:
                                                       socket_connect_timeout=settings.redis_timeout)
             holds = redis_holds = RedisHolds(self.redis, self.store.db)
         self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))
-        self.webhooks = WebhookSender(self.store.db, lambda: self.upstream,
-                                      backoff=settings.webhook_retry_seconds)
+        self.webhooks = WebhookSender.from_settings(self.store.db, settings)
         self.billing = BillingEngine(self.store.db, self.log_sink, self.leases, self.prices,
                                      byok_fee_nanos=parse_usd(settings.byok_fee, "EDGE_PROXY_BYOK_FEE"),
-                                     redis_holds=redis_holds, on_autopay=self._autopay)
+                                     redis_holds=redis_holds, webhooks=self.webhooks)
         self.balances = Balances(self.store.db, redis_holds)
         self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), commit=self.commit_batch,
                                   on_spill=self.billing.spilled, max_size=settings.log_queue_size,
@@ -93,9 +92,13 @@ class Services:
             log.warning("log store unavailable at start-up (%s: %s); records will queue and spill",
                         type(exc).__name__, exc)
         self.upstream = UpstreamPool(connect_timeout=self.settings.connect_timeout,
-                                     read_timeout=self.settings.read_timeout)
+                                     read_timeout=self.settings.read_timeout,
+                                     head_timeout=self.settings.head_timeout,
+                                     max_connections_per_host=self.settings.max_connections_per_host,
+                                     max_response_bytes=self.settings.max_response_bytes)
         self.log_queue.start()
         self.leases.start()
+        self.webhooks.start()
 
     async def stop(self) -> None:
         await self.log_queue.stop()
@@ -128,8 +131,3 @@ class Services:
         if cost.priced:
             r.cost_nanos, r.input_cost_nanos, r.output_cost_nanos = cost.nanos, cost.input_nanos, cost.output_nanos
             r.priced = True
-
-    def _autopay(self, customer_id: str, merchant_id: str, balance: int, threshold: int, amount: int) -> None:
-        self.webhooks.emit(merchant_id, "customer.autopay", {
-            "customer_id": customer_id, "balance": usd(balance), "autopay_threshold": usd(threshold),
-            "autopay_amount": usd(amount)})

@@ -94,7 +94,7 @@ def test_unmanaged_token_sends_the_callers_provider_key(gateway, fake, token):
 
 def test_gateway_credentials_and_hop_by_hop_headers_are_stripped(gateway, fake, token):
     t = token()
-    r = httpx.post(gateway.url + "/providers/openai/echo/check?q=1", content=b"{}",
+    r = httpx.post(gateway.url + "/providers/openai/v1/chat/completions?q=1", content=json.dumps(CHAT).encode(),
                    headers={**bearer(t), "x-api-key": t, "x-goog-api-key": t, "Connection": "keep-alive, x-private",
                             "x-private": "hop", "Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "p",
                             "x-lava-metadata": "{}", "X-Custom": "kept", "User-Agent": "ua/1"}, timeout=10)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 async def create_merchant(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:
     """`POST /admin/merchants {name, balance?}`: a merchant and its first secret key (shown once)."""
-    body = await json_body(proto)
+    body = await json_body(proto, headers=scope.headers)
     name = text(body, "name", required=True)
     nanos = money(body["balance"], "balance") if body.get("balance") is not None else 0
     merchant, secret = await svc.store.create_merchant(name, nanos)

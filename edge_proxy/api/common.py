@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from ..errors import InvalidRequest
-from ..request_path.body import json_object
+from ..request_path.body import json_object, read_body
 
 _JSON = [("content-type", "application/json")]
 _encode = msgspec.json.encode
@@ -21,10 +21,10 @@ def query(scope) -> dict[str, str]:
     return dict(parse_qsl(scope.query_string, keep_blank_values=True))
 
 
-async def json_body(proto, limit: int = 1 << 20) -> dict:
-    data = await proto()
-    if len(data) > limit:
-        raise InvalidRequest("request body too large")
+async def json_body(proto, limit: int = 1 << 20, headers=None) -> dict:
+    """The body as a JSON object (at most `limit` bytes; pass the request's headers to refuse a declared
+    Content-Length over it before reading)."""
+    data = await read_body(proto, headers, limit)
     if not data.strip():
         return {}
     return json_object(data)

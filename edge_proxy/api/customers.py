@@ -149,7 +149,7 @@ async def _get(db, mid: str, customer_id: str) -> accounts.Customer:
 # -- handlers ----------------------------------------------------------------------------------------------------
 async def create_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     mid = caller.merchant_id
-    body = await json_body(proto)
+    body = await json_body(proto, headers=scope.headers)
     fields = customer_fields(body)
     balance = money(body["balance"], "balance") if body.get("balance") is not None else 0
     c = await accounts.create_customer(svc.store.db, mid, fields)
@@ -174,7 +174,7 @@ async def get_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller:
 async def update_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
                           customer_id: str) -> None:
     mid = caller.merchant_id
-    fields = customer_fields(await json_body(proto))
+    fields = customer_fields(await json_body(proto, headers=scope.headers))
     c = await accounts.update_customer(svc.store.db, mid, customer_id, fields)
     if c is None:
         raise NotFound(f"no customer {customer_id!r}")
@@ -200,7 +200,7 @@ async def get_subscription(svc: Services, scope: Scope, proto: HTTPProtocol, cal
 async def credit(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, customer_id: str) -> None:
     """Ours: `POST customers/{id}/credit {"amount": "USD"}` adds funds and answers the customer."""
     mid = caller.merchant_id
-    body = await json_body(proto)
+    body = await json_body(proto, headers=scope.headers)
     nanos = money(body.get("amount"), "amount", positive=True)
     await _get(svc.store.db, mid, customer_id)  # another merchant's customer is a 404, never a credit
     reply(proto, 200, to_api(await credit_customer(svc.balances, svc.store.db, mid, customer_id, nanos, "api")))

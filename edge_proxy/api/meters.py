@@ -120,7 +120,7 @@ async def create(db, mid: str, name: str, slug: str, rate_type: str, tier_type: 
 
 async def create_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     mid = caller.merchant_id
-    body = await json_body(proto)
+    body = await json_body(proto, headers=scope.headers)
     name = text(body, "name", required=True)
     slug = meter_slug(body, name)
     rate_type = choice(body, "rate_type", RATE_TYPES)
@@ -148,7 +148,7 @@ async def get_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Pr
 async def update_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, meter_id: str) -> None:
     """PATCH {name?, tiers?}: the slug, rate_type and tier_type of a meter never change."""
     mid = caller.merchant_id
-    body = await json_body(proto)
+    body = await json_body(proto, headers=scope.headers)
     name = text(body, "name")
     tiers = tiers_of(body["tiers"]) if body.get("tiers") is not None else None
     m = await accounts.update_meter(svc.store.db, mid, meter_id, name, tiers)

@@ -118,7 +118,7 @@ async def get_request(svc: Services, scope: Scope, proto: HTTPProtocol, caller: 
 async def create_request(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     """Post-request reporting: usage that did not pass through the gateway. Idempotent by request_id."""
     mid = caller.merchant_id
-    body = await json_body(proto)
+    body = await json_body(proto, headers=scope.headers)
     request_id = body.get("request_id")
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 200:
         raise InvalidRequest("request_id: required, a string of 1 to 200 characters")

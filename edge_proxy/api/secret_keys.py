@@ -28,7 +28,7 @@ def to_api(k: SecretKey, secret: str | None = None) -> dict:
 
 async def create_secret_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     mid = caller.merchant_id
-    name = text(await json_body(proto), "name", required=True)
+    name = text(await json_body(proto, headers=scope.headers), "name", required=True)
     key, secret = await svc.store.create_secret_key(mid, name)
     reply(proto, 201, to_api(key, secret))
 

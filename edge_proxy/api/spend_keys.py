@@ -139,7 +139,7 @@ async def _shaped(svc, keys: list[SpendKey]):
 
 async def create_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     mid = caller.merchant_id
-    fields = policy(await json_body(proto), creating=True)
+    fields = policy(await json_body(proto, headers=scope.headers), creating=True)
     key, secret = await store.create(svc.store.db, mid, fields)
     reply(proto, 201, to_api(key, secret))  # a new key's counters are its totals: zero
 
@@ -163,7 +163,7 @@ async def get_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller
 async def update_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
                            spend_key_id: str) -> None:
     mid = caller.merchant_id
-    fields = policy(await json_body(proto), creating=False)
+    fields = policy(await json_body(proto, headers=scope.headers), creating=False)
     key = await store.update(svc.store.db, mid, spend_key_id, fields)
     if key is None:
         raise NotFound(f"no spend key {spend_key_id!r}")

@@ -23,6 +23,6 @@ async def get_wallet(svc: Services, scope: Scope, proto: HTTPProtocol, caller: P
 async def credit_wallet(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     """`POST wallet/credit {"amount": "USD"}`: add funds; answers the wallet with its new balance."""
     mid = caller.merchant_id
-    nanos = money((await json_body(proto)).get("amount"), "amount", positive=True)
+    nanos = money((await json_body(proto, headers=scope.headers)).get("amount"), "amount", positive=True)
     balance = await svc.balances.credit(mid, Payer("merchant", mid), nanos, "api")
     reply(proto, 200, {"merchant_id": mid, "balance": usd(balance)})

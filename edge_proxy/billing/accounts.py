@@ -235,10 +235,21 @@ async def webhook(db: Database, merchant_id: str, webhook_id: str) -> Webhook | 
     return Webhook(*row) if row else None
 
 
-async def create_webhook(db: Database, merchant_id: str, name: str, url: str, secret: str) -> Webhook:
+async def create_webhook(db: Database, merchant_id: str, name: str, url: str, secret: str,
+                         most: int | None = None) -> Webhook | None:
+    """A new webhook; None when the merchant already has `most` of them (counted and inserted in one
+    transaction; on PostgreSQL the merchant's row is locked first, so concurrent creates cannot pass the cap)."""
     webhook_id = new_id("whk")
-    await db.execute("INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, NULL)", webhook_id, merchant_id, name, url,
-                     secret, now_iso())
+    async with db.transaction() as tx:
+        if most is not None:
+            if db.dialect == "postgres":
+                await tx.fetchone("SELECT 1 FROM merchants WHERE merchant_id = ? FOR UPDATE", merchant_id)
+            row = await tx.fetchone("SELECT count(*) FROM webhooks WHERE merchant_id = ? AND deleted_at IS NULL",
+                                    merchant_id)
+            if row and int(row[0]) >= most:
+                return None
+        await tx.execute("INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, NULL)", webhook_id, merchant_id, name,
+                         url, secret, now_iso())
     return await webhook(db, merchant_id, webhook_id)
 
 

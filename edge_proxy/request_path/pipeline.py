@@ -17,13 +17,17 @@ which also releases its reservation.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamTimedOut, UpstreamUnreachable
+from ..errors import (EndpointNotMetered, GatewayError, InvalidRequest, ServiceUnavailable, UpstreamTimedOut,
+                      UpstreamUnreachable)
+from ..headers import drop_key_param
 from ..metadata import parse_metadata, split_metadata_param
+from ..providers.catalogue import managed_endpoint, safe_target_path
 from ..upstream import UpstreamError, UpstreamTimeout
 from .body import read_body
 from .exchange import Exchange
@@ -61,13 +65,7 @@ async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Pri
             fmt = plan.error_format
             ex.attempt = plan.attempts[0]
             for attempt in plan.attempts:
-                if principal.provider_key is not None and attempt.provider is not ex.attempt.provider:
-                    raise InvalidRequest("fallbacks: a forward token's provider_key belongs to one provider; "
-                                         "fallbacks to another provider need the gateway's managed key")
-                if principal.provider_key is None and attempt.provider.managed_key is None:
-                    raise ServiceUnavailable(
-                        f"no managed key for provider {attempt.provider.name!r}: set EDGE_PROXY_PROVIDER_KEY_"
-                        f"{attempt.provider.env_name} or send provider_key in the forward token")
+                scope_to_key(attempt, principal, plan.attempts[0])
         except GatewayError as exc:
             _fail(svc, proto, ex, exc, fmt)
             return
@@ -100,6 +98,29 @@ async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Pri
                 send_error(proto, GatewayError(), ex.request_id, fmt)
             return
         raise
+
+
+def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None:
+    """What the key an attempt would be sent with may do. The operator's managed key serves only the endpoints the
+    catalogue lists for it (the ones whose usage the gateway reads and prices), with no account-level header and
+    no `key=` parameter of the caller's; a caller's own key (BYOK) belongs to one provider."""
+    provider = attempt.provider
+    if principal.provider_key is not None:
+        if provider is not first.provider:
+            raise InvalidRequest("fallbacks: a forward token's provider_key belongs to one provider; fallbacks to "
+                                 "another provider need the gateway's managed key")
+        safe_target_path(attempt.target.path)
+        return
+    if provider.managed_key is None:
+        raise ServiceUnavailable(f"no managed key for provider {provider.name!r}: set EDGE_PROXY_PROVIDER_KEY_"
+                                 f"{provider.env_name} or send provider_key in the forward token")
+    endpoint = managed_endpoint(provider, attempt.method, attempt.target.path)
+    if endpoint is None:
+        raise EndpointNotMetered(f"the gateway's managed key for {provider.name!r} does not serve "
+                                 f"{attempt.method} {attempt.target.path.split('?', 1)[0]}: only the endpoints whose "
+                                 "usage it can meter; send your own key as provider_key (BYOK)")
+    attempt.free = endpoint.free
+    attempt.target = dataclasses.replace(attempt.target, path=drop_key_param(attempt.target.path))
 
 
 async def _forward(svc: Services, plan: Plan, attempt: Attempt, ex: Exchange) -> UpstreamResponse:

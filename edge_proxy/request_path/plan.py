@@ -45,12 +45,13 @@ class Translation(Protocol):
 class Attempt:
     """One way to answer: a provider and model, and the exact upstream request to send."""
 
-    __slots__ = ("provider", "target", "model", "body", "limits", "method", "stream", "translation")
+    __slots__ = ("provider", "target", "model", "body", "limits", "method", "stream", "translation", "free")
 
     def __init__(self, provider: Provider, target: Target, model: str | None, body: bytes, limits: Limits,
                  method: str = "POST", stream: bool = False, translation: Translation | None = None) -> None:
         self.provider, self.target, self.model, self.body, self.limits = provider, target, model, body, limits
         self.method, self.stream, self.translation = method, stream, translation
+        self.free = False  # the endpoint costs nothing (the pipeline learns it from the catalogue)
 
     @property
     def label(self) -> str:
@@ -86,7 +87,9 @@ class Plan:
     def upstream_headers(self, attempt: Attempt, principal: Principal) -> HeaderBlock:
         provider = attempt.provider
         items = self._anthropic_items if provider.usage_format == "anthropic" else self._items
-        return hdr.request_headers(items, provider.key_header, principal.provider_key or provider.managed_key)
+        if principal.provider_key is not None:
+            return hdr.request_headers(items, provider.key_header, principal.provider_key)
+        return hdr.request_headers(items, provider.key_header, provider.managed_key, managed=True)
 
 
 # --- the forward routes: one pass-through attempt --------------------------------------------------------------

@@ -56,7 +56,7 @@ async def relay(proto: HTTPProtocol, plan: Plan, attempt: Attempt, ex: Exchange,
     """Send the answer and finish the exchange (its log record). Raises `BodyBroken` when a body to be sent
     whole broke before any byte of it went out, so the caller decides between a fallback and an error."""
     translation = attempt.translation
-    out_headers = hdr.response_headers(response.headers)
+    out_headers = hdr.response_headers(response.headers, managed=ex.principal.provider_key is None)
     if translation is not None:
         out_headers = [h for h in out_headers if h[0] not in ("content-type", "content-encoding")]
     out_headers.append(("x-lava-request-id", ex.request_id))

@@ -149,6 +149,7 @@ def test_bad_provider_settings_name_the_variable(upstreams, keys):
 # --- /v1/forward?u=<base> + an appended path: exactly one "/" between them ---------------------------------------
 
 OPENAI = "https://api.openai.com"
+GOOGLE = "https://generativelanguage.googleapis.com"
 JOIN_CASES = [
     # (u, suffix, joined)  — the suffix is what came after /v1/forward in the gateway's path
     ("base without slash, suffix with slash", f"{OPENAI}/v1", "/chat/completions", f"{OPENAI}/v1/chat/completions"),
@@ -165,9 +166,8 @@ JOIN_CASES = [
     ("the openai SDK glues the path to u", f"{OPENAI}/v1chat/completions", "/", f"{OPENAI}/v1/chat/completions"),
     ("a glued path with a query", f"{OPENAI}/v1embeddings?x=1", "", f"{OPENAI}/v1/embeddings?x=1"),
     ("a path under the base is not touched", f"{OPENAI}/v1/responses", "", f"{OPENAI}/v1/responses"),
-    ("the longest glued base wins", "https://generativelanguage.googleapis.com/v1betamodels/gemini-2.5-flash"
-     ":generateContent", "/", "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
-     ":generateContent"),
+    ("the longest glued base wins", f"{GOOGLE}/v1betamodels/g:generateContent", "/",
+     f"{GOOGLE}/v1beta/models/g:generateContent"),
     ("an origin off the catalogue is joined but never repaired", "https://example.com/v1chat", "/x",
      "https://example.com/v1chat/x"),
 ]

@@ -18,8 +18,18 @@ Normalisation (what a ``Usage`` means, whatever the provider):
 Stream merge rules: OpenAI-style and Gemini usage are whole snapshots (the last non-null one
 wins); Anthropic splits usage over ``message_start`` and ``message_delta``, so each field takes
 its latest non-null value. Malformed or mistyped documents are skipped, never raised.
+
+``final`` says the provider's own final count arrived: any OpenAI-style usage object (the usage
+chunk, ``response.completed``, a whole body); Anthropic's top-level ``usage`` (``message_delta``
+or a whole Message); a Gemini chunk with a ``finishReason`` (or a blocked prompt). Anthropic's
+``message_start`` carries a placeholder ``output_tokens`` (1 or so) that is not a count, so it is
+never read: a stream cut before ``message_delta`` has ``output_tokens`` 0, ``final`` False and its
+real input counts. ``content_events`` is counted by the scanners (the accumulators never see
+content); ``metering.estimate`` turns a non-final stream into the tokens to bill.
 """
 from __future__ import annotations
+
+import re
 
 import msgspec
 
@@ -40,6 +50,8 @@ class Usage(msgspec.Struct):
     reasoning_tokens: int = 0
     model: str | None = None  # model the provider reports, when present
     found: bool = False  # any usage was seen at all
+    final: bool = False  # the provider's final count was seen (see module docstring), not a partial one
+    content_events: int = 0  # stream events that carried content (text, tool arguments, thinking), not framing
 
 
 # --- view Structs: only the fields we need; msgspec skips everything else while decoding ---
@@ -92,8 +104,8 @@ class _AnthMessage(msgspec.Struct):
 
 class _AnthEvent(msgspec.Struct):
     model: str | None = None
-    usage: _AnthUsage | None = None  # plain body, message_delta
-    message: _AnthMessage | None = None  # message_start
+    usage: _AnthUsage | None = None  # plain body, message_delta: the final count
+    message: _AnthMessage | None = None  # message_start: input counts and a placeholder output_tokens
 
 
 class _GemUsage(msgspec.Struct, rename="camel"):
@@ -103,9 +115,19 @@ class _GemUsage(msgspec.Struct, rename="camel"):
     thoughts_token_count: int | None = None
 
 
+class _GemCandidate(msgspec.Struct, rename="camel"):
+    finish_reason: str | None = None
+
+
+class _GemFeedback(msgspec.Struct, rename="camel"):
+    block_reason: str | None = None
+
+
 class _GemChunk(msgspec.Struct, rename="camel"):
     usage_metadata: _GemUsage | None = None
     model_version: str | None = None
+    candidates: list[_GemCandidate] | None = None
+    prompt_feedback: _GemFeedback | None = None
 
 
 # Built once: a Decoder avoids re-deriving the type plan on every call.
@@ -186,18 +208,18 @@ def _openai_usage(u: _OAIUsage, model: str | None) -> Usage:
     # xAI-style: reasoning billed as output but left out of completion_tokens.
     if reasoning and u.total_tokens is not None and u.total_tokens == inp + out + reasoning:
         out += reasoning
-    return Usage(inp, out, _n(cached), 0, reasoning, model, True)
+    return Usage(inp, out, _n(cached), 0, reasoning, model, True, True)
 
 
 class _AnthropicAcc:
     """Anthropic messages: each raw field takes its latest non-null value."""
 
-    __slots__ = ("_inp", "_out", "_write", "_read", "_model", "_found")
+    __slots__ = ("_inp", "_out", "_write", "_read", "_model", "_found", "_final")
 
     def __init__(self) -> None:
         self._inp = self._out = self._write = self._read = None
         self._model = None
-        self._found = False
+        self._found = self._final = False
 
     def feed(self, doc: bytes) -> None:
         try:
@@ -207,19 +229,21 @@ class _AnthropicAcc:
         msg = ev.message
         if msg is not None:
             self._model = msg.model or self._model
-            self._merge(msg.usage)
+            self._merge(msg.usage, final=False)
         self._model = ev.model or self._model
-        self._merge(ev.usage)
+        if ev.usage is not None:
+            self._merge(ev.usage, final=True)
+            self._final = True
 
     feed_body = feed
 
-    def _merge(self, u: _AnthUsage | None) -> None:
+    def _merge(self, u: _AnthUsage | None, final: bool) -> None:
         if u is None:
             return
         self._found = True
         if u.input_tokens is not None:
             self._inp = u.input_tokens
-        if u.output_tokens is not None:
+        if final and u.output_tokens is not None:  # message_start's output_tokens is a placeholder
             self._out = u.output_tokens
         if u.cache_creation_input_tokens is not None:
             self._write = u.cache_creation_input_tokens
@@ -229,14 +253,14 @@ class _AnthropicAcc:
     def copy(self) -> _AnthropicAcc:
         acc = _AnthropicAcc()
         acc._inp, acc._out, acc._write, acc._read = self._inp, self._out, self._write, self._read
-        acc._model, acc._found = self._model, self._found
+        acc._model, acc._found, acc._final = self._model, self._found, self._final
         return acc
 
     def usage(self) -> Usage:
         read, write = _n(self._read), _n(self._write)
         # Anthropic's input_tokens excludes cache traffic; ours includes it.
         inp = _n(self._inp) + read + write
-        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found)
+        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found, self._final)
 
 
 class _GeminiAcc(_SnapshotAcc):
@@ -268,7 +292,11 @@ class _GeminiAcc(_SnapshotAcc):
         thoughts = _n(m.thoughts_token_count)
         out = _n(m.candidates_token_count) + thoughts
         cached = _n(m.cached_content_token_count)
-        self._usage = Usage(_n(m.prompt_token_count), out, cached, 0, thoughts, model, True)
+        # The chunk that ends the answer (a finishReason, or a blocked prompt) carries the final count.
+        final = any(cand.finish_reason for cand in c.candidates or ()) or (
+            c.prompt_feedback is not None and bool(c.prompt_feedback.block_reason))
+        self._usage = Usage(_n(m.prompt_token_count), out, cached, 0, thoughts, model, True,
+                            final or self._usage.final)
 
 
 def _decode_array(body: bytes) -> list[_GemChunk]:
@@ -304,8 +332,21 @@ def new_accumulator(fmt: str):
         raise ValueError(f"unknown usage format {fmt!r}; expected one of {FORMATS}") from None
 
 
+_GEMINI_PART = re.compile(rb'"text"[ \t\r\n]*:[ \t\r\n]*"[^"]|"functionCall"')
+
+
+def body_content_events(fmt: str, body: bytes) -> int:
+    """Content events in a JSON body: each Gemini content part (text or function call) of its array stream.
+
+    Other formats stream only as SSE, so a JSON body of theirs is a whole answer (or an error): 0."""
+    return len(_GEMINI_PART.findall(body)) if fmt == "gemini" and body.lstrip(_WS)[:1] == b"[" else 0
+
+
 def body_usage(fmt: str, body: bytes) -> Usage:
     """Usage from a whole (non-streamed) JSON response body; never raises on bad bodies."""
     acc = new_accumulator(fmt)
-    acc.feed_body(bytes(body))
-    return acc.usage()
+    body = bytes(body)
+    acc.feed_body(body)
+    usage = acc.usage()
+    usage.content_events = body_content_events(fmt, body)
+    return usage

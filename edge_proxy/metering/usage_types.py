@@ -217,8 +217,11 @@ class _AnthropicAcc:
     __slots__ = ("_inp", "_out", "_write", "_read", "_model", "_found", "_final")
 
     def __init__(self) -> None:
-        self._inp = self._out = self._write = self._read = None
-        self._model = None
+        self._inp: int | None = None
+        self._out: int | None = None
+        self._write: int | None = None
+        self._read: int | None = None
+        self._model: str | None = None
         self._found = self._final = False
 
     def feed(self, doc: bytes) -> None:

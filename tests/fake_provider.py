@@ -956,6 +956,16 @@ class FakeProvider:
             False,
         )
 
+    async def _openai_json(self, request: web.Request) -> dict | web.Response:
+        """The request's JSON object, or OpenAI's 400 for a body that is not one."""
+        try:
+            body = await self._json_body(request)
+        except ValueError:
+            return self._openai_bad_request("We could not parse the JSON body of your request.")
+        if not isinstance(body, dict):
+            return self._openai_bad_request("Invalid body.")
+        return body
+
     @staticmethod
     def _openai_bad_request(message: str) -> web.Response:
         body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
@@ -969,12 +979,9 @@ class FakeProvider:
         return h
 
     async def _h_openai_chat(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
         model = str(body.get("model", ""))
         return await self._respond(request, model, self._openai_error_plan, lambda: self._openai_chat_plan(body, model))
 
@@ -1082,12 +1089,9 @@ class FakeProvider:
     # ---- Responses API
 
     async def _h_responses(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
         model = str(body.get("model", ""))
         return await self._respond(request, model, self._openai_error_plan, lambda: self._responses_plan(body, model))
 
@@ -1192,12 +1196,9 @@ class FakeProvider:
     # ---- Responses input token count (POST /v1/responses/input_tokens)
 
     async def _h_responses_input_tokens(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
 
         def plan() -> _Plan:
             out = {"object": "response.input_tokens", "input_tokens": prompt_tokens_for("openai.responses", body)}
@@ -1208,12 +1209,9 @@ class FakeProvider:
     # ---- embeddings, models
 
     async def _h_embeddings(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
         model = str(body.get("model", ""))
 
         def plan() -> _Plan:

@@ -49,6 +49,11 @@ The assistant reply is ``server.reply_text`` (default :data:`REPLY_TEXT`,
 ``"Hello from the fake provider!"``). Streams send it one word per content event
 (``"Hello"``, ``" from"``, ``" the"``, ...).
 
+A structured-output request (OpenAI ``response_format`` json_schema/json_object, Responses
+``text.format`` json_schema, Gemini ``responseMimeType: application/json``) is answered with the
+JSON text of :func:`fake_tool_args` of its schema (``{"answer": "fake"}`` without one), streamed
+one word at a time like any text (tool calls still win when tools are offered).
+
 If the request offers function tools (OpenAI ``tools`` of type function, Responses
 ``tools`` of type function, Anthropic ``tools``, Gemini ``functionDeclarations``) the
 fake calls one: the tool named by a forcing ``tool_choice``/``allowedFunctionNames`` if
@@ -479,8 +484,35 @@ def _last_is_tool_result(api: str, body: dict) -> bool:
     return False
 
 
+def _json_schema_asked(api: str, body: dict) -> dict | None:
+    """The schema of a structured-output request (OpenAI chat ``response_format``, Responses ``text.format``,
+    Gemini ``responseMimeType: application/json``), ``{}`` for JSON without a schema, None for plain text."""
+    if api == "openai.chat":
+        fmt = body.get("response_format")
+    elif api == "openai.responses":
+        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        fmt = text.get("format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+    elif api == "gemini":
+        cfg = body.get("generationConfig", body.get("generation_config")) or {}
+        if cfg.get("responseMimeType", cfg.get("response_mime_type")) != "application/json":
+            return None
+        schema = cfg.get("responseJsonSchema", cfg.get("responseSchema", cfg.get("response_json_schema")))
+        return schema if isinstance(schema, dict) else {}
+    else:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return None
+    spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else {}
+    return spec.get("schema") if isinstance(spec.get("schema"), dict) else {}
+
+
 def _plan_reply(api: str, body: dict, model: str, reply_text: str = REPLY_TEXT) -> _Reply:
     sw = switches_for(model)
+    schema_asked = _json_schema_asked(api, body)
+    if schema_asked is not None:  # structured output: the reply text is a JSON object built from the schema
+        reply_text = json.dumps(fake_tool_args(schema_asked) if schema_asked else {"answer": "fake"})
     tools = _tools_for(api, body)
     forced, disabled = _forced_tool_and_none(api, body)
     if tools and not disabled and not _last_is_tool_result(api, body):

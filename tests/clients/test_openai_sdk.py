@@ -8,8 +8,19 @@ import pytest
 from pydantic import BaseModel
 
 from ..fake_provider import REPLY_TEXT, fake_embedding
-from . import (EMBEDDING_MODELS, EMBEDDINGS_ROUTE, ESTIMATE_RULE, FORWARD_JOIN, MODELS, PERSON_VALUE,
-               RESPONSES_ROUTE, STREAM_USAGE, WEATHER, WEATHER_ARGS, wiring)
+from . import (
+    EMBEDDING_MODELS,
+    EMBEDDINGS_ROUTE,
+    ESTIMATE_RULE,
+    FORWARD_JOIN,
+    MODELS,
+    PERSON_VALUE,
+    RESPONSES_ROUTE,
+    STREAM_USAGE,
+    WEATHER,
+    WEATHER_ARGS,
+    wiring,
+)
 from .ledger import check_estimated, check_logged, metadata_header, nonce
 
 BASES = {"unified": "/v1", "providers": "/providers/openai/v1", "forward": "/v1/forward?u=https://api.openai.com/v1"}

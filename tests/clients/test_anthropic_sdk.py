@@ -5,7 +5,15 @@ import anthropic
 import pytest
 
 from ..fake_provider import REPLY_TEXT, prompt_tokens_for
-from . import COUNT_ROUTE, ERROR_OUTCOMES, ERROR_SHAPES, MODELS, WEATHER, WEATHER_ARGS, wiring
+from . import (
+    COUNT_ROUTE,
+    ERROR_OUTCOMES,
+    ERROR_SHAPES,
+    MODELS,
+    WEATHER,
+    WEATHER_ARGS,
+    wiring,
+)
 from .ledger import check_logged, metadata_header, nonce, rows
 
 BASES = {"unified": "", "providers": "/providers/anthropic", "forward": "/v1/forward?u=https://api.anthropic.com"}

@@ -50,7 +50,8 @@ The assistant reply is ``server.reply_text`` (default :data:`REPLY_TEXT`,
 (``"Hello"``, ``" from"``, ``" the"``, ...).
 
 A structured-output request (OpenAI ``response_format`` json_schema/json_object, Responses
-``text.format`` json_schema, Gemini ``responseMimeType: application/json``) is answered with the
+``text.format`` json_schema, Anthropic ``output_config.format``/``output_format``, Gemini
+``responseMimeType: application/json``) is answered with the
 JSON text of :func:`fake_tool_args` of its schema (``{"answer": "fake"}`` without one), streamed
 one word at a time like any text (tool calls still win when tools are offered).
 
@@ -494,6 +495,12 @@ def _json_schema_asked(api: str, body: dict) -> dict | None:
         fmt = text.get("format")
         if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
             return fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+    elif api == "anthropic":  # structured outputs: output_config.format (GA) or the beta's output_format
+        config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+        fmt = config.get("format", body.get("output_format"))
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+        return None
     elif api == "gemini":
         cfg = body.get("generationConfig", body.get("generation_config")) or {}
         if cfg.get("responseMimeType", cfg.get("response_mime_type")) != "application/json":

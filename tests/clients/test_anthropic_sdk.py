@@ -98,8 +98,8 @@ def test_our_errors_come_in_anthropic_shape(gateway, route):
 def test_failed_answers_are_logged_as_errors(gateway, fake, route, provider, how):
     case = nonce()
     c = client(gateway, route, case)
-    with pytest.raises(anthropic.APIError):
-        with c.messages.stream(model=f"{MODELS[provider]} {how}", max_tokens=100, messages=ask(case)) as s:
-            s.until_done()
+    with pytest.raises(anthropic.APIError), c.messages.stream(
+            model=f"{MODELS[provider]} {how}", max_tokens=100, messages=ask(case)) as s:
+        s.until_done()
     [row] = rows(gateway, case)
     assert row["outcome"] == "error" and row["error_reason"], row

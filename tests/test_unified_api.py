@@ -92,8 +92,7 @@ def check_anthropic(r, raw, fake, body):
         want = expected_usage("anthropic", sent)
         assert usage == [{"prompt_tokens": want["input_tokens"], "completion_tokens": want["output_tokens"],
                           "total_tokens": want["input_tokens"] + want["output_tokens"],
-                          "prompt_tokens_details": {"cached_tokens": 0},
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}]
+                          "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}}]
         assert [c["choices"][0]["finish_reason"] for c in chunks(raw) if c["choices"]][-1] == "stop"
     else:
         out = r.json()

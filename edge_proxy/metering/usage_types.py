@@ -13,7 +13,8 @@ Normalisation (what a ``Usage`` means, whatever the provider):
 * ``output_tokens`` includes reasoning tokens. A few OpenAI-compatible providers (xAI) report
   reasoning outside ``completion_tokens``; that is recognised by ``total_tokens == prompt +
   completion + reasoning`` and the reasoning is added back.
-* ``cached_tokens`` are cache reads, ``cache_write_tokens`` cache writes (Anthropic only).
+* ``cached_tokens`` are cache reads, ``cache_write_tokens`` cache writes (Anthropic's
+  ``cache_creation_input_tokens``, OpenAI's ``prompt_tokens_details.cache_write_tokens``).
 
 Stream merge rules: OpenAI-style and Gemini usage are whole snapshots (the last non-null one
 wins); Anthropic splits usage over ``message_start`` and ``message_delta``, so each field takes
@@ -46,7 +47,7 @@ class Usage(msgspec.Struct):
     input_tokens: int = 0  # total prompt tokens INCLUDING cached ones
     output_tokens: int = 0  # completion tokens, including reasoning
     cached_tokens: int = 0  # cache reads
-    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens
+    cache_write_tokens: int = 0  # cache writes (Anthropic cache_creation_input_tokens, OpenAI cache_write_tokens)
     reasoning_tokens: int = 0
     model: str | None = None  # model the provider reports, when present
     found: bool = False  # any usage was seen at all
@@ -60,6 +61,7 @@ class Usage(msgspec.Struct):
 
 class _OAIDetails(msgspec.Struct):
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
 
 
@@ -208,7 +210,8 @@ def _openai_usage(u: _OAIUsage, model: str | None) -> Usage:
     # xAI-style: reasoning billed as output but left out of completion_tokens.
     if reasoning and u.total_tokens is not None and u.total_tokens == inp + out + reasoning:
         out += reasoning
-    return Usage(inp, out, _n(cached), 0, reasoning, model, True, True)
+    write = _n(pd.cache_write_tokens if pd is not None else None)
+    return Usage(inp, out, _n(cached), write, reasoning, model, True, True)
 
 
 class _AnthropicAcc:

@@ -235,9 +235,8 @@ def _finish(stop_reason: Any, has_calls: bool) -> str:
 def openai_usage(usage: Any) -> dict:
     """Anthropic usage in OpenAI's terms: OpenAI's prompt_tokens counts cached input, Anthropic's input_tokens not.
 
-    `prompt_tokens` = input + cache reads + cache writes, `prompt_tokens_details.cached_tokens` = cache reads.
-    OpenAI has no field for cache writes (they cost more than input), so they go where LiteLLM puts them:
-    `cache_creation_input_tokens` beside `cache_read_input_tokens` at the top of `usage`.
+    `prompt_tokens` = input + cache reads + cache writes; `prompt_tokens_details` says which part was read from
+    the cache (`cached_tokens`) and which was written to it (`cache_write_tokens`, OpenAI's own field for it).
     """
     usage = usage if isinstance(usage, dict) else {}
     read = usage.get("cache_read_input_tokens") or 0
@@ -245,8 +244,7 @@ def openai_usage(usage: Any) -> dict:
     prompt = (usage.get("input_tokens") or 0) + read + write
     completion = usage.get("output_tokens") or 0
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read},
-            "cache_creation_input_tokens": write, "cache_read_input_tokens": read}
+            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
 
 
 def anthropic_error_to_openai(body: Any) -> dict:

@@ -1,8 +1,7 @@
 """Every error a client can cause, as a named exception with a status and a type.
 
 The app turns any of these into the same JSON body, `{"error": {"type": ..., "message": ...}}`, in one place
-(`GatewayError.body`), or into the error shape of the format a route speaks (`GatewayError.body_for`).
-Provider error responses are not ours: they pass through unchanged.
+(`GatewayError.body`). Provider error responses are not ours: they pass through unchanged.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ class GatewayError(Exception):
     status = 500
     type = "gateway_error"
     message = "internal gateway error"
+    reason: str | None = None  # the request log's error_reason when it is not `type`
 
     def __init__(self, message: str | None = None, *, headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message or self.message)
@@ -24,27 +24,6 @@ class GatewayError(Exception):
 
     def body(self) -> bytes:
         return _encode({"error": {"type": self.type, "message": self.message}})
-
-    def body_for(self, fmt: str) -> bytes:
-        """This error in the error shape of the format a route speaks, so that format's SDKs show our message:
-        "anthropic" (`/v1/messages`, `/providers/anthropic`), "gemini" (`/providers/google`), anything else ours
-        (which OpenAI's SDKs read as theirs)."""
-        if fmt == "anthropic":
-            kind = ANTHROPIC_ERROR_TYPE.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
-            return _encode({"type": "error", "error": {"type": kind, "message": self.message}})
-        if fmt == "gemini":
-            status = GRPC_STATUS.get(self.status, "INTERNAL" if self.status >= 500 else "FAILED_PRECONDITION")
-            return _encode({"error": {"code": self.status, "message": self.message, "status": status}})
-        return self.body()
-
-
-# Anthropic's documented error types and Google's canonical codes, by HTTP status.
-ANTHROPIC_ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                        403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-                        429: "rate_limit_error", 500: "api_error", 504: "timeout_error", 529: "overloaded_error"}
-GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-               409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED",
-               503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
 
 class InvalidRequest(GatewayError):
@@ -125,3 +104,7 @@ class UpstreamTimedOut(GatewayError):
 
 class SettingsError(Exception):
     """A bad setting. The message names the variable."""
+
+
+class CommandError(Exception):
+    """A command-line command that cannot do what it was asked; the CLI prints the message and exits 1."""

@@ -19,7 +19,7 @@ import asyncio
 import re
 import socket
 import ssl
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httptools
 
@@ -100,7 +100,10 @@ def _encode_request(method: str, target: str, host_header: bytes,
         lines = headers.lines + 3
     else:
         for name, value in headers:
-            append(name); append(_SEP); append(value); append(_CRLF)
+            append(name)
+            append(_SEP)
+            append(value)
+            append(_CRLF)
         lines = len(headers) + 3
     if body or method in _SENDS_LENGTH:
         append(b"Content-Length: %d\r\n\r\n" % len(body))
@@ -446,7 +449,7 @@ class UpstreamPool:
         self.opened = 0   # connections opened
 
     async def request(self, method: str, scheme: str, host: str, port: int, target: str,
-                      headers: list[tuple[bytes, bytes]], body: bytes) -> UpstreamResponse:
+                      headers: list[tuple[bytes, bytes]] | HeaderBlock, body: bytes) -> UpstreamResponse:
         """Send one request and return once the final response head has arrived.
 
         target is the request-target (path + '?' + query).  headers are sent as given, plus

@@ -36,6 +36,7 @@ from edge_proxy.unified.embeddings import (
     openai_embeddings_to_gemini,
 )
 from edge_proxy.unified.gemini import GeminiToOpenAIStream, openai_request_to_gemini
+from edge_proxy.unified.stream_usage import UsageChunkStrip, with_usage_requested
 from edge_proxy.unified.responses import (
     OpenAIToResponsesStream,
     openai_request_to_responses,
@@ -368,3 +369,59 @@ def test_hub_to_responses_request_round_trip():
                                       {"role": "tool", "tool_call_id": "c", "content": "r"}]}
     back = responses_request_to_openai(openai_request_to_responses(hub))
     assert back == hub
+
+
+# --- stream usage on the unified routes --------------------------------------------------------------------------
+
+USAGE_REQUESTS = [
+    ("a stream without stream_options gets include_usage", {"stream": True, "model": "m"},
+     ({"stream": True, "model": "m", "stream_options": {"include_usage": True}}, False)),
+    ("other stream_options are kept", {"stream": True, "stream_options": {"include_obfuscation": False}},
+     ({"stream": True, "stream_options": {"include_obfuscation": False, "include_usage": True}}, False)),
+    ("include_usage false is overridden upstream", {"stream": True, "stream_options": {"include_usage": False}},
+     ({"stream": True, "stream_options": {"include_usage": True}}, False)),
+    ("a client that asked keeps its body", {"stream": True, "stream_options": {"include_usage": True}},
+     ({"stream": True, "stream_options": {"include_usage": True}}, True)),
+    ("a request that does not stream is left alone", {"model": "m"}, ({"model": "m"}, False)),
+]
+
+
+@pytest.mark.parametrize("body,want", [c[1:] for c in USAGE_REQUESTS], ids=[c[0] for c in USAGE_REQUESTS])
+def test_with_usage_requested(body, want):
+    assert with_usage_requested(body) == want
+
+
+def _chunk(choices: list, usage) -> bytes:
+    return b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                                   "choices": choices, "usage": usage}, separators=(",", ":")).encode() + b"\n\n"
+
+
+USAGE_STREAM = (_chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}], None)
+                + _chunk([{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}], None)
+                + _chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], None)
+                + _chunk([], {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
+                + b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_usage_chunk_strip(eol):
+    data = USAGE_STREAM.replace(b"\n", eol)
+    usage_event = _chunk([], {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}).replace(b"\n", eol)
+    want = data.replace(usage_event, b"")
+    assert want != data
+    for name, chunks in _chunkings(data).items():
+        strip = UsageChunkStrip()
+        assert b"".join(strip.feed(c) for c in chunks) + strip.finish(True) == want, name
+    client = openai.OpenAI(api_key="k", base_url="http://x.test/v1", max_retries=0, http_client=httpx2.Client(
+        transport=httpx2.MockTransport(lambda r: httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                                 content=want))))
+    chunks = list(client.chat.completions.create(model="m", messages=[], stream=True))
+    assert [c.usage for c in chunks] == [None, None, None] and chunks[1].choices[0].delta.content == "Hi"
+
+
+def test_usage_chunk_strip_passes_errors_and_cuts_through():
+    error = b'data: {"error":{"message":"x","type":"server_error"}}\n\n'
+    strip = UsageChunkStrip()
+    assert strip.feed(USAGE_STREAM[:40]) + strip.feed(USAGE_STREAM[40:60]) + strip.finish(False) == USAGE_STREAM[:60]
+    strip = UsageChunkStrip()
+    assert strip.feed(error) + strip.finish(True) == error

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest
 from ..log_sinks import Filters
 from ..money import usd
-from .common import merchant_id, metadata_filters, query, reply
+from .common import metadata_filters, query, reply
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
 
 MAX_DAYS = 366
 
@@ -20,8 +27,8 @@ def _day(raw: str | None, name: str) -> dt.date | None:
         raise InvalidRequest(f"{name}: expected a date as YYYY-MM-DD") from None
 
 
-async def get_usage(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+async def get_usage(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     q = query(scope)
     start = _day(q.get("start"), "start")
     if start is None:
@@ -34,7 +41,7 @@ async def get_usage(gw, scope, proto) -> None:
     filters = Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
                       metadata_filters(q.get("metadata_filters")),
                       start=start.isoformat(), end=(end + dt.timedelta(days=1)).isoformat())
-    rows = {r[0]: r for r in await gw.log_sink.usage(filters)}
+    rows = {r[0]: r for r in await svc.log_sink.usage(filters)}
     items, totals = [], [0, 0, 0, 0]
     day = start
     while day <= end:

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..billing import accounts
 from ..errors import InvalidRequest, NotFound
-from .common import decode_cursor, json_body, limit_param, merchant_id, query, reply
+from .common import decode_cursor, json_body, limit_param, query, reply
 from .customers import list_reply, text
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
 
 MAX_URL = 2000
 
@@ -35,44 +42,44 @@ def url_of(body: dict, *, required: bool) -> str | None:
     return value
 
 
-async def create_webhook(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+async def create_webhook(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     body = await json_body(proto)
     name = text(body, "name", required=True)
     url = url_of(body, required=True)
     secret = "whsec_" + secrets.token_urlsafe(32)
-    reply(proto, 201, to_api(await accounts.create_webhook(gw.store.db, mid, name, url, secret), secret))
+    reply(proto, 201, to_api(await accounts.create_webhook(svc.store.db, mid, name, url, secret), secret))
 
 
-async def list_webhooks(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+async def list_webhooks(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     q = query(scope)
     limit = limit_param(q)
-    items = await accounts.list_webhooks(gw.store.db, mid, decode_cursor(q.get("cursor")), limit)
+    items = await accounts.list_webhooks(svc.store.db, mid, decode_cursor(q.get("cursor")), limit)
     list_reply(proto, items, limit, to_api, lambda w: (w.created_at, w.webhook_id))
 
 
-async def get_webhook(gw, scope, proto, webhook_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    w = await accounts.webhook(gw.store.db, mid, webhook_id)
+async def get_webhook(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, webhook_id: str) -> None:
+    mid = caller.merchant_id
+    w = await accounts.webhook(svc.store.db, mid, webhook_id)
     if w is None:
         raise NotFound(f"no webhook {webhook_id!r}")
     reply(proto, 200, to_api(w))
 
 
-async def update_webhook(gw, scope, proto, webhook_id: str) -> None:
-    mid = await merchant_id(gw, scope)
+async def update_webhook(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, webhook_id: str) -> None:
+    mid = caller.merchant_id
     body = await json_body(proto)
     name = text(body, "name")
     url = url_of(body, required=False)
-    w = await accounts.update_webhook(gw.store.db, mid, webhook_id, name, url)
+    w = await accounts.update_webhook(svc.store.db, mid, webhook_id, name, url)
     if w is None:
         raise NotFound(f"no webhook {webhook_id!r}")
     reply(proto, 200, to_api(w))
 
 
-async def delete_webhook(gw, scope, proto, webhook_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    if not await accounts.delete_webhook(gw.store.db, mid, webhook_id):
+async def delete_webhook(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, webhook_id: str) -> None:
+    mid = caller.merchant_id
+    if not await accounts.delete_webhook(svc.store.db, mid, webhook_id):
         raise NotFound(f"no webhook {webhook_id!r}")
     reply(proto, 200, {"id": webhook_id, "deleted": True})

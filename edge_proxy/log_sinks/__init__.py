@@ -5,6 +5,8 @@ find them.
 """
 from __future__ import annotations
 
+import sqlite3
+
 import msgspec
 
 from ..metering.record import RequestRecord
@@ -33,6 +35,20 @@ class SQLLogSink:
     async def open(self) -> None:
         await self.db.open()
         await self.db.executescript(sql.create_table())
+        await self._add_missing_columns()
+
+    async def _add_missing_columns(self) -> None:
+        """A table made by an older version gains the record's newer fields (NULL in old rows, read as 0)."""
+        dialect = self.db.dialect
+        have = {row[0] for row in await self.db.fetchall(sql.existing_columns_sql(dialect))}
+        for name in sql.COLUMNS:
+            if name in have:
+                continue
+            try:
+                await self.db.execute(sql.add_column_sql(name, dialect))
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # not another worker adding it first
+                    raise
 
     async def close(self) -> None:
         await self.db.close()

@@ -34,6 +34,21 @@ def create_table(integer: str = "BIGINT", real: str = "DOUBLE PRECISION") -> str
             "CREATE INDEX IF NOT EXISTS requests_by_merchant ON requests (merchant_id, created_at, request_id);")
 
 
+def existing_columns_sql(dialect: str) -> str:
+    """The statement listing the requests table's columns: their names are the first value of each row."""
+    if dialect == "sqlite":
+        return "SELECT name FROM pragma_table_info('requests')"
+    return ("SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'requests' AND table_schema = current_schema()")
+
+
+def add_column_sql(name: str, dialect: str) -> str:
+    # PostgreSQL's IF NOT EXISTS makes two workers opening at once harmless; SQLite has no such clause, and the
+    # sink treats its "duplicate column" error as the other worker having won.
+    guard = "" if dialect == "sqlite" else "IF NOT EXISTS "
+    return f"ALTER TABLE requests ADD COLUMN {guard}{name} {_column_type(name, 'BIGINT', 'DOUBLE PRECISION')}"
+
+
 def insert_sql(placeholder: Callable[[int], str]) -> str:
     marks = ", ".join(placeholder(i + 1) for i in range(len(COLUMNS)))
     return (f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks}) "

@@ -19,6 +19,8 @@ import argparse
 import logging
 from typing import Any
 
+from ..errors import CommandError
+
 DEFAULT_HTTP_PORT = 8000
 
 
@@ -39,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
         import httpx2  # noqa: F401
         import mcp  # noqa: F401
     except ImportError as exc:
-        from ..cli import CommandError
         raise CommandError(f"the MCP server needs the mcp extra ({exc.name} is missing): "
                            "pip install 'edge-proxy[mcp]'") from None
 

@@ -74,7 +74,7 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
         with tool_errors():
             async with client(key) as gw:
                 wallet = await gw.wallet.retrieve()
-                name = f"mcp-session-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+                name = f"mcp-session-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
                 spend = await gw.spend_keys.create(name=name)
                 previous = _previous_key(state, wallet.get("merchant_id"))
                 revoked = None

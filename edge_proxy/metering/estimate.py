@@ -3,12 +3,13 @@
 The scanners (`usage.StreamScanner`, `usage_from_body`) say what the provider reported and whether that was its
 final count (`Usage.final`), and count the stream events that carried content (`Usage.content_events`). The rule:
 
-| what arrived | input tokens | output tokens | usage_source |
-|---|---|---|---|
-| the final count (`final`) | the provider's | the provider's | `provider` |
-| an answer with usage that is not a stream | the provider's | the provider's | `provider` |
-| an error answer (status >= 400) without usage, or a `none`-format provider | 0 | 0 | `none` |
-| a stream without its final count (cut, or an OpenAI stream without `include_usage`) | the provider's if it gave any (Anthropic's `message_start`, Gemini's running counts), else one per four request-body bytes | the provider's running count or one per content event, whichever is larger | `estimated` |
+- the final count arrived (`final`): the provider's input and output, `usage_source: provider`;
+- an answer with usage that is not a stream: the provider's, `provider`;
+- an error answer (status >= 400) without usage, or a `none`-format provider: nothing, `none`;
+- a stream without its final count (cut, or an OpenAI stream without `include_usage`), `estimated`: the input is
+  the provider's if it gave any (Anthropic's `message_start`, Gemini's running counts), else one token per four
+  request-body bytes; the output is the provider's running count or one token per content event, whichever is
+  larger.
 
 So a stream cut after 15 text deltas is billed 15 output tokens whatever its format, never Anthropic's placeholder
 `output_tokens: 1`, and an OpenAI stream cut after one content chunk is billed 1. Cache and reasoning counts are

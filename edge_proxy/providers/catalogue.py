@@ -71,6 +71,8 @@ class Provider:
     upstream: Origin = field(default=Origin("https", "", 443))
     upstream_base_path: str = ""
     managed_key: str | None = None
+    # the shape of the gateway's own errors that this provider's SDKs read (request_path/replies.py)
+    error_format: str | None = None
 
     @property
     def key_header(self) -> bytes:
@@ -120,8 +122,10 @@ class Catalogue:
         for name, entry in raw.items():
             p = _provider(name, entry, upstreams.pop(env_name(name), None), provider_keys.pop(env_name(name), None))
             providers.append(p)
-        for unknown, prefix in [(k, UPSTREAM_PREFIX) for k in upstreams] + [(k, PROVIDER_KEY_PREFIX) for k in provider_keys]:
-            raise SettingsError(f"{prefix}{unknown}: no provider named {unknown.lower().replace('_', '-')!r} in the catalogue")
+        unknown = [(k, UPSTREAM_PREFIX) for k in upstreams] + [(k, PROVIDER_KEY_PREFIX) for k in provider_keys]
+        for name, prefix in unknown:
+            raise SettingsError(f"{prefix}{name}: no provider named {name.lower().replace('_', '-')!r} in the "
+                                "catalogue")
         return cls(providers)
 
     def by_name(self, name: str) -> Provider:
@@ -216,6 +220,7 @@ def _provider(name: str, entry: dict, override: str | None, key: str | None) -> 
         upstream=upstream,
         upstream_base_path=upstream_path.rstrip("/"),
         managed_key=key or None,
+        error_format=entry["usage_format"] if entry["usage_format"] in ("anthropic", "gemini") else None,
     )
 
 

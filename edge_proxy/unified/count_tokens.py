@@ -3,10 +3,10 @@
 Anthropic models count their own. Otherwise the Messages-format body goes to the hub (`anthropic_request_to_openai`)
 and from there to the provider's counting endpoint:
 
-| provider format | upstream call | answer |
-|---|---|---|
-| gemini | `POST /v1beta/models/{model}:countTokens` with `{"generateContentRequest": {model, contents, ...}}` | `totalTokens` |
-| openai | `POST /v1/responses/input_tokens` with a Responses body (`openai_request_to_responses`), the endpoint the openai SDK documents as `responses.input_tokens.count` | `input_tokens` |
+- gemini: `POST /v1beta/models/{model}:countTokens` with `{"generateContentRequest": {model, contents, ...}}`,
+  answered with `totalTokens`;
+- openai: `POST /v1/responses/input_tokens` with a Responses body (`openai_request_to_responses`), the endpoint the
+  openai SDK documents as `responses.input_tokens.count`, answered with `input_tokens`.
 
 Both answers come back as Anthropic's `{"input_tokens": N}`. Counting is free at every provider, so these calls
 carry no usage to bill. OpenAI-compatible providers other than OpenAI have no counting endpoint: the pipeline
@@ -33,7 +33,7 @@ def count_target(usage_format: str, provider: str) -> str:
     bad("model", f"provider {provider!r} has no token counting endpoint")
 
 
-def count_request(body: dict, target: str, model: str) -> tuple[str, dict]:
+def count_request(body: dict[str, Any], target: str, model: str) -> tuple[str, dict[str, Any]]:
     """The upstream (path from the provider's base, body) for counting an Anthropic-format body's tokens."""
     body = obj(body, "body")
     hub = anthropic_request_to_openai({**body, "max_tokens": body.get("max_tokens", _PLACEHOLDER_MAX_TOKENS)})
@@ -48,7 +48,7 @@ def count_request(body: dict, target: str, model: str) -> tuple[str, dict]:
     bad("model", f"no counting translation for {target!r}")
 
 
-def count_tokens_to_anthropic(answer: Any, target: str) -> dict:
+def count_tokens_to_anthropic(answer: Any, target: str) -> dict[str, Any]:
     """The provider's count as Anthropic's `{"input_tokens": N}`."""
     answer = obj(answer, "body")
     value = answer.get("totalTokens") if target == "gemini" else answer.get("input_tokens")

@@ -35,7 +35,7 @@ def gemini_embed_path(model: str) -> str:
     return f"/models/{model}:batchEmbedContents"
 
 
-def _inputs(body: dict) -> list[str]:
+def _inputs(body: dict[str, Any]) -> list[str]:
     value = body.get("input")
     if isinstance(value, str):
         return [value]
@@ -46,7 +46,7 @@ def _inputs(body: dict) -> list[str]:
     bad("input", "expected a non-empty string or list of strings")
 
 
-def openai_embeddings_to_gemini(body: dict, model: str) -> dict:
+def openai_embeddings_to_gemini(body: dict[str, Any], model: str) -> dict[str, Any]:
     """An OpenAI embeddings request as a Gemini `batchEmbedContents` body (one request per input)."""
     body = obj(body, "body")
     dims = opt_int(body, "dimensions")
@@ -62,7 +62,7 @@ def openai_embeddings_to_gemini(body: dict, model: str) -> dict:
     return {"requests": requests}
 
 
-def gemini_embeddings_to_openai(body: dict, model: str, encoding_format: str | None = None) -> dict:
+def gemini_embeddings_to_openai(body: dict[str, Any], model: str, encoding_format: str | None = None) -> dict[str, Any]:
     """A Gemini `batchEmbedContents` (or `embedContent`) answer as OpenAI's embeddings list."""
     body = obj(body, "body")
     if isinstance(body.get("embedding"), dict):

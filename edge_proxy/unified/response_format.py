@@ -22,7 +22,7 @@ RESPONSE_TOOL = "json_response"
 _DESCRIPTION = "Give the final answer: the input is the response, a JSON object that matches the schema."
 
 
-def response_tool(body: dict) -> dict | None:
+def response_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     """The Anthropic tool for a request's `response_format`, or None when it asks for plain text (or nothing)."""
     fmt = body.get("response_format")
     if fmt is None:
@@ -46,7 +46,8 @@ def response_tool(body: dict) -> dict | None:
     return {"name": RESPONSE_TOOL, "description": description, "input_schema": {"type": "object", **schema}}
 
 
-def with_response_tool(tool: dict, tools: list[dict], choice: dict | None) -> tuple[list[dict], dict]:
+def with_response_tool(tool: dict[str, Any], tools: list[dict[str, Any]],
+                       choice: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The request's tools and tool_choice once the response tool joins them (see the module docstring)."""
     for i, t in enumerate(tools):
         if t.get("name") == RESPONSE_TOOL:

@@ -37,13 +37,13 @@ _ROLES = ("user", "system", "developer", "assistant")
 
 # --- Responses request → hub request --------------------------------------------------------------------------
 
-def responses_request_to_openai(body: dict, *, max_tokens_param: str = "max_tokens") -> dict:
+def responses_request_to_openai(body: dict[str, Any], *, max_tokens_param: str = "max_tokens") -> dict[str, Any]:
     """A Responses create request as an OpenAI chat completions request (see the module docstring)."""
     body = obj(body, "body")
     for key in _STATELESS:
         if body.get(key) not in (None, False):
             bad(key, "the gateway keeps no conversation state for non-OpenAI models: send the whole input")
-    messages: list[dict] = []
+    messages: list[dict[str, Any]] = []
     if isinstance(body.get("instructions"), str) and body["instructions"]:
         messages.append({"role": "system", "content": body["instructions"]})
     items = body.get("input")
@@ -77,7 +77,7 @@ def responses_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     return out
 
 
-def _input_item(item: dict, path: str, messages: list[dict]) -> None:
+def _input_item(item: dict[str, Any], path: str, messages: list[dict[str, Any]]) -> None:
     kind = item.get("type", "message")
     if kind == "message":
         role = item.get("role")
@@ -118,7 +118,7 @@ def _input_item(item: dict, path: str, messages: list[dict]) -> None:
         bad(f"{path}.type", f"a {kind!r} input item cannot be sent to a non-OpenAI model")
 
 
-def _hub_part(part: dict, path: str) -> dict:
+def _hub_part(part: dict[str, Any], path: str) -> dict[str, Any]:
     kind = part.get("type")
     if kind in ("input_text", "output_text", "text"):
         if not isinstance(part.get("text"), str):
@@ -143,7 +143,7 @@ def _hub_part(part: dict, path: str) -> dict:
     bad(f"{path}.type", f"a {kind!r} content part cannot be sent to a non-OpenAI model")
 
 
-def _hub_tool(tool: Any, path: str) -> dict:
+def _hub_tool(tool: Any, path: str) -> dict[str, Any]:
     tool = obj(tool, path)
     if tool.get("type") != "function":
         bad(f"{path}.type", f"OpenAI's built-in {tool.get('type')!r} tool cannot run on a non-OpenAI model")
@@ -164,7 +164,7 @@ def _hub_tool_choice(choice: Any) -> Any:
     bad("tool_choice", "expected auto, none, required or {type: function, name}")
 
 
-def _hub_response_format(fmt: Any) -> dict | None:
+def _hub_response_format(fmt: Any) -> dict[str, Any] | None:
     if fmt is None:
         return None
     fmt = obj(fmt, "text.format")
@@ -185,7 +185,7 @@ def _hub_response_format(fmt: Any) -> dict | None:
 
 # --- hub request → Responses request (for POST /v1/responses/input_tokens) ------------------------------------
 
-def openai_request_to_responses(hub: dict) -> dict:
+def openai_request_to_responses(hub: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat request as a Responses request: what `/v1/responses/input_tokens` counts for OpenAI models.
 
     System messages become `instructions`; tool calls and results become function_call items."""
@@ -224,7 +224,7 @@ def openai_request_to_responses(hub: dict) -> dict:
     return out
 
 
-def _responses_part(part: dict, role: str) -> dict:
+def _responses_part(part: dict[str, Any], role: str) -> dict[str, Any]:
     if part.get("type") == "text":
         return {"type": "output_text" if role == "assistant" else "input_text", "text": part.get("text") or ""}
     if part.get("type") == "image_url":
@@ -237,15 +237,15 @@ def _responses_part(part: dict, role: str) -> dict:
 
 # --- hub response → Responses response -------------------------------------------------------------------------
 
-def openai_response_to_responses(hub: dict, model: str, *, created: int | None = None,
-                                 id_factory: IdFactory = default_id) -> dict:
+def openai_response_to_responses(hub: dict[str, Any], model: str, *, created: int | None = None,
+                                 id_factory: IdFactory = default_id) -> dict[str, Any]:
     """An OpenAI `chat.completion` (choice 0) as a Responses `response` object."""
     hub = obj(hub, "body")
     choices = opt_list(hub.get("choices"), "choices")
-    choice: dict = obj(choices[0], "choices[0]") if choices else {}
-    message: dict = choice["message"] if isinstance(choice.get("message"), dict) else {}
-    output: list[dict] = []
-    content: list[dict] = []
+    choice: dict[str, Any] = obj(choices[0], "choices[0]") if choices else {}
+    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+    output: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = []
     if isinstance(message.get("content"), str) and message["content"]:
         content.append({"type": "output_text", "text": message["content"], "annotations": [], "logprobs": []})
     if isinstance(message.get("refusal"), str) and message["refusal"]:
@@ -254,7 +254,8 @@ def openai_response_to_responses(hub: dict, model: str, *, created: int | None =
         output.append({"type": "message", "id": id_factory("msg_"), "status": "completed", "role": "assistant",
                        "content": content})
     for call in message.get("tool_calls") or []:
-        fn: dict = call["function"] if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+        ok = isinstance(call, dict) and isinstance(call.get("function"), dict)
+        fn: dict[str, Any] = call["function"] if ok else {}
         output.append({"type": "function_call", "id": id_factory("fc_"),
                        "call_id": call.get("id") or id_factory("call_"), "name": fn.get("name") or "",
                        "arguments": fn.get("arguments") or "{}", "status": "completed"})

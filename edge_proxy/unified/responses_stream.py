@@ -16,7 +16,7 @@ from typing import Any
 from ._common import IdFactory, StreamTranslator, default_id, sse_event
 
 
-def responses_usage(usage: Any) -> dict:
+def responses_usage(usage: Any) -> dict[str, Any]:
     """OpenAI chat usage in Responses' terms (input/output tokens, their cached and reasoning details)."""
     usage = usage if isinstance(usage, dict) else {}
     prompt = usage.get("prompt_tokens") or 0
@@ -29,8 +29,8 @@ def responses_usage(usage: Any) -> dict:
             "total_tokens": prompt + completion}
 
 
-def response_object(rid: str, model: str, created: int | None, finish: Any, output: list[dict],
-                    usage: dict | None, error: dict | None = None) -> dict:
+def response_object(rid: str, model: str, created: int | None, finish: Any, output: list[dict[str, Any]],
+                    usage: dict[str, Any] | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Responses `response` object with the fields the API always sends."""
     incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish)
     status = "failed" if error else "incomplete" if incomplete else "completed" if usage is not None else \
@@ -55,20 +55,20 @@ class OpenAIToResponsesStream(StreamTranslator):
         self._rid = id_factory("resp_")
         self._seq = 0
         self._started = False
-        self._output: list[dict] = []  # finished items, in output order
-        self._text: dict | None = None  # the open message item: {"id", "index", "text"}
-        self._calls: dict[Any, dict] = {}  # hub tool_calls index → the open function_call item
+        self._output: list[dict[str, Any]] = []  # finished items, in output order
+        self._text: dict[str, Any] | None = None  # the open message item: {"id", "index", "text"}
+        self._calls: dict[Any, dict[str, Any]] = {}  # hub tool_calls index → the open function_call item
         self._finish: Any = None
         self._usage: Any = None
 
     # --- events
 
-    def _event(self, kind: str, payload: dict) -> bytes:
+    def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **payload}
         self._seq += 1
         return sse_event(kind, data)
 
-    def _response(self, usage: dict | None, error: dict | None = None) -> dict:
+    def _response(self, usage: dict[str, Any] | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
         return response_object(self._rid, self.model, self.created, self._finish, list(self._output), usage, error)
 
     def _start(self) -> bytes:
@@ -105,10 +105,10 @@ class OpenAIToResponsesStream(StreamTranslator):
                 + self._event("response.content_part.done", {**where, "part": part})
                 + self._event("response.output_item.done", {"output_index": text["index"], "item": item}))
 
-    def _call(self, delta: dict) -> bytes:
+    def _call(self, delta: dict[str, Any]) -> bytes:
         out = b""
         key = delta.get("index", 0)
-        fn: dict = delta["function"] if isinstance(delta.get("function"), dict) else {}
+        fn: dict[str, Any] = delta["function"] if isinstance(delta.get("function"), dict) else {}
         call = self._calls.get(key)
         if call is None:
             out += self._close_text()
@@ -138,9 +138,9 @@ class OpenAIToResponsesStream(StreamTranslator):
 
     # --- the StreamTranslator hooks
 
-    def _on_json(self, event: str | None, data: dict) -> bytes:
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes:
         if "error" in data:
-            error: dict = data["error"] if isinstance(data["error"], dict) else {}
+            error: dict[str, Any] = data["error"] if isinstance(data["error"], dict) else {}
             self.closed = True
             return self._error(str(error.get("message") or "the provider reported an error"),
                                str(error.get("type") or "server_error"), error.get("code"))
@@ -150,11 +150,11 @@ class OpenAIToResponsesStream(StreamTranslator):
         for choice in data.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # Responses has one output list: choice 0, as the other translators do
-            delta: dict = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
+            delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
             for key in ("content", "refusal"):
                 if isinstance(delta.get(key), str) and delta[key]:
                     out += self._open_text()
-                    text: dict = self._text or {}
+                    text: dict[str, Any] = self._text or {}
                     text["text"] += delta[key]
                     out += self._event("response.output_text.delta", {
                         "item_id": text["id"], "output_index": text["index"], "content_index": 0,
@@ -184,5 +184,5 @@ class OpenAIToResponsesStream(StreamTranslator):
         return out + self._event("response.failed", {"response": failed})
 
 
-def _item(call: dict) -> dict:
+def _item(call: dict[str, Any]) -> dict[str, Any]:
     return {k: call[k] for k in ("type", "id", "call_id", "name", "arguments", "status")}

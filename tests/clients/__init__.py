@@ -28,6 +28,5 @@ STREAM_USAGE = "unified routes ask OpenAI-format providers for stream usage (str
 RESPONSES_ROUTE = "POST /v1/responses on the unified API (unified/responses.py translators)"
 EMBEDDINGS_ROUTE = "POST /v1/embeddings on the unified API (unified/embeddings.py translators)"
 ESTIMATE_RULE = "streams without final usage are billed by metering.estimate.billed_usage (content events)"
-ERROR_SHAPES = "the route's error sender uses GatewayError.body_for(route format)"
 ERROR_OUTCOMES = "provider 4xx/5xx answers and in-band stream errors end the record as outcome error"
 COUNT_ROUTE = "POST /v1/messages/count_tokens on the unified API (unified/count_tokens.py)"

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx2 as httpx
 
-from edge_proxy.metering.pricing import PriceTable, cost_of
+from edge_proxy.metering.pricing import PriceTable
+from edge_proxy.metering.usage_types import Usage
 from edge_proxy.money import usd
 
 from ..fake_provider import FakeProvider, Received
@@ -34,14 +34,6 @@ def nonce() -> str:
 
 def metadata_header(case: str) -> dict[str, str]:
     return {"x-lava-metadata": json.dumps({"case": case})}
-
-
-@dataclass
-class _Tokens:
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    cache_write_tokens: int
 
 
 def received_for(fake: FakeProvider, case: str) -> list[Received]:
@@ -80,9 +72,8 @@ def check_logged(gateway, fake: FakeProvider, case: str) -> dict:
     cached, write = _cached(rec)
     assert (row["model_usage"]["input_tokens"], row["model_usage"]["output_tokens"]) == (inp, out), row
     assert (row["cached_tokens"], row["cache_write_tokens"], row["usage_source"]) == (cached, write, "provider")
-    price = PRICES.lookup(row["provider"], row["model"])
-    assert price is not None, f"no price for {row['provider']}/{row['model']}"
-    cost = cost_of(price, _Tokens(inp, out, cached, write))
+    cost = PRICES.cost(row["provider"], row["model"], Usage(inp, out, cached, write))
+    assert cost.priced and cost.nanos is not None, f"no price for {row['provider']}/{row['model']}"
     assert Decimal(row["cost"]) == Decimal(usd(cost.nanos)), row
     assert row["status"] == "completed" and row["outcome"] == "completed"
     return row

@@ -1,0 +1,40 @@
+"""Reading a request body within its limit: a declared length over it is refused before a byte is read, and a
+body without one stops being read at the limit."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..errors import BodyTooLarge, InvalidRequest
+
+if TYPE_CHECKING:
+    from granian.rsgi import Headers, HTTPProtocol
+
+
+async def read_body(proto: HTTPProtocol, headers: Headers, limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise BodyTooLarge()
+        return await proto()
+    chunks, size = [], 0
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_object(data: bytes) -> dict[str, Any]:
+    """A body that must be one JSON object: anything else is a 400 that says so."""
+    try:
+        value = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return value

@@ -36,7 +36,7 @@ from edge_proxy.unified.embeddings import (
     openai_embeddings_to_gemini,
 )
 from edge_proxy.unified.gemini import GeminiToOpenAIStream, openai_request_to_gemini
-from edge_proxy.unified.stream_usage import UsageChunkStrip, with_usage_requested
+from edge_proxy.unified.stream_usage import StripUsage, UsageChunkStrip, with_usage_requested
 from edge_proxy.unified.responses import (
     OpenAIToResponsesStream,
     openai_request_to_responses,
@@ -425,3 +425,11 @@ def test_usage_chunk_strip_passes_errors_and_cuts_through():
     assert strip.feed(USAGE_STREAM[:40]) + strip.feed(USAGE_STREAM[40:60]) + strip.finish(False) == USAGE_STREAM[:60]
     strip = UsageChunkStrip()
     assert strip.feed(error) + strip.finish(True) == error
+
+
+def test_strip_usage_is_an_attempt_translation():
+    t = StripUsage()
+    assert t.client_format == "openai" and t.body(b'{"x": 1}', 200) == b'{"x": 1}'
+    stream = t.stream()
+    assert stream.feed(USAGE_STREAM) + stream.finish(True) == USAGE_STREAM.replace(
+        _chunk([], {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}), b"")

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["UsageChunkStrip", "with_usage_requested"]
+__all__ = ["StripUsage", "UsageChunkStrip", "with_usage_requested"]
 
 _decode = msgspec.json.Decoder()
 
@@ -78,3 +78,17 @@ def _is_usage_chunk(event: bytes) -> bool:
                 return False
             return (isinstance(value, dict) and value.get("choices") == [] and isinstance(value.get("usage"), dict))
     return False
+
+
+class StripUsage:
+    """The attempt translation (`request_path.plan.Translation`) for an OpenAI-format client and provider when the
+    gateway asked for usage the client did not: bodies as they came, streams less the usage chunk."""
+
+    __slots__ = ()
+    client_format = "openai"
+
+    def body(self, data: bytes, status: int) -> bytes:
+        return data
+
+    def stream(self) -> UsageChunkStrip:
+        return UsageChunkStrip()

@@ -10,7 +10,8 @@ Python-level slicing. The JSON decode step is shared: candidate lines go to the 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp
 
-from edge_proxy.metering.usage_types import MAX_BODY, MAX_LINE, Usage, body_content_events, body_usage, new_accumulator
+from edge_proxy.metering.usage_types import (MAX_BODY, MAX_LINE, Usage, body_content_events, body_is_error, body_usage,
+                                            new_accumulator)
 
 cdef extern from "string.h":
     # GNU/BSD extension; Python.h defines _GNU_SOURCE before string.h is read.
@@ -112,6 +113,43 @@ cdef bint _is_content(int kind, const char *p, Py_ssize_t n) noexcept nogil:
             or _string_value(p, n, b'"reasoning"', 11) or _string_value(p, n, b'"delta"', 7))
 
 
+cdef inline const char *_skip_ws(const char *q, const char *end) noexcept nogil:
+    while q < end and (q[0] == b' ' or q[0] == b'\t'):
+        q += 1
+    return q
+
+
+cdef bint _is_error(const char *p, Py_ssize_t n) noexcept nogil:
+    """The twin's _is_error: `event: error`, or a data: line whose object starts with "error" or "type": "error"."""
+    cdef const char *end = p + n
+    cdef const char *q
+    if n >= 6 and memcmp(p, b"event:", 6) == 0:
+        q = _skip_ws(p + 6, end)
+        if end - q < 5 or memcmp(q, b"error", 5) != 0:
+            return False
+        q += 5
+        while q < end and (q[0] == b' ' or q[0] == b'\t' or q[0] == b'\r'):
+            q += 1
+        return q == end
+    if n < 5 or memcmp(p, b"data:", 5) != 0:
+        return False
+    q = _skip_ws(p + 5, end)
+    if q >= end or q[0] != b'{':
+        return False
+    q += 1
+    while q < end and _is_ws(q[0]):
+        q += 1
+    if end - q >= 7 and memcmp(q, b'"error"', 7) == 0:
+        return True
+    if end - q < 6 or memcmp(q, b'"type"', 6) != 0:
+        return False
+    q = _skip_ws(q + 6, end)
+    if q >= end or q[0] != b':':
+        return False
+    q = _skip_ws(q + 1, end)
+    return end - q >= 7 and memcmp(q, b'"error"', 7) == 0
+
+
 cdef bint _wanted(const char *p, Py_ssize_t n) noexcept nogil:
     """The twin's _wanted: a data: line holding a usage object."""
     if n < 5 or memcmp(p, b"data:", 5) != 0:
@@ -126,6 +164,7 @@ cdef class StreamScanner:
     cdef object _fmt
     cdef int _kind
     cdef Py_ssize_t _events  # content events in complete lines
+    cdef bint _error  # an in-band error event went by
     cdef int _mode
     cdef list _tail  # pieces of the unfinished current line
     cdef Py_ssize_t _tail_len
@@ -138,6 +177,7 @@ cdef class StreamScanner:
         self._fmt = fmt
         self._kind = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}.get(fmt, NO_CONTENT)
         self._events = 0
+        self._error = False
         self._mode = IGNORE if fmt == "none" else UNDECIDED
         self._tail = []
         self._tail_len = 0
@@ -208,6 +248,8 @@ cdef class StreamScanner:
         cdef const char *hit
         if _is_content(self._kind, p, n):
             self._events += 1
+        if not self._error and _is_error(p, n):
+            self._error = True
         if n >= 5 and memcmp(p, b"data:", 5) == 0:
             hit = <const char *>memmem(p + 5, n - 5, _MARKER, 6)
             if hit != NULL and _object_at(hit, p + n):
@@ -228,18 +270,22 @@ cdef class StreamScanner:
         """The usage seen so far; may be called repeatedly and before the stream ends."""
         cdef bytes line, body
         cdef Py_ssize_t events = self._events
+        cdef bint error = self._error
         acc = self._acc
         if self._mode == BODY:
             acc = acc.copy()
             body = b"".join(self._body)
             acc.feed_body(body)
             events = body_content_events(self._fmt, body)
+            error = body_is_error(body)
         elif self._tail_len and not self._skip:
             line = b"".join(self._tail)  # a final line that lost its newline
             if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):
                 acc = acc.copy()
                 acc.feed(line[5:])
             events += _is_content(self._kind, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+            error = error or _is_error(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
         usage = acc.usage()
         usage.content_events = events
+        usage.error_event = error
         return usage

@@ -274,3 +274,19 @@ def test_format_none_is_never_estimated():
     from edge_proxy.metering.estimate import billed_usage
     b = billed_usage(Usage(content_events=5), fmt="none", stream=True, status=200, request_bytes=400)
     assert (b.input_tokens, b.output_tokens, b.usage_source) == (0, 0, "none")
+
+
+OUTCOMES = [
+    ("a 200 answer is completed", 200, Usage(found=True, final=True), True, ("completed", None)),
+    ("a provider 5xx is an error", 503, Usage(), True, ("error", "provider_status_503")),
+    ("a provider 4xx is an error", 400, Usage(error_event=True), True, ("error", "provider_status_400")),
+    ("an in-band error event is an error", 200, Usage(error_event=True, content_events=2), True,
+     ("error", "provider_error_event")),
+    ("a cut body is an error", 200, Usage(content_events=2), False, ("error", "upstream_interrupted")),
+]
+
+
+@pytest.mark.parametrize("status,usage,complete,want", [c[1:] for c in OUTCOMES], ids=[c[0] for c in OUTCOMES])
+def test_answer_outcome(status, usage, complete, want):
+    from edge_proxy.metering.estimate import answer_outcome
+    assert answer_outcome(status, usage, complete=complete) == want

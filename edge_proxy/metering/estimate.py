@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .usage_types import Usage
 
-__all__ = ["Billed", "billed_usage"]
+__all__ = ["Billed", "answer_outcome", "billed_usage"]
 
 _BYTES_PER_INPUT_TOKEN = 4
 
@@ -48,3 +48,16 @@ def billed_usage(usage: Usage, *, fmt: str, stream: bool, status: int, request_b
     inp = usage.input_tokens if usage.found and usage.input_tokens else request_bytes // _BYTES_PER_INPUT_TOKEN
     out = max(usage.output_tokens, usage.content_events)
     return Billed(inp, out, usage.cached_tokens, usage.cache_write_tokens, usage.reasoning_tokens, "estimated")
+
+
+def answer_outcome(status: int, usage: Usage, *, complete: bool = True) -> tuple[str, str | None]:
+    """The log outcome and error_reason of an upstream answer the client received: a provider error status or an
+    in-band error event (`Usage.error_event`) is an `error`, never `completed`; so is a body the provider cut
+    (`complete=False`). A client that left is the relay's to say (`partial`)."""
+    if status >= 400:
+        return "error", f"provider_status_{status}"
+    if usage.error_event:
+        return "error", "provider_error_event"
+    if not complete:
+        return "error", "upstream_interrupted"
+    return "completed", None

@@ -28,6 +28,10 @@ How a stream is read (the compiled twin ``_fastpath/usage_scan.pyx`` does exactl
   first empty ``partial_json`` are framing). Gemini: ``text``, or a ``"functionCall"`` key. A line
   counts once however many it holds. In a JSON body (Gemini's array stream) each Gemini content
   part counts (``usage_types.body_content_events``).
+* An in-band error event (``Usage.error_event``): an ``event: error`` line (Anthropic, Responses), or a
+  ``data:`` line whose object starts with an ``"error"`` key (OpenAI chat, Gemini) or with
+  ``"type": "error"`` (Anthropic). A stream that carries one failed, whatever its HTTP status said. A JSON body
+  is an error body when its object starts the same way.
 
 Limitation: each ``data:`` line is decoded on its own; an event whose JSON is split over several
 ``data:`` lines (legal SSE, but no provider does it) is not joined.
@@ -41,6 +45,7 @@ from .usage_types import (
     MAX_LINE,
     Usage,
     body_content_events,
+    body_is_error,
     body_usage,
     new_accumulator,
 )
@@ -57,6 +62,7 @@ _CONTENT = {  # see the module docstring; "none" reads nothing
     "gemini": re.compile(rb'"text' + _VALUE + rb'|"functionCall"'),
 }
 _OPENAI_DELTA = b'"delta"'
+_ERROR_EVENT = re.compile(rb'event:[ \t]*error[ \t\r]*$|data:[ \t]*\{[ \t\r\n]*"(?:error"|type"[ \t]*:[ \t]*"error")')
 
 _UNDECIDED, _SSE, _BODY, _IGNORE = 0, 1, 2, 3
 
@@ -71,6 +77,11 @@ def _wanted(line: bytes) -> bool:
     return line.startswith(b"data:") and _USAGE_OBJECT.search(line) is not None
 
 
+def _is_error(line: bytes) -> bool:
+    """True for a line that starts an in-band error event (see the module docstring)."""
+    return _ERROR_EVENT.match(line) is not None
+
+
 def _is_content(fmt: str, line: bytes) -> bool:
     """True for a ``data:`` line that carried content (see the module docstring)."""
     test = _CONTENT.get(fmt)
@@ -82,12 +93,13 @@ def _is_content(fmt: str, line: bytes) -> bool:
 class StreamScanner:
     """Reads provider usage from a response stream as it passes, without holding it."""
 
-    __slots__ = ("_acc", "_fmt", "_mode", "_tail", "_tail_len", "_skip", "_body", "_body_len", "_events")
+    __slots__ = ("_acc", "_body", "_body_len", "_error", "_events", "_fmt", "_mode", "_skip", "_tail", "_tail_len")
 
     def __init__(self, fmt: str) -> None:
         self._acc = new_accumulator(fmt)  # ValueError for an unknown format
         self._fmt = fmt
         self._events = 0  # content events in complete lines
+        self._error = False  # an in-band error event went by
         self._mode = _IGNORE if fmt == "none" else _UNDECIDED
         self._tail: list[bytes] = []  # pieces of the unfinished current line
         self._tail_len = 0
@@ -146,6 +158,8 @@ class StreamScanner:
     def _line(self, line: bytes) -> None:
         if _is_content(self._fmt, line):
             self._events += 1
+        if not self._error and _is_error(line):
+            self._error = True
         if _MARKER in line and _wanted(line):
             self._acc.feed(line[5:])
 
@@ -161,18 +175,21 @@ class StreamScanner:
     def result(self) -> Usage:
         """The usage seen so far; may be called repeatedly and before the stream ends."""
         acc = self._acc
-        events = self._events
+        events, error = self._events, self._error
         if self._mode == _BODY:
             acc = acc.copy()
             body = b"".join(self._body)
             acc.feed_body(body)
             events = body_content_events(self._fmt, body)
+            error = body_is_error(body)
         elif self._tail_len and not self._skip:
             line = b"".join(self._tail)  # a final line that lost its newline
             if _wanted(line):
                 acc = acc.copy()
                 acc.feed(line[5:])
             events += _is_content(self._fmt, line)
+            error = error or _is_error(line)
         usage = acc.usage()
         usage.content_events = events
+        usage.error_event = error
         return usage

@@ -66,6 +66,7 @@ class Usage(msgspec.Struct):
     output_audio_tokens: int = 0  # the audio part of output_tokens
     final: bool = False  # the provider's final count was seen (see module docstring), not a partial one
     content_events: int = 0  # stream events that carried content (text, tool arguments, thinking), not framing
+    error_event: bool = False  # the stream carried an in-band error event (or the body is an error object)
 
 
 # --- view Structs: only the fields we need; msgspec skips everything else while decoding ---
@@ -403,6 +404,15 @@ def body_content_events(fmt: str, body: bytes) -> int:
     return len(_GEMINI_PART.findall(body)) if fmt == "gemini" and body.lstrip(_WS)[:1] == b"[" else 0
 
 
+_ERROR_BODY = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"(?:error"|type"[ \t\r\n]*:[ \t\r\n]*"error")')
+
+
+def body_is_error(body: bytes) -> bool:
+    """Whether a JSON body is an error object: its first key is "error" (OpenAI, Gemini) or it starts with
+    "type": "error" (Anthropic)."""
+    return _ERROR_BODY.match(body) is not None
+
+
 def body_usage(fmt: str, body: bytes) -> Usage:
     """Usage from a whole (non-streamed) JSON response body; never raises on bad bodies."""
     acc = new_accumulator(fmt)
@@ -410,4 +420,5 @@ def body_usage(fmt: str, body: bytes) -> Usage:
     acc.feed_body(body)
     usage = acc.usage()
     usage.content_events = body_content_events(fmt, body)
+    usage.error_event = fmt != "none" and body_is_error(body)
     return usage

@@ -10,7 +10,8 @@ Python-level slicing. The JSON decode step is shared: candidate lines go to the 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp
 
-from edge_proxy.metering.usage_types import MAX_BODY, MAX_LINE, Usage, body_usage, new_accumulator
+from edge_proxy.metering.usage_types import (MAX_BODY, MAX_LINE, Usage, body_content_events, body_is_error, body_usage,
+                                            new_accumulator)
 
 cdef extern from "string.h":
     # GNU/BSD extension; Python.h defines _GNU_SOURCE before string.h is read.
@@ -23,6 +24,12 @@ cdef enum:  # framing of the stream, decided by its first non-blank byte
     SSE = 1
     BODY = 2
     IGNORE = 3
+
+cdef enum:  # which content test a format's lines get (the twin's _CONTENT)
+    NO_CONTENT = 0
+    OPENAI = 1
+    ANTHROPIC = 2
+    GEMINI = 3
 
 cdef Py_ssize_t _MAX_LINE = MAX_LINE
 cdef Py_ssize_t _MAX_BODY = MAX_BODY
@@ -48,6 +55,18 @@ cdef Py_ssize_t _rfind_nl(const char *p, Py_ssize_t start, Py_ssize_t end) noexc
     return -1
 
 
+cdef const char *_value_of(const char *q, const char *end) noexcept nogil:
+    """Past a key's closing quote at q: the first byte of its value (after ws ':' ws), or NULL if no ':'."""
+    while q < end and _is_ws(q[0]):
+        q += 1
+    if q >= end or q[0] != b':':
+        return NULL
+    q += 1
+    while q < end and _is_ws(q[0]):
+        q += 1
+    return q
+
+
 cdef bint _object_at(const char *hit, const char *end) noexcept nogil:
     """True when some '"usage' at or after hit (before end) reads '"usage(Metadata)?"' ws ':' ws '{'."""
     cdef const char *q
@@ -56,18 +75,79 @@ cdef bint _object_at(const char *hit, const char *end) noexcept nogil:
         if end - q >= 8 and memcmp(q, b"Metadata", 8) == 0:
             q += 8
         if q < end and q[0] == b'"':
-            q += 1
-            while q < end and _is_ws(q[0]):
-                q += 1
-            if q < end and q[0] == b':':
-                q += 1
-                while q < end and _is_ws(q[0]):
-                    q += 1
-                if q < end and q[0] == b'{':
-                    return True
+            q = _value_of(q + 1, end)
+            if q != NULL and q < end and q[0] == b'{':
+                return True
         hit += 1
         hit = <const char *>memmem(hit, end - hit, _MARKER, 6) if hit < end else NULL
     return False
+
+
+cdef bint _string_value(const char *p, Py_ssize_t n, const char *key, Py_ssize_t klen) noexcept nogil:
+    """True when some `key` (quotes included) in p[:n] reads key ws ':' ws '"' and a byte that is not '"'."""
+    cdef const char *end = p + n
+    cdef const char *hit = <const char *>memmem(p, n, key, klen)
+    cdef const char *q
+    while hit != NULL:
+        q = _value_of(hit + klen, end)
+        if q != NULL and q + 1 < end and q[0] == b'"' and q[1] != b'"':
+            return True
+        hit += 1
+        hit = <const char *>memmem(hit, end - hit, key, klen) if hit < end else NULL
+    return False
+
+
+cdef bint _is_content(int kind, const char *p, Py_ssize_t n) noexcept nogil:
+    """The twin's _is_content: a data: line that carried content, for the format's content keys."""
+    if kind == NO_CONTENT or n < 5 or memcmp(p, b"data:", 5) != 0:
+        return False
+    if kind == ANTHROPIC:
+        return (_string_value(p, n, b'"text"', 6) or _string_value(p, n, b'"partial_json"', 14)
+                or _string_value(p, n, b'"thinking"', 10))
+    if kind == GEMINI:
+        return _string_value(p, n, b'"text"', 6) or memmem(p, n, b'"functionCall"', 14) != NULL
+    if memmem(p, n, b'"delta"', 7) == NULL:
+        return False
+    return (_string_value(p, n, b'"content"', 9) or _string_value(p, n, b'"arguments"', 11)
+            or _string_value(p, n, b'"refusal"', 9) or _string_value(p, n, b'"reasoning_content"', 19)
+            or _string_value(p, n, b'"reasoning"', 11) or _string_value(p, n, b'"delta"', 7))
+
+
+cdef inline const char *_skip_ws(const char *q, const char *end) noexcept nogil:
+    while q < end and (q[0] == b' ' or q[0] == b'\t'):
+        q += 1
+    return q
+
+
+cdef bint _is_error(const char *p, Py_ssize_t n) noexcept nogil:
+    """The twin's _is_error: `event: error`, or a data: line whose object starts with "error" or "type": "error"."""
+    cdef const char *end = p + n
+    cdef const char *q
+    if n >= 6 and memcmp(p, b"event:", 6) == 0:
+        q = _skip_ws(p + 6, end)
+        if end - q < 5 or memcmp(q, b"error", 5) != 0:
+            return False
+        q += 5
+        while q < end and (q[0] == b' ' or q[0] == b'\t' or q[0] == b'\r'):
+            q += 1
+        return q == end
+    if n < 5 or memcmp(p, b"data:", 5) != 0:
+        return False
+    q = _skip_ws(p + 5, end)
+    if q >= end or q[0] != b'{':
+        return False
+    q += 1
+    while q < end and _is_ws(q[0]):
+        q += 1
+    if end - q >= 7 and memcmp(q, b'"error"', 7) == 0:
+        return True
+    if end - q < 6 or memcmp(q, b'"type"', 6) != 0:
+        return False
+    q = _skip_ws(q + 6, end)
+    if q >= end or q[0] != b':':
+        return False
+    q = _skip_ws(q + 1, end)
+    return end - q >= 7 and memcmp(q, b'"error"', 7) == 0
 
 
 cdef bint _wanted(const char *p, Py_ssize_t n) noexcept nogil:
@@ -81,6 +161,10 @@ cdef class StreamScanner:
     """Reads provider usage from a response stream as it passes, without holding it."""
 
     cdef object _acc
+    cdef object _fmt
+    cdef int _kind
+    cdef Py_ssize_t _events  # content events in complete lines
+    cdef bint _error  # an in-band error event went by
     cdef int _mode
     cdef list _tail  # pieces of the unfinished current line
     cdef Py_ssize_t _tail_len
@@ -90,6 +174,10 @@ cdef class StreamScanner:
 
     def __init__(self, fmt):
         self._acc = new_accumulator(fmt)  # ValueError for an unknown format
+        self._fmt = fmt
+        self._kind = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}.get(fmt, NO_CONTENT)
+        self._events = 0
+        self._error = False
         self._mode = IGNORE if fmt == "none" else UNDECIDED
         self._tail = []
         self._tail_len = 0
@@ -131,9 +219,7 @@ cdef class StreamScanner:
         cdef const char *p = PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t last = _rfind_nl(p, 0, n)
-        cdef Py_ssize_t start = 0, first, ls, le
-        cdef const char *hit
-        cdef const char *nl
+        cdef Py_ssize_t start = 0, first, le
         cdef bytes line
         if last < 0:  # still inside one line
             if not self._skip:
@@ -144,29 +230,30 @@ cdef class StreamScanner:
             if not self._skip:
                 self._tail.append(PyBytes_FromStringAndSize(p, first))
                 line = b"".join(self._tail)
-                if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):
-                    self._acc.feed(line[5:])
+                self._line(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
             self._tail = []
             self._tail_len = 0
             self._skip = False
             start = first + 1
-        # Complete lines in p[start:last]: jump from marker to marker, not line to line.
-        # `start` is always at a line start, so the hit is the first marker of its line.
-        while start < last:
-            hit = <const char *>memmem(p + start, last - start, _MARKER, 6)
-            if hit == NULL:
-                break
-            ls = start  # forward memchr (vectorised) to the hit's line start
-            nl = <const char *>memchr(p + ls, b'\n', hit - (p + ls))
-            while nl != NULL:
-                ls = nl - p + 1
-                nl = <const char *>memchr(p + ls, b'\n', hit - (p + ls))
-            le = <const char *>memchr(hit, b'\n', last + 1 - (hit - p)) - p
-            if le - ls >= 5 and memcmp(p + ls, b"data:", 5) == 0 and _object_at(hit, p + le):
-                self._acc.feed(PyBytes_FromStringAndSize(p + ls + 5, le - ls - 5))
+        # Complete lines in p[start:last], each looked at once (memchr is vectorised).
+        while start <= last:
+            le = <const char *>memchr(p + start, b'\n', last + 1 - start) - p
+            self._line(p + start, le - start)
             start = le + 1
         if last + 1 < n:
             self._keep(PyBytes_FromStringAndSize(p + last + 1, n - last - 1))
+        return 0
+
+    cdef int _line(self, const char *p, Py_ssize_t n) except -1:
+        cdef const char *hit
+        if _is_content(self._kind, p, n):
+            self._events += 1
+        if not self._error and _is_error(p, n):
+            self._error = True
+        if n >= 5 and memcmp(p, b"data:", 5) == 0:
+            hit = <const char *>memmem(p + 5, n - 5, _MARKER, 6)
+            if hit != NULL and _object_at(hit, p + n):
+                self._acc.feed(PyBytes_FromStringAndSize(p + 5, n - 5))
         return 0
 
     cdef int _keep(self, bytes piece) except -1:
@@ -181,14 +268,24 @@ cdef class StreamScanner:
 
     def result(self):
         """The usage seen so far; may be called repeatedly and before the stream ends."""
-        cdef bytes line
+        cdef bytes line, body
+        cdef Py_ssize_t events = self._events
+        cdef bint error = self._error
         acc = self._acc
         if self._mode == BODY:
             acc = acc.copy()
-            acc.feed_body(b"".join(self._body))
+            body = b"".join(self._body)
+            acc.feed_body(body)
+            events = body_content_events(self._fmt, body)
+            error = body_is_error(body)
         elif self._tail_len and not self._skip:
-            line = b"".join(self._tail)
-            if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):  # lost its newline
+            line = b"".join(self._tail)  # a final line that lost its newline
+            if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):
                 acc = acc.copy()
                 acc.feed(line[5:])
-        return acc.usage()
+            events += _is_content(self._kind, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+            error = error or _is_error(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+        usage = acc.usage()
+        usage.content_events = events
+        usage.error_event = error
+        return usage

@@ -67,9 +67,11 @@ def _coalesced(chunks: list[bytes], size: int = 4096) -> list[bytes]:
 
 
 STREAMS = {
-    "openai": ("openai", _openai_chunks(), Usage(1200, 197, 1024, 0, 0, "gpt-4o-mini-2024-07-18", True)),
-    "openai_4k_reads": ("openai", _coalesced(_openai_chunks()), Usage(1200, 197, 1024, 0, 0, "gpt-4o-mini-2024-07-18", True)),
-    "anthropic": ("anthropic", _anthropic_chunks(), Usage(1496, 194, 1024, 0, 0, "claude-sonnet-4-5-20250929", True)),
+    "openai": ("openai", _openai_chunks(), Usage(1200, 197, 1024, 0, 0, "gpt-4o-mini-2024-07-18", True, final=True, content_events=197)),
+    "openai_4k_reads": ("openai", _coalesced(_openai_chunks()),
+                        Usage(1200, 197, 1024, 0, 0, "gpt-4o-mini-2024-07-18", True, final=True, content_events=197)),
+    "anthropic": ("anthropic", _anthropic_chunks(),
+                  Usage(1496, 194, 1024, 0, 0, "claude-sonnet-4-5-20250929", True, final=True, content_events=194)),
 }
 
 

@@ -22,6 +22,10 @@ Routes
 ``POST /v1beta/models/{m}:streamGenerateContent``  ``?alt=sse`` -> SSE, else a streamed
                                                    JSON array, as Google does
 ``POST /v1beta/models/{m}:countTokens``            Gemini token count
+``POST /v1beta/models/{m}:embedContent``           Gemini embedding (``{"embedding": {"values"}}``)
+``POST /v1beta/models/{m}:batchEmbedContents``     Gemini embeddings (``{"embeddings": [...]}``)
+``POST /v1/responses/input_tokens``  OpenAI Responses input token count
+                                     (``{"object": "response.input_tokens", "input_tokens"}``)
 ``GET  /v1beta/models``              Gemini model list
 ``*    /echo...``                    200 JSON describing the request as received:
                                      ``{"method","path","query","headers":[[name,value],...],
@@ -32,13 +36,24 @@ acts, in ``server.received`` as a :class:`Received` (``method``, ``path`` (raw, 
 the query), ``query`` (raw string, no ``?``), ``headers`` (list of (lowercased name,
 value) pairs as received, in order), ``body`` (bytes); helpers ``header(name)``,
 ``header_values(name)``, ``header_names()``, ``json()``). ``server.last()`` (LookupError
-when empty) / ``server.clear()``.
+when empty) / ``server.clear()``. Each ``Received`` also says what the fake reported for it:
+``api`` (``"openai.chat"``, ``"openai.responses"``, ``"openai.embeddings"``, ``"anthropic"``,
+``"gemini"``, ``"gemini.embed"``), ``usage`` (the usage object exactly as sent, or None when
+none went out: errors, token counts, Gemini embeddings, an OpenAI stream without
+``include_usage``), ``events_sent`` (stream events sent before a cut) and ``tokens()`` (input and
+output in the gateway's terms), so a test compares the request log with the provider's own count.
 
 Replies
 -------
 The assistant reply is ``server.reply_text`` (default :data:`REPLY_TEXT`,
 ``"Hello from the fake provider!"``). Streams send it one word per content event
 (``"Hello"``, ``" from"``, ``" the"``, ...).
+
+A structured-output request (OpenAI ``response_format`` json_schema/json_object, Responses
+``text.format`` json_schema, Anthropic ``output_config.format``/``output_format``, Gemini
+``responseMimeType: application/json``) is answered with the
+JSON text of :func:`fake_tool_args` of its schema (``{"answer": "fake"}`` without one), streamed
+one word at a time like any text (tool calls still win when tools are offered).
 
 If the request offers function tools (OpenAI ``tools`` of type function, Responses
 ``tools`` of type function, Anthropic ``tools``, Gemini ``functionDeclarations``) the
@@ -91,6 +106,8 @@ Switches combine (e.g. model ``"fake-big+fake-die-midstream"``).
                         ``{"error":{"code","message","status"}}``. 429 carries
                         ``retry-after: server.retry_after`` (default ``"1"``). Any 3-digit
                         code works; 400/429/500 are the documented ones.
+``fake-cut-N``          like ``fake-die-midstream`` after exactly N stream events (N >= 0), for
+                        one request: a stream cut before or after its usage event.
 ``fake-die-midstream``  sends the head and the first ``server.die_after_events`` (2) stream
                         events (non-streaming: the head with the full Content-Length and
                         half the body), then aborts the TCP connection (no terminating
@@ -309,7 +326,17 @@ def switches_for(model: str) -> set[str]:
     m = re.search(r"fake-error-(\d{3})", model)
     if m:
         found.add("fake-error-" + m.group(1))
+    m = re.search(r"fake-cut-(\d+)", model)
+    if m:
+        found.add("fake-cut-" + m.group(1))
     return found
+
+
+def _cut_after(sw: set[str]) -> int | None:
+    for s in sw:
+        if s.startswith("fake-cut-"):
+            return int(s[len("fake-cut-") :])
+    return None
 
 
 def _error_status(sw: set[str]) -> int | None:
@@ -459,8 +486,41 @@ def _last_is_tool_result(api: str, body: dict) -> bool:
     return False
 
 
+def _json_schema_asked(api: str, body: dict) -> dict | None:
+    """The schema of a structured-output request (OpenAI chat ``response_format``, Responses ``text.format``,
+    Gemini ``responseMimeType: application/json``), ``{}`` for JSON without a schema, None for plain text."""
+    if api == "openai.chat":
+        fmt = body.get("response_format")
+    elif api == "openai.responses":
+        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        fmt = text.get("format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+    elif api == "anthropic":  # structured outputs: output_config.format (GA) or the beta's output_format
+        config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+        fmt = config.get("format", body.get("output_format"))
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+        return None
+    elif api == "gemini":
+        cfg = body.get("generationConfig", body.get("generation_config")) or {}
+        if cfg.get("responseMimeType", cfg.get("response_mime_type")) != "application/json":
+            return None
+        schema = cfg.get("responseJsonSchema", cfg.get("responseSchema", cfg.get("response_json_schema")))
+        return schema if isinstance(schema, dict) else {}
+    else:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return None
+    spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else {}
+    return spec.get("schema") if isinstance(spec.get("schema"), dict) else {}
+
+
 def _plan_reply(api: str, body: dict, model: str, reply_text: str = REPLY_TEXT) -> _Reply:
     sw = switches_for(model)
+    schema_asked = _json_schema_asked(api, body)
+    if schema_asked is not None:  # structured output: the reply text is a JSON object built from the schema
+        reply_text = json.dumps(fake_tool_args(schema_asked) if schema_asked else {"answer": "fake"})
     tools = _tools_for(api, body)
     forced, disabled = _forced_tool_and_none(api, body)
     if tools and not disabled and not _last_is_tool_result(api, body):
@@ -623,6 +683,25 @@ class Received:
     query: str
     headers: list[tuple[str, str]]
     body: bytes
+    # What the fake reported for this request: the API ("openai.chat", "anthropic", ...), the usage object in
+    # that API's own shape exactly as sent (None when it reported none: errors, Gemini embeddings), and how many
+    # stream events went out before a cut (None when the answer went out whole).
+    api: str | None = None
+    usage: dict | None = None
+    events_sent: int | None = None
+
+    def tokens(self) -> tuple[int, int]:
+        """(input, output) of the reported usage in the gateway's terms: input counts cache reads and writes,
+        output counts reasoning. (0, 0) when nothing was reported."""
+        u = self.usage or {}
+        if self.api == "anthropic":
+            return (u.get("input_tokens", 0) + u.get("cache_read_input_tokens", 0)
+                    + u.get("cache_creation_input_tokens", 0), u.get("output_tokens", 0))
+        if self.api == "gemini":
+            return u.get("promptTokenCount", 0), u.get("candidatesTokenCount", 0) + u.get("thoughtsTokenCount", 0)
+        if self.api == "openai.responses":
+            return u.get("input_tokens", 0), u.get("output_tokens", 0)
+        return u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive), or None."""
@@ -643,6 +722,9 @@ class Received:
         return json.loads(self.body)
 
 
+_RECEIVED = web.RequestKey("received", Received)
+
+
 @dataclass
 class _Plan:
     status: int
@@ -651,6 +733,8 @@ class _Plan:
     streaming: bool
     # in-band error frame for fake-stream-error (inserted after 2 frames, then end)
     error_frame: bytes | None = None
+    api: str | None = None
+    usage: dict | None = None  # the usage object this answer reports (see Received.usage)
 
 
 # --------------------------------------------------------------------------- the server
@@ -694,13 +778,15 @@ class FakeProvider:
             body = await request.read()
             path, _, query = request.raw_path.partition("?")
             headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.raw_headers]
-            self.received.append(Received(request.method, path, query, headers, body))
+            request[_RECEIVED] = received = Received(request.method, path, query, headers, body)
+            self.received.append(received)
             return await handler(request)
 
         app = web.Application(client_max_size=self.client_max_size, middlewares=[record])
         r = app.router
         r.add_post("/v1/chat/completions", self._h_openai_chat)
         r.add_post("/v1/responses", self._h_responses)
+        r.add_post("/v1/responses/input_tokens", self._h_responses_input_tokens)
         r.add_post("/v1/embeddings", self._h_embeddings)
         r.add_get("/v1/models", self._h_models)
         r.add_post("/v1/messages", self._h_anthropic)
@@ -828,7 +914,11 @@ class FakeProvider:
         raise asyncio.CancelledError()
 
     async def _send(self, request: web.Request, plan: _Plan, sw: set[str]) -> web.StreamResponse:
-        die = "fake-die-midstream" in sw
+        received = request.get(_RECEIVED)
+        if received is not None:
+            received.api, received.usage = plan.api, plan.usage
+        cut = _cut_after(sw) if plan.streaming else None
+        die = "fake-die-midstream" in sw or cut is not None
         slow = "fake-slow-stream" in sw
         frames = plan.frames
         if not plan.streaming and (die or slow) and frames and len(frames[0]) > 1:
@@ -841,9 +931,11 @@ class FakeProvider:
         if not plan.streaming:
             resp.content_length = sum(len(f) for f in frames)
         await resp.prepare(request)
-        die_at = max(1, self.die_after_events) if plan.streaming else 1
+        die_at = (cut if cut is not None else max(1, self.die_after_events)) if plan.streaming else 1
         for i, frame in enumerate(frames):
             if die and i == die_at:
+                if received is not None:
+                    received.events_sent = i
                 await self._flush(request)
                 return await self._kill(request, rst=False)
             if plan.error_frame is not None and i == 2:
@@ -904,6 +996,16 @@ class FakeProvider:
             False,
         )
 
+    async def _openai_json(self, request: web.Request) -> dict | web.Response:
+        """The request's JSON object, or OpenAI's 400 for a body that is not one."""
+        try:
+            body = await self._json_body(request)
+        except ValueError:
+            return self._openai_bad_request("We could not parse the JSON body of your request.")
+        if not isinstance(body, dict):
+            return self._openai_bad_request("Invalid body.")
+        return body
+
     @staticmethod
     def _openai_bad_request(message: str) -> web.Response:
         body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
@@ -917,12 +1019,9 @@ class FakeProvider:
         return h
 
     async def _h_openai_chat(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
         model = str(body.get("model", ""))
         return await self._respond(request, model, self._openai_error_plan, lambda: self._openai_chat_plan(body, model))
 
@@ -964,7 +1063,7 @@ class FakeProvider:
                 "service_tier": "default",
                 "system_fingerprint": fp,
             }
-            return _Plan(200, self._openai_headers(False), [_j_pretty(out)], False)
+            return _Plan(200, self._openai_headers(False), [_j_pretty(out)], False, None, "openai.chat", usage)
 
         so = body.get("stream_options")
         include_usage = isinstance(so, dict) and bool(so.get("include_usage"))
@@ -1025,17 +1124,14 @@ class FakeProvider:
             err = _sse_data(
                 _j_compact({"error": {"message": "The server had an error while processing your request. (fake-stream-error)", "type": "server_error", "param": None, "code": None}})
             )
-        return _Plan(200, self._openai_headers(True), frames, True, err)
+        return _Plan(200, self._openai_headers(True), frames, True, err, "openai.chat", usage if include_usage else None)
 
     # ---- Responses API
 
     async def _h_responses(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
         model = str(body.get("model", ""))
         return await self._respond(request, model, self._openai_error_plan, lambda: self._responses_plan(body, model))
 
@@ -1098,7 +1194,8 @@ class FakeProvider:
 
         usage = _responses_usage(p, c, k, r)
         if not body.get("stream"):
-            return _Plan(200, self._openai_headers(False), [_j_pretty(response("completed", [final_item], usage))], False)
+            return _Plan(200, self._openai_headers(False), [_j_pretty(response("completed", [final_item], usage))], False,
+                         None, "openai.responses", usage)
 
         seq = 0
         frames: list[bytes] = []
@@ -1134,17 +1231,27 @@ class FakeProvider:
                 "error",
                 _j_compact({"type": "error", "sequence_number": 2, "code": "server_error", "message": "The server had an error (fake-stream-error).", "param": None}),
             )
-        return _Plan(200, self._openai_headers(True), frames, True, err)
+        return _Plan(200, self._openai_headers(True), frames, True, err, "openai.responses", usage)
+
+    # ---- Responses input token count (POST /v1/responses/input_tokens)
+
+    async def _h_responses_input_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
+
+        def plan() -> _Plan:
+            out = {"object": "response.input_tokens", "input_tokens": prompt_tokens_for("openai.responses", body)}
+            return _Plan(200, self._openai_headers(False), [_j_pretty(out)], False)
+
+        return await self._respond(request, str(body.get("model", "")), self._openai_error_plan, plan)
 
     # ---- embeddings, models
 
     async def _h_embeddings(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await self._json_body(request)
-        except ValueError:
-            return self._openai_bad_request("We could not parse the JSON body of your request.")
-        if not isinstance(body, dict):
-            return self._openai_bad_request("Invalid body.")
+        body = await self._openai_json(request)
+        if isinstance(body, web.Response):
+            return body
         model = str(body.get("model", ""))
 
         def plan() -> _Plan:
@@ -1157,7 +1264,8 @@ class FakeProvider:
                 data.append({"object": "embedding", "index": i, "embedding": emb})
             p = prompt_tokens_for("openai.embeddings", body)
             out = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": p, "total_tokens": p}}
-            return _Plan(200, self._openai_headers(False), [_j_pretty(out)], False)
+            return _Plan(200, self._openai_headers(False), [_j_pretty(out)], False, None, "openai.embeddings",
+                         out["usage"])
 
         return await self._respond(request, model, self._openai_error_plan, plan)
 
@@ -1250,7 +1358,8 @@ class FakeProvider:
                 "stop_sequence": None,
                 "usage": _anthropic_usage(p, c, k, w),
             }
-            return _Plan(200, [("content-type", "application/json"), ("request-id", rid)], [_j_compact(out)], False)
+            return _Plan(200, [("content-type", "application/json"), ("request-id", rid)], [_j_compact(out)], False,
+                         None, "anthropic", out["usage"])
 
         frames: list[bytes] = []
 
@@ -1295,7 +1404,7 @@ class FakeProvider:
         if "fake-stream-error" in sw:
             err = _sse_event("error", _j_compact({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
         headers = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), ("request-id", rid)]
-        return _Plan(200, headers, frames, True, err)
+        return _Plan(200, headers, frames, True, err, "anthropic", _anthropic_usage(p, c, k, w))
 
     # ------------------------------------------------------------------ Gemini
 
@@ -1334,7 +1443,8 @@ class FakeProvider:
     async def _h_gemini(self, request: web.Request) -> web.StreamResponse:
         rest = request.match_info["rest"]
         model, sep, method = rest.rpartition(":")
-        if not sep or method not in ("generateContent", "streamGenerateContent", "countTokens"):
+        if not sep or method not in ("generateContent", "streamGenerateContent", "countTokens", "embedContent",
+                                     "batchEmbedContents"):
             body = {"error": {"code": 404, "message": f"Method not found: {rest}", "status": "NOT_FOUND"}}
             return web.Response(status=404, body=_j_pretty(body), content_type="application/json", charset="UTF-8")
         try:
@@ -1353,6 +1463,8 @@ class FakeProvider:
                 return _Plan(200, [("content-type", "application/json; charset=UTF-8")], [_j_pretty(out)], False)
 
             return await self._respond(request, model, self._gemini_error_plan, plan)
+        if method in ("embedContent", "batchEmbedContents"):
+            return await self._respond(request, model, self._gemini_error_plan, lambda: self._gemini_embed_plan(body, model, method))
         streaming = method == "streamGenerateContent"
         sse = request.query.get("alt") == "sse"
         return await self._respond(request, model, self._gemini_error_plan, lambda: self._gemini_plan(body, model, streaming, sse))
@@ -1388,17 +1500,37 @@ class FakeProvider:
         objs = [obj(*ch) for ch in chunks]
 
         if not streaming:
-            return _Plan(200, [("content-type", "application/json; charset=UTF-8")], [_j_pretty(objs[0])], False)
+            return _Plan(200, [("content-type", "application/json; charset=UTF-8")], [_j_pretty(objs[0])], False, None,
+                         "gemini", objs[0]["usageMetadata"])
         err_obj = {"error": {"code": 500, "message": "An internal error has occurred. (fake-stream-error)", "status": "INTERNAL"}}
         if sse:
             term = self.gemini_sse_terminator
             frames = [_sse_data(_j_google_line(o), term) for o in objs]
             err = _sse_data(_j_google_line(err_obj), term) if "fake-stream-error" in sw else None
-            return _Plan(200, [("content-type", "text/event-stream")], frames, True, err)
+            return _Plan(200, [("content-type", "text/event-stream")], frames, True, err, "gemini",
+                         objs[-1]["usageMetadata"])
         frames = [(b"[" if i == 0 else b"\n,\r\n") + _j_pretty(o) for i, o in enumerate(objs)]
         frames.append(b"\n]")
         err = (b"\n,\r\n" + _j_pretty(err_obj) + b"\n]") if "fake-stream-error" in sw else None
-        return _Plan(200, [("content-type", "application/json; charset=UTF-8")], frames, True, err)
+        return _Plan(200, [("content-type", "application/json; charset=UTF-8")], frames, True, err, "gemini",
+                     objs[-1]["usageMetadata"])
+
+    def _gemini_embed_plan(self, body: dict, model: str, method: str) -> _Plan:
+        """embedContent -> {"embedding": {"values"}}; batchEmbedContents -> {"embeddings": [...]}, one per request.
+        Gemini's embed answers carry no token counts, so nothing is reported as usage."""
+        def values(req: Any) -> dict:
+            req = req if isinstance(req, dict) else {}
+            content = req.get("content") if isinstance(req.get("content"), dict) else {}
+            text = " ".join(_texts_of_content(content.get("parts")))
+            dims = req.get("outputDimensionality")
+            return {"values": fake_embedding(text, dims if isinstance(dims, int) and dims > 0 else EMBEDDING_DIM)}
+
+        headers = [("content-type", "application/json; charset=UTF-8")]
+        if method == "embedContent":
+            return _Plan(200, headers, [_j_pretty({"embedding": values(body)})], False, None, "gemini.embed", None)
+        requests = body.get("requests") if isinstance(body.get("requests"), list) else []
+        return _Plan(200, headers, [_j_pretty({"embeddings": [values(r) for r in requests]})], False, None,
+                     "gemini.embed", None)
 
     # ------------------------------------------------------------------ echo
 

@@ -144,3 +144,46 @@ def test_managed_keys_and_key_headers(cat):
 def test_bad_provider_settings_name_the_variable(upstreams, keys):
     with pytest.raises(SettingsError, match="EDGE_PROXY_"):
         Catalogue.load(upstreams, keys)
+
+
+# --- /v1/forward?u=<base> + an appended path: exactly one "/" between them ---------------------------------------
+
+OPENAI = "https://api.openai.com"
+GOOGLE = "https://generativelanguage.googleapis.com"
+JOIN_CASES = [
+    # (u, suffix, joined)  — the suffix is what came after /v1/forward in the gateway's path
+    ("base without slash, suffix with slash", f"{OPENAI}/v1", "/chat/completions", f"{OPENAI}/v1/chat/completions"),
+    ("base with slash, suffix with slash", f"{OPENAI}/v1/", "/chat/completions", f"{OPENAI}/v1/chat/completions"),
+    ("base with slash, suffix without", f"{OPENAI}/v1/", "chat/completions", f"{OPENAI}/v1/chat/completions"),
+    ("neither has a slash", f"{OPENAI}/v1", "chat/completions", f"{OPENAI}/v1/chat/completions"),
+    ("many slashes on both sides", f"{OPENAI}/v1//", "//chat/completions", f"{OPENAI}/v1/chat/completions"),
+    ("a query on u stays last", f"{OPENAI}/v1?api-version=2", "/chat/completions",
+     f"{OPENAI}/v1/chat/completions?api-version=2"),
+    ("a query on u with a trailing slash", f"{OPENAI}/v1/?a=1&b=2", "/embeddings", f"{OPENAI}/v1/embeddings?a=1&b=2"),
+    ("an empty suffix leaves u alone", f"{OPENAI}/v1/chat/completions", "", f"{OPENAI}/v1/chat/completions"),
+    ("a bare slash suffix leaves u alone", f"{OPENAI}/v1/chat/completions", "/", f"{OPENAI}/v1/chat/completions"),
+    ("a trailing slash on the suffix is kept", f"{OPENAI}/v1", "/models/", f"{OPENAI}/v1/models/"),
+    ("the openai SDK glues the path to u", f"{OPENAI}/v1chat/completions", "/", f"{OPENAI}/v1/chat/completions"),
+    ("a glued path with a query", f"{OPENAI}/v1embeddings?x=1", "", f"{OPENAI}/v1/embeddings?x=1"),
+    ("a path under the base is not touched", f"{OPENAI}/v1/responses", "", f"{OPENAI}/v1/responses"),
+    ("the longest glued base wins", f"{GOOGLE}/v1betamodels/g:generateContent", "/",
+     f"{GOOGLE}/v1beta/models/g:generateContent"),
+    ("an origin off the catalogue is joined but never repaired", "https://example.com/v1chat", "/x",
+     "https://example.com/v1chat/x"),
+]
+
+
+@pytest.mark.parametrize("u,suffix,joined", [c[1:] for c in JOIN_CASES], ids=[c[0] for c in JOIN_CASES])
+def test_join_forward_url(cat, u, suffix, joined):
+    assert cat.join_forward_url(u, suffix) == joined
+
+
+def test_join_forward_url_without_base_paths_only_joins():
+    from edge_proxy.providers import join_forward_url
+    assert join_forward_url(f"{OPENAI}/v1chat/completions", "/") == f"{OPENAI}/v1chat/completions"
+    assert join_forward_url(f"{OPENAI}/v1", "/chat/completions", ("/v1",)) == f"{OPENAI}/v1/chat/completions"
+
+
+def test_joined_forward_url_resolves_to_the_provider_path(cat):
+    target = cat.resolve_url(cat.join_forward_url("https://api.anthropic.com/v1messages", "/"))
+    assert (target.provider.name, target.path) == ("anthropic", "/v1/messages")

@@ -515,3 +515,62 @@ def test_standalone_module():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------- what the fake reported, per request
+
+
+def test_each_request_records_the_usage_it_was_told(fp, oai, claude):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count me in"}]}
+    r = oai.chat.completions.create(**body)
+    rec = fp.last()
+    assert rec.api == "openai.chat" and rec.usage == r.usage.model_dump(exclude_none=True)
+    assert rec.tokens() == (r.usage.prompt_tokens, r.usage.completion_tokens) and rec.events_sent is None
+    # a stream without include_usage reports nothing; with it, the usage chunk's object
+    list(oai.chat.completions.create(**body, stream=True))
+    assert fp.last().usage is None and fp.last().tokens() == (0, 0)
+    chunks = list(oai.chat.completions.create(**body, stream=True, stream_options={"include_usage": True}))
+    assert fp.last().usage == chunks[-1].usage.model_dump(exclude_none=True)
+    # Anthropic: the final usage (message_start's input side, message_delta's output), cache writes counted in
+    m = claude.messages.create(model="claude-test-haiku fake-cache-write", max_tokens=50,
+                               messages=[{"role": "user", "content": "cache these words for me"}])
+    rec = fp.last()
+    assert rec.api == "anthropic" and rec.usage == m.usage.model_dump(exclude_none=True)
+    assert rec.tokens() == (m.usage.input_tokens + m.usage.cache_creation_input_tokens, m.usage.output_tokens)
+    # errors report nothing
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(model="gpt-4o fake-error-400", messages=body["messages"])
+    assert fp.last().usage is None
+
+
+def test_cut_after_n_events(fp):
+    body = {"model": "claude-test-haiku fake-cut-4", "max_tokens": 20, "stream": True,
+            "messages": [{"role": "user", "content": "hello"}]}
+    with pytest.raises(_httpx.TransportError if hasattr(_httpx, "TransportError") else Exception):
+        with _httpx.stream("POST", fp.url + "/v1/messages", json=body, timeout=10) as resp:
+            b"".join(resp.iter_bytes())
+    rec = fp.last()
+    assert rec.events_sent == 4
+    with pytest.raises(http.client.IncompleteRead):
+        raw(fp, "POST", "/v1/chat/completions",
+            {"model": "gpt-4o fake-cut-0", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    assert fp.last().events_sent == 0
+
+
+def test_gemini_embeddings(fp):
+    status, _, data = raw(fp, "POST", "/v1beta/models/gemini-embedding-001:embedContent",
+                          {"content": {"parts": [{"text": "hello world"}]}, "outputDimensionality": 4})
+    assert status == 200 and json.loads(data) == {"embedding": {"values": fake_embedding("hello world", 4)}}
+    assert fp.last().api == "gemini.embed" and fp.last().usage is None
+    batch = {"requests": [{"model": "models/gemini-embedding-001", "content": {"parts": [{"text": t}]}}
+                          for t in ("one", "two")]}
+    status, _, data = raw(fp, "POST", "/v1beta/models/gemini-embedding-001:batchEmbedContents", batch)
+    assert status == 200
+    assert json.loads(data) == {"embeddings": [{"values": fake_embedding(t)} for t in ("one", "two")]}
+
+
+def test_responses_input_tokens(fp, oai):
+    body = {"model": "gpt-4o", "input": "how many tokens is this", "instructions": "be brief"}
+    count = oai.responses.input_tokens.count(**body)
+    assert count.object == "response.input_tokens"
+    assert count.input_tokens == prompt_tokens_for("openai.responses", body) == 7 + PROMPT_OVERHEAD

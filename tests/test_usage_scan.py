@@ -160,7 +160,7 @@ def test_result_can_be_read_mid_stream_and_again(scan):
     assert s.result().found is False
     s.feed(OPENAI_FINAL[30:])
     first = s.result()
-    assert first == s.result() == Usage(3, 4, model="m", found=True)
+    assert first == s.result() == Usage(3, 4, model="m", found=True, final=True)
     first.input_tokens = 999  # the caller owns its copy
     assert s.result().input_tokens == 3
 
@@ -186,7 +186,7 @@ def test_over_long_line_is_dropped_and_scanning_resyncs(scan):
     for _ in range(MAX_LINE // len(piece) + 1):  # the open line outgrows MAX_LINE
         s.feed(piece)
     s.feed(b'"}\n\n' + OPENAI_FINAL)
-    assert s.result() == Usage(3, 4, model="m", found=True)
+    assert s.result() == Usage(3, 4, model="m", found=True, final=True)
 
 
 def test_body_larger_than_bound_gives_no_usage(scan):
@@ -215,9 +215,78 @@ def test_format_none_ignores_everything(scan):
 
 def test_every_token_count_of_a_usage_reaches_the_record():
     from edge_proxy.metering.record import USAGE_FIELDS, RequestRecord, take_usage
-    counts = [f.name for f in msgspec.structs.fields(Usage) if f.type is int]
+    # content_events counts stream events, not tokens: the estimate rule reads it, the record does not carry it
+    counts = [f.name for f in msgspec.structs.fields(Usage) if f.type is int and f.name != "content_events"]
     assert sorted(counts) == sorted(USAGE_FIELDS)  # a new count in Usage must be carried to the record
     u = Usage(**{name: i + 1 for i, name in enumerate(counts)})
     r = RequestRecord(request_id="req_1", created_at="2025-01-01T00:00:00.000Z", merchant_id="mer_1")
     take_usage(r, u)
     assert all(getattr(r, name) == getattr(u, name) for name in counts)
+
+
+# --- cut streams: the golden rows of what is billed (metering.estimate) -----------------------------------------
+
+BILLED = [p for p in FIXTURES if "billed" in load(p)]
+
+
+def test_every_format_has_cut_stream_rows_before_and_after_usage():
+    sources = {(load(p)["fmt"], load(p)["billed"]["usage_source"]) for p in BILLED}
+    for fmt in ("openai", "anthropic", "gemini"):
+        assert {(fmt, "estimated"), (fmt, "provider")} <= sources, fmt
+
+
+@pytest.mark.parametrize("how", ["whole", "1byte", "7byte"])
+@pytest.mark.parametrize("path", BILLED, ids=lambda p: p.stem)
+def test_cut_stream_is_billed_exactly(scan, path, how):
+    from edge_proxy.metering.estimate import billed_usage
+    fx = load(path)
+    got = scan_stream(scan, fx["fmt"], chunkings(render(fx))[how])
+    billed = billed_usage(got, fmt=fx["fmt"], stream=True, status=200, request_bytes=fx["request_bytes"])
+    assert {"input_tokens": billed.input_tokens, "output_tokens": billed.output_tokens,
+            "usage_source": billed.usage_source} == fx["billed"]
+
+
+ESTIMATE_RULE = [
+    # (id, usage, stream, status, (input, output, source))
+    ("a final count is billed as reported", Usage(10, 4, found=True, final=True, content_events=9), True, 200,
+     (10, 4, "provider")),
+    ("a whole answer with usage is the provider's", Usage(10, 4, found=True), False, 200, (10, 4, "provider")),
+    ("an error answer without usage bills nothing", Usage(), False, 500, (0, 0, "none")),
+    ("an error stream without usage bills nothing", Usage(content_events=3), True, 429, (0, 0, "none")),
+    ("a body without usage bills nothing", Usage(), False, 200, (0, 0, "none")),
+    ("a stream without usage: input from the body, output per content event", Usage(content_events=6), True, 200,
+     (25, 6, "estimated")),
+    ("a running count above the events wins", Usage(9, 12, found=True, content_events=3), True, 200,
+     (9, 12, "estimated")),
+    ("events above the running count win", Usage(9, 2, found=True, content_events=7), True, 200,
+     (9, 7, "estimated")),
+]
+
+
+@pytest.mark.parametrize("usage,stream,status,want", [c[1:] for c in ESTIMATE_RULE], ids=[c[0] for c in ESTIMATE_RULE])
+def test_estimate_rule(usage, stream, status, want):
+    from edge_proxy.metering.estimate import billed_usage
+    b = billed_usage(usage, fmt="openai", stream=stream, status=status, request_bytes=100)
+    assert (b.input_tokens, b.output_tokens, b.usage_source) == want
+
+
+def test_format_none_is_never_estimated():
+    from edge_proxy.metering.estimate import billed_usage
+    b = billed_usage(Usage(content_events=5), fmt="none", stream=True, status=200, request_bytes=400)
+    assert (b.input_tokens, b.output_tokens, b.usage_source) == (0, 0, "none")
+
+
+OUTCOMES = [
+    ("a 200 answer is completed", 200, Usage(found=True, final=True), True, ("completed", None)),
+    ("a provider 5xx is an error", 503, Usage(), True, ("error", "provider_status_503")),
+    ("a provider 4xx is an error", 400, Usage(error_event=True), True, ("error", "provider_status_400")),
+    ("an in-band error event is an error", 200, Usage(error_event=True, content_events=2), True,
+     ("error", "provider_error_event")),
+    ("a cut body is an error", 200, Usage(content_events=2), False, ("error", "upstream_interrupted")),
+]
+
+
+@pytest.mark.parametrize("status,usage,complete,want", [c[1:] for c in OUTCOMES], ids=[c[0] for c in OUTCOMES])
+def test_answer_outcome(status, usage, complete, want):
+    from edge_proxy.metering.estimate import answer_outcome
+    assert answer_outcome(status, usage, complete=complete) == want

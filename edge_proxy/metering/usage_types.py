@@ -27,8 +27,18 @@ Normalisation (what a ``Usage`` means, whatever the provider):
 Stream merge rules: OpenAI-style and Gemini usage are whole snapshots (the last non-null one
 wins); Anthropic splits usage over ``message_start`` and ``message_delta``, so each field takes
 its latest non-null value. Malformed or mistyped documents are skipped, never raised.
+
+``final`` says the provider's own final count arrived: any OpenAI-style usage object (the usage
+chunk, ``response.completed``, a whole body); Anthropic's top-level ``usage`` (``message_delta``
+or a whole Message); a Gemini chunk with a ``finishReason`` (or a blocked prompt). Anthropic's
+``message_start`` carries a placeholder ``output_tokens`` (1 or so) that is not a count, so it is
+never read: a stream cut before ``message_delta`` has ``output_tokens`` 0, ``final`` False and its
+real input counts. ``content_events`` is counted by the scanners (the accumulators never see
+content); ``metering.estimate`` turns a non-final stream into the tokens to bill.
 """
 from __future__ import annotations
+
+import re
 
 import msgspec
 
@@ -45,7 +55,7 @@ class Usage(msgspec.Struct):
     input_tokens: int = 0  # total prompt tokens INCLUDING cached ones
     output_tokens: int = 0  # completion tokens, including reasoning
     cached_tokens: int = 0  # cache reads
-    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens
+    cache_write_tokens: int = 0  # cache writes (Anthropic cache_creation_input_tokens, OpenAI cache_write_tokens)
     reasoning_tokens: int = 0
     model: str | None = None  # model the provider reports, when present
     found: bool = False  # any usage was seen at all
@@ -54,6 +64,9 @@ class Usage(msgspec.Struct):
     input_audio_tokens: int = 0  # the audio part of input_tokens
     cached_audio_tokens: int = 0  # the audio part of cached_tokens
     output_audio_tokens: int = 0  # the audio part of output_tokens
+    final: bool = False  # the provider's final count was seen (see module docstring), not a partial one
+    content_events: int = 0  # stream events that carried content (text, tool arguments, thinking), not framing
+    error_event: bool = False  # the stream carried an in-band error event (or the body is an error object)
 
 
 # --- view Structs: only the fields we need; msgspec skips everything else while decoding ---
@@ -114,8 +127,8 @@ class _AnthMessage(msgspec.Struct):
 
 class _AnthEvent(msgspec.Struct):
     model: str | None = None
-    usage: _AnthUsage | None = None  # plain body, message_delta
-    message: _AnthMessage | None = None  # message_start
+    usage: _AnthUsage | None = None  # plain body, message_delta: the final count
+    message: _AnthMessage | None = None  # message_start: input counts and a placeholder output_tokens
 
 
 class _GemModality(msgspec.Struct, rename="camel"):
@@ -134,9 +147,19 @@ class _GemUsage(msgspec.Struct, rename="camel"):
     candidates_tokens_details: list[_GemModality] | None = None
 
 
+class _GemCandidate(msgspec.Struct, rename="camel"):
+    finish_reason: str | None = None
+
+
+class _GemFeedback(msgspec.Struct, rename="camel"):
+    block_reason: str | None = None
+
+
 class _GemChunk(msgspec.Struct, rename="camel"):
     usage_metadata: _GemUsage | None = None
     model_version: str | None = None
+    candidates: list[_GemCandidate] | None = None
+    prompt_feedback: _GemFeedback | None = None
 
 
 # Built once: a Decoder avoids re-deriving the type plan on every call.
@@ -219,18 +242,23 @@ def _openai_usage(u: _OAIUsage, model: str | None) -> Usage:
         out += reasoning
     return Usage(inp, out, _n(cached), _n(pd.cache_write_tokens if pd is not None else None), reasoning, model,
                  True, input_audio_tokens=_n(pd.audio_tokens if pd is not None else None),
-                 output_audio_tokens=_n(cd.audio_tokens if cd is not None else None))
+                 output_audio_tokens=_n(cd.audio_tokens if cd is not None else None), final=True)
 
 
 class _AnthropicAcc:
     """Anthropic messages: each raw field takes its latest non-null value."""
 
-    __slots__ = ("_found", "_inp", "_model", "_out", "_read", "_w1h", "_w5m", "_write")
+    __slots__ = ("_final", "_found", "_inp", "_model", "_out", "_read", "_w1h", "_w5m", "_write")
 
     def __init__(self) -> None:
-        self._inp = self._out = self._write = self._read = self._w5m = self._w1h = None
-        self._model = None
-        self._found = False
+        self._inp: int | None = None
+        self._out: int | None = None
+        self._write: int | None = None
+        self._read: int | None = None
+        self._w5m: int | None = None
+        self._w1h: int | None = None
+        self._model: str | None = None
+        self._found = self._final = False
 
     def feed(self, doc: bytes) -> None:
         try:
@@ -240,19 +268,21 @@ class _AnthropicAcc:
         msg = ev.message
         if msg is not None:
             self._model = msg.model or self._model
-            self._merge(msg.usage)
+            self._merge(msg.usage, final=False)
         self._model = ev.model or self._model
-        self._merge(ev.usage)
+        if ev.usage is not None:
+            self._merge(ev.usage, final=True)
+            self._final = True
 
     feed_body = feed
 
-    def _merge(self, u: _AnthUsage | None) -> None:
+    def _merge(self, u: _AnthUsage | None, final: bool) -> None:
         if u is None:
             return
         self._found = True
         if u.input_tokens is not None:
             self._inp = u.input_tokens
-        if u.output_tokens is not None:
+        if final and u.output_tokens is not None:  # message_start's output_tokens is a placeholder
             self._out = u.output_tokens
         if u.cache_creation_input_tokens is not None:
             self._write = u.cache_creation_input_tokens
@@ -269,6 +299,7 @@ class _AnthropicAcc:
         acc = _AnthropicAcc()
         acc._inp, acc._out, acc._write, acc._read = self._inp, self._out, self._write, self._read
         acc._w5m, acc._w1h, acc._model, acc._found = self._w5m, self._w1h, self._model, self._found
+        acc._final = self._final
         return acc
 
     def usage(self) -> Usage:
@@ -277,7 +308,8 @@ class _AnthropicAcc:
         read, write = _n(self._read), max(_n(self._write), _n(self._w5m) + w1h)
         # Anthropic's input_tokens excludes cache traffic; ours includes it.
         inp = _n(self._inp) + read + write
-        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found, cache_write_1h_tokens=w1h)
+        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found, cache_write_1h_tokens=w1h,
+                     final=self._final)
 
 
 class _GeminiAcc(_SnapshotAcc):
@@ -310,10 +342,14 @@ class _GeminiAcc(_SnapshotAcc):
         out = _n(m.candidates_token_count) + thoughts
         cached = _n(m.cached_content_token_count)
         inp = _n(m.prompt_token_count) + _n(m.tool_use_prompt_token_count)
+        # The chunk that ends the answer (a finishReason, or a blocked prompt) carries the final count.
+        final = any(cand.finish_reason for cand in c.candidates or ()) or (
+            c.prompt_feedback is not None and bool(c.prompt_feedback.block_reason))
         self._usage = Usage(inp, out, cached, 0, thoughts, model, True,
                             input_audio_tokens=_audio(m.prompt_tokens_details),
                             cached_audio_tokens=_audio(m.cache_tokens_details),
-                            output_audio_tokens=_audio(m.candidates_tokens_details))
+                            output_audio_tokens=_audio(m.candidates_tokens_details),
+                            final=final or self._usage.final)
 
 
 def _audio(details: list[_GemModality] | None) -> int:
@@ -358,8 +394,31 @@ def new_accumulator(fmt: str):
         raise ValueError(f"unknown usage format {fmt!r}; expected one of {FORMATS}") from None
 
 
+_GEMINI_PART = re.compile(rb'"text"[ \t\r\n]*:[ \t\r\n]*"[^"]|"functionCall"')
+
+
+def body_content_events(fmt: str, body: bytes) -> int:
+    """Content events in a JSON body: each Gemini content part (text or function call) of its array stream.
+
+    Other formats stream only as SSE, so a JSON body of theirs is a whole answer (or an error): 0."""
+    return len(_GEMINI_PART.findall(body)) if fmt == "gemini" and body.lstrip(_WS)[:1] == b"[" else 0
+
+
+_ERROR_BODY = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"(?:error"|type"[ \t\r\n]*:[ \t\r\n]*"error")')
+
+
+def body_is_error(body: bytes) -> bool:
+    """Whether a JSON body is an error object: its first key is "error" (OpenAI, Gemini) or it starts with
+    "type": "error" (Anthropic)."""
+    return _ERROR_BODY.match(body) is not None
+
+
 def body_usage(fmt: str, body: bytes) -> Usage:
     """Usage from a whole (non-streamed) JSON response body; never raises on bad bodies."""
     acc = new_accumulator(fmt)
-    acc.feed_body(bytes(body))
-    return acc.usage()
+    body = bytes(body)
+    acc.feed_body(body)
+    usage = acc.usage()
+    usage.content_events = body_content_events(fmt, body)
+    usage.error_event = fmt != "none" and body_is_error(body)
+    return usage

@@ -173,6 +173,18 @@ class Catalogue:
         _, provider, public = entries[-1]
         return self._target(provider, path, public, extra_query)
 
+    def base_paths(self, url: str) -> tuple[str, ...]:
+        """The provider base paths served at `url`'s origin (none for a URL off the catalogue)."""
+        try:
+            origin, _ = Origin.parse(url, "u")
+        except DisallowedUpstream:
+            return ()
+        return tuple(base for base, _, _ in self._routes.get(origin, ()))
+
+    def join_forward_url(self, u: str, suffix: str) -> str:
+        """`join_forward_url` with the base paths of `u`'s origin: what `/v1/forward/<suffix>?u=` means."""
+        return join_forward_url(u, suffix, self.base_paths(u))
+
     def resolve_provider_path(self, name: str, path: str, query: str) -> Target:
         """The target for `/providers/{name}/{path}`: the provider's own path from its origin.
 
@@ -278,3 +290,26 @@ def safe_target_path(target_path: str) -> str:
 def decode_forward_url(raw: str) -> str:
     """`u` arrives percent-encoded or raw; decode it exactly once."""
     return unquote(raw)
+
+
+def join_forward_url(u: str, suffix: str, base_paths: tuple[str, ...] = ()) -> str:
+    """`u` with a path appended (`/v1/forward/<suffix>?u=...`), joined by exactly one `/`.
+
+    HTTP clients that take `<gateway>/v1/forward?u=<base>` as their base URL put the API path after
+    `/v1/forward`, or glue it to the end of `u` itself: the openai SDK sends
+    `/v1/forward/?u=https://api.openai.com/v1chat/completions`. `base_paths` are the provider base paths of
+    `u`'s origin (`Catalogue.base_paths`); a path that starts with one of them but is under none of them had its
+    `/` lost that way, and gets it back. A query on `u` stays at the end; an empty (or all-slash) suffix adds
+    nothing."""
+    head, sep, query = u.partition("?")
+    if suffix.strip("/"):
+        head = head.rstrip("/") + "/" + suffix.lstrip("/")
+    scheme, colon, rest = head.partition("://")
+    slash = rest.find("/")
+    if colon and slash > 0 and base_paths:
+        path = rest[slash:]
+        if not any(_under(path, b) for b in base_paths if b):
+            glued = max((b for b in base_paths if b and path.startswith(b)), key=len, default=None)
+            if glued is not None:
+                head = scheme + colon + rest[:slash] + glued + "/" + path[len(glued):]
+    return head + sep + query

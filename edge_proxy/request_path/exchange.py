@@ -4,10 +4,9 @@ Logging only puts the record on the in-memory log queue; the log writer prices w
 and writes it, and only then gives the attempt's reservation back (billing/engine.py), so a request that was
 logged has always released what it reserved.
 
-The usage rule, when the provider's own usage never arrived (an OpenAI stream without
-`stream_options.include_usage`, or a stream cut before its usage event): the output is estimated as one token
-per relayed content event and the input as one token per four request-body bytes, and `usage_source` says
-`estimated`. A request is never logged as free just because its usage was not reported.
+The usage a record is billed for is the provider's final count, or, when it never arrived (a stream cut before
+its usage event, an OpenAI stream without `stream_options.include_usage`), an estimate marked `estimated`
+(metering/estimate.py has the rule). A request is never logged as free just because its usage was not reported.
 """
 from __future__ import annotations
 
@@ -15,22 +14,19 @@ import time
 from typing import TYPE_CHECKING
 
 from ..clock import now_iso
+from ..metering.estimate import billed_usage
 from ..metering.record import RequestRecord, take_usage
+from ..metering.usage_types import Usage
 
 if TYPE_CHECKING:
     from ..auth import Principal
     from ..billing.leases import Lease
-    from ..metering.usage import Usage
     from ..services import Services
     from .plan import Attempt
 
-# Events of a stream that carry no content (role/finish chunks, message_start/stop...), for estimates.
-_FRAMING_EVENTS = {"openai": 2, "anthropic": 5, "gemini": 0, "none": 0}
-
-
 class Exchange:
     __slots__ = ("svc", "request_id", "principal", "started", "attempt", "metadata", "sent_at", "head_at",
-                 "replied_at", "answered", "usage", "stream", "events", "done", "lease", "reserved")
+                 "replied_at", "answered", "usage", "stream", "done", "lease", "reserved")
 
     def __init__(self, svc: Services, request_id: str, principal: Principal, started: float,
                  metadata: dict[str, str] | None = None) -> None:
@@ -44,7 +40,6 @@ class Exchange:
         self.answered = False  # the client has its answer's head (or a whole error)
         self.usage: Usage | None = None
         self.stream = False
-        self.events = 0
         self.done = False
         self.lease: Lease | None = None
         self.reserved = 0
@@ -92,25 +87,24 @@ class Exchange:
             record.model = attempt.model
             body = attempt.body
         if self.sent_at:
-            _apply_usage(record, self.usage, body, self.events, self.usage_format)
+            _apply_usage(record, self.usage, body, self.usage_format)
             self.svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
         else:
             record.usage_source = "none"
         self.svc.log_queue.put(record)
 
 
-def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, events: int, fmt: str) -> None:
+def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, fmt: str) -> None:
+    """The tokens the record is billed for: the provider's final count, else the estimate (metering/estimate.py)."""
     if usage is not None and usage.found:
-        take_usage(record, usage)
+        take_usage(record, usage)  # every count the provider sent (audio, 1-hour cache writes...)
         if usage.model:
             record.model = usage.model
-        if record.stream and record.outcome != "completed" and not usage.output_tokens:
-            record.output_tokens = max(0, events - _FRAMING_EVENTS.get(fmt, 0))
-            record.usage_source = "estimated"
-        return
-    if record.stream and fmt != "none" and record.status_code < 400:
-        record.input_tokens = len(body) // 4
-        record.output_tokens = max(0, events - _FRAMING_EVENTS.get(fmt, 0))
-        record.usage_source = "estimated"
-    else:
-        record.usage_source = "none"
+    billed = billed_usage(usage or _NO_USAGE, fmt=fmt, stream=record.stream, status=record.status_code,
+                          request_bytes=len(body))
+    record.input_tokens, record.output_tokens = billed.input_tokens, billed.output_tokens
+    record.cached_tokens, record.cache_write_tokens = billed.cached_tokens, billed.cache_write_tokens
+    record.reasoning_tokens, record.usage_source = billed.reasoning_tokens, billed.usage_source
+
+
+_NO_USAGE = Usage()

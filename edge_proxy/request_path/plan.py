@@ -110,10 +110,7 @@ def forward_target(svc: Services, suffix: str, query: str) -> Target:
             rest.append(part)
     if not url:
         raise InvalidRequest("missing the `u` query parameter: /v1/forward?u=<provider URL>")
-    if suffix.strip("/"):
-        head, sep, tail = url.partition("?")
-        url = head.rstrip("/") + "/" + suffix.lstrip("/") + sep + tail
-    return svc.catalogue.resolve_url(url, "&".join(rest))
+    return svc.catalogue.resolve_url(svc.catalogue.join_forward_url(url, suffix), "&".join(rest))
 
 
 def providers_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:

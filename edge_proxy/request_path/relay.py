@@ -19,6 +19,7 @@ from granian.rsgi import ProtocolClosed, ProtocolError
 
 from .. import headers as hdr
 from ..errors import GatewayError, UpstreamTimedOut, UpstreamUnreachable
+from ..metering.estimate import answer_outcome
 from ..metering.usage import StreamScanner, usage_from_body
 from ..stream_errors import sse_error_event
 from ..upstream import UpstreamError, UpstreamTimeout
@@ -85,8 +86,8 @@ async def relay(proto: HTTPProtocol, plan: Plan, attempt: Attempt, ex: Exchange,
         out_headers.append(_JSON_TYPE)
     ex.stamp(out_headers)
     proto.response_bytes(response.status, out_headers, data)
-    ex.usage = usage_from_body(ex.usage_format, raw)  # the provider's own bytes, in its own format
-    ex.finish(response.status, "completed")
+    ex.usage = usage = usage_from_body(ex.usage_format, raw)  # the provider's own bytes, in its own format
+    ex.finish(response.status, *answer_outcome(response.status, usage))
 
 
 def _is_sse(response: UpstreamResponse) -> bool:
@@ -98,7 +99,6 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
     ex.stream = True
     scanner = StreamScanner(ex.usage_format)
     feed = scanner.feed
-    events = 0
     ex.stamp(out_headers)
     transport = proto.response_stream(response.status, out_headers)
     watcher = asyncio.ensure_future(proto.client_disconnect())
@@ -109,7 +109,6 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         try:
             async for chunk in response:
                 feed(chunk)
-                events += chunk.count(b"\n\n")
                 if translator is None:
                     await transport.send_bytes(chunk)
                 elif out := translator.feed(chunk):
@@ -132,6 +131,7 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
         # this frame alive, so let go of the transport explicitly.
         del transport
-        ex.usage = scanner.result()
-        ex.events = events
+        ex.usage = usage = scanner.result()
+        if outcome == "completed":  # a provider error status or an in-band error event is an error
+            outcome, reason = answer_outcome(response.status, usage)
         ex.finish(response.status, outcome, reason)

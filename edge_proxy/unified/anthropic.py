@@ -20,6 +20,7 @@ from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, du
 # The /v1/messages direction lives in its own module, for size; it is part of this module's API.
 from .anthropic_clients import (STOP_REASON, OpenAIToAnthropicStream, anthropic_request_to_openai,
                                 anthropic_usage, openai_error_to_anthropic, openai_response_to_anthropic)
+from .response_format import is_response_tool, response_tool, with_response_tool
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients rarely send it
 
@@ -34,8 +35,9 @@ FINISH_REASON = {  # Anthropic stop_reason → OpenAI finish_reason
 def openai_request_to_anthropic(body: dict) -> dict:
     """An OpenAI chat completions request as an Anthropic Messages request.
 
+    `response_format` (json_schema, json_object) becomes a forced tool (`response_format.py`).
     Dropped, having no Anthropic equivalent: n, presence_penalty, frequency_penalty, logit_bias, logprobs,
-    top_logprobs, seed, response_format, reasoning_effort, service_tier, store, metadata, modalities, audio,
+    top_logprobs, seed, reasoning_effort, service_tier, store, metadata, modalities, audio,
     prediction, web_search_options, stream_options (the stream translator's `include_usage` covers it),
     functions/function_call (legacy). `parallel_tool_calls: false` becomes `disable_parallel_tool_use`.
     `temperature` is passed as is (Anthropic's range is 0–1; above it the provider answers 400).
@@ -114,11 +116,15 @@ def openai_request_to_anthropic(body: dict) -> dict:
     if isinstance(body.get("user"), str) and body["user"]:
         out["metadata"] = {"user_id": body["user"]}
     tools = [_anthropic_tool(t, f"tools[{i}]") for i, t in enumerate(opt_list(body.get("tools"), "tools"))]
+    choice = None
     if tools:
-        out["tools"] = tools
         choice = _anthropic_tool_choice(body.get("tool_choice"))
         if body.get("parallel_tool_calls") is False and (choice or {}).get("type") != "none":
             choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    if (answer_tool := response_tool(body)) is not None:
+        tools, choice = with_response_tool(answer_tool, tools, choice)
+    if tools:
+        out["tools"] = tools
         if choice:
             out["tool_choice"] = choice
     return out
@@ -201,6 +207,8 @@ def anthropic_response_to_openai(body: dict, model: str, *, created: int | None 
         block = obj(block, f"content[{i}]")
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif is_response_tool(block):  # response_format's answer is the content, not a tool call
+            texts.append(dumps_str(block.get("input") or {}))
         elif block.get("type") == "tool_use":
             calls.append({"id": block.get("id") or id_factory("call_"), "type": "function",
                           "function": {"name": block.get("name") or "",
@@ -213,19 +221,30 @@ def anthropic_response_to_openai(body: dict, model: str, *, created: int | None 
         "id": body.get("id") or id_factory("chatcmpl-"), "object": "chat.completion",
         "created": int(time.time()) if created is None else created, "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": FINISH_REASON.get(body.get("stop_reason"), "stop")}],
+                     "finish_reason": _finish(body.get("stop_reason"), bool(calls))}],
         "usage": openai_usage(body.get("usage")),
     }
 
 
+def _finish(stop_reason: Any, has_calls: bool) -> str:
+    finish = FINISH_REASON.get(stop_reason, "stop")
+    # The response_format tool's answer is content: "tool_use" without a real tool call is a plain stop.
+    return "stop" if finish == "tool_calls" and not has_calls else finish
+
+
 def openai_usage(usage: Any) -> dict:
-    """Anthropic usage in OpenAI's terms: OpenAI's prompt_tokens counts cached input, Anthropic's input_tokens not."""
+    """Anthropic usage in OpenAI's terms: OpenAI's prompt_tokens counts cached input, Anthropic's input_tokens not.
+
+    `prompt_tokens` = input + cache reads + cache writes; `prompt_tokens_details` says which part was read from
+    the cache (`cached_tokens`) and which was written to it (`cache_write_tokens`, OpenAI's own field for it).
+    """
     usage = usage if isinstance(usage, dict) else {}
     read = usage.get("cache_read_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + read + (usage.get("cache_creation_input_tokens") or 0)
+    write = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + read + write
     completion = usage.get("output_tokens") or 0
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read}}
+            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
 
 
 def anthropic_error_to_openai(body: Any) -> dict:
@@ -251,6 +270,8 @@ class AnthropicToOpenAIStream(StreamTranslator):
         self._id: str | None = None
         self._usage: dict = {}
         self._tools: dict[Any, int] = {}  # Anthropic content block index → OpenAI tool_calls index
+        self._answers: set[Any] = set()  # content block indexes of the response_format tool: streamed as text
+        self._role_sent = False  # the role goes out with the first content, as OpenAI sends it
         self._finished = False
 
     def _chunk(self, delta: dict, finish: str | None = None) -> bytes:
@@ -262,6 +283,16 @@ class AnthropicToOpenAIStream(StreamTranslator):
             chunk["usage"] = None
         return sse_data(chunk)
 
+    def _first(self, delta: dict) -> dict:
+        """The delta, with the role on the answer's first one: a text turn starts as OpenAI's does (content
+        ""), a tool-call turn with `content: null`, never an empty text before its tool calls."""
+        if self._role_sent:
+            return delta
+        self._role_sent = True
+        if "tool_calls" in delta:
+            return {"role": "assistant", "content": None, **delta}
+        return {"role": "assistant", "content": "", **{k: v for k, v in delta.items() if k != "content"}}
+
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):  # message_delta repeats fields; a null one keeps the earlier value
             self._usage.update({k: v for k, v in usage.items() if v is not None})
@@ -272,25 +303,32 @@ class AnthropicToOpenAIStream(StreamTranslator):
             message = data.get("message") if isinstance(data.get("message"), dict) else {}
             self._id = self._id or message.get("id")
             self._merge_usage(message.get("usage"))
-            return self._chunk({"role": "assistant", "content": ""})
+            return b""
         if kind == "content_block_start":
             block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+            if is_response_tool(block):
+                self._answers.add(data.get("index"))
+                return b"" if self._role_sent else self._chunk(self._first({}))
             if block.get("type") == "tool_use":
                 index = self._tools[data.get("index")] = len(self._tools)
-                return self._chunk({"tool_calls": [{
+                return self._chunk(self._first({"tool_calls": [{
                     "index": index, "id": block.get("id") or self._ids("call_"), "type": "function",
-                    "function": {"name": block.get("name") or "", "arguments": ""}}]})
-            if block.get("type") == "text" and block.get("text"):
-                return self._chunk({"content": block["text"]})
+                    "function": {"name": block.get("name") or "", "arguments": ""}}]}))
+            if block.get("type") == "text":
+                if block.get("text"):
+                    return self._chunk(self._first({"content": block["text"]}))
+                return b"" if self._role_sent else self._chunk(self._first({}))
             return b""
         if kind == "content_block_delta":
             delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
             if delta.get("type") == "text_delta" and delta.get("text"):
-                return self._chunk({"content": delta["text"]})
-            if delta.get("type") == "input_json_delta" and delta.get("partial_json") \
-                    and data.get("index") in self._tools:
-                return self._chunk({"tool_calls": [{"index": self._tools[data["index"]],
-                                                    "function": {"arguments": delta["partial_json"]}}]})
+                return self._chunk(self._first({"content": delta["text"]}))
+            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                if data.get("index") in self._answers:
+                    return self._chunk(self._first({"content": delta["partial_json"]}))
+                if data.get("index") in self._tools:
+                    return self._chunk({"tool_calls": [{"index": self._tools[data["index"]],
+                                                        "function": {"arguments": delta["partial_json"]}}]})
             return b""  # thinking, signature and citation deltas have no chat-completions field
         if kind == "message_delta":
             self._merge_usage(data.get("usage"))
@@ -298,9 +336,9 @@ class AnthropicToOpenAIStream(StreamTranslator):
             if self._finished:
                 return b""
             self._finished = True
-            return self._chunk({}, FINISH_REASON.get(delta.get("stop_reason"), "stop"))
+            return self._chunk(self._first({}), _finish(delta.get("stop_reason"), bool(self._tools)))
         if kind == "message_stop":
-            out = b"" if self._finished else self._chunk({}, "stop")
+            out = b"" if self._finished else self._chunk(self._first({}), "stop")
             if self.include_usage:
                 out += sse_data({"id": self._id, "object": "chat.completion.chunk", "created": self.created,
                                  "model": self.model, "choices": [], "usage": openai_usage(self._usage)})

@@ -9,8 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (IdFactory, StreamTranslator, bad, default_id, dumps_str, function_arguments, obj, opt_int,
-                      opt_list, opt_number, req_str, sse_event, stop_list)
+from ._common import (
+    IdFactory,
+    StreamTranslator,
+    bad,
+    default_id,
+    dumps_str,
+    function_arguments,
+    obj,
+    opt_int,
+    opt_list,
+    opt_number,
+    req_str,
+    sse_event,
+    stop_list,
+)
 
 STOP_REASON = {  # OpenAI finish_reason → Anthropic stop_reason
     "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -23,7 +36,8 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     """An Anthropic Messages request as an OpenAI chat completions request.
 
     `max_tokens_param`: OpenAI's own reasoning models take only `max_completion_tokens`; most other
-    OpenAI-format providers only `max_tokens`, hence the caller's choice. Dropped: top_k, thinking, cache_control,
+    OpenAI-format providers only `max_tokens`, hence the caller's choice. Structured output (`output_config.format`,
+    the beta's `output_format`) becomes `response_format` json_schema. Dropped: top_k, thinking, cache_control,
     service_tier, container, mcp_servers, context_management, a tool result's is_error, thinking blocks in
     history. Server tools (web search, code execution…) raise ValueError: an OpenAI-format model cannot run them.
     """
@@ -113,7 +127,23 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
                 bad("tool_choice.type", "expected auto, any, tool or none")
             if choice.get("disable_parallel_tool_use") is True and kind != "none":
                 out["parallel_tool_calls"] = False
+    if (fmt := _output_format(body)) is not None:
+        out["response_format"] = fmt
     return out
+
+
+def _output_format(body: dict) -> dict | None:
+    """Anthropic's structured output (`output_config.format`, or the beta's `output_format`) as OpenAI's
+    `response_format`: a JSON schema is a JSON schema on either side."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    path = "output_config.format" if isinstance(config, dict) else "output_format"
+    if fmt is None:
+        return None
+    fmt = obj(fmt, path)
+    if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        bad(path, "expected {type: json_schema, schema}")
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt["schema"], "strict": True}}
 
 
 def _openai_part(block: dict, path: str) -> dict:

@@ -333,10 +333,17 @@ class GeminiToOpenAIStream(StreamTranslator):
             index = candidate.get("index", position)
             if index in self._finished:
                 continue
-            if index not in self._started:
-                self._started.add(index)
-                out.append(self._chunk(index, {"role": "assistant", "content": ""}))
             text, calls = _split_parts(candidate, self._ids, self._calls.get(index, 0))
+            if index not in self._started:
+                # The role goes out first, as OpenAI sends it: `content: ""` before text, `content: null` with a
+                # turn's first tool calls (never an empty text delta ahead of them).
+                self._started.add(index)
+                if calls and not text:
+                    out.append(self._chunk(index, {"role": "assistant", "content": None, "tool_calls": calls}))
+                    self._calls[index] = len(calls)
+                    calls = []
+                else:
+                    out.append(self._chunk(index, {"role": "assistant", "content": ""}))
             if text:
                 out.append(self._chunk(index, {"content": text}))
             if calls:

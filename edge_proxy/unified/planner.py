@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 from ..billing.charging import request_limits
 from ..errors import InvalidRequest, NotFound
 from ..request_path.body import json_object
-from ..request_path.plan import Attempt, Plan
+from ..request_path.plan import Attempt, Plan, Translation
 from ._common import dumps, include_usage
 from .anthropic import anthropic_request_to_openai, openai_request_to_anthropic
 from .gemini import gemini_path, gemini_request_to_openai, openai_request_to_gemini
 from .models import Fallback, guess_provider, parse_fallbacks, split_model
 from .rewrite import parse_rewrite_path
+from .stream_usage import StripUsage, with_usage_requested
 from .translation import FormatTranslation
 
 if TYPE_CHECKING:
@@ -139,7 +140,13 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
             query = "&".join(params + ([alt] if alt else []))
             url = f"{parts.scheme}://{parts.netloc}{path}" + (f"?{query}" if query else "")
         target = cat.resolve_url(url)
-    if client == up:
+    translation: Translation | None
+    if client == up == "openai" and stream and not usage:
+        # the client did not ask for the usage chunk: ask for it anyway (a stream is billed on the provider's
+        # count, not an estimate), and strip it from what the client gets
+        upstream, _ = with_usage_requested({**body, "model": model})
+        data, translation = dumps(upstream), StripUsage()
+    elif client == up:
         upstream = body if up == "gemini" else {**body, "model": model}
         data = raw if raw and (up == "gemini" or body.get("model") == model) else dumps(upstream)
         translation = None

@@ -8,6 +8,9 @@ from edge_proxy.forward_token import encode_forward_token
 from .fake_provider import FakeProvider
 from .gateway_process import GatewayProcess, base_env
 
+# Redis standalone, Cluster and Sentinel deployments (tests/redis_fixtures.py)
+from .redis_fixtures import redis_cluster, redis_deployments, redis_topology  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def fake() -> FakeProvider:

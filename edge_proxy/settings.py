@@ -83,6 +83,9 @@ class Settings:
             raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
         if settings.max_body_bytes < 1:
             raise SettingsError(f"{PREFIX}MAX_BODY_BYTES: must be positive")
+        if settings.redis_url:  # a bad Redis URL fails here, at start-up, not at the first request
+            from .store.redis_client import parse_redis_url
+            parse_redis_url(settings.redis_url)
         return settings
 
     def to_env(self) -> dict[str, str]:

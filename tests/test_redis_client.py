@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from edge_proxy.errors import SettingsError
+from edge_proxy.settings import Settings
 from edge_proxy.store.redis_client import RedisTarget, open_redis, parse_redis_url
 
 PARSED = [
@@ -59,6 +60,17 @@ def test_a_bad_url_is_a_settings_error_naming_the_variable_and_not_the_password(
     message = str(caught.value)
     assert message.startswith("EDGE_PROXY_REDIS_URL: ") and why in message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("url", ["http://cache:6379", "redis+cluster://a:x", "redis+sentinel://s1:26379"])
+def test_settings_refuse_a_bad_redis_url_at_load(url):
+    with pytest.raises(SettingsError, match="^EDGE_PROXY_REDIS_URL: "):
+        Settings.load(env={"EDGE_PROXY_REDIS_URL": url})
+
+
+def test_settings_take_every_supported_form():
+    for url, _ in PARSED:
+        assert Settings.load(env={"EDGE_PROXY_REDIS_URL": url}).redis_url == url
 
 
 async def _clients():

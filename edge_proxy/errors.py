@@ -103,3 +103,8 @@ class UpstreamTimedOut(GatewayError):
 
 class SettingsError(Exception):
     """A bad setting. The message names the variable."""
+
+
+class MissingDriver(SettingsError):
+    """A setting needs an optional driver that is not installed. The message names the variable and the extra
+    that brings the driver (`pip install 'edge-proxy[postgres]'`)."""

@@ -80,7 +80,7 @@ class LocalRedisCluster(processes.ServerSet):
             processes.which("redis-server"), "--port", str(node.port), "--cluster-port", str(node.bus_port),
             "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--dir", str(node.dir), "--save", "",
-            "--appendonly", "no", "--daemonize", "no"], node.dir / "redis.log")
+            "--appendonly", "no", "--daemonize", "no", "--repl-diskless-sync-delay", "0"], node.dir / "redis.log")
 
     def processes(self):
         return [n.proc for n in self.nodes]

@@ -48,7 +48,8 @@ class LocalRedisSentinel(processes.ServerSet):
         d.mkdir(exist_ok=True)
         self.procs[port] = processes.spawn([
             processes.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
-            "--save", "", "--appendonly", "no", "--daemonize", "no", *extra], d / "redis.log")
+            "--save", "", "--appendonly", "no", "--daemonize", "no", "--repl-diskless-sync-delay", "0", *extra],
+            d / "redis.log")
         processes.wait_until(self.client(port).ping, 10, f"redis-server on {port}")
 
     def _sentinel(self, port: int, master: int) -> None:

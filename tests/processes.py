@@ -36,9 +36,9 @@ def as_user(user: str | None) -> list[str]:
     return prefix + ["--"]
 
 
-def spawn(cmd: list[str], log: Path, user: str | None = None, **kwargs) -> subprocess.Popen:
-    """Start `cmd` (as `user`), its output appended to `log`; it dies with this process."""
-    with open(log, "ab") as out:
+def spawn(cmd: list[str], log: Path | None, user: str | None = None, **kwargs) -> subprocess.Popen:
+    """Start `cmd` (as `user`), its output appended to `log` (None: discarded); it dies with this process."""
+    with open(log or os.devnull, "ab") as out:
         proc = subprocess.Popen(as_user(user) + cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, **kwargs)
     _live.add(proc)

@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 from edge_proxy.billing.payer import Payer
 
@@ -189,3 +190,40 @@ def test_a_key_already_moved_is_read_through_ask_while_its_slot_is_between_owner
 
 def cluster_slots(cluster, port: int) -> set[int]:
     return set(next(n["slots"] for n in cluster.topology() if n["port"] == port))
+
+
+def test_a_frozen_master_never_serves_a_call_and_a_flushed_cluster_reloads_from_sql(tmp_path):
+    """The harness's freeze/thaw and flushall, as the fault tests will use them: while a master is stopped
+    (SIGSTOP) a call on its slots raises, or is served by the replica the cluster promoted meanwhile, never by the
+    frozen node; after the thaw the same client serves again; after FLUSHALL on every master a hold reloads the
+    balance from SQL."""
+    with LocalRedisCluster() as cluster:
+        async def body(holds, client, db, merchants):
+            alice = merchants[0]
+            assert await holds.hold(alice, "w1", 100, 60) == 100
+            master = cluster.master_for_key(alice.redis_key)
+            cluster.freeze(master)
+            try:
+                try:
+                    during = await asyncio.wait_for(holds.hold(alice, "w1", 100, 60), 60)
+                except RedisError:
+                    during = None
+                if during is not None:
+                    # redis-py kept retrying long enough for the cluster to promote the replica (node timeout 1 s):
+                    # the call was served, never by the frozen node
+                    assert during == 200 and cluster.master_for_key(alice.redis_key) != master
+            finally:
+                cluster.thaw(master)
+            await asyncio.to_thread(cluster.wait_ok)
+            for _ in range(100):    # the client may still hold the frozen node's dead connections: retried
+                try:
+                    held = await holds.hold(alice, "w1", 100, 60)
+                    break
+                except RedisError:
+                    await asyncio.sleep(0.1)
+            assert held == (200 if during is None else 300)
+            cluster.flushall()
+            assert await hot(client, alice) is None
+            assert await holds.hold(alice, "w1", 100, 60) == 100       # the balance is read from SQL again
+            assert await hot(client, alice) == BALANCE
+        scenario(tmp_path, cluster.url, body, payers=1, balance=BALANCE)

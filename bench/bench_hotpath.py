@@ -146,3 +146,34 @@ def test_authenticate_cached(benchmark):
     auth.cache.put(TOKEN, PRINCIPAL)
     authenticate = auth.authenticate
     assert benchmark(lambda: _run(authenticate(TOKEN))) is PRINCIPAL
+
+
+_PRICES = None
+
+
+def _prices():
+    global _PRICES  # loaded once per run (genai-prices' data is converted in ~0.2 s)
+    if _PRICES is None:
+        from edge_proxy.metering.pricing import PriceTable
+        _PRICES = PriceTable.load()
+    return _PRICES
+
+
+PRICED = [
+    # (provider, model, token counts): the record the request path prices once the answer is out
+    ("openai", "gpt-4o-mini-2024-07-18", {"input_tokens": 1200, "output_tokens": 300, "cached_tokens": 1024}),
+    ("anthropic", "claude-sonnet-4-5-20250929", {"input_tokens": 2098, "output_tokens": 120, "cached_tokens": 1800,
+                                                 "cache_write_tokens": 248, "cache_write_1h_tokens": 100}),
+]
+
+
+@pytest.mark.parametrize("provider,model,counts", PRICED, ids=["openai cached", "anthropic tiered 1h writes"])
+def test_price_a_record(benchmark, provider, model, counts):
+    """PriceTable.cost on a record, as Gateway.price runs it on the request path (the lookup memoised)."""
+    from edge_proxy.metering.record import RequestRecord
+    benchmark.group = "pricing"
+    prices = _prices()
+    record = RequestRecord(request_id="req_1", created_at="2025-10-01T12:00:00.000Z", merchant_id="mer_1",
+                           provider=provider, model=model, **counts)
+    cost = benchmark(prices.cost, provider, model, record)
+    assert cost.priced and cost.nanos > 0

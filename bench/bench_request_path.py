@@ -1,8 +1,8 @@
 """The gateway's own Python cost per request, with the network taken out.
 
-Runs `proxy.forward` in-process against a stub RSGI protocol and a stub upstream that answers at once, so
-what is timed is only our code on the request path (auth cache hit, target, headers, reservation, relay,
-record), then the log writer's work per record. Run: .venv/bin/python bench/bench_request_path.py [--requests N]
+Runs the app (router, permission check, the request path) in-process against a stub RSGI protocol and a stub
+upstream that answers at once, so what is timed is only our code on the request path (auth cache hit, plan,
+headers, reservation, relay, record), then the log writer's work per record. Run: .venv/bin/python bench/bench_request_path.py [--requests N]
 [--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
 """
 from __future__ import annotations
@@ -90,32 +90,31 @@ async def run(n: int, profile: bool, extra: dict[str, str]) -> None:
                                     "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
                                     **extra}))
     await gw.start()
-    _, key = await gw.store.create_merchant("bench", 10**18)
-    gw.upstream = Upstream()
-    from edge_proxy import proxy
+    svc = gw.svc
+    _, key = await svc.store.create_merchant("bench", 10**18)
+    svc.upstream = Upstream()
     scope = Scope(key)
-    target = lambda: gw.catalogue.resolve_provider_path("openai", "/v1/chat/completions", "")  # noqa: E731
     for _ in range(200):  # warm the caches and the lease
-        await proxy.forward(gw, scope, Proto(), target)
-    writer, gw.log_queue._task = gw.log_queue._task, None  # the writer's work is timed on its own, below
+        await gw.__rsgi__(scope, Proto())
+    writer, svc.log_queue._task = svc.log_queue._task, None  # the writer's work is timed on its own, below
     writer.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await writer
     async def requests() -> None:
         for _ in range(n):
-            await proxy.forward(gw, scope, Proto(), target)
+            await gw.__rsgi__(scope, Proto())
 
     took = await timed(requests, profile)
     print(f"{n} requests: {took / n * 1e6:.1f} us of gateway Python per request (request path only; "
           f"the log writer's share is not in this figure)")
 
     async def writer_batches() -> None:  # price, bill and write what is queued, log_batch_size at a time
-        while gw.log_queue.depth:
-            await gw.log_queue._flush_one()
+        while svc.log_queue.depth:
+            await svc.log_queue._flush_one()
 
-    queued = gw.log_queue.depth
+    queued = svc.log_queue.depth
     took = await timed(writer_batches, profile)
-    print(f"{queued} records written in batches of {gw.settings.log_batch_size}: {took / queued * 1e6:.1f} us per "
+    print(f"{queued} records written in batches of {svc.settings.log_batch_size}: {took / queued * 1e6:.1f} us per "
           f"record (pricing, billing and the log row, in the writer's transaction)")
     await gw.stop()
 

@@ -222,7 +222,7 @@ async def serve(host: str, port: int, chunks: int, delay_ms: float, max_seconds:
     print(f"fast_upstream listening on http://{host}:{port}", flush=True)
     try:
         await asyncio.wait_for(stop.wait(), max_seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print("fast_upstream: --max-seconds reached, stopping", file=sys.stderr, flush=True)
     server.close()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import SettingsError
+from .errors import CommandError, SettingsError
 from .forward_token import encode_forward_token
 from .money import parse_usd, usd
 from .settings import Settings
@@ -35,10 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"edge-proxy: {exc}", file=sys.stderr)
         return 1
-
-
-class CommandError(Exception):
-    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,7 +144,6 @@ async def _merchants_create(args, store: Store) -> dict:
 
 
 async def _merchants_credit(args, store: Store) -> dict:
-    from .billing.balances import Balances
     from .billing.payer import Payer
     nanos = _amount(args.amount, "--amount")
     merchant = await _merchant_of(store, args.secret_key)

@@ -16,7 +16,7 @@ from .api.meters import RATE_TYPES, TIER_TYPES
 from .billing import accounts
 from .billing.accounts import Tier
 from .billing.balances import Balances
-from .errors import GatewayError, InvalidRequest, NotFound
+from .errors import CommandError, GatewayError, InvalidRequest, NotFound
 from .store import hash_secret
 
 
@@ -55,7 +55,6 @@ def add_commands(sub, store_command) -> None:
 def _guarded(fn):
     """Turn the API's validation errors (which name the field) into the CLI's one-line errors."""
     async def run(args, store):
-        from .cli import CommandError  # here, not at the top: cli.py imports this module
         try:
             return await fn(args, store)
         except GatewayError as exc:

@@ -14,6 +14,7 @@ class GatewayError(Exception):
     status = 500
     type = "gateway_error"
     message = "internal gateway error"
+    reason: str | None = None  # the request log's error_reason when it is not `type`
 
     def __init__(self, message: str | None = None, *, headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message or self.message)
@@ -29,6 +30,14 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     message = "invalid request"
+
+
+class UnsafeURL(InvalidRequest):
+    """A tenant-chosen URL (a webhook's) that the gateway will not send to; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"url: {reason}")
+        self.reason = reason
 
 
 class InvalidToken(GatewayError):
@@ -49,6 +58,19 @@ class Forbidden(GatewayError):
     status = 403
     type = "forbidden"
     message = "forbidden"
+
+
+class EndpointNotMetered(Forbidden):
+    """The operator's managed key serves only endpoints whose usage the gateway reads and prices."""
+
+    type = "endpoint_not_metered"
+    message = "the gateway's managed key does not serve this endpoint: send your own key as provider_key (BYOK)"
+
+
+class ModelNotPriced(Forbidden):
+    """A managed key is used only for a model the price table knows (fail closed: never sent at $0)."""
+
+    type = "model_not_priced"
 
 
 class BrowserRequest(Forbidden):
@@ -75,6 +97,12 @@ class BodyTooLarge(GatewayError):
     status = 413
     type = "request_too_large"
     message = "request body is over the gateway's limit"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "conflict"
+    message = "the request conflicts with the current state"
 
 
 class RateLimited(GatewayError):
@@ -108,3 +136,7 @@ class SettingsError(Exception):
 class MissingDriver(SettingsError):
     """A setting needs an optional driver that is not installed. The message names the variable and the extra
     that brings the driver (`pip install 'edge-proxy[postgres]'`)."""
+
+
+class CommandError(Exception):
+    """A command-line command that cannot do what it was asked; the CLI prints the message and exits 1."""

@@ -3,9 +3,12 @@
 A forward token is base64 of the JSON object
 `{"secret_key", "customer_id"?, "meter_slug"?, "provider_key"?, "disable_billing"?}`. The official Lava Node SDK
 sends unset `customer_id`/`meter_slug` as JSON null, so null (and "") mean absent. Unknown fields are ignored, so
-a newer SDK that adds one still works.
+a newer SDK that adds one still works. A field with a control character (a CR/LF in `provider_key` would
+otherwise end up inside an upstream header) makes the whole token invalid.
 """
 from __future__ import annotations
+
+import re
 
 import msgspec
 
@@ -13,6 +16,7 @@ from .errors import InvalidToken
 
 MAX_TOKEN_CHARS = 8192
 MAX_FIELD_CHARS = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ForwardToken(msgspec.Struct, frozen=True, gc=False):
@@ -41,10 +45,10 @@ def fields_from_json(data: bytes) -> ForwardToken:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidToken() from None
     secret = wire.secret_key
-    if not secret or len(secret) > MAX_FIELD_CHARS:
+    if not secret:
         raise InvalidToken()
-    for value in (wire.customer_id, wire.meter_slug, wire.provider_key):
-        if value is not None and len(value) > MAX_FIELD_CHARS:
+    for value in (secret, wire.customer_id, wire.meter_slug, wire.provider_key):
+        if value is not None and (len(value) > MAX_FIELD_CHARS or _CONTROL.search(value)):
             raise InvalidToken()
     return ForwardToken(
         secret,

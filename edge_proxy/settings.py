@@ -47,8 +47,23 @@ class Settings:
     redis_timeout: float = 0.5
     lease_ttl: float = 30.0
     webhook_retry_seconds: float = 1.0
+    webhook_max_attempts: int = 12
+    webhook_timeout: float = 10.0
+    webhook_concurrency: int = 8
+    webhook_allow_http: bool = False
+    webhook_allow: str | None = None   # host:port entries, comma-separated (see outbound/policy.py)
+    webhooks_per_merchant: int = 10
+    head_timeout: float | None = None   # unset: the read timeout
+    max_connections_per_host: int = 512
+    max_response_bytes: int | None = None   # unset: a provider's answer may be as long as it takes
     log_level: str = "info"
     pure_python: bool = False
+    # the merchant dashboard (edge_proxy/dashboard/): session limits in seconds, failed sign-ins allowed per client
+    # address in 15 minutes, and whether a reverse proxy in front sets X-Forwarded-Proto / X-Forwarded-For
+    dashboard_idle_timeout: float = 1800.0
+    dashboard_session_lifetime: float = 43200.0
+    dashboard_sign_in_attempts: int = 10
+    behind_proxy: bool = False
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
@@ -81,8 +96,20 @@ class Settings:
             raise SettingsError(f"{PREFIX}PORT: {settings.port} is not a TCP port")
         if settings.workers < 1:
             raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
-        if settings.max_body_bytes < 1:
-            raise SettingsError(f"{PREFIX}MAX_BODY_BYTES: must be positive")
+        for name in ("max_body_bytes", "webhook_max_attempts", "webhook_concurrency", "webhooks_per_merchant",
+                     "max_connections_per_host", "webhook_timeout", "dashboard_idle_timeout",
+                     "dashboard_session_lifetime", "dashboard_sign_in_attempts"):
+            if getattr(settings, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be positive")
+        for name in ("head_timeout", "max_response_bytes"):
+            value = getattr(settings, name)
+            if value is not None and value <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be positive (leave it unset for no limit)")
+        from .outbound.policy import parse_allow_list
+        try:
+            parse_allow_list(settings.webhook_allow)
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}WEBHOOK_ALLOW: {exc}") from None
         if settings.redis_url:  # a bad Redis URL fails here, at start-up, not at the first request
             from .store.redis_client import parse_redis_url
             parse_redis_url(settings.redis_url)
@@ -124,6 +151,7 @@ def _convert(kind: Any, raw: Any) -> Any:
         if "None" in kind:
             return None
         raise ValueError
+    kind = kind.removesuffix(" | None")
     if kind == "bool":
         if isinstance(raw, bool):
             return raw

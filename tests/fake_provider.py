@@ -150,7 +150,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -785,14 +786,14 @@ class FakeProvider:
             self._loop = None
             self._thread = None
 
-    def __enter__(self) -> "FakeProvider":
+    def __enter__(self) -> FakeProvider:
         self.start_in_thread()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop_thread()
 
-    async def __aenter__(self) -> "FakeProvider":
+    async def __aenter__(self) -> FakeProvider:
         await self.start()
         return self
 

@@ -4,56 +4,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2 as httpx
 
 from .billing_helpers import customer, h, meter, settled, token
 from .gateway_process import GatewayProcess, base_env
+from .webhook_receivers import ThreadedReceiver
 
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
 
 
-class Receiver:
-    """A merchant's webhook endpoint on loopback: records deliveries; fails the first `fail_first` of them."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.deliveries: list[tuple[dict, bytes]] = []
-        self.attempts = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                outer.attempts += 1
-                if outer.attempts <= fail_first:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                outer.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/lava"
-
-    def wait(self, n: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.deliveries) < n:
-            assert time.monotonic() < deadline, f"expected {n} deliveries, got {len(self.deliveries)}"
-            time.sleep(0.05)
-
-
 def test_autopay_fires_once_signed_retried_and_rearms_after_a_credit(fake, tmp_path):
-    receiver = Receiver(fail_first=1)
-    gw = GatewayProcess(base_env(tmp_path / "g.db", fake.url, {"EDGE_PROXY_WEBHOOK_RETRY_SECONDS": "0.2"})
-                        ).start(tmp_path)
+    receiver = ThreadedReceiver(statuses=(500, 204))   # the first attempt fails
+    gw = GatewayProcess(base_env(tmp_path / "g.db", fake.url, {
+        "EDGE_PROXY_WEBHOOK_RETRY_SECONDS": "0.2",
+        # the receiver is on loopback over http: only the operator's leave lets a webhook reach it
+        "EDGE_PROXY_WEBHOOK_ALLOW_HTTP": "1", "EDGE_PROXY_WEBHOOK_ALLOW": f"127.0.0.1:{receiver.port}",
+    })).start(tmp_path)
     try:
         key = gw.secret_key
         hook = httpx.post(f"{gw.url}/v1/webhooks", json={"name": "billing", "url": receiver.url}, headers=h(key)).json()
@@ -84,4 +52,4 @@ def test_autopay_fires_once_signed_retried_and_rearms_after_a_credit(fake, tmp_p
         receiver.wait(2)
     finally:
         gw.stop()
-        receiver.server.shutdown()
+        receiver.stop()

@@ -205,7 +205,7 @@ def test_a_merchant_cannot_delete_its_last_secret_key(gateway, key):
 
 
 def test_a_webhook_is_created_with_a_secret_read_updated_and_deleted(gateway, key):
-    w = ok(api(gateway, "POST", "webhooks", key, {"name": "hook", "url": "http://hooks.example.com:8080/x?y=1"}),
+    w = ok(api(gateway, "POST", "webhooks", key, {"name": "hook", "url": "https://hooks.example.com:8443/x?y=1"}),
            201)
     assert set(w) == {"webhook_id", "name", "url", "created_at", "webhook_secret"}
     assert w["webhook_secret"].startswith("whsec_")

@@ -109,7 +109,7 @@ def test_provider_urls_cover_the_catalogue_with_underscore_and_sdk_alias_spellin
         assert gw.providers.googleOpenaiCompatible == gw.providers.google_openai_compatible == (
             f"{gateway.url}/v1/forward?u=https://generativelanguage.googleapis.com/v1beta/openai")
         with pytest.raises(AttributeError, match="no provider"):
-            gw.providers.nope
+            gw.providers.nope  # noqa: B018 - the attribute access is what raises
 
 
 def test_a_provider_url_plus_a_path_works_with_httpx(gateway, fake):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 
 from edge_proxy.log_sinks import open_log_sink
 from edge_proxy.metering.record import RequestRecord, now_iso
@@ -47,13 +48,52 @@ async def _scenario(url: str) -> None:
         await sink.close()
 
 
-def test_insert_new_on_sqlite(tmp_path):
-    asyncio.run(_scenario(f"sqlite:///{tmp_path}/log.db"))
+NEW_FIELDS = ("cache_write_1h_tokens", "input_audio_tokens", "cached_audio_tokens", "output_audio_tokens")
 
 
-def test_insert_new_on_postgres():
+async def _old_table_gains_new_columns(url: str) -> None:
+    """A requests table made before the audio and 1-hour cache fields existed gains them when the sink opens."""
+    from edge_proxy.log_sinks import sql
+    from edge_proxy.store.db import open_database
+
+    db = open_database(url)
+    await db.open()
+    old_create = sql.create_table().replace(
+        "".join(f", {n} BIGINT" for n in NEW_FIELDS), "")  # the table as the previous version made it
+    assert all(n not in old_create for n in NEW_FIELDS)
+    await db.executescript(old_create)
+    await db.execute("INSERT INTO requests (request_id, merchant_id, created_at, input_tokens, provider_key_type, "
+                     "stream, priced) VALUES ('req_old', 'mer_a', '2025-01-01T00:00:00.000Z', 7, 'managed', 0, 0)")
+    await db.close()
+    for i in range(2):  # opening twice (a second worker) finds nothing left to add
+        sink = open_log_sink(url)
+        await sink.open()
+        try:
+            old = await sink.get("mer_a", "req_old")
+            assert old.input_tokens == 7 and all(getattr(old, n) == 0 for n in NEW_FIELDS)
+            new = record(i, cache_write_tokens=3000, cache_write_1h_tokens=2000, input_audio_tokens=40,
+                         cached_audio_tokens=8, output_audio_tokens=30)
+            async with sink.db.transaction() as tx:
+                await sink.insert_new(tx, [new])
+            assert await sink.get("mer_a", new.request_id) == new
+        finally:
+            await sink.close()
+
+
+SCENARIOS = [
+    pytest.param(_scenario, id="insert_new adds each new row once and returns only those"),
+    pytest.param(_old_table_gains_new_columns, id="an old requests table gains the new columns on open"),
+]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_on_both_databases(tmp_path, scenario, dialect):
+    if dialect == "sqlite":
+        asyncio.run(scenario(f"sqlite:///{tmp_path}/log.db"))
+        return
     url = asyncio.run(pg.create_database())
     try:
-        asyncio.run(_scenario(url))
+        asyncio.run(scenario(url))
     finally:
         asyncio.run(pg.drop_database(url))

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -275,32 +275,17 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> No
     raise AssertionError("the MCP HTTP server did not come up")
 
 
-def test_streamable_http_serves_the_same_tools_and_keeps_the_login_per_session(gateway, fake, tmp_path, merchant):
-    try:
-        from mcp.client.streamable_http import streamable_http_client as http_client
-    except ImportError:  # mcp 1.x
-        from mcp.client.streamable_http import streamablehttp_client as http_client
+@contextlib.contextmanager
+def http_server(gateway, tmp_path, env_key: str | None) -> Iterator[int]:
+    """`edge-proxy mcp --http` on a free port; `env_key` is the server's own EDGE_PROXY_SECRET_KEY (HTTP must
+    never act with it)."""
     port = free_port()
     with open(tmp_path / "mcp-http.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "edge_proxy", "mcp", "--http", "--port", str(port)],
-                                env=server_env(gateway, merchant), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                env=server_env(gateway, env_key), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, proc)
-
-        async def go():
-            async with http_client(f"http://127.0.0.1:{port}/mcp") as streams:
-                async with ClientSession(streams[0], streams[1]) as session:
-                    await session.initialize()
-                    tools = Tools(session)
-                    names = {t.name for t in (await session.list_tools()).tools}
-                    login = await tools.ok("login")
-                    answer = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
-            async with http_client(f"http://127.0.0.1:{port}/mcp") as streams:  # another session: not logged in
-                async with ClientSession(streams[0], streams[1]) as session:
-                    await session.initialize()
-                    other = await Tools(session).ok("prompt", model="gpt-4o-mini", messages=HELLO)
-            return names, login, answer, other
-        names, login, answer, other = asyncio.run(asyncio.wait_for(go(), 30))
+        yield port
     finally:
         proc.terminate()
         try:
@@ -308,6 +293,107 @@ def test_streamable_http_serves_the_same_tools_and_keeps_the_login_per_session(g
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@contextlib.asynccontextmanager
+async def http_session(port: int, credential: str) -> AsyncIterator[Tools]:
+    """An MCP session over streamable HTTP, through the SDK's own client, sending `credential` as the Bearer."""
+    headers = {"Authorization": f"Bearer {credential}"}
+    try:
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+        transport = streamable_http_client(f"http://127.0.0.1:{port}/mcp",
+                                           http_client=create_mcp_http_client(headers=headers))
+    except ImportError:  # mcp 1.x
+        from mcp.client.streamable_http import streamablehttp_client
+        transport = streamablehttp_client(f"http://127.0.0.1:{port}/mcp", headers=headers)
+    async with transport as streams, ClientSession(streams[0], streams[1]) as session:
+        await session.initialize()
+        yield Tools(session)
+
+
+def test_streamable_http_serves_the_same_tools_and_keeps_the_login_per_session(gateway, fake, tmp_path, merchant):
+    with http_server(gateway, tmp_path, None) as port:
+        async def go():
+            async with http_session(port, merchant) as tools:
+                names = {t.name for t in (await tools.session.list_tools()).tools}
+                login = await tools.ok("login")
+                answer = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+            async with http_session(port, merchant) as tools:   # another session: not logged in
+                other = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+            return names, login, answer, other
+        names, login, answer, other = asyncio.run(asyncio.wait_for(go(), 30))
     assert names == TOOLS and login["logged_in"]
     assert answer["text"] == fake.reply_text and answer["paid_with"] == "spend_key"
     assert other["paid_with"] == "secret_key"  # one session's login never serves another
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+              "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                         "clientInfo": {"name": "raw", "version": "0"}}}
+
+
+def test_streamable_http_answers_401_without_the_callers_own_credential(gateway, tmp_path, merchant):
+    import httpx2
+    spend = Gateway(merchant, gateway.url).spend_keys.create(name="revoked-later")
+    Gateway(merchant, gateway.url).spend_keys.revoke(spend["spend_key_id"])
+    # the server has a key of its own in its environment: over HTTP it must never stand in for the caller's
+    with http_server(gateway, tmp_path, merchant) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        accept = {"Accept": "application/json, text/event-stream"}
+        for auth in [None, "", "Bearer", f"Basic {merchant}", "Bearer not-a-key",
+                     "Bearer ep_sk_unknown0000000000000000000000000000000", f"Bearer {spend['key']}"]:
+            headers = {**accept, **({"Authorization": auth} if auth is not None else {})}
+            r = httpx2.post(url, json=INITIALIZE, headers=headers, timeout=10)
+            assert r.status_code == 401, (auth, r.status_code, r.text)
+            assert r.json()["error"]["type"] == "authentication_error" and merchant not in r.text
+            assert r.headers["www-authenticate"].startswith("Bearer")
+        ok = httpx2.post(url, json=INITIALIZE, headers={**accept, "Authorization": f"Bearer {merchant}"}, timeout=10)
+        assert ok.status_code == 200 and "mcp-session-id" in ok.headers
+
+
+def test_over_http_every_call_acts_with_the_callers_credential_only(gateway, fake, tmp_path, merchant):
+    other = gateway.create_merchant("mcp-other", "10")
+    with Gateway(merchant, gateway.url) as gw:
+        spend = gw.spend_keys.create(name="agent")
+    with http_server(gateway, tmp_path, merchant) as port:   # the environment's key is the first merchant's
+        async def go():
+            async with http_session(port, other["secret_key"]) as tools:
+                login = await tools.ok("login")
+                swap = await tools.error("login", secret_key=merchant)
+            async with http_session(port, spend["key"]) as tools:
+                spend_login = await tools.ok("login")
+                paid = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+                called = await tools.ok("call", url="https://api.openai.com/v1/chat/completions",
+                                        body={"model": "gpt-4o-mini", "messages": HELLO})
+                needs_secret = await tools.error("call", url="https://api.openai.com/v1/chat/completions",
+                                                 body={"model": "gpt-4o-mini", "messages": HELLO},
+                                                 customer_id="cus_x", meter_slug="m")
+            return login, swap, spend_login, paid, called, needs_secret
+        login, swap, spend_login, paid, called, needs_secret = asyncio.run(asyncio.wait_for(go(), 60))
+    assert login["merchant_id"] == other["merchant_id"] != gateway.merchant_id
+    assert "acts only with the credential in your Authorization header" in swap
+    assert spend_login["paid_with"] == "spend_key" and paid["paid_with"] == "spend_key"
+    assert paid["text"] == fake.reply_text and called["status"] == 200
+    assert "need a merchant secret key" in needs_secret
+    with Gateway(merchant, gateway.url) as gw:   # the spend key's own requests were counted on it
+        deadline = time.monotonic() + 10  # once the log writer has billed them
+        while gw.spend_keys.retrieve(spend["spend_key_id"])["total_requests"] < 2:
+            assert time.monotonic() < deadline, "the spend key's requests were never counted"
+            time.sleep(0.05)
+    assert spend_keys_of(gateway, other["secret_key"])   # login provisioned under the caller's merchant
+
+
+def test_a_session_id_replayed_with_another_credential_gets_a_state_of_its_own():
+    from edge_proxy.mcp.sessions import Sessions
+
+    class Request:
+        def __init__(self, credential: str, session: str) -> None:
+            self.headers = {"authorization": f"Bearer {credential}", "mcp-session-id": session}
+    sessions = Sessions("ep_sk_server_env_key")
+    first = sessions.of(Request("ep_sk_alice", "s1"))
+    first.spend_key = "ep_spk_alices_session_key"
+    assert sessions.of(Request("ep_sk_alice", "s1")) is first
+    replayed = sessions.of(Request("ep_sk_mallory", "s1"))
+    assert replayed is not first and replayed.spend_key is None and replayed.secret_key == "ep_sk_mallory"
+    assert sessions.of(None).secret_key == "ep_sk_server_env_key"   # stdio keeps the environment's key

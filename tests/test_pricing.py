@@ -51,7 +51,7 @@ def packaged() -> PriceTable:
 def table(tmp_path) -> PriceTable:
     path = tmp_path / "prices.toml"
     path.write_text(TEST_PRICES)
-    return PriceTable.load(str(path))
+    return PriceTable.load(str(path), genai_prices=False)
 
 
 def write(tmp_path, name: str, text: str) -> str:
@@ -82,8 +82,15 @@ LOOKUPS = [
     pytest.param("openai", None, None, id="a missing model id is not priced"),
     pytest.param("openai", "", None, id="an empty model id is not priced"),
     pytest.param("anthropic", "gpt-4o", None, id="a model is not looked up under another provider"),
-    pytest.param("openai", "gpt-4o-mini-tts", None, id="a suffix that is not a date or version is kept"),
-    pytest.param("openai", "chatgpt-4o-latest", None, id="stripping -latest does not invent a price"),
+    # These two were unpriced in the old hand-written table; genai-prices prices them as models of their own.
+    pytest.param("openai", "gpt-4o-mini-tts", "0.6", id="a suffix that is not a date or version is kept"),
+    pytest.param("openai", "chatgpt-4o-latest", "5", id="a -latest model of its own keeps its own price"),
+    pytest.param("openai", "tts-1", None, id="a model priced per character is not priced by tokens"),
+    pytest.param("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc123", "0.3", id="a pattern (fine-tunes) finds its model"),
+    pytest.param("anthropic", "claude-sonnet-4-5-20250929", "3", id="a starts-with rule finds a dated id"),
+    pytest.param("fireworks", "accounts/fireworks/models/llama-v3p1-8b-instruct", "0.2",
+                 id="a Fireworks account path is the model name"),
+    pytest.param("kluster", "gpt-4o", None, id="a catalogue provider genai-prices does not cover is unpriced"),
 ]
 
 
@@ -127,7 +134,19 @@ def test_anthropic_cache_prices_follow_the_published_multipliers(packaged):
 def test_max_output_tokens_comes_from_the_model_or_the_default(packaged, table):
     assert packaged.max_output_tokens("anthropic", "claude-sonnet-4-5-20250929") == 64000
     assert packaged.max_output_tokens("openai", "unknown-model") == packaged.default_max_output_tokens == 4096
-    assert table.lookup("acme", "cachey").max_output_tokens == 1000  # not set: the table's default
+    assert table.max_output_tokens("acme", "cachey") == 1000  # not set: the table's default
+    # the model's own ceiling is not known, and output_limit says so rather than guess
+    assert table.lookup("acme", "cachey").max_output_tokens is None and table.output_limit("acme", "cachey") is None
+    assert table.output_limit("acme", "plain") == 16384
+    assert packaged.output_limit("openai", "gpt-4o-2024-08-06") == 16384
+    assert packaged.output_limit("openai", "gpt-9-ultra") is None  # unpriced
+
+
+def test_every_output_ceiling_finds_a_priced_model(packaged):
+    from edge_proxy.metering.pricing import LIMITS_PATH, _read_limits
+    for provider, table in _read_limits(LIMITS_PATH).items():
+        for model, ceiling in table.items():
+            assert packaged.output_limit(provider, model) == ceiling, f"{provider}/{model}"
 
 
 # --- the cost rule (test table) ---
@@ -203,7 +222,8 @@ mirror = "acme"
 """)
     t = PriceTable.load(base, over)
     plain = t.lookup("acme", "plain")
-    assert (plain.input, plain.output, plain.cached_input, plain.max_output_tokens) == (Decimal("2.00"), Decimal("8.00"), None, 2000)
+    assert (plain.input, plain.output, plain.cached_input) == (Decimal("2.00"), Decimal("8.00"), None)
+    assert plain.max_output_tokens is None and t.max_output_tokens("acme", "plain") == 2000
     assert t.lookup("acme", "brand-new").input == Decimal("0.50")
     assert t.lookup("acme", "cachey").cache_write == Decimal("3.75")  # untouched
     assert t.lookup("mirror", "brand-new") is not None  # aliases see overridden models
@@ -217,6 +237,98 @@ def test_overrides_apply_to_the_packaged_table(tmp_path):
     assert t.lookup("anthropic", "claude-opus-4-1").input == Decimal("15.00")
 
 
+def test_an_override_replaces_a_genai_prices_model_for_every_name_that_finds_it(tmp_path):
+    over = write(tmp_path, "over.toml", '[anthropic."claude-sonnet-4-5"]\ninput = "1"\noutput = "2"\n')
+    t = PriceTable.load(overrides_path=over)
+    for name in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "anthropic/claude-sonnet-4.5"):
+        price = t.lookup("anthropic", name)
+        assert (price.input, price.cache_write_1h, price.source) == (Decimal(1), None, f"{over}"), name
+    assert price.max_output_tokens == 64000  # the replaced model's ceiling stays
+    assert t.models["anthropic"]["claude-sonnet-4-5"] is price
+
+
+def test_an_entry_with_only_a_ceiling_keeps_the_price(tmp_path):
+    over = write(tmp_path, "over.toml", '[groq."openai/gpt-oss-120b"]\nmax_output_tokens = 65536\n')
+    assert PriceTable.load().output_limit("groq", "openai/gpt-oss-120b") is None
+    t = PriceTable.load(overrides_path=over)
+    assert t.output_limit("groq", "openai/gpt-oss-120b") == 65536
+    assert t.lookup("groq", "openai/gpt-oss-120b").input == PriceTable.load().lookup("groq", "openai/gpt-oss-120b").input
+
+
+DEFAULTS = """
+[default]
+input = "1.00"
+output = "3.00"
+
+[default.kluster]
+input = "0.20"
+output = "0.60"
+max_output_tokens = 8192
+"""
+
+DEFAULT_CASES = [
+    pytest.param("kluster", "any-model", "0.20", 8192, id="a provider default prices that provider's unknown models"),
+    pytest.param("hyperbolic", "any-model", "1.00", None, id="the global default prices every other unknown model"),
+    pytest.param("openai", "gpt-9-ultra", "1.00", None, id="an unknown model of a covered provider gets the default"),
+    pytest.param("openai", "gpt-4o", "2.5", 16384, id="a known model keeps its own price"),
+    pytest.param("openai", "tts-1", "1.00", None, id="a model genai-prices cannot price by tokens gets the default"),
+]
+
+
+@pytest.mark.parametrize("provider,model,input_price,ceiling", DEFAULT_CASES)
+def test_default_prices_for_unknown_models(tmp_path, provider, model, input_price, ceiling):
+    t = PriceTable.load(overrides_path=write(tmp_path, "over.toml", DEFAULTS))
+    assert t.is_priced(provider, model)
+    assert t.lookup(provider, model).input == Decimal(input_price)
+    assert t.output_limit(provider, model) == ceiling
+    assert t.has_own_price(provider, model) == (model == "gpt-4o")
+    assert model not in t.models.get(provider, {}) or model == "gpt-4o"  # defaults are not listed
+
+
+def test_without_defaults_unknown_models_are_not_priced(packaged):
+    assert not packaged.is_priced("kluster", "any-model") and not packaged.has_own_price("kluster", "any-model")
+    assert packaged.cost("kluster", "any-model", Usage(10, 10)) == Cost(None, None, None, False)
+    assert packaged.is_priced("openai", "gpt-4o") and packaged.has_own_price("openai", "gpt-4o")
+
+
+TIERED = """
+[acme."long"]
+input = "1.25"
+output = "10.00"
+cached_input = "0.125"
+cache_write = "1.50"
+cache_write_1h = "2.50"
+[[acme."long".tiers]]
+above = 200000
+input = "2.50"
+output = "15.00"
+"""
+
+TIER_CASES = [
+    # 200,000 x $1.25 = $0.25; 100 x $10 = $0.001
+    pytest.param(Usage(200_000, 100), 250_000_000, 1_000_000, id="a prompt at the threshold pays the base price"),
+    # 200,001 x $2.50 = $0.5000025; 100 x $15 = $0.0015
+    pytest.param(Usage(200_001, 100), 500_002_500, 1_500_000, id="a prompt above it pays the tier for all tokens"),
+    # 100,000 x $0.125 (cached_input has no tier) + 100,001 x $2.50 = $0.0125 + $0.2500025
+    pytest.param(Usage(200_001, 0, cached_tokens=100_000), 262_502_500, 0,
+                 id="a kind the tier does not list keeps its base price"),
+    # 1,000 1h writes x $2.50 + 1,000 5m writes x $1.50 + 0 uncached = $0.0025 + $0.0015
+    pytest.param(Usage(2000, 0, cache_write_tokens=2000, cache_write_1h_tokens=1000), 4_000_000, 0,
+                 id="1-hour writes have their own price, the rest of the writes the 5-minute one"),
+]
+
+
+@pytest.mark.parametrize("usage,input_nanos,output_nanos", TIER_CASES)
+def test_tiers_and_cache_ttls_in_a_price_file(tmp_path, usage, input_nanos, output_nanos):
+    t = PriceTable.load(write(tmp_path, "p.toml", TIERED), genai_prices=False)
+    assert t.cost("acme", "long", usage) == Cost(input_nanos + output_nanos, input_nanos, output_nanos, True)
+    price = t.lookup("acme", "long")
+    assert price.reserve_pico == (2_500_000_000_000, 15_000_000_000_000)  # the highest rates of any tier
+    # a prompt that cannot pass 200,000 tokens cannot reach the tier: the base tier's highest rates (1h writes)
+    assert price.reserve_rates(200_000) == (2_500_000_000_000, 10_000_000_000_000)
+    assert price.reserve_rates(200_001) == (2_500_000_000_000, 15_000_000_000_000)
+
+
 BAD_FILES = [
     pytest.param('[acme."m"]\ninput = 2.5\noutput = "1"\n', "decimal strings", id="a float price is refused"),
     pytest.param('[acme."m"]\ninput = "2.5"\n', "missing output", id="a missing output price is refused"),
@@ -226,6 +338,14 @@ BAD_FILES = [
     pytest.param('[acme."m"]\ninput = "1"\noutput = "1"\nmax_output_tokens = "9"\n', "max_output_tokens",
                  id="a non-integer max_output_tokens is refused"),
     pytest.param('[aliases]\nx = "nobody"\n', "no such provider", id="an alias to an unknown provider is refused"),
+    pytest.param('[acme."m"]\ninput = "1"\noutput = "1"\ncache_write_1h = "2"\n', "needs a cache_write price",
+                 id="a 1-hour write price without a 5-minute one is refused"),
+    pytest.param('[acme."m"]\ninput = "1"\noutput = "1"\n[[acme."m".tiers]]\ninput = "2"\n', "above",
+                 id="a tier without its threshold is refused"),
+    pytest.param('[acme."m"]\ninput = "1"\noutput = "1"\n[[acme."m".tiers]]\nabove = 10\ncached_input = "2"\n',
+                 "base price", id="a tier pricing a kind the base does not is refused"),
+    pytest.param('[default]\ninput = "1"\n', "missing output", id="a default without an output price is refused"),
+    pytest.param('[acme."m"]\nmax_output_tokens = -1\n', "max_output_tokens", id="a negative ceiling is refused"),
 ]
 
 
@@ -263,3 +383,35 @@ def test_usd(nanos, text):
 def test_usd_takes_only_integers(value):
     with pytest.raises(TypeError):
         usd(value)
+
+
+RESERVATIONS = [
+    # body bytes bound the prompt's tokens; 100 output tokens
+    # claude-sonnet-4-5 under 200k: the 1-hour write ($6/M) is the dearest input, output $15/M
+    pytest.param("anthropic", "claude-sonnet-4-5", 1000, 1000 * 6_000 + 100 * 15_000,
+                 id="a reservation covers 1-hour cache writes"),
+    # over 200k bytes the long-context tier may apply: 1-hour writes at $12/M, output $22.50/M
+    pytest.param("anthropic", "claude-sonnet-4-5", 300_000, 300_000 * 12_000 + 100 * 22_500,
+                 id="a body long enough for the long-context tier reserves at its rates"),
+    # gpt-audio-mini: audio input $10/M and audio output $20/M are the dearest
+    pytest.param("openai", "gpt-audio-mini", 1000, 1000 * 10_000 + 100 * 20_000,
+                 id="a reservation covers audio tokens"),
+    pytest.param("openai", "gpt-4o-mini", 1000, 1000 * 150 + 100 * 600, id="a plain model reserves at its list price"),
+]
+
+
+@pytest.mark.parametrize("provider,model,body_len,nanos", RESERVATIONS)
+def test_reservations_use_the_highest_rate_that_can_apply(packaged, provider, model, body_len, nanos):
+    from edge_proxy.billing.charging import max_provider_cost
+    assert max_provider_cost(packaged.lookup(provider, model), body_len, 100) == nanos
+
+
+def test_the_readme_example_overrides_file_loads(tmp_path):
+    from pathlib import Path
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Prices"):]
+    example = section[section.index("```toml\n") + 8:section.index("```", section.index("```toml\n") + 8)]
+    t = PriceTable.load(overrides_path=write(tmp_path, "over.toml", example))
+    assert t.lookup("openai", "gpt-4o").cache_write_1h == Decimal("5.00")
+    assert t.lookup("kluster", "anything").input == Decimal("0.20")
+    assert t.output_limit("groq", "openai/gpt-oss-120b") == 65536

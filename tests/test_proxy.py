@@ -1,6 +1,7 @@
 """The gateway core end to end: a real gateway process in front of the fake provider."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from urllib.parse import quote
@@ -8,7 +9,9 @@ from urllib.parse import quote
 import httpx2 as httpx
 import pytest
 
+from .fake_provider import FakeProvider
 from .gateway_process import GatewayProcess, base_env, free_port
+from .inprocess import InProcess
 
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello from my agent!"}]}
@@ -91,7 +94,7 @@ def test_unmanaged_token_sends_the_callers_provider_key(gateway, fake, token):
 
 def test_gateway_credentials_and_hop_by_hop_headers_are_stripped(gateway, fake, token):
     t = token()
-    r = httpx.post(gateway.url + "/providers/openai/echo/check?q=1", content=b"{}",
+    r = httpx.post(gateway.url + "/providers/openai/v1/chat/completions?q=1", content=json.dumps(CHAT).encode(),
                    headers={**bearer(t), "x-api-key": t, "x-goog-api-key": t, "Connection": "keep-alive, x-private",
                             "x-private": "hop", "Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "p",
                             "x-lava-metadata": "{}", "X-Custom": "kept", "User-Agent": "ua/1"}, timeout=10)
@@ -200,6 +203,8 @@ def test_healthz(gateway):
 # -- errors ------------------------------------------------------------------------------------------------
 
 FWD = "/v1/forward?u=" + quote(OPENAI_CHAT, safe="")
+# (id, method, path, headers, status, error type); "__auth" adds a valid token, "__model" sets the body's model.
+# In-process (tests/inprocess.py): these need no socket.
 ERRORS = [
     ("no credential is 401", "POST", FWD, {}, 401, "authentication_error"),
     ("a malformed token is 401", "POST", FWD, bearer("not-a-token!!"), 401, "authentication_error"),
@@ -229,22 +234,28 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("method,path,headers,status,kind", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
-def test_errors_are_json_with_the_right_status(gateway, fake, token, method, path, headers, status, kind):
+def test_errors_are_json_with_the_right_status(tmp_path, method, path, headers, status, kind):
     headers = dict(headers)
     body = dict(CHAT)
-    if headers.pop("__auth", None):
-        headers.update(bearer(token()))
     if "__model" in headers:
         body["model"] = headers.pop("__model")
-    fake.slow_seconds = 5
-    fake.clear()
-    r = httpx.request(method, gateway.url + path, json=body, headers=headers, timeout=15)
-    assert r.status_code == status
-    assert r.headers["content-type"] == "application/json"
-    assert r.json()["error"]["type"] == kind
-    assert r.json()["error"]["message"]
+
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url,
+                                                     {"EDGE_PROXY_READ_TIMEOUT": "0.3"}) as gw:
+            fake.slow_seconds = 5
+            if headers.pop("__auth", None):
+                headers.update(bearer(gw.secret_key))
+            answer = await gw.call(method, path, body=body, headers=headers)
+            return answer, list(fake.received)
+
+    answer, received = asyncio.run(scenario())
+    assert answer.status == status
+    assert answer.header("content-type") == "application/json"
+    assert answer.json()["error"]["type"] == kind
+    assert answer.json()["error"]["message"]
     if status in (400, 401, 403, 404):
-        assert fake.received == [], "nothing may be sent upstream"
+        assert received == [], "nothing may be sent upstream"
 
 
 def test_every_bad_token_gets_the_same_body(gateway):

@@ -6,6 +6,7 @@ credential may use. What reaches the fake, what comes back, and what is logged a
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -15,7 +16,8 @@ import httpx2 as httpx
 import pytest
 
 from .billing_helpers import h, settled, wallet
-from .fake_provider import REPLY_TEXT, expected_reply, expected_usage
+from .fake_provider import REPLY_TEXT, FakeProvider, expected_reply, expected_usage
+from .inprocess import InProcess
 
 USER = [{"role": "user", "content": "Say hello to the unified gateway"}]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -233,13 +235,18 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize("body,status,type_,needle", [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
-def test_bad_requests_are_refused_before_anything_is_sent(gateway, fake, body, status, type_, needle):
-    fake.clear()
-    r, raw = call(gateway, "/v1/chat/completions", body)
-    assert r.status_code == status
-    error = r.json()["error"]
+def test_bad_requests_are_refused_before_anything_is_sent(tmp_path, body, status, type_, needle):
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url) as gw:
+            answer = await gw.call("POST", "/v1/chat/completions", body=body if isinstance(body, bytes)
+                                   else json.dumps(body).encode(), key=gw.secret_key)
+            return answer, list(fake.received)
+
+    answer, received = asyncio.run(scenario())  # in-process: these need no socket
+    assert answer.status == status
+    error = answer.json()["error"]
     assert error["type"] == type_ and needle in error["message"]
-    assert fake.received == []
+    assert received == []
 
 
 def test_a_bad_credential_is_a_401(gateway):

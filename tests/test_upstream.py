@@ -9,20 +9,20 @@ asyncio loop and uvloop.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import time
 from dataclasses import dataclass, field
 
 import pytest
 import uvloop
 
-from edge_proxy import upstream
-from edge_proxy.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamPool,
-                                 UpstreamResponse, UpstreamTimeout)
+from edge_proxy.upstream import pool as upstream
+from edge_proxy.upstream import (UpstreamBodyError, UpstreamBodyTooLarge, UpstreamConnectError,
+                                 UpstreamHeadTooLarge, UpstreamPool, UpstreamResponse, UpstreamTimeout)
+
+from .tls_certs import self_signed
 
 HOST = "127.0.0.1"
 CASE_DEADLINE = 5.0
@@ -89,6 +89,8 @@ class Server:
     closed_by_client: list[int] = field(default_factory=list)
     event: asyncio.Event | None = None
     port: int = 0
+    open_now: int = 0    # connections open at this moment, and the most ever open at once
+    most_open: int = 0
 
     async def start(self) -> Server:
         self.event = asyncio.Event()
@@ -100,6 +102,8 @@ class Server:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         n = self.connections
         self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
         peer = Peer(self, n, reader, writer)
         task = asyncio.current_task()
         self._tasks.add(task)
@@ -108,6 +112,7 @@ class Server:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass   # a stalling script is cancelled by stop(); that is how it ends
         finally:
+            self.open_now -= 1
             self._tasks.discard(task)
             writer.close()
 
@@ -565,6 +570,183 @@ async def _(pool, srv):
     assert pool.opened == 0
 
 
+# --- bounds: head size and count, head wait, connections per host, body length -------------
+
+async def until(condition, within: float = 3.0) -> None:
+    """Wait until condition() holds (polling), failing the case if it never does."""
+    for _ in range(int(within / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def _huge_header(size: int, pieces: int = 1):
+    async def script(peer: Peer) -> None:
+        await peer.request()
+        value = b"v" * size
+        step = max(1, len(value) // pieces)
+        await peer.send(b"HTTP/1.1 200 OK\r\nX-Big: ", *(value[i:i + step] for i in range(0, len(value), step)))
+        await peer.send(b"\r\nContent-Length: 0\r\n\r\n")
+        await peer.client_closed()
+    return script
+
+
+@case("a head over max_header_bytes sent in one piece is refused and its connection closed",
+      _huge_header(20_000), max_header_bytes=8192)
+async def _(pool, srv):
+    with pytest.raises(UpstreamHeadTooLarge):
+        await get(pool, srv)
+    await until(lambda: srv.open_now == 0)   # the client closed it (the server's script may not finish first)
+
+
+@case("a head over max_header_bytes dribbled in small reads is cut off before it ends",
+      _huge_header(200_000, pieces=400), max_header_bytes=8192)
+async def _(pool, srv):
+    with pytest.raises(UpstreamHeadTooLarge):
+        await get(pool, srv)
+    await until(lambda: srv.open_now == 0)   # the client closed it (the server's script may not finish first)
+
+
+async def _endless_headers(peer: Peer) -> None:
+    await peer.request()
+    await peer.send(b"HTTP/1.1 200 OK\r\n")
+    for i in range(100_000):   # a head that never ends: the client must stop it, not wait for it
+        peer.writer.write(b"X-Filler-%d: %s\r\n" % (i, b"a" * 50))
+        await peer.writer.drain()
+
+
+@case("a head that never ends is stopped at the size limit", _endless_headers, max_header_bytes=16384,
+      max_headers=100_000)
+async def _(pool, srv):
+    with pytest.raises(UpstreamHeadTooLarge):
+        await get(pool, srv)
+
+
+@case("a head with more headers than max_headers is refused",
+      answer(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(60))
+             + b"Content-Length: 0\r\n\r\n"), max_headers=50)
+async def _(pool, srv):
+    with pytest.raises(UpstreamHeadTooLarge):
+        await get(pool, srv)
+
+
+@case("a head just under both limits is accepted",
+      answer(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(48)) + ok()[17:]),
+      max_headers=50, max_header_bytes=8192)
+async def _(pool, srv):
+    r = await get(pool, srv)
+    assert await r.read() == b"hello" and len(r.headers) == 49
+
+
+@case("the head timeout bounds the wait for the head even when the read timeout is long", _stall_head,
+      head_timeout=0.15, read_timeout=30)
+async def _(pool, srv):
+    with pytest.raises(UpstreamTimeout, match="head"):
+        await get(pool, srv)
+    assert srv.connections == 1
+
+
+async def _slow_body(peer: Peer) -> None:
+    await peer.request()
+    await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+    await asyncio.sleep(0.4)   # longer than the head timeout, shorter than the read timeout
+    await peer.send(b"def")
+
+
+@case("a short head timeout does not apply to the gaps between body chunks", _slow_body,
+      head_timeout=0.1, read_timeout=3)
+async def _(pool, srv):
+    r = await get(pool, srv)
+    assert await r.read() == b"abcdef"
+
+
+def _answer_when_released(n: int):
+    """Each connection answers its requests only once the test sets srv.event."""
+    async def script(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await asyncio.wait_for(peer.srv.event.wait(), 3)
+            await peer.send(ok())
+    return script
+
+
+@case("past max_connections_per_host a request queues and then reuses the connection that frees",
+      _answer_when_released(2), max_connections_per_host=1)
+async def _(pool, srv):
+    tasks = [asyncio.create_task(get(pool, srv)) for _ in range(3)]
+    while not srv.requests:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)   # time for the queued ones to (wrongly) open connections of their own
+    assert srv.connections == 1 and len(srv.requests) == 1
+    srv.event.set()
+    assert [await (await t).read() for t in tasks] == [b"hello"] * 3
+    assert srv.connections == 1 and srv.most_open == 1 and len(srv.requests) == 3
+
+
+@case("a request queued past max_connections_per_host fails with a timeout after the connect timeout",
+      _stall_until_closed, max_connections_per_host=1, connect_timeout=0.2, read_timeout=30)
+async def _(pool, srv):
+    first = asyncio.create_task(get(pool, srv))
+    while not srv.requests:
+        await asyncio.sleep(0.005)
+    with pytest.raises(UpstreamTimeout, match="busy"):
+        await get(pool, srv)
+    assert srv.connections == 1
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def _close_after_answer(peer: Peer) -> None:
+    await peer.request()
+    await asyncio.wait_for(peer.srv.event.wait(), 3)
+    await peer.send(ok(b"hello", b"Connection: close\r\n"))
+
+
+@case("a connection closed past the cap frees its slot for a queued request",
+      _close_after_answer, max_connections_per_host=1)
+async def _(pool, srv):
+    tasks = [asyncio.create_task(get(pool, srv)) for _ in range(2)]
+    while not srv.requests:
+        await asyncio.sleep(0.005)
+    srv.event.set()
+    assert [await (await t).read() for t in tasks] == [b"hello"] * 2
+    assert srv.connections == 2 and srv.most_open == 1
+
+
+@case("a body over max_response_bytes fails and closes the connection", _big_body,
+      max_response_bytes=1 << 20)
+async def _(pool, srv):
+    r = await get(pool, srv)
+    with pytest.raises(UpstreamBodyTooLarge):
+        async for _ in r:
+            pass
+    assert not any(route.idle for route in pool._routes.values())
+
+
+@case("a body of exactly max_response_bytes is read whole", answer(ok(b"x" * 1000)), max_response_bytes=1000)
+async def _(pool, srv):
+    assert len(await (await get(pool, srv)).read()) == 1000
+
+
+@case("connect_to connects to that address while Host carries the name", answer(ok(), ok()))
+async def _(pool, srv):
+    r = await pool.request("GET", "http", "hooks.example.test", srv.port, "/x", [], b"", connect_to=HOST)
+    assert await r.read() == b"hello"
+    assert b"Host: hooks.example.test:%d\r\n" % srv.port in srv.requests[0].head
+
+
+@case("a pool with max_routes forgets routes that have no connection in use", answer(*[ok()] * 4),
+      max_routes=2)
+async def _(pool, srv):
+    for name in ("a.test", "b.test", "c.test", "d.test"):
+        r = await pool.request("GET", "http", name, srv.port, "/", [], b"", connect_to=HOST)
+        assert await r.read() == b"hello"
+    assert len(pool._routes) <= 2
+    await asyncio.sleep(0.05)
+    assert len(srv.closed_by_client) >= 2   # the forgotten routes' idle connections were closed
+
+
 LOOPS = [pytest.param(None, id="asyncio"), pytest.param(uvloop.new_event_loop, id="uvloop")]
 
 
@@ -593,17 +775,7 @@ def test_upstream(script, client, pool_kwargs, loop_factory):
 
 @pytest.fixture(scope="module")
 def tls_pair(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available to make a self-signed certificate")
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True, timeout=30)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(d / "cert.pem", d / "key.pem")
-    client = ssl.create_default_context(cafile=str(d / "cert.pem"))
-    return server, client
+    return self_signed(tmp_path_factory.mktemp("tls"), "127.0.0.1", "IP:127.0.0.1")
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -659,6 +831,35 @@ def test_tls_handshake_that_never_answers_is_a_connect_timeout(loop_factory):
             with pytest.raises(UpstreamTimeout):
                 await pool.request("GET", "https", HOST, srv.port, "/", [], b"")
             assert time.monotonic() - started < 0.5
+        finally:
+            await pool.close()
+            await srv.stop()
+    run(scenario, loop_factory)
+
+
+@pytest.fixture(scope="module")
+def named_tls_pair(tmp_path_factory):
+    """A certificate for the name hooks.example.test only (no IP), to show SNI and verification use the name."""
+    return self_signed(tmp_path_factory.mktemp("named-tls"), "hooks.example.test", "DNS:hooks.example.test")
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_https_to_a_checked_address_verifies_the_name_and_sends_it_as_sni(named_tls_pair, loop_factory):
+    server_ctx, client_ctx = named_tls_pair
+    seen_sni: list[str | None] = []
+    server_ctx.sni_callback = lambda sock, name, ctx: seen_sni.append(name)
+
+    async def scenario():
+        srv = await Server(answer(ok(b"named")), tls=server_ctx).start()
+        pool = UpstreamPool(read_timeout=2.0, ssl_context=client_ctx)
+        try:
+            r = await pool.request("GET", "https", "hooks.example.test", srv.port, "/", [], b"", connect_to=HOST)
+            assert await r.read() == b"named"
+            assert seen_sni == ["hooks.example.test"]
+            assert b"Host: hooks.example.test:%d\r\n" % srv.port in srv.requests[0].head
+            asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: None)  # server-side handshake noise
+            with pytest.raises(UpstreamConnectError):   # the same address under another name fails verification
+                await pool.request("GET", "https", "other.example.test", srv.port, "/", [], b"", connect_to=HOST)
         finally:
             await pool.close()
             await srv.stop()

@@ -6,8 +6,8 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from .. import headers as hdr
 from ..errors import InvalidRequest
+from ..request_path.body import json_object, read_body
 
 _JSON = [("content-type", "application/json")]
 _encode = msgspec.json.encode
@@ -17,29 +17,17 @@ def reply(proto, status: int, value) -> None:
     proto.response_bytes(status, _JSON, _encode(value))
 
 
-async def merchant_id(gw, scope) -> str:
-    """Management calls carry the merchant's secret key (or a forward token made from it) as a Bearer token."""
-    principal = await gw.auth.authenticate(hdr.credential(scope.headers))
-    return principal.merchant_id
-
-
 def query(scope) -> dict[str, str]:
     return dict(parse_qsl(scope.query_string, keep_blank_values=True))
 
 
-async def json_body(proto, limit: int = 1 << 20) -> dict:
-    data = await proto()
-    if len(data) > limit:
-        raise InvalidRequest("request body too large")
+async def json_body(proto, limit: int = 1 << 20, headers=None) -> dict:
+    """The body as a JSON object (at most `limit` bytes; pass the request's headers to refuse a declared
+    Content-Length over it before reading)."""
+    data = await read_body(proto, headers, limit)
     if not data.strip():
         return {}
-    try:
-        value = msgspec.json.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest("request body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return value
+    return json_object(data)
 
 
 def limit_param(q: dict[str, str], default: int = 10, most: int = 100) -> int:

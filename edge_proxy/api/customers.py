@@ -6,13 +6,20 @@ and the CLI import them): each raises InvalidRequest with a one-line message tha
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ..billing import accounts
 from ..billing.balances import UnknownPayer
 from ..billing.payer import Payer
 from ..errors import InvalidRequest, NotFound
 from ..money import parse_usd, usd
-from .common import decode_cursor, encode_cursor, json_body, limit_param, merchant_id, query, reply
+from .common import decode_cursor, encode_cursor, json_body, limit_param, query, reply
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
 
 MAX_TEXT = 200
 MAX_NANOS = 10**18  # one billion USD: any one amount, so balances stay far inside a 64-bit integer
@@ -140,57 +147,60 @@ async def _get(db, mid: str, customer_id: str) -> accounts.Customer:
 
 
 # -- handlers ----------------------------------------------------------------------------------------------------
-async def create_customer(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
-    body = await json_body(proto)
+async def create_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
+    body = await json_body(proto, headers=scope.headers)
     fields = customer_fields(body)
     balance = money(body["balance"], "balance") if body.get("balance") is not None else 0
-    c = await accounts.create_customer(gw.store.db, mid, fields)
+    c = await accounts.create_customer(svc.store.db, mid, fields)
     if balance:
-        c = await credit_customer(gw.balances, gw.store.db, mid, c.customer_id, balance, "initial")
+        c = await credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance, "initial")
     reply(proto, 201, to_api(c))
 
 
-async def list_customers(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+async def list_customers(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     q = query(scope)
     limit = limit_param(q)
-    items = await accounts.list_customers(gw.store.db, mid, decode_cursor(q.get("cursor")), limit)
+    items = await accounts.list_customers(svc.store.db, mid, decode_cursor(q.get("cursor")), limit)
     list_reply(proto, items, limit, to_api, lambda c: (c.created_at, c.customer_id))
 
 
-async def get_customer(gw, scope, proto, customer_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    reply(proto, 200, to_api(await _get(gw.store.db, mid, customer_id)))
+async def get_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, customer_id: str) -> None:
+    mid = caller.merchant_id
+    reply(proto, 200, to_api(await _get(svc.store.db, mid, customer_id)))
 
 
-async def update_customer(gw, scope, proto, customer_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    fields = customer_fields(await json_body(proto))
-    c = await accounts.update_customer(gw.store.db, mid, customer_id, fields)
+async def update_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
+                          customer_id: str) -> None:
+    mid = caller.merchant_id
+    fields = customer_fields(await json_body(proto, headers=scope.headers))
+    c = await accounts.update_customer(svc.store.db, mid, customer_id, fields)
     if c is None:
         raise NotFound(f"no customer {customer_id!r}")
     reply(proto, 200, to_api(c))
 
 
-async def delete_customer(gw, scope, proto, customer_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    if not await accounts.delete_customer(gw.store.db, mid, customer_id):
+async def delete_customer(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
+                          customer_id: str) -> None:
+    mid = caller.merchant_id
+    if not await accounts.delete_customer(svc.store.db, mid, customer_id):
         raise NotFound(f"no customer {customer_id!r}")
     reply(proto, 200, {"success": True})
 
 
-async def get_subscription(gw, scope, proto, customer_id: str) -> None:
+async def get_subscription(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
+                           customer_id: str) -> None:
     """Plans and subscriptions need a payment processor; until then no customer has one."""
-    mid = await merchant_id(gw, scope)
-    await _get(gw.store.db, mid, customer_id)
+    mid = caller.merchant_id
+    await _get(svc.store.db, mid, customer_id)
     reply(proto, 200, {"subscription": None})
 
 
-async def credit(gw, scope, proto, customer_id: str) -> None:
+async def credit(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, customer_id: str) -> None:
     """Ours: `POST customers/{id}/credit {"amount": "USD"}` adds funds and answers the customer."""
-    mid = await merchant_id(gw, scope)
-    body = await json_body(proto)
+    mid = caller.merchant_id
+    body = await json_body(proto, headers=scope.headers)
     nanos = money(body.get("amount"), "amount", positive=True)
-    await _get(gw.store.db, mid, customer_id)  # another merchant's customer is a 404, never a credit
-    reply(proto, 200, to_api(await credit_customer(gw.balances, gw.store.db, mid, customer_id, nanos, "api")))
+    await _get(svc.store.db, mid, customer_id)  # another merchant's customer is a 404, never a credit
+    reply(proto, 200, to_api(await credit_customer(svc.balances, svc.store.db, mid, customer_id, nanos, "api")))

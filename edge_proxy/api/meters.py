@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from ..billing import accounts
 from ..billing.accounts import Tier
 from ..errors import InvalidRequest, NotFound
-from .common import decode_cursor, json_body, limit_param, merchant_id, query, reply
+from .common import decode_cursor, json_body, limit_param, query, reply
 from .customers import list_reply, text
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
 
 RATE_TYPES = ("fixed", "percentage")
 TIER_TYPES = ("tokens_1m", "characters_1m", "minutes", "requests")
@@ -111,47 +118,47 @@ async def create(db, mid: str, name: str, slug: str, rate_type: str, tier_type: 
     return m
 
 
-async def create_meter(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
-    body = await json_body(proto)
+async def create_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
+    body = await json_body(proto, headers=scope.headers)
     name = text(body, "name", required=True)
     slug = meter_slug(body, name)
     rate_type = choice(body, "rate_type", RATE_TYPES)
     tier_type = choice(body, "tier_type", TIER_TYPES)
     tiers = tiers_of(body.get("tiers"))
-    reply(proto, 201, to_api(await create(gw.store.db, mid, name, slug, rate_type, tier_type, tiers)))
+    reply(proto, 201, to_api(await create(svc.store.db, mid, name, slug, rate_type, tier_type, tiers)))
 
 
-async def list_meters(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+async def list_meters(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     q = query(scope)
     limit = limit_param(q)
-    items = await accounts.list_meters(gw.store.db, mid, decode_cursor(q.get("cursor")), limit)
+    items = await accounts.list_meters(svc.store.db, mid, decode_cursor(q.get("cursor")), limit)
     list_reply(proto, items, limit, to_api, lambda m: (m.created_at, m.meter_id))
 
 
-async def get_meter(gw, scope, proto, meter_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    m = await accounts.meter(gw.store.db, mid, meter_id)
+async def get_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, meter_id: str) -> None:
+    mid = caller.merchant_id
+    m = await accounts.meter(svc.store.db, mid, meter_id)
     if m is None:
         raise NotFound(f"no meter {meter_id!r}")
     reply(proto, 200, to_api(m))
 
 
-async def update_meter(gw, scope, proto, meter_id: str) -> None:
+async def update_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, meter_id: str) -> None:
     """PATCH {name?, tiers?}: the slug, rate_type and tier_type of a meter never change."""
-    mid = await merchant_id(gw, scope)
-    body = await json_body(proto)
+    mid = caller.merchant_id
+    body = await json_body(proto, headers=scope.headers)
     name = text(body, "name")
     tiers = tiers_of(body["tiers"]) if body.get("tiers") is not None else None
-    m = await accounts.update_meter(gw.store.db, mid, meter_id, name, tiers)
+    m = await accounts.update_meter(svc.store.db, mid, meter_id, name, tiers)
     if m is None:
         raise NotFound(f"no meter {meter_id!r}")
     reply(proto, 200, to_api(m))
 
 
-async def delete_meter(gw, scope, proto, meter_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    if not await accounts.delete_meter(gw.store.db, mid, meter_id):
+async def delete_meter(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, meter_id: str) -> None:
+    mid = caller.merchant_id
+    if not await accounts.delete_meter(svc.store.db, mid, meter_id):
         raise NotFound(f"no meter {meter_id!r}")
     reply(proto, 200, {"id": meter_id, "deleted": True})

@@ -1,14 +1,22 @@
 """`/v1/requests`: the request log as the Lava SDK reads it, and post-request reporting."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import InvalidRequest, NotFound
 from ..forward_token import ForwardToken
 from ..log_sinks import Filters
 from ..metadata import parse_metadata
 from ..metering.record import RequestRecord, now_iso
 from ..money import usd
-from .common import (decode_cursor, encode_cursor, json_body, limit_param, merchant_id, metadata_filters, query,
+from .common import (decode_cursor, encode_cursor, json_body, limit_param, metadata_filters, query,
                      reply)
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
 
 _REPORTED_COUNTS = ("input_tokens", "output_tokens", "input_characters", "output_characters", "input_seconds",
                     "output_seconds")
@@ -28,7 +36,8 @@ def _charge(r: RequestRecord) -> dict:
 
 def to_api(r: RequestRecord) -> dict:
     """A log record in Lava's Request shape, with our extra fields beside Lava's."""
-    money = (lambda n: usd(n) if n is not None else None)
+    def money(n: int | None) -> str | None:
+        return usd(n) if n is not None else None
     return {
         "request_id": r.request_id,
         "status": "completed" if r.outcome == "completed" and r.status_code < 400 else "error",
@@ -71,13 +80,24 @@ def to_api(r: RequestRecord) -> dict:
     }
 
 
-async def list_requests(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+STATUSES = ("completed", "error")
+
+
+def filters_of(mid: str, q: dict[str, str]) -> Filters:
+    """The list's filters from its query: customer_id, meter_id, metadata_filters, and ours, model and status."""
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status: one of {', '.join(STATUSES)}")
+    return Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
+                   metadata_filters(q.get("metadata_filters")), model=q.get("model") or None, status=status)
+
+
+async def list_requests(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     q = query(scope)
     limit = limit_param(q)
-    filters = Filters(mid, q.get("customer_id") or None, q.get("meter_id") or None,
-                      metadata_filters(q.get("metadata_filters")))
-    rows = await gw.log_sink.list(filters, decode_cursor(q.get("cursor")), limit + 1)
+    filters = filters_of(mid, q)
+    rows = await svc.log_sink.list(filters, decode_cursor(q.get("cursor")), limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     reply(proto, 200, {
@@ -87,22 +107,22 @@ async def list_requests(gw, scope, proto) -> None:
     })
 
 
-async def get_request(gw, scope, proto, request_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    record = await gw.log_sink.get(mid, request_id)
+async def get_request(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, request_id: str) -> None:
+    mid = caller.merchant_id
+    record = await svc.log_sink.get(mid, request_id)
     if record is None:
         raise NotFound(f"no request {request_id!r}")
     reply(proto, 200, to_api(record))
 
 
-async def create_request(gw, scope, proto) -> None:
+async def create_request(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
     """Post-request reporting: usage that did not pass through the gateway. Idempotent by request_id."""
-    mid = await merchant_id(gw, scope)
-    body = await json_body(proto)
+    mid = caller.merchant_id
+    body = await json_body(proto, headers=scope.headers)
     request_id = body.get("request_id")
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 200:
         raise InvalidRequest("request_id: required, a string of 1 to 200 characters")
-    existing = await gw.log_sink.get(mid, request_id)
+    existing = await svc.log_sink.get(mid, request_id)
     if existing is not None:
         reply(proto, 200, to_api(existing))
         return
@@ -122,9 +142,9 @@ async def create_request(gw, scope, proto) -> None:
             raise InvalidRequest("metadata: must be an object of string values")
         from msgspec.json import encode
         record.metadata = parse_metadata(encode(body["metadata"]).decode(), "metadata")
-    billing = await gw.billing.billing_of(mid, ForwardToken("-", record.customer_id, record.meter_slug,
+    billing = await svc.billing.billing_of(mid, ForwardToken("-", record.customer_id, record.meter_slug,
                                                            disable_billing=bool(body.get("disable_billing"))))
     record.payer = billing.payer_kind
     record.status_code = 200
-    await gw.commit_batch([record])
+    await svc.commit_batch([record])
     reply(proto, 201, to_api(record))

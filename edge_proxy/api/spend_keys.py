@@ -9,14 +9,21 @@ and request limits (billing/spend_counters.py); a key without that limit shows i
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from ..billing import spend_counters
 from ..billing import spend_key_store as store
 from ..billing.spend_key_store import CYCLES, REQUEST_SHAPES, STATUSES, RateLimit, RequestLimit, SpendKey, SpendLimit
 from ..errors import InvalidRequest, NotFound
 from ..money import usd
-from .common import decode_cursor, json_body, limit_param, merchant_id, query, reply
+from .common import decode_cursor, json_body, limit_param, query, reply
 from .customers import list_reply, money, text
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
 
 MAX_LIST = 200
 
@@ -124,54 +131,57 @@ def policy(body: dict, *, creating: bool) -> dict:
 
 
 # -- handlers ----------------------------------------------------------------------------------------------------
-async def _shaped(gw, keys: list[SpendKey]):
+async def _shaped(svc, keys: list[SpendKey]):
     """to_api with each key's current-cycle counters."""
-    current = await spend_counters.current(gw.store.db, gw.redis, keys)
+    current = await spend_counters.current(svc.store.db, svc.redis, keys)
     return lambda k, secret=None: to_api(k, secret, current.get(k.spend_key_id))
 
 
-async def create_spend_key(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
-    fields = policy(await json_body(proto), creating=True)
-    key, secret = await store.create(gw.store.db, mid, fields)
+async def create_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
+    fields = policy(await json_body(proto, headers=scope.headers), creating=True)
+    key, secret = await store.create(svc.store.db, mid, fields)
     reply(proto, 201, to_api(key, secret))  # a new key's counters are its totals: zero
 
 
-async def list_spend_keys(gw, scope, proto) -> None:
-    mid = await merchant_id(gw, scope)
+async def list_spend_keys(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:
+    mid = caller.merchant_id
     q = query(scope)
     limit = limit_param(q)
-    items = await store.list_keys(gw.store.db, mid, decode_cursor(q.get("cursor")), limit)
-    list_reply(proto, items, limit, await _shaped(gw, items[:limit]), lambda k: (k.created_at, k.spend_key_id))
+    items = await store.list_keys(svc.store.db, mid, decode_cursor(q.get("cursor")), limit)
+    list_reply(proto, items, limit, await _shaped(svc, items[:limit]), lambda k: (k.created_at, k.spend_key_id))
 
 
-async def get_spend_key(gw, scope, proto, spend_key_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    key = await store.get(gw.store.db, mid, spend_key_id)
+async def get_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, spend_key_id: str) -> None:
+    mid = caller.merchant_id
+    key = await store.get(svc.store.db, mid, spend_key_id)
     if key is None:
         raise NotFound(f"no spend key {spend_key_id!r}")
-    reply(proto, 200, (await _shaped(gw, [key]))(key))
+    reply(proto, 200, (await _shaped(svc, [key]))(key))
 
 
-async def update_spend_key(gw, scope, proto, spend_key_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    fields = policy(await json_body(proto), creating=False)
-    key = await store.update(gw.store.db, mid, spend_key_id, fields)
+async def update_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
+                           spend_key_id: str) -> None:
+    mid = caller.merchant_id
+    fields = policy(await json_body(proto, headers=scope.headers), creating=False)
+    key = await store.update(svc.store.db, mid, spend_key_id, fields)
     if key is None:
         raise NotFound(f"no spend key {spend_key_id!r}")
-    reply(proto, 200, (await _shaped(gw, [key]))(key))
+    reply(proto, 200, (await _shaped(svc, [key]))(key))
 
 
-async def revoke_spend_key(gw, scope, proto, spend_key_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    if not await store.revoke(gw.store.db, mid, spend_key_id):
+async def revoke_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
+                           spend_key_id: str) -> None:
+    mid = caller.merchant_id
+    if not await store.revoke(svc.store.db, mid, spend_key_id):
         raise NotFound(f"no spend key {spend_key_id!r}")
     reply(proto, 200, {"success": True})
 
 
-async def rotate_spend_key(gw, scope, proto, spend_key_id: str) -> None:
-    mid = await merchant_id(gw, scope)
-    rotated = await store.rotate(gw.store.db, mid, spend_key_id)
+async def rotate_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal,
+                           spend_key_id: str) -> None:
+    mid = caller.merchant_id
+    rotated = await store.rotate(svc.store.db, mid, spend_key_id)
     if rotated is None:
         raise NotFound(f"no spend key {spend_key_id!r}")
-    reply(proto, 200, (await _shaped(gw, [rotated[0]]))(*rotated))
+    reply(proto, 200, (await _shaped(svc, [rotated[0]]))(*rotated))

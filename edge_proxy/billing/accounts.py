@@ -51,6 +51,13 @@ class Customer(msgspec.Struct, frozen=True):
     created_at: str
 
 
+class Credit(msgspec.Struct, frozen=True):
+    credit_id: str
+    amount_nanos: int
+    source: str      # opening | api | dashboard | cli | ...
+    created_at: str
+
+
 class Webhook(msgspec.Struct, frozen=True):
     webhook_id: str
     merchant_id: str
@@ -67,9 +74,9 @@ async def page(db: Database, table: str, id_column: str, columns: str, merchant_
 
     `table`, `id_column`, `columns` and `extra_where` are constants from this package, never user input."""
     where, args = f"merchant_id = ? AND {extra_where}", [merchant_id]
-    if cursor is not None:
-        where += f" AND (created_at < ? OR (created_at = ? AND {id_column} < ?))"
-        args += [cursor[0], cursor[0], cursor[1]]
+    if cursor is not None:  # a row comparison: the index range starts at the cursor
+        where += f" AND (created_at, {id_column}) < (?, ?)"
+        args += [cursor[0], cursor[1]]
     return await db.fetchall(f"SELECT {columns} FROM {table} WHERE {where} "
                              f"ORDER BY created_at DESC, {id_column} DESC LIMIT ?", *args, limit + 1)
 
@@ -210,6 +217,14 @@ async def delete_meter(db: Database, merchant_id: str, meter_id: str) -> bool:
                             "deleted_at IS NULL", now_iso(), meter_id, merchant_id) == 1
 
 
+# -- the wallet's ledger --------------------------------------------------------------------------------------
+async def wallet_history(db: Database, merchant_id: str, cursor, limit: int) -> list[Credit]:
+    """Up to `limit + 1` credits to the merchant's own wallet, newest first (the `credits` ledger)."""
+    rows = await page(db, "credits", "credit_id", "credit_id, amount_nanos, source, created_at", merchant_id, cursor,
+                      limit, extra_where="payer_kind = 'merchant'")
+    return [Credit(r[0], int(r[1]), r[2], r[3]) for r in rows]
+
+
 # -- webhooks --------------------------------------------------------------------------------------------------
 _WEBHOOK_COLUMNS = "webhook_id, merchant_id, name, url, secret, created_at"
 
@@ -220,10 +235,21 @@ async def webhook(db: Database, merchant_id: str, webhook_id: str) -> Webhook | 
     return Webhook(*row) if row else None
 
 
-async def create_webhook(db: Database, merchant_id: str, name: str, url: str, secret: str) -> Webhook:
+async def create_webhook(db: Database, merchant_id: str, name: str, url: str, secret: str,
+                         most: int | None = None) -> Webhook | None:
+    """A new webhook; None when the merchant already has `most` of them (counted and inserted in one
+    transaction; on PostgreSQL the merchant's row is locked first, so concurrent creates cannot pass the cap)."""
     webhook_id = new_id("whk")
-    await db.execute("INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, NULL)", webhook_id, merchant_id, name, url,
-                     secret, now_iso())
+    async with db.transaction() as tx:
+        if most is not None:
+            if db.dialect == "postgres":
+                await tx.fetchone("SELECT 1 FROM merchants WHERE merchant_id = ? FOR UPDATE", merchant_id)
+            row = await tx.fetchone("SELECT count(*) FROM webhooks WHERE merchant_id = ? AND deleted_at IS NULL",
+                                    merchant_id)
+            if row and int(row[0]) >= most:
+                return None
+        await tx.execute("INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, NULL)", webhook_id, merchant_id, name,
+                         url, secret, now_iso())
     return await webhook(db, merchant_id, webhook_id)
 
 

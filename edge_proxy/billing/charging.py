@@ -41,24 +41,24 @@ class Billing(msgspec.Struct, frozen=True, gc=False):
     byok_fee_nanos: int = 0  # per request, unmanaged only
 
 
-class _Limits(msgspec.Struct):
+class Limits(msgspec.Struct):
     model: str | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     max_output_tokens: int | None = None
 
 
-_limits = msgspec.json.Decoder(_Limits).decode
+_limits = msgspec.json.Decoder(Limits).decode
 
 
-def request_limits(body: bytes) -> _Limits:
+def request_limits(body: bytes) -> Limits:
     """The model and output limit a request names (OpenAI, Anthropic and Responses shapes)."""
     if body[:1] != b"{":
-        return _Limits()
+        return Limits()
     try:
         return _limits(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return _Limits()
+        return Limits()
 
 
 def _nanos(value: Decimal) -> int:
@@ -66,11 +66,13 @@ def _nanos(value: Decimal) -> int:
 
 
 def max_provider_cost(price: ModelPrice | None, body_len: int, max_out: int) -> int:
-    """Runs on every request: integer arithmetic on the price table's pico-dollar rates."""
+    """Runs on every request: integer arithmetic on the price table's pico-dollar rates, at the highest rate any
+    input token and any output token can cost (1-hour cache writes, audio, and a long-context tier unless the
+    body is too short to reach it: a text prompt has no more tokens than bytes)."""
     if price is None:
         return 0
-    p_in, p_out, _, p_write = price.pico
-    return _ceil_div(body_len * max(p_in, p_write) + max_out * p_out, 10**9)
+    p_in, p_out = price.reserve_rates(body_len)
+    return _ceil_div(body_len * p_in + max_out * p_out, 10**9)
 
 
 def _ceil_div(n: int, d: int) -> int:

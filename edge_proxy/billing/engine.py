@@ -2,7 +2,9 @@
 
 Request path: `billing_of()` (once per credential, cached with the principal) and `reserve()`.
 Log writer: `commit()` prices nothing itself (pricing is metering's) but charges each record once, in the
-same transaction as its log row, then mirrors debits to Redis and fires autopay events.
+same transaction as its log row, then mirrors debits to Redis and fires autopay events. With `webhooks` (a
+WebhookSender), an autopay event is owed to the merchant's webhooks in that same transaction, so it is
+delivered exactly when the charge that caused it commits; `on_autopay` is the older callback after the commit.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import logging
 
 from ..errors import InvalidRequest
 from ..forward_token import ForwardToken
-from ..log_sinks import SQLLogSink
+from ..log_sinks import SQLLogSink, usage_rollup
 from ..lru import TTLCache
 from ..metering.record import RequestRecord
 from . import accounts
@@ -20,13 +22,14 @@ from .leases import Lease, Leases
 from .payer import Payer
 from .settle import disarm_autopay, payer_of, settle
 from .spend_counters import record_spend
+from .webhooks import autopay_data
 
 log = logging.getLogger("edge_proxy.billing")
 
 
 class BillingEngine:
     def __init__(self, store_db, log_sink: SQLLogSink, leases: Leases, prices, *, byok_fee_nanos: int = 0,
-                 redis_holds: RedisHolds | None = None, on_autopay=None) -> None:
+                 redis_holds: RedisHolds | None = None, on_autopay=None, webhooks=None) -> None:
         self.db = store_db
         self.log_sink = log_sink
         self.leases = leases
@@ -34,6 +37,7 @@ class BillingEngine:
         self.byok_fee_nanos = byok_fee_nanos
         self.redis_holds = redis_holds
         self.on_autopay = on_autopay
+        self.webhooks = webhooks
         self.inflight: dict[str, tuple[Lease | None, int]] = {}
         self._meters: TTLCache[tuple[str, str], accounts.Meter] = TTLCache(10_000, 30.0)
         self.redis_pending: list[tuple[Payer, str, int, str | None]] = []
@@ -93,8 +97,13 @@ class BillingEngine:
                 meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
         async with self.log_sink.db.transaction() as tx:
             new = await settle(tx, records, meters, self.log_sink.insert_new)
+            await usage_rollup.add(tx, new)  # the daily usage rollup, exactly once with the log rows
             await record_spend(tx, new, self.redis_holds)
             fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos})
+            if fired and self.webhooks is not None:
+                for customer_id, merchant_id, balance, threshold, amount in fired:
+                    await self.webhooks.enqueue(tx, merchant_id, "customer.autopay",
+                                                autopay_data(customer_id, balance, threshold, amount))
         charged_now = {r.request_id for r in new}
         for r in records:
             self._finished(r, r.charge_nanos if r.request_id in charged_now else 0)
@@ -102,7 +111,9 @@ class BillingEngine:
             self.redis_pending += [(p, r.request_id, r.charge_nanos, r.hold_id) for r in new
                                    if r.charge_nanos and (p := payer_of(r)) is not None]
             await self.flush_redis()
-        if fired and self.on_autopay is not None:
+        if fired and self.webhooks is not None:
+            self.webhooks.wake()
+        elif fired and self.on_autopay is not None:
             for event in fired:
                 self.on_autopay(*event)
 

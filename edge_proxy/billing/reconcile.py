@@ -1,10 +1,10 @@
 """`edge-proxy balances reconcile`: rebuild every balance from the durable record.
 
 The truth for a payer is its credits (the `credits` ledger) minus its charges (the `charge_nanos` of its rows in
-the request log), both written in the same transactions as the balances. Reconcile repairs the SQL balance column where it differs,
-and sets the Redis balance of every payer to it. Run it after restoring Redis, or when Redis missed debits
-while it was down; it is idempotent. Requests still in a gateway's log queue are not in the ledger yet, so run
-it when traffic is quiet, or run it again.
+the request log), both written in the same transactions as the balances. Reconcile repairs the SQL balance column
+where it differs, and sets the Redis balance of every payer to it. Run it after restoring Redis, or when Redis
+missed debits while it was down; it is idempotent. Requests still in a gateway's log queue are not in the ledger
+yet, so run it when traffic is quiet, or run it again.
 """
 from __future__ import annotations
 

@@ -51,6 +51,29 @@ CREATE TABLE IF NOT EXISTS webhooks (
     deleted_at  TEXT
 );
 
+-- Webhook deliveries still owed, and the record of those done or given up (billing/webhook_deliveries.py).
+-- status: pending (owed; due at next_attempt_at unless a worker's claim runs until claimed_until),
+-- delivered, failed (gave up after the last attempt). Times are epoch seconds.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    delivery_id     TEXT PRIMARY KEY,
+    webhook_id      TEXT NOT NULL,
+    merchant_id     TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
+    claimed_until   DOUBLE PRECISION NOT NULL DEFAULT 0,
+    last_status     BIGINT,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS webhook_deliveries_once ON webhook_deliveries (webhook_id, event_id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_recent ON webhook_deliveries (webhook_id, created_at);
+
 CREATE TABLE IF NOT EXISTS credits (
     credit_id    TEXT PRIMARY KEY,
     merchant_id  TEXT NOT NULL,
@@ -60,6 +83,7 @@ CREATE TABLE IF NOT EXISTS credits (
     source       TEXT NOT NULL,
     created_at   TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS credits_by_merchant ON credits (merchant_id, created_at, credit_id);
 
 CREATE TABLE IF NOT EXISTS holds (
     hold_id      TEXT PRIMARY KEY,

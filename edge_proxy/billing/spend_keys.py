@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
+from typing import TYPE_CHECKING
 
-from ..errors import Forbidden, GatewayError, InsufficientBalance, InvalidToken, RateLimited, ServiceUnavailable
+from ..errors import Forbidden, GatewayError, InsufficientBalance, RateLimited, ServiceUnavailable
 from ..money import usd
 from .charging import max_provider_cost
 from .spend_counters import Admission, RedisCounters, Refusal, SQLCounters, period, periods, utc
 from .spend_key_store import SpendKey
+
+if TYPE_CHECKING:
+    from ..metering.pricing import PriceTable
+    from .charging import Limits
 
 REDIS_DEADLINE = 2.0  # seconds one admission may wait for Redis (its socket timeouts are shorter)
 _PER = {"daily": "day", "weekly": "week", "monthly": "month"}
@@ -38,14 +42,11 @@ class SpendKeyGate:
         self.redis = redis
         self.counters = RedisCounters(redis, db) if redis is not None else SQLCounters(db)
 
-    async def admit(self, key: SpendKey, provider: str, model: str | None, request_id: str | None = None,
-                    body_len: int = 0, limits=None, prices=None) -> None:
+    async def admit(self, key: SpendKey, provider: str, model: str | None, request_id: str, body_len: int,
+                    limits: Limits, prices: PriceTable) -> None:
         """Admit one request made with `key`, or raise. `body_len`, `limits` (charging.request_limits) and
-        `prices` size its reservation against a spend limit, as the billing engine sizes its own."""
-        if key.status != "active":
-            raise InvalidToken(f"this spend key is {key.status}")
-        if key.expired():
-            raise InvalidToken("this spend key has expired")
+        `prices` size its reservation against a spend limit, as the billing engine sizes its own. A revoked or
+        expired key never gets here: the router refuses it (access.py)."""
         if key.allowed_providers is not None and provider not in key.allowed_providers:
             raise Forbidden(f"this spend key may not use provider {provider!r}")
         if key.allowed_models is not None and model not in key.allowed_models:
@@ -58,7 +59,7 @@ class SpendKeyGate:
         spend = key.spend_limit
         cycles = periods(now, request.cycle) if request is not None else []
         admission = Admission(
-            key.spend_key_id, request_id or f"spk-{os.urandom(12).hex()}", now,
+            key.spend_key_id, request_id, now,
             None if rate is None else (float(rate.burst or rate.rpm), rate.rpm / 60.0),
             None if request is None else (request.count, cycles),
             None if spend is None else (spend.amount_nanos, period(spend.cycle, utc(now))[0],
@@ -78,13 +79,9 @@ class SpendKeyGate:
             raise _refused(key, refusal, cycles)
 
 
-def _reservation(provider: str, model: str | None, body_len: int, limits, prices) -> int:
+def _reservation(provider: str, model: str | None, body_len: int, limits: Limits, prices: PriceTable) -> int:
     """The most this request can cost (billing/charging.py's rule for the merchant wallet, managed key)."""
-    if prices is None:
-        return 0
-    max_out = None
-    if limits is not None:
-        max_out = limits.max_tokens or limits.max_completion_tokens or limits.max_output_tokens
+    max_out = limits.max_tokens or limits.max_completion_tokens or limits.max_output_tokens
     return max_provider_cost(prices.lookup(provider, model), body_len,
                              max_out or prices.max_output_tokens(provider, model))
 

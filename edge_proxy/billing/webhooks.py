@@ -1,11 +1,18 @@
-"""Delivers billing events (autopay) to a merchant's webhooks: signed POSTs, retried with backoff.
+"""Delivers billing events (autopay) to a merchant's webhooks: signed POSTs, owed in the database until done.
 
 Each delivery is a POST of the event as JSON with
   x-edge-proxy-event: <type>
+  x-edge-proxy-event-id: <the event's id, also its "id" field: receivers de-duplicate on it>
   x-edge-proxy-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the webhook secret>
 A receiver recomputes the HMAC with its `webhook_secret` and rejects stale timestamps. Any answer other than
-2xx, or no answer, is retried (`attempts` tries, doubling the wait from `backoff` seconds). Deliveries live in
-memory: a gateway that stops mid-retry loses the retries that remain, and says so in its log.
+2xx (a redirect included), or no answer within the deadline, is retried after a doubling wait (`backoff`
+seconds first, at most an hour), up to `attempts` tries; then the delivery is marked failed.
+
+Every owed delivery is a row of `webhook_deliveries` (webhook_deliveries.py), so a restart loses none: each
+worker runs a loop that claims due rows with a lease, sends them through the guarded outbound client
+(edge_proxy.outbound: only public addresses, or the operator's allow-list), and records the outcome. Any worker
+of any gateway on the same database may deliver any row; each attempt is made by one of them. Delivery is at
+least once: a worker that dies mid-attempt leaves the row to be sent again once its lease ends.
 """
 from __future__ import annotations
 
@@ -14,11 +21,13 @@ import hashlib
 import hmac
 import logging
 import time
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
-import msgspec
-
-from ..store.base import new_id
+from ..money import usd
+from ..outbound import GuardedClient, OutboundPolicy, Outcome
+from ..outbound.client import Resolver
+from ..store.db import Database, Tx
+from . import webhook_deliveries as deliveries
 
 log = logging.getLogger("edge_proxy.webhooks")
 
@@ -28,58 +37,162 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+def autopay_data(customer_id: str, balance: int, threshold: int, amount: int) -> dict:
+    """The `data` of a customer.autopay event (money as USD decimal strings, as at every edge)."""
+    return {"customer_id": customer_id, "balance": usd(balance), "autopay_threshold": usd(threshold),
+            "autopay_amount": usd(amount)}
+
+
 class WebhookSender:
-    def __init__(self, db, upstream_of, *, attempts: int = 6, backoff: float = 1.0) -> None:
+    """One per worker: `emit` owes an event, `start` runs the delivery loop, `stop` ends it at shutdown."""
+
+    def __init__(self, db: Database, _legacy_upstream_of: object = None, *, policy: OutboundPolicy | None = None,
+                 attempts: int = 12, backoff: float = 1.0, deadline: float = 10.0, concurrency: int = 8,
+                 poll: float = 1.0, resolver: Resolver | None = None, ssl_context=None,
+                 clock: Callable[[], float] = time.time) -> None:
+        # _legacy_upstream_of: what app.py passed when deliveries used the providers' pool; ignored
         self.db = db
-        self._upstream_of = upstream_of  # () -> UpstreamPool, available once the worker has started
         self.attempts = attempts
         self.backoff = backoff
-        self._tasks: set[asyncio.Task] = set()
+        self.concurrency = concurrency
+        self.poll = poll
+        self.lease = deadline + 30.0   # longer than any attempt can take: the client enforces the deadline
+        self.client = GuardedClient(policy or OutboundPolicy(), deadline=deadline, concurrency=concurrency,
+                                    resolver=resolver, ssl_context=ssl_context)
+        self._clock = clock
+        self._loop_task: asyncio.Task | None = None
+        self._enqueues: set[asyncio.Task] = set()
+        self._inflight: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
         self.delivered = 0
         self.failed = 0
 
+    @classmethod
+    def from_settings(cls, db: Database, settings, **overrides) -> WebhookSender:
+        """The sender the settings describe (EDGE_PROXY_WEBHOOK_*)."""
+        options = {"policy": OutboundPolicy.from_settings(settings), "attempts": settings.webhook_max_attempts,
+                   "backoff": settings.webhook_retry_seconds, "deadline": settings.webhook_timeout,
+                   "concurrency": settings.webhook_concurrency}
+        options.update(overrides)
+        return cls(db, **options)
+
+    # -- owing events ------------------------------------------------------------------------------------------
     def emit(self, merchant_id: str, event_type: str, data: dict) -> None:
-        event = {"id": new_id("evt"), "type": event_type, "created_at": int(time.time()), "data": data}
-        task = asyncio.get_running_loop().create_task(self._fan_out(merchant_id, event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Owe an event to the merchant's webhooks (stored at once, in the background) and wake the loop."""
+        self.start()
+        task = asyncio.get_running_loop().create_task(self._enqueue_now(merchant_id, event_type, data))
+        self._enqueues.add(task)
+        task.add_done_callback(self._enqueues.discard)
 
-    async def _fan_out(self, merchant_id: str, event: dict) -> None:
-        rows = await self.db.fetchall("SELECT url, secret FROM webhooks WHERE merchant_id = ? AND deleted_at IS NULL",
-                                      merchant_id)
-        body = msgspec.json.encode(event)
-        await asyncio.gather(*(self._deliver(url, secret, event["type"], body) for url, secret in rows))
+    async def enqueue(self, tx: Tx, merchant_id: str, event_type: str, data: dict) -> str:
+        """Owe an event inside the caller's transaction (it is owed exactly when that commits); the caller wakes
+        the loop with `wake()` after the commit. Returns the event id."""
+        event_id, _ = await deliveries.enqueue(tx, merchant_id, event_type, data, self._clock())
+        return event_id
 
-    async def _deliver(self, url: str, secret: str, event_type: str, body: bytes) -> None:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        wait = self.backoff
-        for attempt in range(1, self.attempts + 1):
-            now = int(time.time())
-            headers = [(b"content-type", b"application/json"), (b"x-edge-proxy-event", event_type.encode()),
-                       (b"x-edge-proxy-signature", signature(secret, now, body).encode())]
+    def wake(self) -> None:
+        """Tell the loop that something is owed now (after the commit of an `enqueue`)."""
+        self.start()
+        self._wake.set()
+
+    async def _enqueue_now(self, merchant_id: str, event_type: str, data: dict) -> None:
+        try:
+            async with self.db.transaction() as tx:
+                event_id, n = await deliveries.enqueue(tx, merchant_id, event_type, data, self._clock())
+        except Exception:   # the database is down: the event cannot be owed, and that must be loud
+            log.exception("webhook event %s for merchant %s could not be stored; it is lost", event_type,
+                          merchant_id)
+            return
+        if n:
+            log.info("webhook event %s (%s) owed to %d webhook(s)", event_id, event_type, n)
+            self._wake.set()
+
+    # -- the delivery loop -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start delivering (owed deliveries left by an earlier run included); idempotent."""
+        if self._loop_task is None and not self._stopping:
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="webhook-deliveries")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._inflight)
+            wait = self.poll
+            batch: list[deliveries.Claimed] = []
+            if free > 0:
+                try:
+                    # a read first: claiming is a write, and SQLite has one writer (the log writer among others)
+                    now = self._clock()
+                    due = await deliveries.next_due(self.db, now)
+                    if due is not None and due <= now:
+                        batch = await deliveries.claim(self.db, now, self.lease, free)
+                    elif due is not None:
+                        wait = min(self.poll, due - now)
+                except Exception as exc:   # the database is away: try again after a poll interval
+                    log.warning("webhook deliveries: cannot read the queue (%s: %s)", type(exc).__name__, exc)
+                for claimed in batch:
+                    task = asyncio.get_running_loop().create_task(self._attempt(claimed))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._attempt_done)
+                if batch and len(batch) == free:
+                    continue   # there may be more due right now
             try:
-                response = await self._upstream_of().request("POST", parts.scheme, parts.hostname, port, target,
-                                                             headers, body)
-                await response.read()
-                if 200 <= response.status < 300:
-                    self.delivered += 1
-                    return
-                reason = f"HTTP {response.status}"
-            except Exception as exc:  # unreachable, reset, timeout: all are retried the same way
-                reason = f"{type(exc).__name__}: {exc}"
-            if attempt < self.attempts:
-                log.warning("webhook %s: attempt %d failed (%s); retrying in %.1fs", url, attempt, reason, wait)
-                await asyncio.sleep(wait)
-                wait *= 2
-        self.failed += 1
-        log.error("webhook %s: gave up after %d attempts", url, self.attempts)
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    def _attempt_done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        self._wake.set()   # a slot is free
+
+    async def _attempt(self, claimed: deliveries.Claimed) -> None:
+        try:
+            if claimed.url is None or claimed.secret is None:
+                outcome, give_up = Outcome(False, None, "the webhook was deleted"), True
+            else:
+                outcome, give_up = await self._send(claimed), False
+        except asyncio.CancelledError:   # shutdown mid-attempt: the next worker sends it
+            await asyncio.shield(deliveries.release(self.db, claimed))
+            raise
+        try:
+            status = await deliveries.record(self.db, claimed, outcome.ok, outcome.status, outcome.error,
+                                             self._clock(), max_attempts=self.attempts, backoff=self.backoff,
+                                             give_up=give_up)
+        except Exception as exc:   # the database is away: the lease runs out and the delivery is owed again
+            log.warning("webhook delivery %s: cannot record attempt %d (%s: %s)", claimed.delivery_id,
+                        claimed.attempts, type(exc).__name__, exc)
+            return
+        if status == deliveries.DELIVERED:
+            self.delivered += 1
+        elif status == deliveries.FAILED:
+            self.failed += 1
+            log.error("webhook delivery %s of event %s failed for good after %d attempt(s): %s",
+                      claimed.delivery_id, claimed.event_id, claimed.attempts, outcome.error)
+        else:
+            log.warning("webhook delivery %s, attempt %d failed (%s); it will be retried", claimed.delivery_id,
+                        claimed.attempts, outcome.error)
+
+    async def _send(self, claimed: deliveries.Claimed) -> Outcome:
+        headers = [(b"content-type", b"application/json"), (b"x-edge-proxy-event", claimed.event_type.encode()),
+                   (b"x-edge-proxy-event-id", claimed.event_id.encode()),
+                   (b"x-edge-proxy-signature", signature(claimed.secret or "", int(self._clock()),
+                                                         claimed.body).encode())]
+        return await self.client.post(claimed.url or "", headers, claimed.body)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+        """Store the events emitted so far, let attempts under way finish (up to `timeout`), give back the rest."""
+        self._stopping = True
+        if self._enqueues:
+            await asyncio.wait(self._enqueues, timeout=timeout)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=timeout)
             for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             if pending:
-                log.warning("%d webhook deliveries were still retrying at shutdown and are dropped", len(pending))
+                log.warning("%d webhook deliveries were cut short by shutdown; they stay owed", len(pending))
+        await self.client.close()

@@ -14,22 +14,22 @@ from typing import Any, Final
 from urllib.parse import quote
 
 
-class _Unset(enum.Enum):
+class Unset(enum.Enum):
     UNSET = "UNSET"
 
     def __repr__(self) -> str:
         return "UNSET"
 
 
-UNSET: Final = _Unset.UNSET
+UNSET: Final = Unset.UNSET
 """The default of an optional argument: "not given", which is left out of a body (unlike None, sent as null)."""
 
 GATEWAY_FORMATS = ("openai", "anthropic", "google", "bedrock")
 
 
-def generate_forward_token(secret_key: str, *, customer_id: str | None | _Unset = UNSET,
-                           meter_slug: str | None | _Unset = UNSET, provider_key: str | None | _Unset = UNSET,
-                           disable_billing: bool | None | _Unset = UNSET) -> str:
+def generate_forward_token(secret_key: str, *, customer_id: str | None | Unset = UNSET,
+                           meter_slug: str | None | Unset = UNSET, provider_key: str | None | Unset = UNSET,
+                           disable_billing: bool | None | Unset = UNSET) -> str:
     """The forward token for these options, byte for byte what the Node SDK's generateForwardToken() sends."""
     fields: dict[str, Any] = {"secret_key": secret_key}
     for name, value in (("customer_id", customer_id), ("meter_slug", meter_slug),
@@ -40,9 +40,9 @@ def generate_forward_token(secret_key: str, *, customer_id: str | None | _Unset 
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def gateway_token(secret_key: str, *, customer_id: str | None | _Unset = UNSET,
-                  meter_slug: str | None | _Unset = UNSET, provider_key: str | None | _Unset = UNSET,
-                  disable_billing: bool | None | _Unset = UNSET) -> str:
+def gateway_token(secret_key: str, *, customer_id: str | None | Unset = UNSET,
+                  meter_slug: str | None | Unset = UNSET, provider_key: str | None | Unset = UNSET,
+                  disable_billing: bool | None | Unset = UNSET) -> str:
     """The token gateway() sends: customer billing needs both ids; a meter alone sends `customer_id: null`.
 
     Raises ValueError for a customer_id without a meter_slug, as the Node SDK's gateway() throws.

@@ -16,7 +16,7 @@ import httpx2 as httpx
 
 from .config import resolve_base_url, resolve_secret_key
 from .errors import MissingSecretKeyError
-from .forward_tokens import UNSET, _Unset, gateway_body, gateway_token, gateway_url, generate_forward_token
+from .forward_tokens import UNSET, Unset, gateway_body, gateway_token, gateway_url, generate_forward_token
 from .providers import Providers
 from .resources import Customers, Meters, Models, Requests, SecretKeys, SpendKeys, Usage, Wallet, Webhooks
 from .transport import DEFAULT_TIMEOUT, USER_AGENT, AsyncTransport, SyncTransport
@@ -40,7 +40,7 @@ class _Base:
         self.providers = Providers(self.api_base)
 
     def generate_forward_token(self, *, customer_id: Option = UNSET, meter_slug: Option = UNSET,
-                               provider_key: Option = UNSET, disable_billing: bool | None | _Unset = UNSET) -> str:
+                               provider_key: Option = UNSET, disable_billing: bool | None | Unset = UNSET) -> str:
         """A forward token with this client's secret key, as the Node SDK's generateForwardToken() makes it.
 
         Options not given are left out; None is sent as JSON null.
@@ -50,7 +50,7 @@ class _Base:
 
     def _gateway_request(self, client: httpx.Client | httpx.AsyncClient, url: str, body: Any, method: str,
                          headers: Mapping[str, str] | None, customer_id: Option, meter_slug: Option,
-                         provider_key: Option, disable_billing: bool | None | _Unset,
+                         provider_key: Option, disable_billing: bool | None | Unset,
                          format: str | None) -> httpx.Request:
         token = gateway_token(self.secret_key, customer_id=customer_id, meter_slug=meter_slug,
                               provider_key=provider_key, disable_billing=disable_billing)
@@ -87,7 +87,7 @@ class Gateway(_Base):
 
     def gateway(self, url: str, *, body: Any = None, method: str = "POST", headers: Mapping[str, str] | None = None,
                 customer_id: Option = UNSET, meter_slug: Option = UNSET, provider_key: Option = UNSET,
-                disable_billing: bool | None | _Unset = UNSET, format: str | None = None) -> Any:
+                disable_billing: bool | None | Unset = UNSET, format: str | None = None) -> Any:
         """One call through the gateway, as the Node SDK's gateway(): the provider's JSON back, typed errors.
 
         `url` is the provider's full URL. Billing: customer_id + meter_slug bill the customer, meter_slug alone
@@ -100,7 +100,7 @@ class Gateway(_Base):
 
     def gateway_raw(self, url: str, *, body: Any = None, method: str = "POST", headers: Mapping[str, str] | None = None,
                     customer_id: Option = UNSET, meter_slug: Option = UNSET, provider_key: Option = UNSET,
-                    disable_billing: bool | None | _Unset = UNSET, format: str | None = None) -> httpx.Response:
+                    disable_billing: bool | None | Unset = UNSET, format: str | None = None) -> httpx.Response:
         """gateway()'s call, answering the whole httpx2 response whatever its status (for non-JSON bodies)."""
         return self._transport.send(self._gateway_request(
             self._transport.client, url, body, method, headers, customer_id, meter_slug, provider_key,
@@ -143,7 +143,7 @@ class AsyncGateway(_Base):
     async def gateway(self, url: str, *, body: Any = None, method: str = "POST",
                       headers: Mapping[str, str] | None = None, customer_id: Option = UNSET,
                       meter_slug: Option = UNSET, provider_key: Option = UNSET,
-                      disable_billing: bool | None | _Unset = UNSET, format: str | None = None) -> Any:
+                      disable_billing: bool | None | Unset = UNSET, format: str | None = None) -> Any:
         """One call through the gateway, as the Node SDK's gateway(); see Gateway.gateway()."""
         return self._transport.parse(await self.gateway_raw(
             url, body=body, method=method, headers=headers, customer_id=customer_id, meter_slug=meter_slug,
@@ -152,7 +152,7 @@ class AsyncGateway(_Base):
     async def gateway_raw(self, url: str, *, body: Any = None, method: str = "POST",
                           headers: Mapping[str, str] | None = None, customer_id: Option = UNSET,
                           meter_slug: Option = UNSET, provider_key: Option = UNSET,
-                          disable_billing: bool | None | _Unset = UNSET,
+                          disable_billing: bool | None | Unset = UNSET,
                           format: str | None = None) -> httpx.Response:
         """gateway()'s call, answering the whole httpx2 response whatever its status."""
         return await self._transport.send(self._gateway_request(

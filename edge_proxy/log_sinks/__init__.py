@@ -5,14 +5,19 @@ find them.
 """
 from __future__ import annotations
 
+import sqlite3
+
+from typing import Any
+
 import msgspec
 
 from ..metering.record import RequestRecord
 from ..store.db import Database, Tx, open_database
-from . import sql
+from . import sql, usage_rollup
 from .sql import Filters, Where
 
 APPLICATION_NAME = "edge_proxy_log_writer"
+Rows = list[tuple[Any, ...]]  # (a name outside the class: SQLLogSink.list shadows `list` in its body)
 _encode = msgspec.json.encode
 _ph = lambda i: "?"  # noqa: E731 - the Database rewrites ? for PostgreSQL
 
@@ -20,7 +25,6 @@ _ph = lambda i: "?"  # noqa: E731 - the Database rewrites ? for PostgreSQL
 class SQLLogSink:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._insert = sql.insert_sql(_ph)
         # Rows per INSERT. SQLite binds every value of a statement in one hold of the GIL, on its own thread,
         # while the event loop waits: 50 rows keep that near half a millisecond (100 rows are a tenth cheaper per
         # row and stall twice as long). PostgreSQL takes a batch as one JSON text (sql.INSERT_JSON_SQL).
@@ -32,19 +36,34 @@ class SQLLogSink:
 
     async def open(self) -> None:
         await self.db.open()
-        await self.db.executescript(sql.create_table())
+        await self.db.executescript(sql.create_table() + usage_rollup.SCHEMA)
+        await self._add_missing_columns()
+        await usage_rollup.ensure_built(self.db)
+
+    async def _add_missing_columns(self) -> None:
+        """A table made by an older version gains the record's newer fields (NULL in old rows, read as 0)."""
+        dialect = self.db.dialect
+        have = {row[0] for row in await self.db.fetchall(sql.existing_columns_sql(dialect))}
+        for name in sql.COLUMNS:
+            if name in have:
+                continue
+            try:
+                await self.db.execute(sql.add_column_sql(name, dialect))
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # not another worker adding it first
+                    raise
 
     async def close(self) -> None:
         await self.db.close()
 
     async def write(self, records: list[RequestRecord], tx: Tx | None = None) -> None:
-        """Insert records; a request id already present is left as it is (replays are idempotent)."""
-        rows = [sql.to_row(r) for r in records]
+        """Insert records, unbilled; a request id already present is left as it is (replays are idempotent).
+        The usage rollup counts the rows added, as BillingEngine.commit does."""
         if tx is not None:
-            await tx.executemany(self._insert, rows)
+            await usage_rollup.add(tx, await self.insert_new(tx, records))
             return
         async with self.db.transaction() as tx:
-            await tx.executemany(self._insert, rows)
+            await usage_rollup.add(tx, await self.insert_new(tx, records))
 
     async def insert_new(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
         """Insert records; returns those whose rows were added now. A record already in the log (a replay),
@@ -71,13 +90,21 @@ class SQLLogSink:
         row = await self.db.fetchone(f"SELECT {', '.join(sql.COLUMNS)} FROM requests WHERE {where.sql}", *where.args)
         return sql.from_row(row) if row else None
 
-    async def list(self, filters: Filters, cursor: tuple[str, str] | None, limit: int) -> list[RequestRecord]:
+    async def list(self, filters: Filters, cursor: tuple[str, ...] | None, limit: int) -> list[RequestRecord]:
         query, args = sql.list_sql(self._where().filters(filters), cursor, limit)
         return [sql.from_row(r) for r in await self.db.fetchall(query, *args)]
 
-    async def usage(self, filters: Filters) -> list[tuple]:
-        query, args = sql.usage_sql(self._where().filters(filters))
+    async def usage(self, filters: Filters) -> Rows:
+        """Per day: (day, requests, tokens, cost, charge), ordered by day; from the rollup when it can answer."""
+        query, args = usage_rollup.query(filters, None) or sql.usage_sql(self._where().filters(filters))
         return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in await self.db.fetchall(query, *args)]
+
+    async def usage_by(self, filters: Filters, group: str) -> Rows:
+        """Per day and per model, provider or customer (sql.USAGE_GROUPS): (day, value or None, requests, tokens,
+        cost, charge), ordered by day; from the rollup when it can answer."""
+        query, args = usage_rollup.query(filters, group) or sql.usage_by_sql(self._where().filters(filters), group)
+        return [(r[0], r[1] or None, int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in await self.db.fetchall(query, *args)]
 
 
 LogSink = SQLLogSink

@@ -31,7 +31,26 @@ def create_table(integer: str = "BIGINT", real: str = "DOUBLE PRECISION") -> str
     # Ids the gateway makes are unique everywhere; ids a merchant reports (POST /v1/requests) only within it.
     cols.append("PRIMARY KEY (merchant_id, request_id)")
     return (f"CREATE TABLE IF NOT EXISTS requests ({', '.join(cols)});\n"
-            "CREATE INDEX IF NOT EXISTS requests_by_merchant ON requests (merchant_id, created_at, request_id);")
+            "CREATE INDEX IF NOT EXISTS requests_by_merchant ON requests (merchant_id, created_at, request_id);\n"
+            # the request list filtered by customer (the Lava SDK's filter, and the dashboard's): without it a
+            # customer with few requests is found by reading every row of the merchant
+            "CREATE INDEX IF NOT EXISTS requests_by_customer ON requests "
+            "(merchant_id, customer_id, created_at, request_id);")
+
+
+def existing_columns_sql(dialect: str) -> str:
+    """The statement listing the requests table's columns: their names are the first value of each row."""
+    if dialect == "sqlite":
+        return "SELECT name FROM pragma_table_info('requests')"
+    return ("SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'requests' AND table_schema = current_schema()")
+
+
+def add_column_sql(name: str, dialect: str) -> str:
+    # PostgreSQL's IF NOT EXISTS makes two workers opening at once harmless; SQLite has no such clause, and the
+    # sink treats its "duplicate column" error as the other worker having won.
+    guard = "" if dialect == "sqlite" else "IF NOT EXISTS "
+    return f"ALTER TABLE requests ADD COLUMN {guard}{name} {_column_type(name, 'BIGINT', 'DOUBLE PRECISION')}"
 
 
 def insert_sql(placeholder: Callable[[int], str]) -> str:
@@ -61,10 +80,29 @@ def _json_type(name: str) -> str:
 # PostgreSQL: the same insert with the whole batch as one JSON text (msgspec encodes it at C speed; the server
 # parses it). Binding one parameter per value instead cost asyncpg about 10 us a row on the event loop, a 5 ms
 # stall for a 500-row batch, and the 100-row VALUES text (26 kB) was too long for asyncpg's statement cache.
+def _sql_literal(value) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# The record's JSON omits fields equal to their default (omit_defaults), which json_to_recordset reads as NULL:
+# each such column gets its default back, so the row holds 0, 'completed', 'managed' as SQLite's rows do (and
+# SQL that filters or sums them, such as the usage and status queries, sees the values).
+_DEFAULTS = {f.name: _sql_literal(f.default) for f in msgspec.structs.fields(RequestRecord)
+             if f.default is not msgspec.NODEFAULT and f.default is not None}
+
+
+def _json_column(n: str) -> str:
+    expr = f"r.{n}::int" if n in _BOOL_COLUMNS else f"r.{n}::text" if n == "metadata" else f"r.{n}"
+    return f"coalesce({expr}, {_DEFAULTS[n]})" if n in _DEFAULTS else expr
+
+
 INSERT_JSON_SQL = (
     f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT "
-    + ", ".join(f"r.{n}::int" if n in _BOOL_COLUMNS else f"r.{n}::text" if n == "metadata" else f"r.{n}"
-                for n in COLUMNS)
+    + ", ".join(_json_column(n) for n in COLUMNS)
     + " FROM json_to_recordset(?::json) AS r(" + ", ".join(f"{n} {_json_type(n)}" for n in COLUMNS) + ") "
     "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id, merchant_id")
 
@@ -106,6 +144,8 @@ class Filters:
     metadata: list[tuple[str, str]] = field(default_factory=list)
     start: str | None = None  # created_at >= start
     end: str | None = None    # created_at < end
+    model: str | None = None
+    status: str | None = None  # Lava's request status: "completed" (completed with a status under 400) or "error"
 
 
 class Where:
@@ -130,6 +170,13 @@ class Where:
             self.add("customer_id = {}", f.customer_id)
         if f.meter_id:
             self.add("(meter_id = {} OR meter_slug = {})", f.meter_id, f.meter_id)
+        if f.model:
+            self.add("model = {}", f.model)
+        # coalesce: PostgreSQL rows written before INSERT_JSON_SQL restored defaults hold NULL for them
+        if f.status == "completed":
+            self.add("(coalesce(outcome, 'completed') = 'completed' AND coalesce(status_code, 0) < 400)")
+        elif f.status == "error":
+            self.add("(coalesce(outcome, 'completed') <> 'completed' OR coalesce(status_code, 0) >= 400)")
         if f.start:
             self.add("created_at >= {}", f.start)
         if f.end:
@@ -147,15 +194,28 @@ class Where:
 
 
 def list_sql(where: Where, cursor: tuple[str, str] | None, limit: int) -> tuple[str, list]:
-    if cursor:
-        where.add("(created_at < {} OR (created_at = {} AND request_id < {}))", cursor[0], cursor[0], cursor[1])
+    if cursor:  # a row comparison, so the index range starts at the cursor instead of filtering every row above it
+        where.add("(created_at, request_id) < ({}, {})", cursor[0], cursor[1])
     where.args.append(limit)
     return (f"SELECT {', '.join(COLUMNS)} FROM requests WHERE {where.sql} "
             f"ORDER BY created_at DESC, request_id DESC LIMIT {where._ph(len(where.args))}", where.args)
 
 
+# coalesce inside the sum too: a NULL count (see _DEFAULTS) must not hide the other one
+TOKENS_SUM = "coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0)"
+_USAGE_SUMS = f"count(*), {TOKENS_SUM}, coalesce(sum(cost_nanos), 0), coalesce(sum(charge_nanos), 0)"
+USAGE_GROUPS = {"model": "model", "provider": "provider", "customer": "customer_id"}
+
+
 def usage_sql(where: Where) -> tuple[str, list]:
-    return ("SELECT substr(created_at, 1, 10) AS day, count(*), "
-            "coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_nanos), 0), "
-            "coalesce(sum(charge_nanos), 0) "
-            f"FROM requests WHERE {where.sql} GROUP BY day ORDER BY day", where.args)
+    query = (f"SELECT substr(created_at, 1, 10) AS day, {_USAGE_SUMS} "
+             f"FROM requests WHERE {where.sql} GROUP BY day ORDER BY day")
+    return query, where.args
+
+
+def usage_by_sql(where: Where, group: str) -> tuple[str, list]:
+    """Per day and per value of one column (a key of USAGE_GROUPS): day, value, requests, tokens, cost, charge."""
+    column = USAGE_GROUPS[group]
+    query = (f"SELECT substr(created_at, 1, 10) AS day, {column}, {_USAGE_SUMS} "
+             f"FROM requests WHERE {where.sql} GROUP BY day, {column} ORDER BY day, {column}")
+    return query, where.args

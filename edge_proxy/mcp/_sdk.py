@@ -5,6 +5,7 @@ Context and ToolError behave the same. Nothing else in edge_proxy.mcp imports fr
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 try:  # mcp >= 2
@@ -30,10 +31,14 @@ async def serve_stdio(server: Any) -> None:
     await server.run_stdio_async()
 
 
-async def serve_http(server: Any, host: str, port: int) -> None:
-    """Streamable HTTP at http://host:port/mcp."""
+async def serve_http(server: Any, host: str, port: int, wrap: Callable[[Any], Any] | None = None) -> None:
+    """Streamable HTTP at http://host:port/mcp; `wrap` puts ASGI middleware (the credential check) in front."""
+    import uvicorn
+
     if SDK_MAJOR >= 2:
-        await server.run_streamable_http_async(host=host, port=port)
+        app = server.streamable_http_app(host=host)
     else:
         server.settings.host, server.settings.port = host, port
-        await server.run_streamable_http_async()
+        app = server.streamable_http_app()
+    config = uvicorn.Config(wrap(app) if wrap else app, host=host, port=port, log_level="warning")
+    await uvicorn.Server(config).serve()

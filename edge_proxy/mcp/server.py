@@ -14,9 +14,11 @@ from typing import Any
 
 from ..client import AsyncGateway, GatewayError
 from ..client.errors import error_for_status
+from ..client.forward_tokens import gateway_body, gateway_url
 from ..providers import Catalogue
 from . import discovery
 from ._sdk import Context, ToolError, new_server
+from .http_auth import is_spend_key
 from .sessions import SessionState, Sessions
 
 INSTRUCTIONS = """Tools for an edge_proxy AI gateway (Lava Gateway compatible).
@@ -68,13 +70,20 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
         replaces (and revokes) the session's previous spend key.
         """
         state = state_of(ctx)
+        if state.over_http:
+            if secret_key and secret_key != state.secret_key:
+                raise ToolError("over HTTP this server acts only with the credential in your Authorization header: "
+                                "leave out secret_key")
+            if is_spend_key(state.secret_key):   # already a spend key: there is nothing to provision
+                return {"logged_in": True, "gateway": base_url, "paid_with": "spend_key",
+                        "note": "your spend key pays for prompt and call, under its own limits"}
         key = secret_key or state.secret_key  # the session's current key, which starts as the server's
         if not key:
             raise ToolError("no secret key: pass secret_key, or start the server with EDGE_PROXY_SECRET_KEY set")
         with tool_errors():
             async with client(key) as gw:
                 wallet = await gw.wallet.retrieve()
-                name = f"mcp-session-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+                name = f"mcp-session-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
                 spend = await gw.spend_keys.create(name=name)
                 previous = _previous_key(state, wallet.get("merchant_id"))
                 revoked = None
@@ -140,9 +149,16 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
             headers["Content-Type"] = "application/json"
         options = {name: value for name, value in (("customer_id", customer_id), ("meter_slug", meter_slug),
                                                    ("provider_key", provider_key)) if value is not None}
+        if is_spend_key(key) and options:
+            raise ToolError("customer_id, meter_slug and provider_key need a merchant secret key: a spend key "
+                            "pays from its merchant's wallet, under its own limits")
         with tool_errors():
             async with client(key) as gw:
-                response = await gw.gateway_raw(url, body=body, method=method.upper(), headers=headers, **options)
+                if is_spend_key(key):   # a spend key is a drop-in credential: no forward token wraps it
+                    response = await _send_as(gw, key, url, body, method.upper(), headers)
+                else:
+                    response = await gw.gateway_raw(url, body=body, method=method.upper(), headers=headers,
+                                                    **options)
             if not response.is_success:
                 raise error_for_status(response.status_code, response.content, response.headers,
                                        response.reason_phrase)
@@ -187,6 +203,19 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
         return [m for m in data or [] if isinstance(m, dict)], None
 
     return server
+
+
+async def _send_as(gw: AsyncGateway, credential: str, url: str, body: Any, method: str,
+                   headers: dict[str, str]) -> Any:
+    """A forward request sent with the credential itself as the Bearer token (a spend key), not a forward token."""
+    content, content_type = gateway_body(body)
+    sent = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    sent["Authorization"] = f"Bearer {credential}"
+    if content_type and not any(k.lower() == "content-type" for k in sent):
+        sent["Content-Type"] = content_type
+    transport = gw._transport   # the client's own transport: its errors map to the client's typed errors
+    return await transport.send(transport.client.build_request(method, gateway_url(gw.api_base, url), headers=sent,
+                                                               content=content))
 
 
 def _previous_key(state: SessionState, merchant_id: str | None) -> str | None:

@@ -1,116 +1,41 @@
-"""Provider prices and the exact cost of one upstream call, in nano-dollars.
+"""Provider prices per (provider, model), and the exact cost of one upstream call in nano-dollars.
 
-Prices come from ``prices.toml`` beside this module (USD per 1M tokens, decimal strings), optionally
-overlaid by an operator's overrides file in the same format whose entries win per model.
+Where a price comes from, first match wins:
+1. the operator's overrides file (``EDGE_PROXY_PRICES_FILE``), model by model;
+2. the shipped ``prices.toml`` (models genai-prices lacks; today none, see the file);
+3. genai-prices' data for the provider (``genai_source``), converted once when the table is loaded;
+4. the overrides file's ``[default.<provider>]``, then ``[default]``: prices for models nothing else knows.
+Anything else is unpriced: ``lookup`` gives None and ``cost`` ``priced=False``, never a silent $0.
 
-Cost rule, for token counts (a ``Usage`` from usage_types, or a request record) and a ``ModelPrice``:
-
-* uncached input = input_tokens - cached_tokens - cache_write_tokens (never below 0), at ``input``;
-* cached_tokens at ``cached_input`` (``input`` when none is listed);
-* cache_write_tokens at ``cache_write`` (``input`` when none is listed);
-* output_tokens (reasoning included) at ``output``.
-
-Each term is exact in Decimal: tokens x price_per_1M x NANO / 1,000,000. The input terms are summed
-and rounded once to whole nano-dollars (ROUND_HALF_EVEN) into ``input_nanos``; the output term is
-rounded the same way into ``output_nanos``; the total ``nanos`` is their sum, so the parts always
-add up. An unknown model gives ``Cost(None, None, None, False)``: never a silent $0.
+An override entry for a model genai-prices knows (by its id or an exact alias) replaces that model's prices for
+every name that finds it; an override for a new name adds a model. Output ceilings come from the model's entry,
+else ``output_limits.toml`` (a small sourced table: genai-prices has none); ``output_limit`` is None when no
+ceiling is known. The cost rule and its integer arithmetic are in ``model_price``.
 """
 from __future__ import annotations
 
 import re
 import tomllib
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import msgspec
 
 from .. import money
+from . import genai_source, price_file
+from .genai_source import GENAI_PRICES_IDS, Entry, Schedule, Source
+from .model_price import UNPRICED, Cost, ModelPrice, Tokens, cost_of
 
 __all__ = ["NANO", "Cost", "ModelPrice", "PriceTable", "cost_of", "usd"]
 
 NANO = money.NANOS_PER_USD  # nano-dollars per USD (1_000_000_000)
 PER = 1_000_000  # prices are per this many tokens
 DEFAULT_PATH = Path(__file__).with_name("prices.toml")
-
-_PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
-_MODEL_KEYS = frozenset(_PRICE_KEYS + ("max_output_tokens",))
+LIMITS_PATH = Path(__file__).with_name("output_limits.toml")
+_FALLBACK_MAX_OUTPUT = 4096  # max_output_tokens() for a model without a ceiling, when no [defaults] says
 # Version suffixes that do not change the price: -2024-07-18, -20250514, -001, -latest.
 _SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest)$")
-
-
-class Tokens(Protocol):
-    """What a price applies to: a ``Usage`` from the scanners, or a ``RequestRecord`` (same field names)."""
-
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    cache_write_tokens: int
-
-
-class ModelPrice(msgspec.Struct, frozen=True):
-    """One model's prices in USD per 1M tokens, and its output-token ceiling."""
-
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None
-    cache_write: Decimal | None
-    max_output_tokens: int
-    # The same prices as exact integers (pico-dollars per 1M tokens: input, output, cached input, cache write,
-    # the last two falling back to input), so pricing a record is integer arithmetic rather than Decimal.
-    pico: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    @classmethod
-    def of(cls, input: Decimal, output: Decimal, cached_input: Decimal | None, cache_write: Decimal | None,
-           max_output_tokens: int) -> ModelPrice:
-        p_in = _pico(input)
-        return cls(input, output, cached_input, cache_write, max_output_tokens,
-                   (p_in, _pico(output), _pico(cached_input) if cached_input is not None else p_in,
-                    _pico(cache_write) if cache_write is not None else p_in))
-
-
-class Cost(msgspec.Struct, frozen=True):
-    """What one call cost the gateway at the provider's list price, in nano-dollars."""
-
-    nanos: int | None  # total; None when unpriced
-    input_nanos: int | None
-    output_nanos: int | None
-    priced: bool
-
-
-UNPRICED = Cost(None, None, None, False)
-
-
-_PICO_PER_NANO_MILLION = 10**3 * 10**6  # pico-dollars per 1M tokens -> nano-dollars per token
-
-
-def _pico(price: Decimal | None) -> int:
-    if price is None:
-        return 0
-    scaled = price * 10**12
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"price {price} has more than 12 decimal places")
-    return int(scaled)
-
-
-def _round_half_even(numerator: int, denominator: int) -> int:
-    q, r = divmod(numerator, denominator)
-    if 2 * r > denominator or (2 * r == denominator and q % 2):
-        q += 1
-    return q
-
-
-def cost_of(price: ModelPrice, usage: Tokens) -> Cost:
-    """The cost of ``usage`` at ``price`` by the rule in the module docstring (exact integer arithmetic:
-    the same results as Decimal, rounded half to even)."""
-    p_in, p_out, p_cached, p_write = price.pico
-    inp = max(0, usage.input_tokens)
-    cached = max(0, usage.cached_tokens)
-    write = max(0, usage.cache_write_tokens)
-    uncached = max(0, inp - cached - write)
-    input_nanos = _round_half_even(uncached * p_in + cached * p_cached + write * p_write, _PICO_PER_NANO_MILLION)
-    output_nanos = _round_half_even(max(0, usage.output_tokens) * p_out, _PICO_PER_NANO_MILLION)
-    return Cost(input_nanos + output_nanos, input_nanos, output_nanos, True)
 
 
 def usd(nanos: int) -> str:
@@ -120,85 +45,136 @@ def usd(nanos: int) -> str:
     return money.usd(nanos)  # one formatter for the whole gateway; this adds the type check
 
 
-def _price(value: object, where: str) -> Decimal:
-    # Strings only: a TOML float has already lost exactness by the time we would see it.
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: prices must be decimal strings, got {value!r}")
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"{where}: not a decimal: {value!r}") from None
-    if not d.is_finite() or d < 0:
-        raise ValueError(f"{where}: must be a finite price >= 0, got {value!r}")
-    return d
+class _Provider(msgspec.Struct):
+    """Everything one provider's lookups need, built at load."""
 
-
-def _read(path: str | Path) -> dict:
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+    files: dict[str, ModelPrice]  # price-file entries by name (overrides over the shipped file)
+    folded: dict[str, ModelPrice]
+    source: Source | None
+    entries: tuple[Entry, ...]  # the source's models, with ceilings and replacing overrides applied
+    default: ModelPrice | None
 
 
 class PriceTable:
     """Prices per (provider, model), looked up with the fallbacks model ids need in practice."""
 
-    def __init__(self, models: dict[str, dict[str, ModelPrice]], default_max_output_tokens: int) -> None:
+    def __init__(self, providers: dict[str, _Provider], default_max_output_tokens: int,
+                 source_version: str | None = None) -> None:
         self.default_max_output_tokens = default_max_output_tokens
-        self._models = models
-        self._folded = {p: {m.lower(): v for m, v in reversed(t.items())} for p, t in models.items()}
-        self._cache: dict[tuple[str, str], ModelPrice | None] = {}
+        self.source_version = source_version  # "genai-prices X.Y.Z", or None when loaded without it
+        self._providers = providers
+        self._cache: dict[tuple[str, str], tuple[Entry, bool]] = {}
+        self._listing: dict[str, dict[str, ModelPrice]] | None = None
 
     @classmethod
-    def load(cls, path: str | None = None, overrides_path: str | None = None) -> PriceTable:
-        """Read the price file (default: the packaged prices.toml) and an optional overrides file."""
-        docs = [(str(path or DEFAULT_PATH), _read(path or DEFAULT_PATH))]
+    def load(cls, path: str | Path | None = None, overrides_path: str | Path | None = None, *,
+             genai_prices: bool = True, limits_path: str | Path | None = None) -> PriceTable:
+        """Build the table: genai-prices' data (unless ``genai_prices=False``), the price file (default: the
+        packaged prices.toml), the overrides file, and the output ceilings (default: output_limits.toml)."""
+        files = [price_file.read(path or DEFAULT_PATH)]
         if overrides_path:
-            docs.append((str(overrides_path), _read(overrides_path)))
-        defaults: dict = {}
+            files.append(price_file.read(overrides_path))
         aliases: dict[str, str] = {}
-        raw: dict[str, dict[str, tuple[str, dict]]] = {}
-        for source, doc in docs:  # later files win: per model, per default, per alias
-            defaults.update(doc.get("defaults", {}))
-            aliases.update(doc.get("aliases", {}))
-            for provider, table in doc.items():
-                if provider in ("defaults", "aliases"):
-                    continue
-                for model, entry in table.items():
-                    raw.setdefault(provider, {})[model] = (source, entry)
-        default_max = defaults.get("max_output_tokens")
-        if not isinstance(default_max, int) or isinstance(default_max, bool) or default_max < 0:
-            raise ValueError("[defaults] max_output_tokens must be a non-negative integer")
-        models = {
-            provider: {m: cls._entry(f"{src}: {provider}.{m}", e, default_max) for m, (src, e) in table.items()}
-            for provider, table in raw.items()
-        }
+        models: dict[str, dict[str, ModelPrice]] = {}
+        ceilings: dict[str, dict[str, int]] = {}
+        sources: dict[str, Source] = {}
+        defaults: dict[str, ModelPrice] = {}
+        default: ModelPrice | None = None
+        default_max = None
+        for f in files:  # later files win: per model, per default, per alias
+            aliases.update(f.aliases)
+            for provider, priced in f.models.items():
+                models.setdefault(provider, {}).update(priced)
+            for provider, limited in f.ceilings.items():
+                ceilings.setdefault(provider, {}).update(limited)
+            defaults.update(f.provider_defaults)
+            default = f.default or default
+            default_max = f.default_max_output_tokens if f.default_max_output_tokens is not None else default_max
         for alias, target in aliases.items():
-            if target not in models:
+            if target not in models and target not in GENAI_PRICES_IDS:
                 raise ValueError(f"[aliases] {alias} = {target!r}: no such provider")
-            models[alias] = {**models[target], **models.get(alias, {})}
-        return cls(models, default_max)
+        version = None
+        if genai_prices:
+            version, sources = genai_source.load({i for i in GENAI_PRICES_IDS.values() if i})
+        limits = _read_limits(limits_path or LIMITS_PATH)
+        names = list(GENAI_PRICES_IDS) + [p for p in [*models, *aliases, *defaults] if p not in GENAI_PRICES_IDS]
 
-    @staticmethod
-    def _entry(where: str, entry: object, default_max: int) -> ModelPrice:
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: expected a table of prices")
-        unknown = set(entry) - _MODEL_KEYS
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-        for key in ("input", "output"):
-            if key not in entry:
-                raise ValueError(f"{where}: missing {key}")
-        prices = {k: _price(entry[k], f"{where}.{k}") if k in entry else None for k in _PRICE_KEYS}
-        max_out = entry.get("max_output_tokens", default_max)
-        if not isinstance(max_out, int) or isinstance(max_out, bool) or max_out < 0:
-            raise ValueError(f"{where}.max_output_tokens: must be a non-negative integer")
-        return ModelPrice.of(max_output_tokens=max_out, **prices)
+        def inherited(table: dict[str, Any], provider: str) -> Any:
+            target = aliases.get(provider)
+            return {**table.get(target, {}), **table.get(provider, {})} if target else table.get(provider, {})
 
+        providers = {}
+        for name in dict.fromkeys(names):
+            gp = GENAI_PRICES_IDS.get(name) or GENAI_PRICES_IDS.get(aliases.get(name, ""))
+            own = inherited(models, name)
+            providers[name] = _build(name, own, {**inherited(limits, name), **inherited(ceilings, name)},
+                                     sources.get(gp) if gp else None,
+                                     defaults.get(name) or defaults.get(aliases.get(name, "")) or default)
+        return cls(providers, default_max if default_max is not None else _FALLBACK_MAX_OUTPUT, version)
+
+    # -- questions the gateway asks --------------------------------------------------------------------------
     def lookup(self, provider: str, model: str | None) -> ModelPrice | None:
-        """The price of a model, or None. Tries, in order: the id as given; without a provider
-        prefix ("openai/gpt-4o"); without a date/version suffix ("-2024-07-18", "-20250514",
-        "-001", "-latest"); then each of those case-insensitively."""
+        """The price in force now for a model (an operator default included), or None. Tries, in order: the
+        id as given; without a provider prefix ("openai/gpt-4o"); without a date/version suffix ("-2024-07-18",
+        "-20250514", "-001", "-latest"); each first in the price files (exactly, then case-insensitively) and
+        then in genai-prices' match rules."""
+        entry = self._entry(provider, model)[0]
+        return entry.at(datetime.now(UTC)) if isinstance(entry, Schedule) else entry
+
+    def is_priced(self, provider: str, model: str | None) -> bool:
+        """Whether a call to this model can be priced: by its own price or by an operator default."""
+        return self._entry(provider, model)[0] is not None
+
+    def has_own_price(self, provider: str, model: str | None) -> bool:
+        """Whether the model has a price of its own (not an operator default): what routing by name wants."""
+        entry, by_default = self._entry(provider, model)
+        return entry is not None and not by_default
+
+    def output_limit(self, provider: str, model: str | None) -> int | None:
+        """The model's output-token ceiling; None when it is unpriced or its ceiling is not known."""
+        price = self.lookup(provider, model)
+        return price.max_output_tokens if price is not None else None
+
+    def max_output_tokens(self, provider: str, model: str | None) -> int:
+        """The output ceiling to reserve for: the model's, else ``[defaults] max_output_tokens`` (a guess; a
+        caller that must not guess uses ``output_limit``)."""
+        limit = self.output_limit(provider, model)
+        return limit if limit is not None else self.default_max_output_tokens
+
+    def cost(self, provider: str, model: str | None, usage: Tokens) -> Cost:
+        """The provider cost of ``usage``; ``priced=False`` (all None) for a model the table cannot price.
+        A price that changes over time is taken at ``usage.created_at`` when it has one, else now."""
+        entry = self._entry(provider, model)[0]
+        if entry is None:
+            return UNPRICED
+        if isinstance(entry, Schedule):
+            entry = entry.at(_when(usage))
+        return cost_of(entry, usage)
+
+    @property
+    def models(self) -> dict[str, dict[str, ModelPrice]]:
+        """provider -> {model name: price in force when first asked} for every model with a price of its own
+        (not defaults): the model listing and routing by model name read this."""
+        if self._listing is None:
+            now = datetime.now(UTC)
+            listing: dict[str, dict[str, ModelPrice]] = {}
+            for name, p in self._providers.items():
+                table = dict(p.files)
+                if p.source is not None:
+                    for shown, entry in zip(p.source.names, p.entries, strict=True):
+                        if entry is not None and shown is not None:
+                            table.setdefault(shown, entry.at(now) if isinstance(entry, Schedule) else entry)
+                if table:
+                    listing[name] = table
+            self._listing = listing
+        return self._listing
+
+    _models = models  # the name unified/routes.py read before `models` existed
+
+    # -- resolution ------------------------------------------------------------------------------------------
+    def _entry(self, provider: str, model: str | None) -> tuple[Entry, bool]:
         if not model:
-            return None
+            return None, False
         key = (provider, model)
         try:
             return self._cache[key]
@@ -210,27 +186,73 @@ class PriceTable:
         self._cache[key] = found
         return found
 
-    def _resolve(self, provider: str, model: str) -> ModelPrice | None:
-        table = self._models.get(provider)
-        if not table:
-            return None
+    def _resolve(self, provider: str, model: str) -> tuple[Entry, bool]:
+        p = self._providers.get(provider)
+        if p is None:
+            return None, False
         short = model.rsplit("/", 1)[-1]
-        candidates = list(dict.fromkeys((model, short, _SUFFIX.sub("", short))))
-        for name in candidates:
-            if name in table:
-                return table[name]
-        folded = self._folded[provider]
-        for name in candidates:
-            if name.lower() in folded:
-                return folded[name.lower()]
-        return None
+        for name in dict.fromkeys((model, short, _SUFFIX.sub("", short))):
+            price = p.files.get(name) or p.folded.get(name.lower())
+            if price is not None:
+                return price, False
+            if p.source is not None:
+                index = p.source.find(name)
+                if index is not None:
+                    # genai-prices knows the model: its entry decides, even when it is "cannot be priced"
+                    entry = p.entries[index]
+                    return (entry, False) if entry is not None else (p.default, p.default is not None)
+        return p.default, p.default is not None
 
-    def max_output_tokens(self, provider: str, model: str | None) -> int:
-        """The output ceiling to reserve balance for: the model's, else the default."""
-        price = self.lookup(provider, model)
-        return price.max_output_tokens if price is not None else self.default_max_output_tokens
 
-    def cost(self, provider: str, model: str | None, usage: Tokens) -> Cost:
-        """The provider cost of ``usage``; ``priced=False`` (all None) for an unknown model."""
-        price = self.lookup(provider, model)
-        return UNPRICED if price is None else cost_of(price, usage)
+def _build(name: str, files: dict[str, ModelPrice], limits: dict[str, int], source: Source | None,
+           default: ModelPrice | None) -> _Provider:
+    files = dict(files)  # ours to change: an alias may share the dict it came from
+    entries = list(source.entries) if source is not None else []
+    if source is not None:
+        for model, ceiling in limits.items():
+            index = source.find(model)
+            if index is not None and entries[index] is not None:
+                entries[index] = _with_ceiling(entries[index], ceiling)
+        for model, price in files.items():  # an override of a model genai-prices knows replaces it
+            index = source.exact.get(model.lower())
+            if index is None:
+                index = next((i for i, mid in enumerate(source.ids) if mid.lower() == model.lower()), None)
+            if index is not None:
+                if price.max_output_tokens is None and entries[index] is not None:
+                    price = _with_ceiling(price, _ceiling_of(entries[index]))
+                entries[index] = files[model] = price
+    for model, price in list(files.items()):
+        if price.max_output_tokens is None and model in limits:
+            files[model] = _with_ceiling(price, limits[model])
+    return _Provider(files, {m.lower(): v for m, v in reversed(files.items())}, source, tuple(entries), default)
+
+
+def _with_ceiling(entry, ceiling: int | None):
+    if isinstance(entry, Schedule):
+        return entry.with_ceiling(ceiling)
+    return msgspec.structs.replace(entry, max_output_tokens=ceiling)
+
+
+def _ceiling_of(entry) -> int | None:
+    return (entry.phases[-1][1] if isinstance(entry, Schedule) else entry).max_output_tokens
+
+
+def _read_limits(path: str | Path) -> dict[str, dict[str, int]]:
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    for provider, table in doc.items():
+        for model, value in table.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{path}: {provider}.{model} must be a non-negative integer")
+    return doc
+
+
+def _when(usage: object) -> datetime:
+    stamp = getattr(usage, "created_at", None)
+    if isinstance(stamp, str):
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            return datetime.now(UTC)
+        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return datetime.now(UTC)

@@ -16,9 +16,14 @@ logged as free just because its usage was not reported.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from ..clock import now_iso  # noqa: F401 - re-exported: records are stamped with it
+
+if TYPE_CHECKING:
+    from .usage_types import Usage
 
 OUTCOMES = ("completed", "error", "partial")
 
@@ -43,6 +48,10 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # the 1-hour-TTL part of cache_write_tokens (Anthropic)
+    input_audio_tokens: int = 0  # the audio part of input_tokens
+    cached_audio_tokens: int = 0  # the audio part of cached_tokens
+    output_audio_tokens: int = 0  # the audio part of output_tokens
     input_characters: int = 0
     output_characters: int = 0
     input_seconds: int = 0
@@ -62,6 +71,17 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     overhead_ms: float = 0.0
     metadata: dict[str, str] | None = None
     response_id: str | None = None
+
+
+# Every token count a scanner's Usage carries, under the same name on the record: what a price applies to.
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+                "cache_write_1h_tokens", "input_audio_tokens", "cached_audio_tokens", "output_audio_tokens")
+
+
+def take_usage(record: RequestRecord, usage: Usage) -> None:
+    """Copy a provider-reported ``Usage`` (metering/usage_types.py) onto the record, every token count of it."""
+    for name in USAGE_FIELDS:
+        setattr(record, name, getattr(usage, name))
 
 
 _encode = msgspec.json.Encoder().encode

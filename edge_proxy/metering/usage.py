@@ -24,7 +24,7 @@ COMPILED = False
 
 if not PURE_PYTHON:
     try:
-        from ._usage_scan_c import StreamScanner, usage_from_body  # type: ignore[no-redef]
+        from ._usage_scan_c import StreamScanner, usage_from_body  # type: ignore[assignment]  # same API (.pyi)
 
         COMPILED = True
     except ImportError:

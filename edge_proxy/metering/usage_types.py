@@ -13,7 +13,16 @@ Normalisation (what a ``Usage`` means, whatever the provider):
 * ``output_tokens`` includes reasoning tokens. A few OpenAI-compatible providers (xAI) report
   reasoning outside ``completion_tokens``; that is recognised by ``total_tokens == prompt +
   completion + reasoning`` and the reasoning is added back.
-* ``cached_tokens`` are cache reads, ``cache_write_tokens`` cache writes (Anthropic only).
+* ``cached_tokens`` are cache reads, ``cache_write_tokens`` cache writes (Anthropic; OpenAI where it
+  reports ``cache_write_tokens``), of which ``cache_write_1h_tokens`` were written with Anthropic's 1-hour TTL
+  (``usage.cache_creation.ephemeral_1h_input_tokens``; the rest are 5-minute writes).
+* ``input_audio_tokens`` / ``output_audio_tokens`` are the audio part of the prompt / the output (OpenAI's
+  ``prompt_tokens_details.audio_tokens`` and ``completion_tokens_details.audio_tokens``; Gemini's
+  ``promptTokensDetails`` / ``candidatesTokensDetails`` entries with modality ``AUDIO``), and
+  ``cached_audio_tokens`` the audio part of the cache reads (Gemini's ``cacheTokensDetails``).
+* Gemini: ``output_tokens`` = ``candidatesTokenCount + thoughtsTokenCount`` (thinking is billed as output),
+  ``input_tokens`` = ``promptTokenCount + toolUsePromptTokenCount``, ``cached_tokens`` =
+  ``cachedContentTokenCount``.
 
 Stream merge rules: OpenAI-style and Gemini usage are whole snapshots (the last non-null one
 wins); Anthropic splits usage over ``message_start`` and ``message_delta``, so each field takes
@@ -40,6 +49,11 @@ class Usage(msgspec.Struct):
     reasoning_tokens: int = 0
     model: str | None = None  # model the provider reports, when present
     found: bool = False  # any usage was seen at all
+    # (after `found`, so positional construction of the fields above keeps working)
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written with a 1-hour TTL
+    input_audio_tokens: int = 0  # the audio part of input_tokens
+    cached_audio_tokens: int = 0  # the audio part of cached_tokens
+    output_audio_tokens: int = 0  # the audio part of output_tokens
 
 
 # --- view Structs: only the fields we need; msgspec skips everything else while decoding ---
@@ -48,7 +62,9 @@ class Usage(msgspec.Struct):
 
 class _OAIDetails(msgspec.Struct):
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
 
 
 class _OAIUsage(msgspec.Struct):
@@ -78,11 +94,17 @@ class _OAIEvent(msgspec.Struct):
     x_groq: _OAIHolder | None = None
 
 
+class _AnthCacheCreation(msgspec.Struct):
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class _AnthUsage(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    cache_creation: _AnthCacheCreation | None = None
 
 
 class _AnthMessage(msgspec.Struct):
@@ -96,11 +118,20 @@ class _AnthEvent(msgspec.Struct):
     message: _AnthMessage | None = None  # message_start
 
 
+class _GemModality(msgspec.Struct, rename="camel"):
+    modality: str | None = None
+    token_count: int | None = None
+
+
 class _GemUsage(msgspec.Struct, rename="camel"):
     prompt_token_count: int | None = None
     candidates_token_count: int | None = None
     cached_content_token_count: int | None = None
     thoughts_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
+    prompt_tokens_details: list[_GemModality] | None = None
+    cache_tokens_details: list[_GemModality] | None = None
+    candidates_tokens_details: list[_GemModality] | None = None
 
 
 class _GemChunk(msgspec.Struct, rename="camel"):
@@ -186,16 +217,18 @@ def _openai_usage(u: _OAIUsage, model: str | None) -> Usage:
     # xAI-style: reasoning billed as output but left out of completion_tokens.
     if reasoning and u.total_tokens is not None and u.total_tokens == inp + out + reasoning:
         out += reasoning
-    return Usage(inp, out, _n(cached), 0, reasoning, model, True)
+    return Usage(inp, out, _n(cached), _n(pd.cache_write_tokens if pd is not None else None), reasoning, model,
+                 True, input_audio_tokens=_n(pd.audio_tokens if pd is not None else None),
+                 output_audio_tokens=_n(cd.audio_tokens if cd is not None else None))
 
 
 class _AnthropicAcc:
     """Anthropic messages: each raw field takes its latest non-null value."""
 
-    __slots__ = ("_inp", "_out", "_write", "_read", "_model", "_found")
+    __slots__ = ("_found", "_inp", "_model", "_out", "_read", "_w1h", "_w5m", "_write")
 
     def __init__(self) -> None:
-        self._inp = self._out = self._write = self._read = None
+        self._inp = self._out = self._write = self._read = self._w5m = self._w1h = None
         self._model = None
         self._found = False
 
@@ -225,18 +258,26 @@ class _AnthropicAcc:
             self._write = u.cache_creation_input_tokens
         if u.cache_read_input_tokens is not None:
             self._read = u.cache_read_input_tokens
+        c = u.cache_creation
+        if c is not None:
+            if c.ephemeral_5m_input_tokens is not None:
+                self._w5m = c.ephemeral_5m_input_tokens
+            if c.ephemeral_1h_input_tokens is not None:
+                self._w1h = c.ephemeral_1h_input_tokens
 
     def copy(self) -> _AnthropicAcc:
         acc = _AnthropicAcc()
         acc._inp, acc._out, acc._write, acc._read = self._inp, self._out, self._write, self._read
-        acc._model, acc._found = self._model, self._found
+        acc._w5m, acc._w1h, acc._model, acc._found = self._w5m, self._w1h, self._model, self._found
         return acc
 
     def usage(self) -> Usage:
-        read, write = _n(self._read), _n(self._write)
+        w1h = _n(self._w1h)
+        # cache_creation_input_tokens is every write; its breakdown by TTL, when present, cannot add up to less
+        read, write = _n(self._read), max(_n(self._write), _n(self._w5m) + w1h)
         # Anthropic's input_tokens excludes cache traffic; ours includes it.
         inp = _n(self._inp) + read + write
-        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found)
+        return Usage(inp, _n(self._out), read, write, 0, self._model, self._found, cache_write_1h_tokens=w1h)
 
 
 class _GeminiAcc(_SnapshotAcc):
@@ -268,7 +309,20 @@ class _GeminiAcc(_SnapshotAcc):
         thoughts = _n(m.thoughts_token_count)
         out = _n(m.candidates_token_count) + thoughts
         cached = _n(m.cached_content_token_count)
-        self._usage = Usage(_n(m.prompt_token_count), out, cached, 0, thoughts, model, True)
+        inp = _n(m.prompt_token_count) + _n(m.tool_use_prompt_token_count)
+        self._usage = Usage(inp, out, cached, 0, thoughts, model, True,
+                            input_audio_tokens=_audio(m.prompt_tokens_details),
+                            cached_audio_tokens=_audio(m.cache_tokens_details),
+                            output_audio_tokens=_audio(m.candidates_tokens_details))
+
+
+def _audio(details: list[_GemModality] | None) -> int:
+    """The AUDIO entry of a Gemini per-modality token breakdown."""
+    if details:
+        for d in details:
+            if d.modality == "AUDIO":
+                return _n(d.token_count)
+    return 0
 
 
 def _decode_array(body: bytes) -> list[_GemChunk]:

@@ -8,6 +8,7 @@ other schemes and other ports all fall out: none of them spells a catalogue host
 """
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from urllib.parse import unquote, urlsplit
 
-from ..errors import DisallowedUpstream, NotFound, SettingsError
+from ..errors import DisallowedUpstream, InvalidRequest, NotFound, SettingsError
 from ..settings import PROVIDER_KEY_PREFIX, UPSTREAM_PREFIX, env_name
 
 _DEFAULT_PORT = {"https": 443, "http": 80}
@@ -30,6 +31,9 @@ _USAGE_FORMATS = {"openai", "anthropic", "gemini", "none"}
 _NETLOC = re.compile(r"([a-z0-9.-]+)(?::([0-9]{1,5}))?")
 # Control characters, whitespace, backslashes and fragments have no place in a forwarded URL.
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
+_FREE_SUFFIXES = ("/count_tokens", ":countTokens")  # token counts cost nothing
+_METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE"))
+_SEGMENT = "[^/:]+"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,27 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One `METHOD /path` a managed key may serve, relative to the provider's base path; `{name}` in the path
+    stands for one path segment (up to a `:`, so Gemini's `/models/{model}:generateContent` reads as written)."""
+
+    method: str
+    path: str
+    regex: re.Pattern[str]
+    free: bool  # costs nothing (a model list, a token count): served without a price or a reservation
+
+    @classmethod
+    def parse(cls, text: str, provider: str) -> Endpoint:
+        method, _, path = text.partition(" ")
+        if method not in _METHODS or not path.startswith("/") or _BAD_URL_CHARS.search(path):
+            raise SettingsError(f"catalogue entry {provider!r}: managed endpoint {text!r} is not 'METHOD /path'")
+        pattern = "".join(_SEGMENT if part.startswith("{") else re.escape(part)
+                          for part in re.split(r"(\{[a-z_]+\})", path))
+        free = method == "GET" or path.endswith(_FREE_SUFFIXES)
+        return cls(method, path, re.compile(pattern), free)
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     base_url: str
@@ -71,6 +96,9 @@ class Provider:
     upstream: Origin = field(default=Origin("https", "", 443))
     upstream_base_path: str = ""
     managed_key: str | None = None
+    # the shape of the gateway's own errors that this provider's SDKs read (request_path/replies.py)
+    error_format: str | None = None
+    managed_endpoints: tuple[Endpoint, ...] = ()
 
     @property
     def key_header(self) -> bytes:
@@ -120,8 +148,10 @@ class Catalogue:
         for name, entry in raw.items():
             p = _provider(name, entry, upstreams.pop(env_name(name), None), provider_keys.pop(env_name(name), None))
             providers.append(p)
-        for unknown, prefix in [(k, UPSTREAM_PREFIX) for k in upstreams] + [(k, PROVIDER_KEY_PREFIX) for k in provider_keys]:
-            raise SettingsError(f"{prefix}{unknown}: no provider named {unknown.lower().replace('_', '-')!r} in the catalogue")
+        unknown = [(k, UPSTREAM_PREFIX) for k in upstreams] + [(k, PROVIDER_KEY_PREFIX) for k in provider_keys]
+        for name, prefix in unknown:
+            raise SettingsError(f"{prefix}{name}: no provider named {name.lower().replace('_', '-')!r} in the "
+                                "catalogue")
         return cls(providers)
 
     def by_name(self, name: str) -> Provider:
@@ -204,7 +234,45 @@ def _provider(name: str, entry: dict, override: str | None, key: str | None) -> 
         upstream=upstream,
         upstream_base_path=upstream_path.rstrip("/"),
         managed_key=key or None,
+        error_format=entry["usage_format"] if entry["usage_format"] in ("anthropic", "gemini") else None,
+        managed_endpoints=tuple(Endpoint.parse(e, name) for e in entry.get("managed_endpoints", ())),
     )
+
+
+def managed_key_may_serve(provider: Provider, method: str, target_path: str) -> bool:
+    """May the operator's managed key serve METHOD on this request-target of `provider`?"""
+    return managed_endpoint(provider, method, target_path) is not None
+
+
+@functools.lru_cache(maxsize=4096)  # an SDK calls the same few paths over and over
+def managed_endpoint(provider: Provider, method: str, target_path: str) -> Endpoint | None:
+    """The endpoint the catalogue lists for managed keys that METHOD on this request-target of `provider` is, or
+    None. `target_path` is what the request would be sent as (Target.path: the upstream base path, the rest, any
+    query); the query does not matter. Raises InvalidRequest for a path with dot segments (safe_target_path)."""
+    bare = safe_target_path(target_path).split("?", 1)[0]
+    base = provider.upstream_base_path
+    if not _under(bare, base):
+        return None
+    rest = bare[len(base):] or "/"
+    return next((e for e in provider.managed_endpoints if e.method == method and e.regex.fullmatch(rest)), None)
+
+
+def safe_target_path(target_path: str) -> str:
+    """The request-target unchanged, or InvalidRequest (400) when a path segment is a dot segment (`.`, `..`)
+    or hides one or a slash behind percent-encoding (`%2e%2e`, `%2f`, `%5c`, twice-encoded `%252e`): a
+    provider, or a proxy before it, that normalises the path would send the request somewhere else."""
+    path = target_path.split("?", 1)[0]
+    for segment in path.split("/"):
+        decoded = segment
+        for _ in range(3):   # decode until stable: a server that decodes twice must not find one either
+            plain = unquote(decoded)
+            if plain == decoded:
+                break
+            decoded = plain
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+            raise InvalidRequest(f"target path {path!r}: dot segments ('.', '..') and encoded slashes are "
+                                 "not allowed")
+    return target_path
 
 
 def decode_forward_url(raw: str) -> str:

@@ -5,7 +5,7 @@ from .base import SECRET_KEY_PREFIX, Merchant, SecretKey, Store, hash_secret
 from .db import open_database
 from .sql_store import SQLStore
 
-__all__ = ["SECRET_KEY_PREFIX", "Merchant", "SecretKey", "Store", "hash_secret", "open_store"]
+__all__ = ["SECRET_KEY_PREFIX", "Merchant", "SQLStore", "SecretKey", "Store", "hash_secret", "open_store"]
 
 
 def open_store(url: str) -> SQLStore:

@@ -32,8 +32,9 @@ class SQLStore:
     async def open(self) -> None:
         from ..billing.schema import SCHEMA as BILLING_SCHEMA
         from ..billing.schema_spend import SCHEMA as SPEND_KEY_SCHEMA
+        from ..dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
         await self.db.open()
-        await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA)
+        await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA + DASHBOARD_SCHEMA)
 
     async def close(self) -> None:
         await self.db.close()

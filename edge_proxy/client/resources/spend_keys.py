@@ -15,7 +15,8 @@ class SpendKeys(Resource[R]):
     def create(self, *, name: str, status: Any = UNSET, request_shape: Any = UNSET, allowed_models: Any = UNSET,
                allowed_providers: Any = UNSET, spend_limit: Any = UNSET, request_limit: Any = UNSET,
                rate_limit: Any = UNSET, expires_at: Any = UNSET) -> R:
-        """`POST spend_keys`. spend_limit `{amount, cycle}`, request_limit `{count, cycle}`, rate_limit `{rpm, burst}`."""
+        """`POST spend_keys`. spend_limit `{amount, cycle}`, request_limit `{count, cycle}`, rate_limit
+        `{rpm, burst}`."""
         return self._call("POST", "spend_keys", body(
             name=name, status=status, request_shape=request_shape, allowed_models=allowed_models,
             allowed_providers=allowed_providers, spend_limit=spend_limit, request_limit=request_limit,

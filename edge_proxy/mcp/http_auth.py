@@ -1,0 +1,110 @@
+"""The MCP server's HTTP front door: every request carries the caller's own credential, or gets a 401.
+
+`edge-proxy mcp --http` never acts with the server's EDGE_PROXY_SECRET_KEY: each request must send
+`Authorization: Bearer <merchant secret key or spend key>`, which the gateway must accept (checked with
+`GET /v1/models`, remembered for a few seconds so a session's calls do not each cost a check), and every tool
+call of that request acts with that credential only (sessions.py keys each session's state by it). Anything
+else is answered here, before the MCP SDK sees it: 401 with the gateway's JSON error body, 503 when the
+gateway cannot be reached to check.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..billing.spend_key_store import SPEND_KEY_PREFIX
+from ..client import AsyncGateway
+from ..client.errors import APIConnectionError, AuthenticationError, GatewayError
+from ..lru import TTLCache
+from ..store.base import SECRET_KEY_PREFIX
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
+Verify = Callable[[str], Awaitable[bool]]
+_CREDENTIAL_PREFIXES = (SECRET_KEY_PREFIX, SPEND_KEY_PREFIX)
+_MISSING = ("this MCP server acts only with your own credential: send Authorization: Bearer <your merchant "
+            "secret key or spend key>")
+_REFUSED = "the gateway does not accept this credential"
+
+
+def bearer(headers: Any) -> str | None:
+    """The Bearer token of a request's Authorization header, or None."""
+    value = headers.get("authorization") or ""
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def credential_id(credential: str) -> str:
+    """A stable, non-secret name for a credential (to key per-credential state without holding the key)."""
+    return hashlib.sha256(credential.encode()).hexdigest()[:24]
+
+
+def is_spend_key(credential: str | None) -> bool:
+    return credential is not None and credential.startswith(SPEND_KEY_PREFIX)
+
+
+def gateway_verifier(base_url: str) -> Verify:
+    """Whether the gateway at base_url accepts a credential (False on its 401); raises APIConnectionError when
+    it cannot be asked."""
+    async def verify(credential: str) -> bool:
+        try:
+            async with AsyncGateway(credential, base_url) as gw:
+                await gw.models.list()
+        except AuthenticationError:
+            return False
+        except APIConnectionError:
+            raise
+        except GatewayError:   # any other answer (403...): the credential itself was recognised
+            return True
+        return True
+    return verify
+
+
+class RequireCredential:
+    """ASGI middleware in front of the MCP SDK's streamable-HTTP app."""
+
+    def __init__(self, app: ASGIApp, verify: Verify, *, ttl: float = 10.0, refused_ttl: float = 2.0) -> None:
+        self.app = app
+        self.verify = verify
+        self._accepted: TTLCache[str, bool] = TTLCache(10_000, ttl)
+        self._refused: TTLCache[str, bool] = TTLCache(10_000, refused_ttl)   # a flood of bad keys costs no checks
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":   # lifespan: the SDK's session manager starts and stops there
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        credential = bearer(headers)
+        if credential is None or not credential.startswith(_CREDENTIAL_PREFIXES):
+            await _deny(send, 401, "authentication_error", _MISSING)
+            return
+        key = credential_id(credential)
+        if self._accepted.get(key) is None:
+            if self._refused.get(key) is not None:
+                await _deny(send, 401, "authentication_error", _REFUSED)
+                return
+            try:
+                ok = await self.verify(credential)
+            except APIConnectionError as exc:
+                await _deny(send, 503, "service_unavailable", f"the gateway cannot be reached to check the "
+                                                               f"credential: {exc}")
+                return
+            (self._accepted if ok else self._refused).put(key, True)
+            if not ok:
+                await _deny(send, 401, "authentication_error", _REFUSED)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _deny(send: Send, status: int, kind: str, message: str) -> None:
+    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="edge-proxy-mcp"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,157 @@
+"""The request path: one story for every proxied request, on every route.
+
+1. **authenticate**: the router did it, by the permission table (`routes.py`), and hands over the principal;
+2. **read** the body within its limit, and the request's metadata;
+3. **plan** the attempts: one pass-through attempt for a forward route, up to six translated ones (the primary
+   and its fallbacks) for a unified route; a bad request is refused here, before anything is sent;
+4. for each attempt, in order: **admit** it under the spend key's policy, **reserve** the most it can cost
+   from the payer, **forward** it. An attempt that fails before any byte of its answer went to the client
+   (5xx, 429, unreachable, timed out) is logged and the next one is tried;
+5. **relay** the answer, whole or streamed, translated or not (`relay.py`);
+6. **settle and log**: every attempt ends in `Exchange.finish`, which puts its record on the log queue; the log
+   writer prices it, bills it, writes it and releases its reservation.
+
+Every error the gateway raises is answered once, as JSON in the route's format (`replies.py`). Anything else (a
+bug) is answered with a JSON 500, its traceback goes to the server log, and the attempt is still logged once,
+which also releases its reservation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import (EndpointNotMetered, GatewayError, InvalidRequest, ServiceUnavailable, UpstreamTimedOut,
+                      UpstreamUnreachable)
+from ..headers import drop_key_param
+from ..metadata import parse_metadata, split_metadata_param
+from ..providers.catalogue import managed_endpoint, safe_target_path
+from ..upstream import UpstreamError, UpstreamTimeout
+from .body import read_body
+from .exchange import Exchange
+from .relay import BodyBroken, relay
+from .replies import send_error
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..auth import Principal
+    from ..services import Services
+    from ..upstream import UpstreamResponse
+    from .plan import Attempt, Plan
+
+    Planner = Callable[[Services, Scope, str, bytes], Plan]
+
+log = logging.getLogger("edge_proxy")
+FELL_BACK = "fell_back"  # the error_reason of an attempt that failed and was followed by the next one
+_RETRYABLE = (UpstreamTimedOut, UpstreamUnreachable)
+
+
+async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Principal, planner: Planner) -> None:
+    ex = Exchange(svc, svc.request_ids.next(), principal, time.perf_counter())
+    fmt = None
+    try:
+        try:
+            query, meta = split_metadata_param(scope.query_string)
+            raw_meta = scope.headers.get("x-lava-metadata")
+            if raw_meta is not None:
+                ex.metadata = parse_metadata(raw_meta, "x-lava-metadata")
+            elif meta is not None:
+                ex.metadata = parse_metadata(meta, "metadata")
+            body = await read_body(proto, scope.headers, svc.settings.max_body_bytes)
+            plan = planner(svc, scope, query, body)
+            fmt = plan.error_format
+            ex.attempt = plan.attempts[0]
+            for attempt in plan.attempts:
+                scope_to_key(attempt, principal, plan.attempts[0])
+        except GatewayError as exc:
+            _fail(svc, proto, ex, exc, fmt)
+            return
+        last = len(plan.attempts) - 1
+        for i, attempt in enumerate(plan.attempts):
+            if i:
+                ex = Exchange(svc, svc.request_ids.next(), principal, time.perf_counter(), ex.metadata)
+                ex.attempt = attempt
+            try:
+                response = await _forward(svc, plan, attempt, ex)
+                if i < last and (response.status >= 500 or response.status == 429):
+                    response.abort()
+                    ex.finish(response.status, "error", FELL_BACK)
+                    continue
+                await relay(proto, plan, attempt, ex, response)
+                return
+            except GatewayError as exc:
+                if i < last and isinstance(exc, (*_RETRYABLE, BodyBroken)):
+                    ex.finish(exc.status, "error", FELL_BACK)
+                    continue
+                _fail(svc, proto, ex, exc, fmt, attempt.label if plan.unified else None)
+                return
+    except BaseException as exc:
+        # A bug or a cancellation: still log the attempt once, which also releases its reservation.
+        ex.finish(500, "error", "internal_error")
+        if isinstance(exc, Exception):
+            log.exception("unhandled error on %s %s", scope.method, scope.path)
+            if not ex.answered:
+                svc.metrics.errors += 1
+                send_error(proto, GatewayError(), ex.request_id, fmt)
+            return
+        raise
+
+
+def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None:
+    """What the key an attempt would be sent with may do. The operator's managed key serves only the endpoints the
+    catalogue lists for it (the ones whose usage the gateway reads and prices), with no account-level header and
+    no `key=` parameter of the caller's; a caller's own key (BYOK) belongs to one provider."""
+    provider = attempt.provider
+    if principal.provider_key is not None:
+        if provider is not first.provider:
+            raise InvalidRequest("fallbacks: a forward token's provider_key belongs to one provider; fallbacks to "
+                                 "another provider need the gateway's managed key")
+        safe_target_path(attempt.target.path)
+        return
+    if provider.managed_key is None:
+        raise ServiceUnavailable(f"no managed key for provider {provider.name!r}: set EDGE_PROXY_PROVIDER_KEY_"
+                                 f"{provider.env_name} or send provider_key in the forward token")
+    endpoint = managed_endpoint(provider, attempt.method, attempt.target.path)
+    if endpoint is None:
+        raise EndpointNotMetered(f"the gateway's managed key for {provider.name!r} does not serve "
+                                 f"{attempt.method} {attempt.target.path.split('?', 1)[0]}: only the endpoints whose "
+                                 "usage it can meter; send your own key as provider_key (BYOK)")
+    attempt.free = endpoint.free
+    attempt.target = dataclasses.replace(attempt.target, path=drop_key_param(attempt.target.path))
+
+
+async def _forward(svc: Services, plan: Plan, attempt: Attempt, ex: Exchange) -> UpstreamResponse:
+    """Admit, reserve and send one attempt; upstream failures become 502 (unreachable) and 504 (timed out)."""
+    principal, provider = ex.principal, attempt.provider
+    if principal.spend_key is not None:
+        await svc.spend_keys.admit(principal.spend_key, provider.name, attempt.model, ex.request_id,
+                                   len(attempt.body), attempt.limits, svc.prices)
+    if principal.billing is not None:
+        ex.lease, ex.reserved = await svc.billing.reserve(ex.request_id, principal.billing, provider.name,
+                                                          len(attempt.body), attempt.limits,
+                                                          principal.provider_key is not None)
+    target = attempt.target
+    headers = plan.upstream_headers(attempt, principal)
+    ex.sent_at = time.perf_counter()
+    try:
+        response = await svc.upstream.request(attempt.method, target.scheme, target.host, target.port,
+                                              target.path, headers, attempt.body)
+    except UpstreamTimeout:
+        raise UpstreamTimedOut() from None
+    except UpstreamError:
+        raise UpstreamUnreachable() from None
+    ex.head_at = time.perf_counter()
+    return response
+
+
+def _fail(svc: Services, proto: HTTPProtocol, ex: Exchange, exc: GatewayError, fmt: str | None,
+          label: str | None = None) -> None:
+    svc.metrics.errors += 1
+    if label is not None:
+        exc.headers = [*exc.headers, ("x-edge-proxy-model", label)]
+    ex.answered = True
+    send_error(proto, exc, ex.request_id, fmt)
+    ex.finish(exc.status, "error", exc.reason or exc.type)

@@ -1,0 +1,137 @@
+"""Relaying one attempt's answer to the client: whole or streamed, translated or not.
+
+- A pass-through answer (the provider speaks the client's format) keeps its bytes: bodies up to 1 MiB with a
+  Content-Length are sent in one piece, anything else (chunked, close-delimited, every SSE stream) chunk by chunk
+  as it arrives.
+- A translated answer is translated whole (JSON bodies and error bodies) or event by event (SSE streams).
+Usage is always read from the provider's own bytes, in its own format. While a stream is relayed, a watcher
+notices a client that leaves and cancels the upstream request; a provider that dies mid-stream ends a
+server-sent-event stream with one error event in the client's format (Granian cannot abort a response whose
+headers are out), never a `[DONE]`.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import msgspec
+from granian.rsgi import ProtocolClosed, ProtocolError
+
+from .. import headers as hdr
+from ..errors import GatewayError, UpstreamTimedOut, UpstreamUnreachable
+from ..metering.usage import StreamScanner, usage_from_body
+from ..stream_errors import sse_error_event
+from ..upstream import UpstreamError, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol
+
+    from ..upstream import UpstreamResponse
+    from .exchange import Exchange
+    from .plan import Attempt, Plan, StreamTranslator
+
+# Pass-through bodies up to this size that come with a Content-Length are read whole and sent in one piece.
+WHOLE_BODY_LIMIT = 1 << 20
+_JSON_TYPE = ("content-type", "application/json")
+_SSE_TYPES = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
+
+
+class BodyBroken(GatewayError):
+    """The provider's body broke before anything was sent: the pipeline may still fall back."""
+
+    reason = "upstream_body_incomplete"
+
+    def __init__(self, cause: GatewayError) -> None:
+        super().__init__(cause.message)
+        self.status, self.type = cause.status, cause.type
+
+
+class Untranslatable(UpstreamUnreachable):
+    reason = "untranslatable_response"
+    message = "the provider's response could not be translated: it is not the JSON its API documents"
+
+
+async def relay(proto: HTTPProtocol, plan: Plan, attempt: Attempt, ex: Exchange,
+                response: UpstreamResponse) -> None:
+    """Send the answer and finish the exchange (its log record). Raises `BodyBroken` when a body to be sent
+    whole broke before any byte of it went out, so the caller decides between a fallback and an error."""
+    translation = attempt.translation
+    out_headers = hdr.response_headers(response.headers, managed=ex.principal.provider_key is None)
+    if translation is not None:
+        out_headers = [h for h in out_headers if h[0] not in ("content-type", "content-encoding")]
+    out_headers.append(("x-lava-request-id", ex.request_id))
+    if plan.unified:
+        out_headers.append(("x-edge-proxy-model", attempt.label))
+    if translation is None and (response.content_length is None or response.content_length > WHOLE_BODY_LIMIT):
+        if response.content_length is not None:
+            out_headers.append(("content-length", str(response.content_length)))
+        await _stream(proto, response, out_headers, ex, None, _is_sse(response))
+        return
+    if translation is not None and response.status < 400 and _is_sse(response):
+        out_headers += [h for h in _SSE_TYPES
+                        if h[0] == "content-type" or not any(n == h[0] for n, _ in out_headers)]
+        await _stream(proto, response, out_headers, ex, translation.stream(), True)
+        return
+    try:
+        raw = await response.read()
+    except UpstreamError as exc:
+        raise BodyBroken(UpstreamTimedOut() if isinstance(exc, UpstreamTimeout) else UpstreamUnreachable()) from None
+    data = raw
+    if translation is not None:
+        try:
+            data = translation.body(raw, response.status)
+        except (ValueError, msgspec.DecodeError):
+            raise Untranslatable() from None
+        out_headers.append(_JSON_TYPE)
+    ex.stamp(out_headers)
+    proto.response_bytes(response.status, out_headers, data)
+    ex.usage = usage_from_body(ex.usage_format, raw)  # the provider's own bytes, in its own format
+    ex.finish(response.status, "completed")
+
+
+def _is_sse(response: UpstreamResponse) -> bool:
+    return any(n == b"content-type" and v.startswith(b"text/event-stream") for n, v in response.headers)
+
+
+async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: list[tuple[str, str]],
+                  ex: Exchange, translator: StreamTranslator | None, sse: bool) -> None:
+    ex.stream = True
+    scanner = StreamScanner(ex.usage_format)
+    feed = scanner.feed
+    events = 0
+    ex.stamp(out_headers)
+    transport = proto.response_stream(response.status, out_headers)
+    watcher = asyncio.ensure_future(proto.client_disconnect())
+    watcher.add_done_callback(lambda _: response.abort())
+    outcome, reason = "completed", None
+    try:
+        complete: bool | None = True
+        try:
+            async for chunk in response:
+                feed(chunk)
+                events += chunk.count(b"\n\n")
+                if translator is None:
+                    await transport.send_bytes(chunk)
+                elif out := translator.feed(chunk):
+                    await transport.send_bytes(out)
+        except UpstreamError:
+            if watcher.done():
+                outcome, reason, complete = "partial", "client_disconnected", None
+            else:
+                outcome, reason, complete = "error", "upstream_interrupted", False
+        if translator is not None:
+            if complete is not None and (tail := translator.finish(complete)):
+                await transport.send_bytes(tail)
+        elif complete is False and sse:
+            await transport.send_bytes(sse_error_event(ex.usage_format))
+    except (ProtocolClosed, ProtocolError):
+        response.abort()
+        outcome, reason = "partial", "client_disconnected"
+    finally:
+        watcher.cancel()
+        # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
+        # this frame alive, so let go of the transport explicitly.
+        del transport
+        ex.usage = scanner.result()
+        ex.events = events
+        ex.finish(response.status, outcome, reason)

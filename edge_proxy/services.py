@@ -1,0 +1,133 @@
+"""What a worker holds from start-up to shutdown: the services every handler and the request path use.
+
+Handlers take a `Services`, never the app: settings, the catalogue and prices, the store, authentication,
+billing, the upstream pool, the log queue, metrics. `start()` opens connections and starts the background tasks
+(the log writer, lease upkeep); `stop()` drains the log queue and closes them. Nothing here runs at import.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from .auth import Authenticator
+from .billing.balances import Balances
+from .billing.engine import BillingEngine
+from .billing.holds import HoldBackend, RedisHolds, SQLHolds
+from .billing.leases import Leases
+from .billing.spend_keys import SpendKeyGate
+from .billing.webhooks import WebhookSender
+from .log_sinks import LogSink, open_log_sink
+from .log_sinks.spill import SpillDir
+from .metering.log_queue import LogQueue
+from .metering.pricing import PriceTable
+from .metering.record import RequestRecord
+from .metrics import Metrics
+from .money import parse_usd
+from .providers import Catalogue
+from .settings import Settings
+from .store import open_store
+from .unified.planner import ModelIndex
+from .upstream import UpstreamPool
+
+log = logging.getLogger("edge_proxy")
+
+
+class RequestIds:
+    """Time-ordered, unique request ids: microseconds, a per-process random part, and a counter."""
+
+    __slots__ = ("_n", "_tail")
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._tail = os.urandom(3).hex()
+
+    def next(self) -> str:
+        self._n = (self._n + 1) & 0xFFFFFF
+        return f"req_{time.time_ns() // 1000:014x}{self._tail}{self._n:06x}"
+
+
+class Services:
+    """One worker's services. Built from settings (no I/O); `start()` connects."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalogue = Catalogue.load(settings.upstreams, settings.provider_keys)
+        self.prices = PriceTable.load(overrides_path=settings.prices_file)
+        self.models = ModelIndex(self.catalogue, self.prices)
+        self.store = open_store(settings.database_url)
+        self.log_sink: LogSink = open_log_sink(settings.database_url)
+        self.redis = None
+        redis_holds = None
+        holds: HoldBackend = SQLHolds(self.store.db)
+        if settings.redis_url:
+            import redis.asyncio
+            self.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout,
+                                                      socket_connect_timeout=settings.redis_timeout)
+            holds = redis_holds = RedisHolds(self.redis, self.store.db)
+        self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))
+        self.webhooks = WebhookSender.from_settings(self.store.db, settings)
+        self.billing = BillingEngine(self.store.db, self.log_sink, self.leases, self.prices,
+                                     byok_fee_nanos=parse_usd(settings.byok_fee, "EDGE_PROXY_BYOK_FEE"),
+                                     redis_holds=redis_holds, webhooks=self.webhooks)
+        self.balances = Balances(self.store.db, redis_holds)
+        self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), commit=self.commit_batch,
+                                  on_spill=self.billing.spilled, max_size=settings.log_queue_size,
+                                  batch_size=settings.log_batch_size, max_age=settings.log_flush_seconds,
+                                  spill_after=settings.log_spill_after)
+        self.spend_keys = SpendKeyGate(self.store.db, self.redis)
+        self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
+                                  self.billing.billing_of)
+        self.request_ids = RequestIds()
+        self.metrics = Metrics()
+        # Set by start(); the request path only runs after it.
+        self.upstream: UpstreamPool = None  # type: ignore[assignment]
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.open()
+        try:
+            await self.log_sink.open()
+        except Exception as exc:  # the writer retries and spills; serving must not wait for the log store
+            log.warning("log store unavailable at start-up (%s: %s); records will queue and spill",
+                        type(exc).__name__, exc)
+        self.upstream = UpstreamPool(connect_timeout=self.settings.connect_timeout,
+                                     read_timeout=self.settings.read_timeout,
+                                     head_timeout=self.settings.head_timeout,
+                                     max_connections_per_host=self.settings.max_connections_per_host,
+                                     max_response_bytes=self.settings.max_response_bytes)
+        self.log_queue.start()
+        self.leases.start()
+        self.webhooks.start()
+
+    async def stop(self) -> None:
+        await self.log_queue.stop()
+        await self.webhooks.stop()
+        await self.leases.stop()
+        await self.log_sink.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.upstream is not None:
+            await self.upstream.close()
+        await self.store.close()
+
+    # -- off the request path: price, bill, log ---------------------------------------------------------------
+    async def commit_batch(self, records: list[RequestRecord]) -> None:
+        """The log writer's step for one batch: price it, then bill and write it in one transaction."""
+        for r in records:
+            if not r.priced:
+                self.price(r)
+        await self.billing.commit(records)
+
+    def price(self, r: RequestRecord) -> None:
+        """Price one record from its token counts and the price table; unknown models stay unpriced."""
+        if r.provider is None or r.usage_source == "none":
+            return
+        try:
+            cost = self.prices.cost(r.provider, r.model, r)
+        except Exception:  # a bug in pricing must not lose the record: it is logged, and stays unpriced
+            log.exception("pricing %s failed; the record is logged unpriced", r.request_id)
+            return
+        if cost.priced:
+            r.cost_nanos, r.input_cost_nanos, r.output_cost_nanos = cost.nanos, cost.input_nanos, cost.output_nanos
+            r.priced = True

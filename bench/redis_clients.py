@@ -66,7 +66,7 @@ async def main(urls: dict[str, str], rounds: int) -> dict:
         for pname, parser in parsers.items():
             c = client(url, parser)
             variants[f"{deployment}/{pname}"] = (c, RedisHolds(c, None))
-    for deployment, url in urls.items():
+    for url in urls.values():
         c = open_redis(url, 1.0)
         for p in PAYERS:
             await c.hset(p.redis_key, "b", 10**15)

@@ -186,9 +186,10 @@ def _sentinel(target: RedisTarget, timeout: float) -> Any:
         sentinel_kwargs["password"] = options.pop("sentinel_password")
     if "sentinel_username" in options:
         sentinel_kwargs["username"] = options.pop("sentinel_username")
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs, socket_timeout=timeout,
-                        socket_connect_timeout=timeout, username=target.username, password=target.password,
-                        ssl=target.tls, db=target.db, **options)
+    # redis-py's Sentinel constructor carries no annotations
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs,  # type: ignore[no-untyped-call]
+                        socket_timeout=timeout, socket_connect_timeout=timeout, username=target.username,
+                        password=target.password, ssl=target.tls, db=target.db, **options)
 
     class SentinelRedis(Redis):
         """The master's client; closing it also closes the connections to the sentinels."""

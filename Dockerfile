@@ -5,8 +5,10 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY _fastpath ./_fastpath
 COPY edge_proxy ./edge_proxy
-RUN python -m venv --without-pip /opt/edge-proxy && pip --python /opt/edge-proxy/bin/python install --no-cache-dir . \
- && /opt/edge-proxy/bin/python -c "import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c"
+# Every production driver: asyncpg (the postgres extra) for EDGE_PROXY_DATABASE_URL=postgresql://...; redis-py carries
+# the Redis Cluster and Sentinel clients itself. The check fails the build if the compiled hot path or a driver is missing.
+RUN python -m venv --without-pip /opt/edge-proxy && pip --python /opt/edge-proxy/bin/python install --no-cache-dir '.[postgres]' \
+ && /opt/edge-proxy/bin/python -c "import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c, asyncpg, redis.asyncio.cluster, redis.asyncio.sentinel"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 edge

@@ -3,13 +3,13 @@
 #   bench/fast_upstream.py + the gateway (1 worker, a fresh SQLite store in a temp dir) -> bench/locust_setup.py
 #   (3 merchants x 4 customers -> bench/out/locust_tokens.json) -> locust headless -> everything stopped.
 #   bash bench/locust_run.sh [USERS=20] [SPAWN_RATE=10] [DURATION=15s]
-# Locust is not a test dependency: .venv/bin/pip install locust. Reports: bench/out/locust_stats*.csv, locust.html.
+# Locust comes with the bench extra: scripts/bootstrap.sh --bench. Reports: bench/out/locust_stats*.csv, locust.html.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 LOCUST=.venv/bin/locust
 USERS=${1:-20}; RATE=${2:-10}; DURATION=${3:-15s}
-[ -x "$LOCUST" ] || { echo "locust_run: locust is not installed: .venv/bin/pip install locust" >&2; exit 2; }
+[ -x "$LOCUST" ] || { echo "locust_run: locust is not installed: scripts/bootstrap.sh --bench" >&2; exit 2; }
 mkdir -p bench/out
 tmp=$(mktemp -d)
 read -r UP_PORT GW_PORT < <("$PY" -c 'import sys; sys.path.insert(0, "bench"); import _harness as h; print(h.free_port(), h.free_port())')

@@ -157,10 +157,9 @@ def _balances(args, store: Store):
     settings = _settings(args)
     if not settings.redis_url:
         return Balances(store.db)
-    import redis.asyncio
-
     from .billing.holds import RedisHolds
-    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)
+    from .store.redis_client import open_redis
+    client = open_redis(settings.redis_url, 2)
     return Balances(store.db, RedisHolds(client, store.db))
 
 
@@ -179,8 +178,8 @@ async def _balances_reconcile(args, store: Store) -> dict:
     settings = _settings(args)
     if not settings.redis_url:
         return await reconcile(store.db)
-    import redis.asyncio
-    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5)
+    from .store.redis_client import open_redis
+    client = open_redis(settings.redis_url, 5)
     try:
         return await reconcile(store.db, RedisHolds(client, store.db))
     finally:

@@ -133,5 +133,10 @@ class SettingsError(Exception):
     """A bad setting. The message names the variable."""
 
 
+class MissingDriver(SettingsError):
+    """A setting needs an optional driver that is not installed. The message names the variable and the extra
+    that brings the driver (`pip install 'edge-proxy[postgres]'`)."""
+
+
 class CommandError(Exception):
     """A command-line command that cannot do what it was asked; the CLI prints the message and exits 1."""

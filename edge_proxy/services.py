@@ -27,6 +27,7 @@ from .money import parse_usd
 from .providers import Catalogue
 from .settings import Settings
 from .store import open_store
+from .store.redis_client import open_redis
 from .unified.planner import ModelIndex
 from .upstream import UpstreamPool
 
@@ -61,9 +62,7 @@ class Services:
         redis_holds = None
         holds: HoldBackend = SQLHolds(self.store.db)
         if settings.redis_url:
-            import redis.asyncio
-            self.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout,
-                                                      socket_connect_timeout=settings.redis_timeout)
+            self.redis = open_redis(settings.redis_url, settings.redis_timeout)
             holds = redis_holds = RedisHolds(self.redis, self.store.db)
         self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))
         self.webhooks = WebhookSender.from_settings(self.store.db, settings)

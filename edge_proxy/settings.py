@@ -110,6 +110,9 @@ class Settings:
             parse_allow_list(settings.webhook_allow)
         except ValueError as exc:
             raise SettingsError(f"{PREFIX}WEBHOOK_ALLOW: {exc}") from None
+        if settings.redis_url:  # a bad Redis URL fails here, at start-up, not at the first request
+            from .store.redis_client import parse_redis_url
+            parse_redis_url(settings.redis_url)
         return settings
 
     def to_env(self) -> dict[str, str]:

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local redis-server and PostgreSQL the tests talk to, if they are not already answering.
+# The Redis Cluster (6 nodes), the Sentinel set and the private PostgreSQL that the fault tests break are not
+# started here: pytest fixtures start them per session (per xdist worker) on spare ports, and they die with the
+# test run (tests/redis_fixtures.py, tests/pg.py).
 set -euo pipefail
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   mkdir -p /tmp/edge-proxy-redis

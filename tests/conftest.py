@@ -7,6 +7,10 @@ from edge_proxy.forward_token import encode_forward_token
 
 from .fake_provider import FakeProvider
 from .gateway_process import GatewayProcess, base_env
+from .pg import PrivatePostgres
+
+# Redis standalone, Cluster and Sentinel deployments (tests/redis_fixtures.py)
+from .redis_fixtures import redis_cluster, redis_deployments, redis_topology  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +34,11 @@ def token(gateway):
     def make(**fields) -> str:
         return encode_forward_token(gateway.secret_key, **fields)
     return make
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> PrivatePostgres:
+    """A PostgreSQL server of this session's own (under xdist, of this worker's), for tests that stop, restart or
+    kill it. Each such test leaves it running (`ensure_running`) for the next."""
+    with PrivatePostgres() as server:
+        yield server

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import time
 
 import redis
 
+from . import processes
 from .gateway_process import free_port
 
 
@@ -25,8 +26,9 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (tests/run.sh installs it)")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # it dies with the test run, even a killed one (tests/processes.py)
+        self.proc = processes.spawn([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no"], None)
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 10
         while True:

@@ -12,12 +12,11 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from edge_proxy.log_sinks.spill import SpillDir
 from edge_proxy.log_sinks import open_log_sink
+from edge_proxy.log_sinks.spill import SpillDir
 from edge_proxy.metering.log_queue import LogQueue
 from edge_proxy.metering.record import RequestRecord, now_iso
 
-from . import pg
 from .gateway_process import GatewayProcess, base_env
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
@@ -167,14 +166,15 @@ def test_sigterm_under_load_drains_the_queue_before_exit(fake, tmp_path):
 
 
 @pytest.fixture
-def pg_gateway(fake, tmp_path):
-    url = run(pg.create_database())
+def pg_gateway(fake, tmp_path, private_postgres):
+    """A gateway on a database of the session's private PostgreSQL, which these tests stop and kill."""
+    url = private_postgres.create_database()
     gw = GatewayProcess(base_env(tmp_path / "unused.db", fake.url, {
         "EDGE_PROXY_DATABASE_URL": url, "EDGE_PROXY_LOG_SPILL_AFTER": "1"})).start(tmp_path)
     yield gw, url
     gw.stop()
-    pg.start_server()
-    run(pg.drop_database(url))
+    private_postgres.ensure_running()
+    private_postgres.drop_database(url)
 
 
 async def _pg_ids(url: str) -> set[str]:
@@ -195,21 +195,25 @@ def _wait_pg(url: str, ids: list[str], timeout: float = 20) -> set[str]:
         time.sleep(0.2)
 
 
-def test_killing_the_writers_connection_loses_nothing(pg_gateway):
+def test_killing_the_writers_connection_loses_nothing(pg_gateway, private_postgres):
     gw, url = pg_gateway
     first = _load(gw, 50)
     _wait_pg(url, first)
-    assert run(pg.terminate("edge_proxy_log_writer")) >= 1
+    assert private_postgres.terminate("edge_proxy_log_writer") >= 1
     second = _load(gw, 50)
     have = _wait_pg(url, first + second)
     assert set(first + second) <= have
 
 
-def test_stopping_postgresql_spills_and_replays_everything(pg_gateway, tmp_path):
+@pytest.mark.parametrize("how", ["pg_ctl stop", "kill -9"])
+def test_stopping_postgresql_spills_and_replays_everything(pg_gateway, private_postgres, tmp_path, how):
     gw, url = pg_gateway
     before = _load(gw, 20)
     _wait_pg(url, before)
-    pg.stop_server()
+    if how == "kill -9":
+        private_postgres.kill_server()
+    else:
+        private_postgres.stop_server()
     try:
         # The principal is cached and the worker still holds part of the wallet (its lease), so requests go on
         # until that is spent; past it no money can be reserved, and the answer is a fast, clear 503.
@@ -221,7 +225,7 @@ def test_stopping_postgresql_spills_and_replays_everything(pg_gateway, tmp_path)
             time.sleep(0.2)
         assert list((tmp_path / "spill").glob("*.jsonl")), "records must be on disk while PostgreSQL is down"
     finally:
-        pg.start_server()
+        private_postgres.start_server()
     after = _load(gw, 10)  # traffic wakes the writer, which replays once the store answers
     have = _wait_pg(url, before + during + after, timeout=30)
     assert set(before + during + after) <= have

@@ -122,6 +122,12 @@ return false
 SETTLED_MARKER_TTL = 7 * 24 * 3600
 
 
+def is_cluster(redis) -> bool:
+    """Whether `redis` is redis-py's Redis Cluster client (its pipelines take EVAL but not EVALSHA)."""
+    from redis.asyncio.cluster import RedisCluster
+    return isinstance(redis, RedisCluster)
+
+
 class RedisHolds:
     """Hot balances and holds in Redis; SQL stays the durable record (credits, charges, balances)."""
 
@@ -131,6 +137,7 @@ class RedisHolds:
         self._hold = redis.register_script(_HOLD)
         self._debit = redis.register_script(_DEBIT)
         self._credit = redis.register_script(_CREDIT)
+        self._cluster = is_cluster(redis)
 
     async def _load(self, payer: Payer) -> bool:
         row = await self.db.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
@@ -163,7 +170,15 @@ class RedisHolds:
             args += (amount, hold_id or "-")
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args in by_payer.values():
-                await self._debit(keys=keys, args=args, client=pipe)
+                if self._cluster:
+                    # redis-py refuses EVALSHA in a Redis Cluster pipeline (it could not reload a script one node
+                    # lacks mid-pipeline), so there the script goes as EVAL: the same script, which each node
+                    # caches by its SHA; its keys share the payer's hash tag, so each call is routed to one node
+                    # and MOVED/ASK are followed by redis-py. A standalone pipeline keeps EVALSHA (it loads
+                    # missing scripts before it runs).
+                    pipe.eval(_DEBIT, len(keys), *keys, *args)
+                else:
+                    await self._debit(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
     async def credit(self, payer: Payer, amount: int) -> None:

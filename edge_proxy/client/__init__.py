@@ -14,6 +14,12 @@ gateway's JSON; a non-2xx answer raises the error class for its status.
 | `resources/` | one module per REST resource group |
 | `errors.py` | every exception |
 """
+try:  # the one third-party package the client needs; the gateway itself never imports this package
+    import httpx2 as _httpx2  # noqa: F401
+except ImportError as _missing:
+    raise ImportError("edge_proxy.client needs the client extra (httpx2 is not installed): "
+                      "pip install 'edge-proxy[client]'", name=_missing.name) from None
+
 from .errors import (
     APIConnectionError,
     APIError,

@@ -199,10 +199,15 @@ class PostgresDB(_PgOps):
 
 
 def open_database(url: str, application_name: str = "edge_proxy") -> Database:
-    from ..errors import SettingsError
+    from ..errors import MissingDriver, SettingsError
     if url.startswith("sqlite:"):
         return SQLiteDB(url)
     if url.startswith(("postgresql://", "postgres://")):
+        try:  # here, before any worker starts, rather than as a traceback at the first connection
+            import asyncpg  # noqa: F401
+        except ImportError:
+            raise MissingDriver("EDGE_PROXY_DATABASE_URL: PostgreSQL needs the asyncpg driver, which is not "
+                                "installed: pip install 'edge-proxy[postgres]'") from None
         return PostgresDB(url, application_name)
     raise SettingsError(f"EDGE_PROXY_DATABASE_URL: unsupported scheme in {url.split(':', 1)[0]!r}; "
                         "use sqlite:///path.db or postgresql://...")

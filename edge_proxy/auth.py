@@ -66,5 +66,5 @@ class Authenticator:
         key = await find_by_hash(self.store.db, hash_secret(credential))
         if key is None:
             raise InvalidToken()
-        return Principal(key.merchant_id, key.spend_key_id, billing=Billing("merchant", key.merchant_id),
-                         spend_key=key)
+        return Principal(key.merchant_id, key.spend_key_id,
+                         billing=Billing("merchant", key.merchant_id, merchant_id=key.merchant_id), spend_key=key)

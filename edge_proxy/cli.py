@@ -53,9 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name", required=True)
     c.add_argument("--balance", default="0", help="starting wallet balance, USD")
     c.set_defaults(run=_store_command(_merchants_create))
-    c = merchants.add_parser("credit", help="add funds to a merchant's wallet")
+    c = merchants.add_parser("credit", help="fund a merchant's wallet (the operator's: money from outside)")
     c.add_argument("--secret-key", required=True)
     c.add_argument("--amount", required=True, help="USD")
+    c.add_argument("--idempotency-key", help="the same key again funds once")
     c.set_defaults(run=_store_command(_merchants_credit))
     c = merchants.add_parser("show", help="show a merchant and its wallet balance")
     c.add_argument("--secret-key", required=True)
@@ -67,8 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     add_mcp_command(sub)
 
     balances = sub.add_parser("balances", help="balance maintenance").add_subparsers(metavar="ACTION")
-    c = balances.add_parser("reconcile", help="rebuild balances (SQL and Redis) from the credit and charge ledgers")
+    c = balances.add_parser("reconcile", help="rebuild balances (SQL and Redis) from the ledger's transfers")
     c.set_defaults(run=_store_command(_balances_reconcile))
+    ledger = sub.add_parser("ledger", help="the ledger of accounts and transfers").add_subparsers(metavar="ACTION")
+    c = ledger.add_parser("verify", help="check that the ledger balances; exits 1 when it does not")
+    c.set_defaults(run=_ledger_verify)
 
     tokens = sub.add_parser("tokens", help="make forward tokens").add_subparsers(metavar="ACTION")
     c = tokens.add_parser("create", help="print a forward token in Lava's format")
@@ -124,10 +128,15 @@ def _store_command(fn: Callable[[Any, Store], Any]) -> Callable[[Any], int]:
 
 
 def _amount(text: str, what: str) -> int:
+    """A USD amount as nano-dollars, within what any one amount may be (billing/ledger.py)."""
+    from .billing.ledger import MAX_AMOUNT_NANOS
     try:
-        return parse_usd(text, what)
+        nanos = parse_usd(text, what)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if not 0 <= nanos <= MAX_AMOUNT_NANOS:
+        raise CommandError(f"{what}: from 0 to {MAX_AMOUNT_NANOS // 10**9} USD")
+    return nanos
 
 
 async def _merchant_of(store: Store, secret_key: str):
@@ -144,23 +153,33 @@ async def _merchants_create(args, store: Store) -> dict:
 
 
 async def _merchants_credit(args, store: Store) -> dict:
-    from .billing.payer import Payer
+    from .billing.balances import transfer_id
+    from .cli_billing import open_balances
     nanos = _amount(args.amount, "--amount")
     merchant = await _merchant_of(store, args.secret_key)
-    await _balances(args, store).credit(merchant.merchant_id, Payer("merchant", merchant.merchant_id), nanos, "cli")
+    async with open_balances(args, store) as balances:
+        await balances.fund(merchant.merchant_id, nanos, transfer_id(f"funding:{merchant.merchant_id}",
+                                                                    args.idempotency_key))
     return _merchant_json(await store.get_merchant(merchant.merchant_id))
 
 
-def _balances(args, store: Store):
-    """Balances for a CLI command: SQL, mirrored to Redis when EDGE_PROXY_REDIS_URL is set."""
-    from .billing.balances import Balances
-    settings = _settings(args)
-    if not settings.redis_url:
-        return Balances(store.db)
-    from .billing.holds import RedisHolds
-    from .store.redis_client import open_redis
-    client = open_redis(settings.redis_url, 2)
-    return Balances(store.db, RedisHolds(client, store.db))
+def _ledger_verify(args) -> int:
+    """Prints {"accounts", "transfers", "sum_nanos", "ok"}; what is wrong goes to stderr, and the exit is 1."""
+    from .billing.reconcile import verify
+
+    async def go() -> dict:
+        store = open_store(_settings(args).database_url)
+        await store.open()
+        try:
+            return await verify(store.db)
+        finally:
+            await store.close()
+    report = asyncio.run(go())
+    problems = report.pop("problems")
+    _print(report)
+    for problem in problems:
+        print(f"edge-proxy: ledger: {problem}", file=sys.stderr)
+    return 0 if report["ok"] else 1
 
 
 async def _merchants_show(args, store: Store) -> dict:

@@ -3,12 +3,17 @@
 Operators' scripts rely on these forms; money is a decimal USD string:
     customers create --secret-key K [--balance USD] [--autopay-threshold USD --autopay-amount USD]
     customers show   --secret-key K --customer-id C
-    customers credit --secret-key K --customer-id C --amount USD
+    customers credit --secret-key K --customer-id C --amount USD [--idempotency-key KEY]
     meters create    --secret-key K --slug S --rate-type fixed|percentage
                      --tier-type tokens_1m|characters_1m|minutes|requests --rate R [--name N]
 Customers and meters print in the same shapes as the REST API. A bad input is one line on stderr and exit 1.
+A customer's balance (`--balance`, `credit`) is a transfer from the merchant's wallet, as over the REST API.
 """
 from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
 
 from .api import customers as api
 from .api import meters
@@ -16,8 +21,26 @@ from .api.meters import RATE_TYPES, TIER_TYPES
 from .billing import accounts
 from .billing.accounts import Tier
 from .billing.balances import Balances
-from .errors import CommandError, GatewayError, InvalidRequest, NotFound
-from .store import hash_secret
+from .errors import CommandError, GatewayError, InsufficientBalance, InvalidRequest, NotFound
+from .settings import Settings
+from .store import SQLStore, hash_secret
+
+
+@contextlib.asynccontextmanager
+async def open_balances(args: argparse.Namespace, store: SQLStore) -> AsyncIterator[Balances]:
+    """Balances for a command run on the host: SQL holds, or Redis (mirrored) when EDGE_PROXY_REDIS_URL is set."""
+    from .billing.holds import RedisHolds, SQLHolds
+    settings = Settings.load(flags={"config": args.config})
+    if not settings.redis_url:
+        yield Balances(store.db, SQLHolds(store.db))
+        return
+    from .store.redis_client import open_redis
+    client = open_redis(settings.redis_url, 5)
+    redis_holds = RedisHolds(client, store.db)
+    try:
+        yield Balances(store.db, redis_holds, redis_holds)
+    finally:
+        await client.aclose()
 
 
 def add_commands(sub, store_command) -> None:
@@ -27,7 +50,7 @@ def add_commands(sub, store_command) -> None:
         metavar="ACTION")
     c = customers.add_parser("create", help="create a customer of the merchant")
     c.add_argument("--secret-key", required=True, help="the merchant's secret key")
-    c.add_argument("--balance", default="0", help="starting balance, USD")
+    c.add_argument("--balance", default="0", help="starting balance, USD, from the merchant's wallet")
     c.add_argument("--autopay-threshold", help="USD: refill when the balance falls below this")
     c.add_argument("--autopay-amount", help="USD: how much each refill adds")
     c.set_defaults(run=store_command(_guarded(_customers_create)))
@@ -35,10 +58,11 @@ def add_commands(sub, store_command) -> None:
     c.add_argument("--secret-key", required=True)
     c.add_argument("--customer-id", required=True)
     c.set_defaults(run=store_command(_guarded(_customers_show)))
-    c = customers.add_parser("credit", help="add funds to a customer's balance")
+    c = customers.add_parser("credit", help="move funds from the merchant's wallet to a customer")
     c.add_argument("--secret-key", required=True)
     c.add_argument("--customer-id", required=True)
     c.add_argument("--amount", required=True, help="USD")
+    c.add_argument("--idempotency-key", help="the same key again credits once")
     c.set_defaults(run=store_command(_guarded(_customers_credit)))
 
     meters = sub.add_parser("meters", help="create meters").add_subparsers(metavar="ACTION")
@@ -80,8 +104,12 @@ async def _customers_create(args, store) -> dict:
         fields["autopay_amount_nanos"] = api.money(args.autopay_amount, "--autopay-amount", positive=True)
     customer = await accounts.create_customer(store.db, mid, fields)
     if balance:
-        customer = await api.credit_customer(Balances(store.db), store.db, mid, customer.customer_id, balance,
-                                             "initial")
+        async with open_balances(args, store) as balances:
+            try:
+                customer = await api.credit_customer(balances, store.db, mid, customer.customer_id, balance)
+            except InsufficientBalance:
+                await accounts.delete_customer(store.db, mid, customer.customer_id)  # all or nothing
+                raise
     return api.to_api(customer)
 
 
@@ -98,7 +126,9 @@ async def _customers_credit(args, store) -> dict:
     nanos = api.money(args.amount, "--amount", positive=True)
     if await accounts.customer(store.db, mid, args.customer_id) is None:
         raise NotFound(f"--customer-id: no customer {args.customer_id!r} for this merchant")
-    return api.to_api(await api.credit_customer(Balances(store.db), store.db, mid, args.customer_id, nanos, "cli"))
+    async with open_balances(args, store) as balances:
+        return api.to_api(await api.credit_customer(balances, store.db, mid, args.customer_id, nanos,
+                                                    args.idempotency_key))
 
 
 async def _meters_create(args, store) -> dict:

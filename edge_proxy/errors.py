@@ -40,6 +40,12 @@ class UnsafeURL(InvalidRequest):
         self.reason = reason
 
 
+class InputNotBounded(InvalidRequest):
+    """A request whose input tokens cannot be bounded before it is sent (content by reference, on a managed key)."""
+
+    type = "input_not_bounded"
+
+
 class InvalidToken(GatewayError):
     """A missing, malformed or unknown credential. Every bad token gets this same body."""
 

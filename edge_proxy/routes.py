@@ -111,9 +111,13 @@ ROUTES: list[Route] = [
     Route(DELETE, "/v1/webhooks/{webhook_id}", webhooks.delete_webhook, MERCHANT),
     Route(GET, "/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, MERCHANT),
     Route(GET, "/v1/wallet", wallet.get_wallet, MERCHANT),
-    Route(POST, "/v1/wallet/credit", wallet.credit_wallet, MERCHANT),
+    Route(GET, "/v1/wallet/transfers", wallet.list_transfers, MERCHANT),
+    Route(POST, "/v1/wallet/credit", wallet.credit_wallet, MERCHANT),  # always 403: funding is the operator's
     # the operator's
     Route(POST, "/admin/merchants", admin.create_merchant, OPERATOR),
+    Route(POST, "/admin/merchants/{merchant_id}/credit", admin.credit_merchant, OPERATOR),
+    Route(POST, "/admin/transfers", admin.create_transfer, OPERATOR),
+    Route(GET, "/admin/ledger", admin.verify_ledger, OPERATOR),
     # for load balancers and Prometheus
     Route(("GET", "HEAD"), "/healthz", healthz, PUBLIC),
     Route(GET, "/metrics", metrics, PUBLIC),

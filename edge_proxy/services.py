@@ -69,11 +69,12 @@ class Services:
         self.billing = BillingEngine(self.store.db, self.log_sink, self.leases, self.prices,
                                      byok_fee_nanos=parse_usd(settings.byok_fee, "EDGE_PROXY_BYOK_FEE"),
                                      redis_holds=redis_holds, webhooks=self.webhooks)
-        self.balances = Balances(self.store.db, redis_holds)
+        self.balances = Balances(self.store.db, holds, redis_holds, self.billing.redis_pending)
         self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), commit=self.commit_batch,
                                   on_spill=self.billing.spilled, max_size=settings.log_queue_size,
                                   batch_size=settings.log_batch_size, max_age=settings.log_flush_seconds,
                                   spill_after=settings.log_spill_after)
+        self.billing.settle_lag = self.log_queue.failing_for
         self.spend_keys = SpendKeyGate(self.store.db, self.redis)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
                                   self.billing.billing_of)

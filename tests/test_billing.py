@@ -58,7 +58,8 @@ def test_a_customer_pays_the_meters_fixed_price_per_million_tokens(merchant):
     assert rec["charge"]["rate_type"] == "fixed"
     assert rec["charge"]["breakdown"][0]["tier"] == {"start": 0, "rate": "3.00", "type": "tokens_1m"}
     assert customer_balance(gw, key, cus) == Decimal("1.00") - Decimal(rec["charge"]["amount"])
-    assert wallet(gw, key) == wallet_before  # the customer paid, not the wallet
+    # the customer paid the merchant the meter's price; the merchant paid the operator the provider cost
+    assert wallet(gw, key) == wallet_before + Decimal(rec["charge"]["amount"]) - Decimal(rec["cost"])
 
 
 def test_a_percentage_meter_is_provider_cost_plus_its_markup(merchant):
@@ -83,7 +84,7 @@ def test_a_requests_meter_uses_volume_tiers(merchant):
     assert customer_balance(gw, key, cus) == Decimal("0.975")
 
 
-def test_disable_billing_tracks_the_customer_and_charges_nobody(merchant):
+def test_disable_billing_tracks_the_customer_and_the_merchant_pays_the_provider_cost(merchant):
     gw, key = merchant
     meter(gw, key, "free", "fixed", "requests", [(0, "1.00")])
     cus = customer(gw, key, "0")
@@ -92,7 +93,8 @@ def test_disable_billing_tracks_the_customer_and_charges_nobody(merchant):
     assert r.status_code == 200
     [rec] = settled(gw, key, [r.headers["x-lava-request-id"]])
     assert rec["customer_id"] == cus and rec["payer"] == "none" and rec["charge"]["amount"] == "0"
-    assert customer_balance(gw, key, cus) == 0 and wallet(gw, key) == wallet_before
+    assert Decimal(rec["cost"]) > 0
+    assert customer_balance(gw, key, cus) == 0 and wallet(gw, key) == wallet_before - Decimal(rec["cost"])
 
 
 def test_a_customer_who_cannot_cover_the_reservation_gets_402_and_nothing_is_sent(merchant, fake):

@@ -16,7 +16,9 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def key(env) -> str:
-    return json.loads(cli(env, "merchants", "create", "--name", "cli-merchant").stdout)["secret_key"]
+    # the operator funds the wallet the customers' balances come from
+    return json.loads(cli(env, "merchants", "create", "--name", "cli-merchant", "--balance", "100").stdout)[
+        "secret_key"]
 
 
 def run(env, *args: str) -> dict:
@@ -86,6 +88,12 @@ BAD = [
     ("an unknown tier type", ["meters", "create", "--secret-key", "{key}", "--slug", "s", "--rate-type", "fixed",
                               "--tier-type", "tokens", "--rate", "1"], "--tier-type"),
     ("a missing flag", ["customers", "credit", "--secret-key", "{key}", "--amount", "1"], "--customer-id"),
+    ("a credit the wallet cannot cover", ["customers", "credit", "--secret-key", "{key}", "--customer-id", "{cid}",
+                                          "--amount", "1000000"], "insufficient balance"),
+    ("an opening balance the wallet cannot cover", ["customers", "create", "--secret-key", "{key}", "--balance",
+                                                    "1000000"], "insufficient balance"),
+    ("a merchant funding over a billion USD", ["merchants", "credit", "--secret-key", "{key}", "--amount",
+                                               "1000000001"], "--amount"),
 ]
 
 

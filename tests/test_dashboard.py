@@ -41,7 +41,7 @@ def gw(request, fake, tmp_path_factory):
 
 @pytest.fixture
 def merchant(gw) -> dict:
-    return gw.create_merchant("dash-test", "10")
+    return gw.create_merchant("dash-test", "100")
 
 
 @pytest.fixture
@@ -451,12 +451,13 @@ def test_spend_keys_are_created_shown_once_rotated_and_revoked(gw, merchant, das
     assert bad.status_code == 400 and "rate_limit.rpm" in bad.text
 
 
-def test_the_wallet_shows_its_balance_and_credits(gw, merchant, dash):
-    httpx.post(gw.url + "/v1/wallet/credit", json={"amount": "2.5"}, headers=h(merchant["secret_key"]), timeout=10)
+def test_the_wallet_shows_its_balance_and_its_transfers(gw, merchant, dash):
+    cid = customer(gw, merchant["secret_key"], "2.5")  # a transfer from the wallet to the customer
     page = dash.get("/wallet").text
-    assert "$12.50" in page.split('id="wallet-balance"')[1].split("</p>")[0]
+    assert "$97.50" in page.split('id="wallet-balance"')[1].split("</p>")[0]
     history = page.split('id="wallet-history"')[1]
-    assert "+$10.00" in history and "+$2.50" in history and history.index("+$2.50") < history.index("+$10.00")
+    assert "+$100.00" in history and "-$2.50" in history and history.index("-$2.50") < history.index("+$100.00")
+    assert f"customer:{cid}" in history and "operator:funding" in history
 
 
 def test_meters_and_webhooks_are_listed(gw, merchant, dash):

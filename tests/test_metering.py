@@ -76,6 +76,7 @@ def test_usage_is_read_from_the_providers_response(gateway, path, body, stream, 
 def test_cached_and_reasoning_tokens_are_priced_at_their_own_rates(gateway):
     body = {**CHAT, "model": "gpt-4o-mini+fake-cached"}
     status, rid, raw = call(gateway, "/providers/openai/v1/chat/completions", body)
+    assert status == 200, raw
     usage = json.loads(raw)["usage"]
     rec = wait_record(gateway, rid)
     cached = usage["prompt_tokens_details"]["cached_tokens"]
@@ -84,13 +85,6 @@ def test_cached_and_reasoning_tokens_are_priced_at_their_own_rates(gateway):
     # gpt-4o-mini: input $0.15, cached $0.075, output $0.60 per 1M tokens
     want = ((usage["prompt_tokens"] - cached) * 150 + cached * 75 + usage["completion_tokens"] * 600)
     assert rec["cost"] == f"0.{want:09d}".rstrip("0")
-
-
-def test_an_unknown_model_is_logged_unpriced_never_free(gateway):
-    status, rid, _ = call(gateway, "/providers/openai/v1/chat/completions", {**CHAT, "model": "brand-new-model-x"})
-    rec = wait_record(gateway, rid)
-    assert rec["model_usage"]["input_tokens"] > 0
-    assert rec["priced"] is False and rec["cost"] is None
 
 
 def test_an_openai_stream_without_usage_is_estimated_not_free(gateway):

@@ -1,4 +1,4 @@
-"""Mirroring committed charges to Redis (BillingEngine.flush_redis -> RedisHolds.debit), against a real
+"""Mirroring committed transfers to Redis (BillingEngine.flush_redis -> RedisHolds.apply), against a real
 redis-server: one pipeline per 500 debits, each request debited once however often a batch is retried, and
 debits kept for the next flush while Redis is down."""
 from __future__ import annotations
@@ -26,8 +26,8 @@ def test_debits_land_once_each_and_wait_while_redis_is_down():
         try:
             for payer in (ALICE, BOB):
                 await client.hset(payer.redis_key, mapping={"b": 10_000, "h:w1": "5000:9999999999"})
-            engine.redis_pending = [(ALICE, f"req_{i}", 10, "w1") for i in range(1200)]  # three pipelines
-            engine.redis_pending += [(BOB, "req_b", 300, "w1"), (BOB, "req_b", 300, "w1")]  # the same request twice
+            engine.redis_pending = [(ALICE, f"req_{i}", -10, "w1", 10) for i in range(1200)]  # three pipelines
+            engine.redis_pending += [(BOB, "req_b", -300, "w1", 300), (BOB, "req_b", -300, "w1", 300)]  # the same request twice
             await engine.flush_redis()
             assert engine.redis_pending == []
             assert int(await client.hget(ALICE.redis_key, "b")) == 10_000 - 12_000
@@ -38,21 +38,21 @@ def test_debits_land_once_each_and_wait_while_redis_is_down():
             # big sums stay exact integers (Lua's tostring would write 3e+15); each worker's hold shrinks by its own
             await client.hset(CAROL.redis_key, mapping={"b": 5 * 10**15, "h:w1": f"{3 * 10**15}:9999999999",
                                                         "h:w2": "700:9999999999"})
-            engine.redis_pending = [(CAROL, "req_c1", 10**15 + 1, "w1"), (CAROL, "req_c2", 200, "w2"),
-                                    (CAROL, "req_c3", 10**15 - 1, None), (CAROL, "req_c4", 300, "w2")]
+            engine.redis_pending = [(CAROL, "req_c1", -(10**15 + 1), "w1", 10**15 + 1), (CAROL, "req_c2", -200, "w2", 200),
+                                    (CAROL, "req_c3", -(10**15 - 1), None, 0), (CAROL, "req_c4", -300, "w2", 300)]
             await engine.flush_redis()
             assert await client.hmget(CAROL.redis_key, ["b", "h:w1", "h:w2"]) == [
                 str(3 * 10**15 - 500).encode(), b"1999999999999999:9999999999", b"200:9999999999"]
 
             # a batch retried after a lost answer debits nothing twice; a new request in it is debited
-            engine.redis_pending = [(BOB, "req_b", 300, "w1"), (BOB, "req_b2", 100, None)]
+            engine.redis_pending = [(BOB, "req_b", -300, "w1", 300), (BOB, "req_b2", -100, None, 0)]
             await engine.flush_redis()
             assert int(await client.hget(BOB.redis_key, "b")) == 9_600
 
             server.stop()
-            engine.redis_pending = [(BOB, "req_b3", 50, None)]
+            engine.redis_pending = [(BOB, "req_b3", -50, None, 0)]
             await engine.flush_redis()  # logs and keeps it
-            assert engine.redis_pending == [(BOB, "req_b3", 50, None)]
+            assert engine.redis_pending == [(BOB, "req_b3", -50, None, 0)]
             server.start()  # empty: no balances and no scripts (the pipeline loads the script again)
             await client.hset(BOB.redis_key, "b", 9_600)  # as reloaded from SQL, the durable record
             await engine.flush_redis()

@@ -45,7 +45,7 @@ class Traffic:
             batch = [(self.payer, f"req_{n}_{k}", 1, "w1") for k in range(3)]
             while True:
                 try:
-                    await self.holds.debit(batch)
+                    await self.holds.apply([(p, rid, -amount, hold, amount) for p, rid, amount, hold in batch])
                     await self.holds.hold(self.payer, "w1", 1, 60)
                     break
                 except Exception as exc:  # Redis moving under us: send the same batch again

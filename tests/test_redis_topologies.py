@@ -56,6 +56,11 @@ async def hot(client, payer) -> int | None:
     return None if value is None else int(value)
 
 
+def debits(entries):
+    """(payer, request id, amount, hold id) debits as the transfers RedisHolds.apply mirrors."""
+    return [(payer, rid, -amount, hold, amount if hold else 0) for payer, rid, amount, hold in entries]
+
+
 def test_the_payers_used_here_spread_over_every_master(redis_cluster):
     """The debit pipeline below only proves something on a cluster if its payers live on different nodes."""
     owners = {redis_cluster.master_for_key(Payer("merchant", f"mer_{i}").redis_key) for i in range(12)}
@@ -77,9 +82,9 @@ def test_a_hold_grows_only_while_the_balance_less_other_holds_covers_it(redis_to
         await asyncio.sleep(0.1)
         assert await holds.hold(bob, "w2", 10_000, 30) == 10_000
         assert await holds.hold(Payer("merchant", "mer_nobody"), "w1", 1, 30) is None
-        await holds.credit(alice, 500)
+        await holds.apply([(alice, "t_credit", 500, None, 0)])
         assert await hot(client, alice) == 10_500
-        await holds.credit(Payer("merchant", "mer_unloaded"), 500)      # not loaded: nothing to credit
+        await holds.apply([(Payer("merchant", "mer_unloaded"), "t_credit", 500, None, 0)])  # not loaded: nothing
         assert await client.exists(Payer("merchant", "mer_unloaded").redis_key) == 0
     scenario(tmp_path, redis_topology.url, body)
 
@@ -89,14 +94,14 @@ def test_debits_across_payers_on_every_node_land_once_each_however_often_retried
         for payer in merchants:
             await client.hset(payer.redis_key, mapping={"b": 10_000, "h:w1": f"5000:{FAR}"})
         batch = [(payer, f"req_{i}_{n}", 10, "w1") for i, payer in enumerate(merchants) for n in range(40)]
-        await holds.debit(batch)          # a fresh deployment: no node has seen the script
-        await holds.debit(batch)          # the same batch again (a lost answer): nothing twice
-        await holds.debit(batch[:7] + [(merchants[0], "req_new", 100, None)])
+        await holds.apply(debits(batch))  # a fresh deployment: no node has seen the script
+        await holds.apply(debits(batch))  # the same batch again (a lost answer): nothing twice
+        await holds.apply(debits(batch[:7] + [(merchants[0], "req_new", 100, None)]))
         assert [await hot(client, p) for p in merchants] == [10_000 - 400 - 100] + [10_000 - 400] * 11
         assert await client.hget(merchants[1].redis_key, "h:w1") == f"4600:{FAR}".encode()
         big = merchants[2]     # whole numbers stay exact (Lua's tostring would write 3e+15)
         await client.hset(big.redis_key, mapping={"b": 5 * 10**15, "h:w2": f"{3 * 10**15}:{FAR}"})
-        await holds.debit([(big, "req_big", 10**15 + 1, "w2")])
+        await holds.apply(debits([(big, "req_big", 10**15 + 1, "w2")]))
         assert await client.hmget(big.redis_key, ["b", "h:w2"]) == [
             str(4 * 10**15 - 1).encode(), f"{2 * 10**15 - 1}:{FAR}".encode()]
     scenario(tmp_path, redis_topology.url, body)
@@ -108,10 +113,10 @@ def test_a_script_the_server_forgot_is_loaded_again(redis_topology, tmp_path):
         assert await holds.hold(alice, "w1", 100, 30) == 100
         redis_topology.flushall()          # every node forgets the scripts (and the data)
         assert await holds.hold(alice, "w1", 100, 30) == 100      # NOSCRIPT, reload, and the balance reloads too
-        await holds.debit([(alice, "req_1", 40, "w1")])
+        await holds.apply(debits([(alice, "req_1", 40, "w1")]))
         redis_topology.flushall()
         await client.hset(alice.redis_key, "b", 1_000)
-        await holds.debit([(alice, "req_2", 40, None)])
+        await holds.apply(debits([(alice, "req_2", 40, None)]))
         assert await hot(client, alice) == 960
     scenario(tmp_path, redis_topology.url, body)
 
@@ -120,9 +125,9 @@ def test_reconcile_rebuilds_every_redis_balance_from_the_ledger(redis_topology, 
     async def body(holds, client, db, merchants):
         for payer in merchants:
             await client.hset(payer.redis_key, "b", 1)        # Redis missed credits and debits
-        assert await reconcile(db, holds) == {"payers": 12, "repaired": 12}
+        assert await reconcile(db, holds) == {"payers": 14, "repaired": 12}  # and the operator's two accounts
         assert {await hot(client, p) for p in merchants} == {10_000}
-        assert await reconcile(db, holds) == {"payers": 12, "repaired": 0}
+        assert await reconcile(db, holds) == {"payers": 14, "repaired": 0}
     scenario(tmp_path, redis_topology.url, body)
 
 

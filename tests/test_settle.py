@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from edge_proxy.billing import accounts
+from edge_proxy.billing import accounts, ledger
+from edge_proxy.billing.payer import Payer
 from edge_proxy.billing.settle import settle
 from edge_proxy.log_sinks import open_log_sink
 from edge_proxy.metering.record import RequestRecord, now_iso
@@ -33,11 +34,12 @@ class Books:
         self.store, self.sink = open_store(self.url), open_log_sink(self.url)
         await self.store.open()
         await self.sink.open()
-        merchant, _ = await self.store.create_merchant("m", 0)
+        merchant, _ = await self.store.create_merchant("m", 100 * CENT)
         self.mid = merchant.merchant_id
         self.cus = (await accounts.create_customer(self.store.db, self.mid, {})).customer_id
-        await self.store.db.execute("UPDATE customers SET balance_nanos = ? WHERE customer_id = ?", 100 * CENT,
-                                    self.cus)
+        async with self.store.db.transaction() as tx:  # the merchant funds its customer with $1
+            await ledger.post(tx, [ledger.Transfer("t_fund", Payer("merchant", self.mid), Payer("customer", self.cus),
+                                                   100 * CENT, "credit", self.mid)])
         self.meter = await accounts.create_meter(self.store.db, self.mid, "per-call", "Calls", "fixed", "requests",
                                                  self.tiers)
         return self
@@ -51,7 +53,7 @@ class Books:
 
     async def bill(self, records: list[RequestRecord]) -> list[RequestRecord]:
         async with self.sink.db.transaction() as tx:
-            return await settle(tx, records, {(self.mid, "per-call"): self.meter}, self.sink.insert_new)
+            return (await settle(tx, records, {(self.mid, "per-call"): self.meter}, self.sink.insert_new))[0]
 
     async def state(self) -> tuple[int, int]:
         """(the customer's balance, their units on the meter)"""

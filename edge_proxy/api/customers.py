@@ -9,9 +9,9 @@ import re
 from typing import TYPE_CHECKING
 
 from ..billing import accounts
-from ..billing.balances import UnknownPayer
-from ..billing.payer import Payer
-from ..errors import InvalidRequest, NotFound
+from ..billing.ledger import MAX_AMOUNT_NANOS
+from ..billing.balances import Balances, UnknownPayer, transfer_id
+from ..errors import InsufficientBalance, InvalidRequest, NotFound
 from ..money import parse_usd, usd
 from .common import decode_cursor, encode_cursor, json_body, limit_param, query, reply
 
@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
     from ..auth import Principal
     from ..services import Services
+    from ..store.db import Database
 
 MAX_TEXT = 200
-MAX_NANOS = 10**18  # one billion USD: any one amount, so balances stay far inside a 64-bit integer
+MAX_NANOS = MAX_AMOUNT_NANOS  # one billion USD: any one amount (ledger.py keeps balances inside 64-bit integers)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _PHONE = re.compile(r"\+?[0-9 ().\-]{3,40}")
 
@@ -130,10 +131,13 @@ def customer_fields(body: dict) -> dict:
     return fields
 
 
-async def credit_customer(balances, db, mid: str, customer_id: str, nanos: int, source: str) -> accounts.Customer:
-    """Add funds to a customer's balance (through Balances, which writes the ledger row)."""
+async def credit_customer(balances: Balances, db: Database, mid: str, customer_id: str, nanos: int,
+                          idempotency_key: str | None = None) -> accounts.Customer:
+    """Move funds from the merchant's wallet to its customer (a transfer, once per idempotency key); 402 when the
+    wallet cannot cover it."""
+    await _get(db, mid, customer_id)  # another merchant's customer is a 404, never a credit
     try:
-        await balances.credit(mid, Payer("customer", customer_id), nanos, source)
+        await balances.credit_customer(mid, customer_id, nanos, transfer_id(f"credit:{mid}", idempotency_key))
     except UnknownPayer:
         raise NotFound(f"no customer {customer_id!r}") from None
     return await _get(db, mid, customer_id)
@@ -154,7 +158,12 @@ async def create_customer(svc: Services, scope: Scope, proto: HTTPProtocol, call
     balance = money(body["balance"], "balance") if body.get("balance") is not None else 0
     c = await accounts.create_customer(svc.store.db, mid, fields)
     if balance:
-        c = await credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance, "initial")
+        try:  # the opening balance comes from the merchant's wallet
+            c = await credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance,
+                                      scope.headers.get("idempotency-key"))
+        except InsufficientBalance:
+            await accounts.delete_customer(svc.store.db, mid, c.customer_id)  # all or nothing
+            raise
     reply(proto, 201, to_api(c))
 
 
@@ -198,9 +207,11 @@ async def get_subscription(svc: Services, scope: Scope, proto: HTTPProtocol, cal
 
 
 async def credit(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal, customer_id: str) -> None:
-    """Ours: `POST customers/{id}/credit {"amount": "USD"}` adds funds and answers the customer."""
+    """Ours: `POST customers/{id}/credit {"amount": "USD"}` moves funds from the merchant's wallet to the customer
+    (402 when the wallet cannot cover it) and answers the customer. An `Idempotency-Key` header makes it happen
+    once however often it is sent."""
     mid = caller.merchant_id
     body = await json_body(proto, headers=scope.headers)
     nanos = money(body.get("amount"), "amount", positive=True)
-    await _get(svc.store.db, mid, customer_id)  # another merchant's customer is a 404, never a credit
-    reply(proto, 200, to_api(await credit_customer(svc.balances, svc.store.db, mid, customer_id, nanos, "api")))
+    reply(proto, 200, to_api(await credit_customer(svc.balances, svc.store.db, mid, customer_id, nanos,
+                                                   scope.headers.get("idempotency-key"))))

@@ -1,27 +1,53 @@
-"""Balances: reading them, and crediting them (each credit is a ledger row; Redis mirrors it when configured).
+"""Moving money outside of requests: the operator funding a merchant, a merchant crediting a customer, and the
+operator's refunds and corrections. Each is one transfer with an id that makes it happen once (ledger.py).
 
-Reservations are in leases.py, debits in settle.py.
+- `fund`: operator -> merchant. The only way money comes in (the admin API and the CLI on the host).
+- `credit_customer`: merchant -> customer, only what the merchant's wallet holds beyond what its requests have
+  set aside (a hold is taken first, in the same store that admits requests, so a credit and a request never
+  spend the same money); 402 otherwise.
+- `transfer`: any account to any other (the operator's refunds and corrections), never past a balance.
+Redis, when configured, mirrors every change once (holds.RedisHolds.apply), retried with the billing engine's
+pending mirror when Redis is down.
 """
 from __future__ import annotations
 
 import logging
+import secrets
+from typing import TYPE_CHECKING
 
-from ..clock import now_iso
-from ..store.base import new_id
-from ..store.db import Database
+from ..errors import InsufficientBalance, InvalidRequest
+from . import ledger
+from .ledger import FUNDING, Transfer
 from .payer import Payer
 
+if TYPE_CHECKING:
+    from ..store.db import Database
+    from .holds import HoldBackend, RedisHolds
+
 log = logging.getLogger("edge_proxy.balances")
+CREDIT_HOLD_TTL = 60.0  # seconds: a credit's hold lives only while its transfer is written
 
 
 class UnknownPayer(LookupError):
     pass
 
 
+def transfer_id(scope: str, key: str | None) -> str:
+    """The id that makes a transfer happen once: the caller's idempotency key (scoped to who sent it), or new."""
+    if key is None:
+        return f"{scope}:{secrets.token_hex(12)}"
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key: 1 to 200 printable characters")
+    return f"{scope}:key:{key}"
+
+
 class Balances:
-    def __init__(self, db: Database, redis_holds=None) -> None:
+    def __init__(self, db: Database, holds: HoldBackend, redis_holds: RedisHolds | None = None,
+                 redis_pending: list[tuple[Payer, str, int, str | None, int]] | None = None) -> None:
         self.db = db
+        self.holds = holds
         self.redis_holds = redis_holds
+        self.redis_pending = redis_pending if redis_pending is not None else []
 
     async def balance(self, payer: Payer) -> int:
         row = await self.db.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
@@ -30,27 +56,65 @@ class Balances:
             raise UnknownPayer(payer)
         return int(row[0])
 
-    async def credit(self, merchant_id: str, payer: Payer, nanos: int, source: str) -> int:
-        """Add funds; every credit is also a ledger row. Returns the new balance."""
-        if nanos < 0:
-            raise ValueError("a credit is never negative")
-        async with self.db.transaction() as tx:
-            changed = await tx.execute(
-                f"UPDATE {payer.table} SET balance_nanos = balance_nanos + ? WHERE {payer.key_column} = ?",
-                nanos, payer.id)
-            if changed != 1:
-                raise UnknownPayer(payer)
-            await tx.execute("INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?, ?)", new_id("cre"), merchant_id,
-                             payer.kind, payer.id, nanos, source, now_iso())
-            row = await tx.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
-                                    payer.id)
-            if payer.kind == "customer":  # back above the autopay threshold: the next fall fires again
-                await tx.execute("UPDATE customers SET autopay_armed = 1 WHERE customer_id = ? AND "
-                                 "autopay_threshold_nanos IS NOT NULL AND balance_nanos >= autopay_threshold_nanos",
-                                 payer.id)
-        if self.redis_holds is not None:
-            try:
-                await self.redis_holds.credit(payer, nanos)
-            except Exception as exc:  # SQL has the credit; Redis shows less money until reconciled (safe side)
-                log.warning("Redis credit for %s failed (%s): run `edge-proxy balances reconcile`", payer, exc)
-        return int(row[0])
+    async def fund(self, merchant_id: str, nanos: int, tid: str) -> int:
+        """Operator -> merchant: money from outside. Returns the wallet's balance."""
+        merchant = Payer("merchant", merchant_id)
+        await self.balance(merchant)  # UnknownPayer for a merchant that does not exist
+        posted = await self._post([Transfer(tid, FUNDING, merchant, nanos, "funding", merchant_id)])
+        await self._mirror([(merchant, tid, nanos, None, 0)] if posted else [])
+        return await self.balance(merchant)
+
+    async def credit_customer(self, merchant_id: str, customer_id: str, nanos: int, tid: str,
+                              kind: str = "credit") -> int:
+        """Merchant -> customer, from what the wallet has free; 402 when it cannot cover it. Re-arms autopay.
+        Returns the customer's balance."""
+        merchant, customer = Payer("merchant", merchant_id), Payer("customer", customer_id)
+        if await self.db.fetchone("SELECT 1 FROM transfers WHERE transfer_id = ?", tid) is not None:
+            return await self.balance(customer)  # asked again with the same idempotency key: done already
+        hold_id = f"transfer:{tid}"
+        if await self.holds.hold(merchant, hold_id, nanos, CREDIT_HOLD_TTL) is None:
+            raise InsufficientBalance("insufficient balance: the wallet, less what requests in flight have set aside, "
+                                      "does not cover this credit")
+        try:
+            posted = await self._post([Transfer(tid, merchant, customer, nanos, kind, merchant_id)], rearm=customer_id)
+            await self._mirror([(merchant, tid, -nanos, hold_id, nanos), (customer, tid, nanos, None, 0)]
+                               if posted else [])
+        finally:
+            await self.holds.release(merchant, hold_id)
+        return await self.balance(customer)
+
+    async def transfer(self, t: Transfer) -> bool:
+        """The operator's refund or correction between any two accounts; False when it was made before."""
+        for account in (t.debit, t.credit):
+            if account.kind != "operator":
+                await self.balance(account)
+        posted = await self._post([t], rearm=t.credit.id if t.credit.kind == "customer" else None)
+        if posted:
+            await self._mirror([(account, t.transfer_id, change, None, 0)
+                                for account, change in ((t.debit, -t.amount), (t.credit, t.amount))
+                                if account.kind != "operator"])
+        return bool(posted)
+
+    async def _post(self, transfers: list[Transfer], rearm: str | None = None) -> list[Transfer]:
+        try:
+            async with self.db.transaction() as tx:
+                posted = await ledger.post(tx, transfers, once=True)
+                if rearm is not None and posted:  # back above the autopay threshold: the next fall fires again
+                    await tx.execute("UPDATE customers SET autopay_armed = 1 WHERE customer_id = ? AND "
+                                     "autopay_threshold_nanos IS NOT NULL AND balance_nanos >= "
+                                     "autopay_threshold_nanos", rearm)
+        except Exception as exc:
+            if ledger.is_range_error(exc):
+                raise InsufficientBalance("a balance would leave its range: below zero, or over "
+                                          f"{ledger.MAX_BALANCE_NANOS // 10**9} USD") from None
+            raise
+        return posted
+
+    async def _mirror(self, entries: list[tuple[Payer, str, int, str | None, int]]) -> None:
+        if self.redis_holds is None or not entries:
+            return
+        try:
+            await self.redis_holds.apply(entries)
+        except Exception as exc:  # SQL has it; the billing engine's next flush retries the mirror
+            log.warning("Redis mirror of a transfer failed (%s); retried with the next batch", exc)
+            self.redis_pending.extend(entries)

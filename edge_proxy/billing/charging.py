@@ -1,27 +1,35 @@
-"""The billing rules: who pays for a request, what they are charged, and what must be reserved first.
+"""The billing rules: who pays whom for a request, how much, and what must be reserved before it is sent.
 
-Who pays:
-- a token with only `secret_key` (or a raw secret key), or with `meter_slug` alone: the merchant's wallet, at
-  provider cost (zero markup); with `meter_slug` the usage is also tracked on the meter;
-- `customer_id` + `meter_slug`: that customer's balance, at the meter's price;
-- `disable_billing` with a customer: tracked on the customer and the meter, charged to nobody;
-- unmanaged (BYOK, `provider_key` in the token): no provider cost; the merchant pays the service fee
-  (EDGE_PROXY_BYOK_FEE, USD per request); a customer is still charged the meter's price.
+Every charge is a transfer between two accounts (ledger.py); the operator's managed key is paid for by the
+merchant, and a customer pays the merchant:
+
+- merchant-billed, managed key: merchant -> operator, the provider cost. Reserved: the most it can cost.
+- merchant-billed, BYOK: merchant -> operator, the fee (`EDGE_PROXY_BYOK_FEE`). Reserved: the fee.
+- customer-billed (`customer_id` + `meter_slug`), managed key: customer -> merchant, the meter's price; merchant ->
+  operator, the provider cost. Reserved: on the customer, the most the meter can charge; on the merchant, the
+  most the provider cost can exceed the meter's price (only a fixed meter, or a discount, can price under cost).
+- customer-billed, BYOK: customer -> merchant, the meter's price; merchant -> operator, the fee. Reserved: the
+  meter's most on the customer, the fee on the merchant.
+- `disable_billing`: merchant -> operator, the provider cost (managed) or the fee (BYOK). Reserved: the same.
+
+A request answered with an error status is not charged; a stream cut mid-way is charged for the usage that passed.
+A meter with `meter_slug` alone (no customer) only tracks usage: the merchant pays as for a merchant-billed request.
 
 Meter prices (`tiers` are volume tiers: the tier whose `start` the payer's units on this meter have reached):
 - `fixed` + `tokens_1m`: rate per 1M tokens (input + output); `characters_1m`: per 1M characters; `minutes`:
-  per minute of reported seconds; `requests`: per request;
+  per minute of reported seconds; `requests`: per request. Characters and minutes are known only from
+  post-request reports (`POST /v1/requests`), so a proxied request on such a meter is refused (it cannot be priced).
 - `percentage`: provider list cost plus `rate` percent of it.
 Every charge is computed in Decimal and rounded once to whole nano-dollars, half to even.
 
-The reservation is the most a request can cost before it is sent: input counted as one token per request-body
-byte (a byte-level tokenizer never makes more tokens than bytes), plus `max_tokens` (or the model's output limit
-from the price table) at the output price; for meters, at the highest tier rate. Images, audio and other inputs
-whose token count is not bounded by their bytes can exceed it: that excess is the overspend bound.
+The reservation is the most a request can cost, from its bounds (bounds.py: input bytes as tokens, an allowance
+per image, and its output limit or the model's), at the highest rate that can apply (the provider's highest input
+and output rates, the meter's highest tier). A reservation rounds up, a charge half to even.
 """
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import NamedTuple
 
 import msgspec
 
@@ -30,53 +38,60 @@ from .accounts import Meter, Tier
 
 NANO = Decimal(1_000_000_000)
 MILLION = Decimal(1_000_000)
+UNPRICEABLE_METERS = ("characters_1m", "minutes")  # only post-request reports can count their units
 
 
 class Billing(msgspec.Struct, frozen=True, gc=False):
     """How one principal's requests are billed, resolved once and cached with the principal."""
 
-    payer_kind: str          # "merchant" | "customer" | "none"
-    payer_id: str | None
+    payer_kind: str          # "merchant" | "customer" | "none" (disable_billing)
+    payer_id: str | None     # the paying merchant or customer (None for "none")
     meter: Meter | None = None
     byok_fee_nanos: int = 0  # per request, unmanaged only
+    merchant_id: str = ""    # the merchant behind the request: pays the operator for the provider's side
 
 
-class Limits(msgspec.Struct):
-    model: str | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    max_output_tokens: int | None = None
+class Quote(NamedTuple):
+    """The most a request can cost, before it is sent: what to reserve from whom."""
 
-
-_limits = msgspec.json.Decoder(Limits).decode
-
-
-def request_limits(body: bytes) -> Limits:
-    """The model and output limit a request names (OpenAI, Anthropic and Responses shapes)."""
-    if body[:1] != b"{":
-        return Limits()
-    try:
-        return _limits(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return Limits()
+    max_cost: int   # the most the provider's list price can come to (0 when unpriced: BYOK only)
+    payer: int      # the most the payer (the customer, or the merchant when it pays) can be charged
+    merchant: int   # the most a customer-billed or disable_billing request can take from the merchant's wallet
 
 
 def _nanos(value: Decimal) -> int:
     return int((value * NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def max_provider_cost(price: ModelPrice | None, body_len: int, max_out: int) -> int:
-    """Runs on every request: integer arithmetic on the price table's pico-dollar rates, at the highest rate any
-    input token and any output token can cost (1-hour cache writes, audio, and a long-context tier unless the
-    body is too short to reach it: a text prompt has no more tokens than bytes)."""
-    if price is None:
-        return 0
-    p_in, p_out = price.reserve_rates(body_len)
-    return _ceil_div(body_len * p_in + max_out * p_out, 10**9)
-
-
 def _ceil_div(n: int, d: int) -> int:
     return -(-n // d)  # a reservation rounds up: it must cover the charge
+
+
+def max_provider_cost(price: ModelPrice | None, input_tokens: int, max_out: int) -> int:
+    """Runs on every request: integer arithmetic on the price table's pico-dollar rates, at the highest rate any
+    input token and any output token can cost (1-hour cache writes, audio, and a long-context tier unless the
+    prompt is too short to reach it)."""
+    if price is None:
+        return 0
+    p_in, p_out = price.reserve_rates(input_tokens)
+    return _ceil_div(input_tokens * p_in + max_out * p_out, 10**9)
+
+
+def quote(billing: Billing, price: ModelPrice | None, input_tokens: int, max_out: int, unmanaged: bool) -> Quote:
+    """The reservations of a request whose prompt has at most `input_tokens` tokens and whose answer at most
+    `max_out` (see the module's table)."""
+    cost = max_provider_cost(price, input_tokens, max_out)
+    operator = billing.byok_fee_nanos if unmanaged else cost  # what the merchant pays the operator
+    if billing.payer_kind == "merchant":
+        return Quote(cost, operator, 0)
+    if billing.payer_kind == "none":
+        return Quote(cost, 0, operator)
+    meter = billing.meter
+    assert meter is not None  # a customer pays only through a meter (BillingEngine.billing_of)
+    charge = max_meter_charge(meter, cost, input_tokens + max_out)
+    if unmanaged:
+        return Quote(cost, charge, operator)
+    return Quote(cost, charge, max_shortfall(meter, price, cost, input_tokens, max_out))
 
 
 def _tier(meter: Meter, units: int) -> Tier:
@@ -96,7 +111,7 @@ def meter_charge(meter: Meter, cost_nanos: int, tokens: int, characters: int, se
     """(charge in nanos, the tier that priced it) for one request on a meter."""
     tier = _tier(meter, units_before)
     if meter.rate_type == "percentage":
-        return _nanos(Decimal(cost_nanos) / NANO * (1 + tier.rate / 100)), tier
+        return max(0, _nanos(Decimal(cost_nanos) / NANO * (1 + tier.rate / 100))), tier
     units = meter_units(meter, tokens, characters, seconds)
     per = {"tokens_1m": MILLION, "characters_1m": MILLION, "minutes": Decimal(60), "requests": Decimal(1)}
     return _nanos(Decimal(units) * tier.rate / per[meter.tier_type]), tier
@@ -105,19 +120,30 @@ def meter_charge(meter: Meter, cost_nanos: int, tokens: int, characters: int, se
 def max_meter_charge(meter: Meter, max_cost_nanos: int, max_tokens: int) -> int:
     rate = max(t.rate for t in meter.tiers)
     if meter.rate_type == "percentage":
-        return _nanos(Decimal(max_cost_nanos) / NANO * (1 + rate / 100))
+        return _ceil_nanos(Decimal(max_cost_nanos) / NANO * (1 + rate / 100))
     if meter.tier_type == "tokens_1m":
-        return _nanos(Decimal(max_tokens) * rate / MILLION)
+        return _ceil_nanos(Decimal(max_tokens) * rate / MILLION)
     if meter.tier_type == "requests":
-        return _nanos(rate)
-    return 0  # characters and minutes are only known from post-request reports
+        return _ceil_nanos(rate)
+    raise ValueError(f"a {meter.tier_type} meter cannot price a proxied request")  # UNPRICEABLE_METERS
 
 
-def reservation(billing: Billing, price: ModelPrice | None, body_len: int, max_out: int, unmanaged: bool) -> int:
-    """The most this request can cost its payer."""
-    if billing.payer_kind == "none":
+def max_shortfall(meter: Meter, price: ModelPrice | None, max_cost: int, input_tokens: int, max_out: int) -> int:
+    """The most the provider cost of a customer-billed request can exceed what its meter charges: the merchant
+    pays that difference, so it is reserved from the merchant's wallet. Zero for a percentage meter without a
+    discount; for a fixed meter, each token (or the request) at the provider's highest rate less the meter's
+    lowest."""
+    low = min(t.rate for t in meter.tiers)
+    if meter.rate_type == "percentage":
+        return 0 if low >= 0 else _ceil_nanos(Decimal(max_cost) / NANO * (-low / 100))
+    if meter.tier_type == "requests":
+        return max(0, max_cost - int((low * NANO).to_integral_value(ROUND_FLOOR)))
+    if price is None:
         return 0
-    cost = max_provider_cost(price, body_len, max_out)
-    if billing.payer_kind == "customer" and billing.meter is not None:
-        return max_meter_charge(billing.meter, cost, body_len + max_out)
-    return billing.byok_fee_nanos if unmanaged else cost
+    p_in, p_out = price.reserve_rates(input_tokens)  # pico-dollars per 1M tokens
+    r = int((low * 10**12).to_integral_value(ROUND_FLOOR))  # the meter's rate, in the same unit
+    return _ceil_div(input_tokens * max(0, p_in - r) + max_out * max(0, p_out - r), 10**9)
+
+
+def _ceil_nanos(usd: Decimal) -> int:
+    return max(0, int((usd * NANO).to_integral_value(rounding="ROUND_CEILING")))

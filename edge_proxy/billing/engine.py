@@ -1,50 +1,76 @@
-"""The billing engine a worker runs: resolve who pays, reserve before forwarding, bill in the log writer.
+"""The billing engine a worker runs: who pays, what a request may cost before it is sent, and billing afterwards.
 
-Request path: `billing_of()` (once per credential, cached with the principal) and `reserve()`.
-Log writer: `commit()` prices nothing itself (pricing is metering's) but charges each record once, in the
-same transaction as its log row, then mirrors debits to Redis and fires autopay events. With `webhooks` (a
-WebhookSender), an autopay event is owed to the merchant's webhooks in that same transaction, so it is
-delivered exactly when the charge that caused it commits; `on_autopay` is the older callback after the commit.
+Request path: `billing_of()` (once per credential, cached with the principal), `quote()` (what an attempt can
+cost at most, or the refusal of what the gateway cannot price or bound: admission fails closed) and `reserve()`.
+Log writer: `commit()` bills each record once, in the same transaction as its log row (settle.py, ledger.py), then
+gives each request's reservation back, mirrors the balances to Redis and wakes the webhook sender for autopay
+events, which are owed in that same transaction.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import InvalidRequest
+from ..errors import InputNotBounded, InvalidRequest, ModelNotPriced, ServiceUnavailable
 from ..forward_token import ForwardToken
 from ..log_sinks import SQLLogSink, usage_rollup
 from ..lru import TTLCache
+from ..metering.pricing import PriceTable
 from ..metering.record import RequestRecord
 from . import accounts
-from .charging import Billing, reservation
+from .charging import UNPRICEABLE_METERS, Billing, Quote, quote
 from .holds import RedisHolds
 from .leases import Lease, Leases
+from .ledger import Transfer
 from .payer import Payer
-from .settle import disarm_autopay, payer_of, settle
+from .settle import consumed, disarm_autopay, settle
 from .spend_counters import record_spend
 from .webhooks import autopay_data
 
+if TYPE_CHECKING:
+    from ..auth import Principal
+    from ..request_path.plan import Attempt
+    from ..store.db import Database
+    from .webhooks import WebhookSender
+
 log = logging.getLogger("edge_proxy.billing")
+FREE = Quote(0, 0, 0)
+
+
+class Reservation(NamedTuple):
+    """What one request set aside: on its payer's balance, and on its merchant's wallet (charging.py)."""
+
+    payer: Lease | None = None
+    payer_nanos: int = 0
+    merchant: Lease | None = None
+    merchant_nanos: int = 0
+
+
+NOTHING = Reservation()
 
 
 class BillingEngine:
-    def __init__(self, store_db, log_sink: SQLLogSink, leases: Leases, prices, *, byok_fee_nanos: int = 0,
-                 redis_holds: RedisHolds | None = None, on_autopay=None, webhooks=None) -> None:
+    def __init__(self, store_db: Database, log_sink: SQLLogSink, leases: Leases, prices: PriceTable, *,
+                 byok_fee_nanos: int = 0, redis_holds: RedisHolds | None = None,
+                 webhooks: WebhookSender | None = None) -> None:
         self.db = store_db
         self.log_sink = log_sink
         self.leases = leases
         self.prices = prices
         self.byok_fee_nanos = byok_fee_nanos
         self.redis_holds = redis_holds
-        self.on_autopay = on_autopay
         self.webhooks = webhooks
-        self.inflight: dict[str, tuple[Lease | None, int]] = {}
+        self.inflight: dict[str, Reservation] = {}
         self._meters: TTLCache[tuple[str, str], accounts.Meter] = TTLCache(10_000, 30.0)
-        self.redis_pending: list[tuple[Payer, str, int, str | None]] = []
+        self.redis_pending: list[tuple[Payer, str, int, str | None, int]] = []
+        # how long the request log has failed to take a batch (log_queue.LogQueue.failing_for), set at start-up
+        self.settle_lag: Callable[[], float] = lambda: 0.0
 
     # -- the request path ----------------------------------------------------------------------------------
     async def billing_of(self, merchant_id: str, token: ForwardToken) -> Billing:
         meter = None
+        fee = self.byok_fee_nanos
         if token.meter_slug:
             meter = await self._meter(merchant_id, token.meter_slug)
             if meter is None:
@@ -53,9 +79,9 @@ class BillingEngine:
             if await accounts.customer(self.db, merchant_id, token.customer_id) is None:
                 raise InvalidRequest(f"customer_id: no customer {token.customer_id!r} for this merchant")
             if token.disable_billing:
-                return Billing("none", None, meter)
-            return Billing("customer", token.customer_id, meter, self.byok_fee_nanos)
-        return Billing("merchant", merchant_id, meter, self.byok_fee_nanos)
+                return Billing("none", None, meter, fee, merchant_id)
+            return Billing("customer", token.customer_id, meter, fee, merchant_id)
+        return Billing("merchant", merchant_id, meter, fee, merchant_id)
 
     async def _meter(self, merchant_id: str, slug: str) -> accounts.Meter | None:
         meter = self._meters.get((merchant_id, slug))
@@ -65,67 +91,101 @@ class BillingEngine:
                 self._meters.put((merchant_id, slug), meter)
         return meter
 
-    async def reserve(self, request_id: str, billing: Billing, provider: str, body_len: int, limits,
-                      unmanaged: bool) -> tuple[Lease | None, int]:
-        """Hold the most this request can cost; raises 402 when the payer cannot cover it."""
-        if billing.payer_kind == "none":
-            return None, 0
-        price = self.prices.lookup(provider, limits.model)
-        max_out = (limits.max_tokens or limits.max_completion_tokens or limits.max_output_tokens
-                   or self.prices.max_output_tokens(provider, limits.model))
-        amount = reservation(billing, price, body_len, max_out, unmanaged)
-        lease = await self.leases.reserve(Payer(billing.payer_kind, billing.payer_id), amount)
-        if lease is not None:
-            self.inflight[request_id] = (lease, amount)
-        return lease, amount
+    def quote(self, principal: Principal, attempt: Attempt) -> Quote:
+        """The most this attempt can cost whom (charging.py), or the refusal of a request the gateway cannot
+        price or bound on the operator's managed key: it is never sent at $0 or without a ceiling."""
+        billing, bounds = principal.billing, attempt.bounds
+        assert billing is not None  # every principal is billed somehow (auth.py)
+        if billing.payer_kind == "customer" and billing.meter is not None \
+                and billing.meter.tier_type in UNPRICEABLE_METERS:
+            raise InvalidRequest(f"meter {billing.meter.meter_slug!r} prices {billing.meter.tier_type}, which only "
+                                 "post-request reporting (POST /v1/requests) can count; bill proxied requests on a "
+                                 "tokens_1m, requests or percentage meter")
+        provider, model = attempt.provider.name, attempt.model
+        unmanaged = principal.provider_key is not None
+        if attempt.free and not unmanaged:
+            return FREE
+        price = self.prices.lookup(provider, model)
+        limit = self.prices.output_limit(provider, model)
+        if bounds.max_output is not None and limit is not None and bounds.max_output > limit:
+            raise InvalidRequest(f"max_tokens: {model} writes at most {limit} tokens, not {bounds.max_output}")
+        if unmanaged:
+            max_out = bounds.max_output or limit or self.prices.max_output_tokens(provider, model)
+            return quote(billing, price, bounds.input_tokens, max_out, True)
+        if not bounds.parsed:
+            raise InvalidRequest("the request body is not a JSON object, so the gateway cannot bound what it costs "
+                                 "on its managed key; send your own key as provider_key (BYOK)")
+        if price is None:
+            raise ModelNotPriced(f"model {model!r} of {provider!r} has no price, so the gateway will not send it on "
+                                 "its managed key: the operator can add a price (EDGE_PROXY_PRICES_FILE), or send "
+                                 "your own key as provider_key (BYOK)")
+        if bounds.unbounded:
+            raise InputNotBounded(f"the request sends {bounds.unbounded}, whose tokens the gateway cannot bound "
+                                  "before sending it on its managed key: send the content inline, or your own key "
+                                  "as provider_key (BYOK)")
+        max_out = bounds.max_output or limit
+        if max_out is None:
+            raise InvalidRequest(f"max_tokens: required for {model}, whose output limit the gateway does not know "
+                                 "(it must bound what a request can cost before sending it)")
+        return quote(billing, price, bounds.input_tokens, max_out, False)
+
+    async def reserve(self, request_id: str, billing: Billing, q: Quote) -> Reservation:
+        """Hold what the quote says, on the payer and on the merchant: 402 when either cannot cover it, 503 when
+        the balance store is not answering or the request log has been down longer than a lease lasts (what was
+        spent meanwhile is not settled yet, so no new money may be promised)."""
+        if not (q.payer or q.merchant):
+            return NOTHING
+        if self.settle_lag() > self.leases.ttl:
+            raise ServiceUnavailable("the request log has not taken records for longer than a balance lease lasts, "
+                                     "so spending cannot be settled: the gateway takes no new reservations until "
+                                     "it answers again")
+        payer = merchant = None
+        if q.payer and billing.payer_id:
+            payer = await self.leases.reserve(Payer(billing.payer_kind, billing.payer_id), q.payer)
+        if q.merchant:
+            try:
+                merchant = await self.leases.reserve(Payer("merchant", billing.merchant_id), q.merchant)
+            except BaseException:
+                self.leases.finished(payer, q.payer, 0)
+                raise
+        held = Reservation(payer, q.payer if payer else 0, merchant, q.merchant if merchant else 0)
+        self.inflight[request_id] = held
+        return held
 
     # -- the log writer ------------------------------------------------------------------------------------
-    def charge_at_cost(self, records: list[RequestRecord]) -> None:
-        """The merchant-wallet charge: provider cost (managed) or the service fee (unmanaged)."""
-        for r in records:
-            if r.payer == "merchant" and not r.charge_nanos:
-                if r.provider_key_type == "unmanaged":
-                    r.charge_nanos = self.byok_fee_nanos if r.status_code and r.status_code < 400 else 0
-                else:
-                    r.charge_nanos = r.cost_nanos or 0
-
     async def commit(self, records: list[RequestRecord]) -> None:
-        self.charge_at_cost(records)
-        meters = {}
+        meters: dict[tuple[str, str], Any] = {}
         for r in records:
             if r.meter_slug and (r.merchant_id, r.meter_slug) not in meters:
                 meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
         async with self.log_sink.db.transaction() as tx:
-            new = await settle(tx, records, meters, self.log_sink.insert_new)
+            new, transfers = await settle(tx, records, meters, self.log_sink.insert_new, self.byok_fee_nanos)
             await usage_rollup.add(tx, new)  # the daily usage rollup, exactly once with the log rows
             await record_spend(tx, new, self.redis_holds)
-            fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos})
+            fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos
+                                              and r.customer_id})
             if fired and self.webhooks is not None:
                 for customer_id, merchant_id, balance, threshold, amount in fired:
                     await self.webhooks.enqueue(tx, merchant_id, "customer.autopay",
                                                 autopay_data(customer_id, balance, threshold, amount))
-        charged_now = {r.request_id for r in new}
+        billed = {id(r) for r in new}
         for r in records:
-            self._finished(r, r.charge_nanos if r.request_id in charged_now else 0)
+            self._finished(r, consumed(r) if id(r) in billed else (0, 0))
         if self.redis_holds is not None:
-            self.redis_pending += [(p, r.request_id, r.charge_nanos, r.hold_id) for r in new
-                                   if r.charge_nanos and (p := payer_of(r)) is not None]
+            self.redis_pending += _redis_entries(new, transfers)
             await self.flush_redis()
         if fired and self.webhooks is not None:
             self.webhooks.wake()
-        elif fired and self.on_autopay is not None:
-            for event in fired:
-                self.on_autopay(*event)
 
-    def _finished(self, record: RequestRecord, consumed: int) -> None:
-        entry = self.inflight.pop(record.request_id, None)
-        if entry is not None:
-            self.leases.finished(entry[0], entry[1], consumed)
+    def _finished(self, record: RequestRecord, took: tuple[int, int]) -> None:
+        held = self.inflight.pop(record.request_id, None)
+        if held is not None:
+            self.leases.finished(held.payer, held.payer_nanos, took[0])
+            self.leases.finished(held.merchant, held.merchant_nanos, took[1])
 
     def spilled(self, records: list[RequestRecord]) -> None:
-        """Records that went to disk instead of the store: their requests are over for this worker."""
-        for r in records:
-            self._finished(r, 0)
+        """Records that went to disk instead of the store: they are not billed yet, so their reservations stay
+        held (a lease is never reused for money that may have been spent) until their replay bills them."""
 
     async def flush_redis(self) -> None:
         """Mirror committed debits to Redis (idempotent per request). Failures wait for the next batch; until
@@ -133,8 +193,29 @@ class BillingEngine:
         while self.redis_pending:
             batch = self.redis_pending[:500]
             try:
-                await self.redis_holds.debit(batch)
+                await self.redis_holds.apply(batch)
             except Exception as exc:  # Redis down: keep the debits for the next flush
                 log.warning("Redis debits failed (%s); %d pending", exc, len(self.redis_pending))
                 return
             del self.redis_pending[:len(batch)]
+
+
+def _redis_entries(new: list[RequestRecord], transfers: list[Transfer]) -> list[tuple[Payer, str, int, str | None,
+                                                                                       int]]:
+    """The Redis copy of what the transfers did to customers' and merchants' balances: (account, marker id,
+    change, the hold it came out of, how much of that hold it used), each applied once by its marker."""
+    by_request = {(r.merchant_id, r.request_id): r for r in new}
+    out: list[tuple[Payer, str, int, str | None, int]] = []
+    for t in transfers:
+        r = by_request[(t.merchant_id or "", t.request_id or "")]
+        payer_took, merchant_took = consumed(r)
+        for account, change in ((t.debit, -t.amount), (t.credit, t.amount)):
+            if account.kind == "operator":
+                continue  # the operator's accounts are in SQL only: nothing on the request path reads them
+            hold, took = None, 0
+            if change < 0 and account.kind == "customer":
+                hold, took = r.hold_id, payer_took
+            elif change < 0:
+                hold, took = (r.hold_id, payer_took) if r.payer == "merchant" else (r.merchant_hold_id, merchant_took)
+            out.append((account, t.transfer_id, change, hold, took))
+    return out

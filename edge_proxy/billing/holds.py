@@ -82,21 +82,24 @@ redis.call('HSET', KEYS[1], mine, string.format('%d', current + add) .. ':' .. t
 return current + add
 """
 
-# KEYS[1] payer hash, KEYS[2..] one settled marker per request. ARGV[1] marker ttl, then amount and hold id per
-# request. Debits each request once; shrinks each worker's hold by what its requests consumed (never below 0).
-# Returns how many requests it debited. Whole numbers are formatted with %d: tostring() would give 2e+15.
-_DEBIT = """
-local total, debited, shrink = 0, 0, {}
+# KEYS[1] account hash, KEYS[2..] one marker per transfer. ARGV[1] marker ttl, then per transfer: the change to the
+# balance (negative for a debit), the hold it came out of ('-': none) and how much of that hold it used. Applies
+# each transfer once; shrinks each worker's hold by what its requests used (never below 0). Returns how many it
+# applied. Whole numbers are formatted with %d: tostring() would give 2e+15.
+_APPLY = """
+local total, applied, shrink = 0, 0, {}
 for i = 2, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-    local amount, hold = tonumber(ARGV[2 * i - 2]), ARGV[2 * i - 1]
-    total = total + amount
-    debited = debited + 1
-    shrink[hold] = (shrink[hold] or 0) + amount
+    local change, hold, took = tonumber(ARGV[3 * i - 4]), ARGV[3 * i - 3], tonumber(ARGV[3 * i - 2])
+    total = total + change
+    applied = applied + 1
+    if hold ~= '-' and took > 0 then
+      shrink[hold] = (shrink[hold] or 0) + took
+    end
   end
 end
 if total ~= 0 and redis.call('HEXISTS', KEYS[1], 'b') == 1 then
-  redis.call('HINCRBY', KEYS[1], 'b', -total)
+  redis.call('HINCRBY', KEYS[1], 'b', total)
 end
 for hold, amount in pairs(shrink) do
   local f = 'h:' .. hold
@@ -108,15 +111,7 @@ for hold, amount in pairs(shrink) do
     redis.call('HSET', KEYS[1], f, string.format('%d', left) .. string.sub(v, sep))
   end
 end
-return debited
-"""
-
-# KEYS[1] payer hash. ARGV: amount. Credits a loaded balance (an unloaded one is read from SQL when needed).
-_CREDIT = """
-if redis.call('HEXISTS', KEYS[1], 'b') == 1 then
-  return redis.call('HINCRBY', KEYS[1], 'b', tonumber(ARGV[1]))
-end
-return false
+return applied
 """
 
 SETTLED_MARKER_TTL = 7 * 24 * 3600
@@ -135,8 +130,7 @@ class RedisHolds:
         self.redis = redis
         self.db = db
         self._hold = redis.register_script(_HOLD)
-        self._debit = redis.register_script(_DEBIT)
-        self._credit = redis.register_script(_CREDIT)
+        self._apply = redis.register_script(_APPLY)
         self._cluster = is_cluster(redis)
 
     async def _load(self, payer: Payer) -> bool:
@@ -160,14 +154,15 @@ class RedisHolds:
     async def release(self, payer: Payer, hold_id: str) -> None:
         await self.redis.hdel(payer.redis_key, "h:" + hold_id)
 
-    async def debit(self, debits: list[tuple[Payer, str, int, str | None]]) -> None:
-        """(payer, request id, amount, hold id) each: one script call per payer, all in one pipeline. Each request
-        is debited once however often this is retried. Raises if Redis fails, whether or not some landed."""
-        by_payer: dict[Payer, tuple[list, list]] = {}
-        for payer, request_id, amount, hold_id in debits:
+    async def apply(self, entries: list[tuple[Payer, str, int, str | None, int]]) -> None:
+        """Mirror transfers onto the Redis balances: (account, transfer id, change, hold id, how much of the hold
+        it used) each; one script call per account, all in one pipeline. Each transfer is applied once however
+        often this is retried. Raises if Redis fails, whether or not some landed."""
+        by_payer: dict[Payer, tuple[list[str], list[object]]] = {}
+        for payer, transfer_id, change, hold_id, took in entries:
             keys, args = by_payer.setdefault(payer, ([payer.redis_key], [SETTLED_MARKER_TTL]))
-            keys.append(f"{payer.redis_key}:settled:{request_id}")
-            args += (amount, hold_id or "-")
+            keys.append(f"{payer.redis_key}:settled:{transfer_id}")
+            args += (change, hold_id or "-", took)
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args in by_payer.values():
                 if self._cluster:
@@ -176,13 +171,10 @@ class RedisHolds:
                     # caches by its SHA; its keys share the payer's hash tag, so each call is routed to one node
                     # and MOVED/ASK are followed by redis-py. A standalone pipeline keeps EVALSHA (it loads
                     # missing scripts before it runs).
-                    pipe.eval(_DEBIT, len(keys), *keys, *args)
+                    pipe.eval(_APPLY, len(keys), *keys, *args)
                 else:
-                    await self._debit(keys=keys, args=args, client=pipe)
+                    await self._apply(keys=keys, args=args, client=pipe)
             await pipe.execute()
-
-    async def credit(self, payer: Payer, amount: int) -> None:
-        await self._credit(keys=[payer.redis_key], args=[amount])
 
     async def set_balance(self, payer: Payer, nanos: int) -> None:
         await self.redis.hset(payer.redis_key, "b", nanos)

@@ -1,13 +1,14 @@
-"""Who pays for a request: the merchant's wallet or one of its customers."""
+"""An account of the ledger (ledger.py): a merchant's wallet, a customer's balance, or one of the operator's."""
 from __future__ import annotations
 
 from typing import NamedTuple
 
-_TABLE = {"merchant": ("merchants", "merchant_id"), "customer": ("customers", "customer_id")}
+_TABLE = {"merchant": ("merchants", "merchant_id"), "customer": ("customers", "customer_id"),
+          "operator": ("ledger_accounts", "account_id")}
 
 
 class Payer(NamedTuple):
-    kind: str  # "merchant" | "customer"
+    kind: str  # "merchant" | "customer" | "operator"
     id: str
 
     @property

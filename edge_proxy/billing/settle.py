@@ -1,20 +1,32 @@
-"""Bill: turn a batch of priced request records into charges, in the same transaction as their log rows.
+"""Bill: turn a batch of priced request records into transfers, in the same transaction as their log rows.
 
 A request answered with an error status (the provider's or the gateway's) is not charged; a stream cut
-mid-way is charged for the usage that passed. Each record is charged once: the request log is keyed by
+mid-way is charged for the usage that passed. Each record is billed once: the request log is keyed by
 (merchant, request id) and only the rows its insert actually added move money, so a replayed or retried batch
-never charges twice, and the log itself is the ledger of every charge. The payer's balance, the worker's hold
-and the meter's volume counter change in that same transaction.
+never bills twice, and each billed request has exactly one set of transfers (charging.py says which), whose ids
+are made from its request id. The balances, the workers' holds and the meter's volume change in that same
+transaction.
+
+A transfer never overdraws its payer (the ledger refuses it): a charge larger than what the payer holds, which only
+a request that cost more than its reservation can cause, takes what is there, and the rest is recorded on the
+record as `uncollected_nanos` (and logged), never as money that does not exist.
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 from ..metering.record import RequestRecord
 from ..store.db import Tx
+from . import ledger
 from .accounts import Meter
 from .charging import meter_charge, meter_units
+from .ledger import REVENUE, Transfer
 from .payer import Payer
+
+log = logging.getLogger("edge_proxy.billing")
+InsertRows = Callable[[Tx, list[RequestRecord]], Awaitable[list[RequestRecord]]]
 
 
 def payer_of(r: RequestRecord) -> Payer | None:
@@ -25,21 +37,42 @@ def payer_of(r: RequestRecord) -> Payer | None:
     return None
 
 
-async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_rows) -> list[RequestRecord]:
-    """Charge the records and write their log rows; returns the ones logged (and so charged) now, not before.
-    `meters` maps (merchant, slug) -> Meter; `insert_log_rows(tx, records)` returns the records whose rows it added."""
-    if not records:
-        return []
+def consumed(r: RequestRecord) -> tuple[int, int]:
+    """What a billed record took from (its payer's hold, its merchant's hold): charging.py's reservations."""
+    if r.payer == "customer":
+        return r.charge_nanos, max(0, r.operator_nanos - r.charge_nanos)
+    if r.payer == "merchant":
+        return r.operator_nanos, 0
+    return 0, r.operator_nanos
+
+
+def dues(records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
+         fee_nanos: int) -> list[tuple[RequestRecord, Meter]]:
+    """Set each record's charge and operator share as owed (before any cap); returns the metered records."""
     metered = []  # the records that add to a customer's volume on a meter, in order; some of them are charged
     for r in records:
         meter = meters.get((r.merchant_id, r.meter_slug)) if r.meter_slug else None
         if meter is not None:
             r.meter_id = meter.meter_id
         if not 0 < r.status_code < 400:  # a request the provider or the gateway refused costs nothing
-            r.charge_nanos = 0
-        elif meter is not None and r.customer_id:
+            r.charge_nanos = r.operator_nanos = 0
+            continue
+        r.operator_nanos = fee_nanos if r.provider_key_type == "unmanaged" else (r.cost_nanos or 0)
+        r.charge_nanos = r.operator_nanos if r.payer == "merchant" else 0
+        if meter is not None and r.customer_id:
             metered.append((r, meter))
-    volume = await _meter_volume(tx, {(m.meter_id, r.customer_id) for r, m in metered})
+    return metered
+
+
+async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
+                 insert_log_rows: InsertRows, fee_nanos: int = 0) -> tuple[list[RequestRecord], list[Transfer]]:
+    """Bill the records and write their log rows; returns the ones logged (and so billed) now, not before, and
+    the transfers that moved their money. `meters` maps (merchant, slug) -> Meter; `insert_log_rows(tx, records)`
+    returns the records whose rows it added; `fee_nanos` is the BYOK fee per request."""
+    if not records:
+        return [], []
+    metered = dues(records, meters, fee_nanos)
+    volume = await _meter_volume(tx, {(m.meter_id, r.customer_id) for r, m in metered if r.customer_id})
     _charge_in_order(metered, volume)
     new = await insert_log_rows(tx, records)
     kept = {id(r) for r in new}
@@ -53,24 +86,19 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_
             if (r.charge_nanos, r.charge_rate) != old:
                 await tx.execute("UPDATE requests SET charge_nanos = ?, charge_rate = ? WHERE merchant_id = ? "
                                  "AND request_id = ?", r.charge_nanos, r.charge_rate, r.merchant_id, r.request_id)
-    debits: dict[Payer, int] = defaultdict(int)
+    transfers = await _transfers(tx, new)
+    await ledger.post(tx, transfers)
     holds: dict[str, int] = defaultdict(int)
     units: dict[tuple[str, str], int] = defaultdict(int)
     for r in new:
-        payer = payer_of(r)
-        if payer is not None and r.charge_nanos:
-            debits[payer] += r.charge_nanos
-            if r.hold_id:
-                holds[r.hold_id] += r.charge_nanos
+        payer_took, merchant_took = consumed(r)
+        if r.hold_id and payer_took:
+            holds[r.hold_id] += payer_took
+        if r.merchant_hold_id and merchant_took:
+            holds[r.merchant_hold_id] += merchant_took
     for r, meter in metered_new:
-        units[(meter.meter_id, r.customer_id)] += _units(meter, r)
-    # One statement per table for the whole batch, rows in key order, so that two workers billing at once take
-    # their row locks in the same order (PostgreSQL) and a batch costs a few round trips, not a few per payer.
-    by_table: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-    for payer, amount in sorted(debits.items()):
-        by_table[(payer.table, payer.key_column)].append((amount, payer.id))
-    for (table, column), rows in by_table.items():
-        await tx.executemany(f"UPDATE {table} SET balance_nanos = balance_nanos - ? WHERE {column} = ?", rows)
+        if r.customer_id:
+            units[(meter.meter_id, r.customer_id)] += _units(meter, r)
     if holds:
         await tx.executemany("UPDATE holds SET amount_nanos = CASE WHEN amount_nanos > ? THEN amount_nanos - ? "
                              "ELSE 0 END WHERE hold_id = ?", [(a, a, h) for h, a in sorted(holds.items())])
@@ -78,7 +106,54 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict, insert_log_
         await tx.executemany("INSERT INTO meter_usage VALUES (?, ?, ?) ON CONFLICT (meter_id, payer_id) DO UPDATE "
                              "SET units = meter_usage.units + excluded.units",
                              [(m, p, n) for (m, p), n in sorted(units.items())])
-    return new
+    return new, transfers
+
+
+async def _transfers(tx: Tx, new: list[RequestRecord]) -> list[Transfer]:
+    """The transfers of the records billed now, in order, each capped at what its payer holds by then (the
+    balances are locked for this transaction on PostgreSQL; SQLite's writer lock serializes batches)."""
+    accounts: set[Payer] = set()
+    for r in new:
+        if r.charge_nanos or r.operator_nanos:
+            accounts.add(Payer("merchant", r.merchant_id))
+            if r.payer == "customer" and r.customer_id:
+                accounts.add(Payer("customer", r.customer_id))
+    if not accounts:
+        return []
+    balance = await ledger.balances(tx, accounts, lock=True)
+    out: list[Transfer] = []
+    for r in new:
+        if not (r.charge_nanos or r.operator_nanos):
+            continue
+        merchant, rid, mid = Payer("merchant", r.merchant_id), r.request_id, r.merchant_id
+        owed = r.charge_nanos, r.operator_nanos
+        short = 0
+        if r.payer == "customer" and r.customer_id and r.charge_nanos:
+            customer = Payer("customer", r.customer_id)
+            pay = min(r.charge_nanos, balance.get(customer, 0))
+            short += r.charge_nanos - pay
+            balance[customer] = balance.get(customer, 0) - pay
+            balance[merchant] = balance.get(merchant, 0) + pay
+            out.append(Transfer(f"{mid}:{rid}:charge", customer, merchant, pay, "charge", mid, rid))
+            r.charge_nanos = pay
+        if r.operator_nanos:
+            pay = min(r.operator_nanos, balance.get(merchant, 0))
+            short += r.operator_nanos - pay
+            balance[merchant] = balance.get(merchant, 0) - pay
+            kind = "fee" if r.provider_key_type == "unmanaged" else "provider_cost"
+            out.append(Transfer(f"{mid}:{rid}:{kind}", merchant, REVENUE, pay, kind, mid, rid))
+            r.operator_nanos = pay
+            if r.payer == "merchant":
+                r.charge_nanos = pay
+        if short:
+            r.uncollected_nanos = short
+            log.warning("request %s cost %d nanos more than its payer held: recorded as uncollected", rid, short)
+            await tx.execute("UPDATE requests SET charge_nanos = ?, operator_nanos = ?, uncollected_nanos = ? "
+                             "WHERE merchant_id = ? AND request_id = ?", r.charge_nanos, r.operator_nanos, short,
+                             mid, rid)
+        elif (r.charge_nanos, r.operator_nanos) != owed:  # unreachable: nothing capped means nothing changed
+            raise AssertionError(rid)
+    return [t for t in out if t.amount > 0]
 
 
 def _units(meter: Meter, r: RequestRecord) -> int:

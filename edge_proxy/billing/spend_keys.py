@@ -13,17 +13,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import TYPE_CHECKING
 
 from ..errors import Forbidden, GatewayError, InsufficientBalance, RateLimited, ServiceUnavailable
 from ..money import usd
-from .charging import max_provider_cost
 from .spend_counters import Admission, RedisCounters, Refusal, SQLCounters, period, periods, utc
 from .spend_key_store import SpendKey
-
-if TYPE_CHECKING:
-    from ..metering.pricing import PriceTable
-    from .charging import Limits
 
 REDIS_DEADLINE = 2.0  # seconds one admission may wait for Redis (its socket timeouts are shorter)
 _PER = {"daily": "day", "weekly": "week", "monthly": "month"}
@@ -42,11 +36,10 @@ class SpendKeyGate:
         self.redis = redis
         self.counters = RedisCounters(redis, db) if redis is not None else SQLCounters(db)
 
-    async def admit(self, key: SpendKey, provider: str, model: str | None, request_id: str, body_len: int,
-                    limits: Limits, prices: PriceTable) -> None:
-        """Admit one request made with `key`, or raise. `body_len`, `limits` (charging.request_limits) and
-        `prices` size its reservation against a spend limit, as the billing engine sizes its own. A revoked or
-        expired key never gets here: the router refuses it (access.py)."""
+    async def admit(self, key: SpendKey, provider: str, model: str | None, request_id: str, max_cost: int) -> None:
+        """Admit one request made with `key`, or raise. `max_cost` is the most the request can cost (the billing
+        engine's quote): it is reserved against a spend limit. A revoked or expired key never gets here: the
+        router refuses it (access.py)."""
         if key.allowed_providers is not None and provider not in key.allowed_providers:
             raise Forbidden(f"this spend key may not use provider {provider!r}")
         if key.allowed_models is not None and model not in key.allowed_models:
@@ -63,7 +56,7 @@ class SpendKeyGate:
             None if rate is None else (float(rate.burst or rate.rpm), rate.rpm / 60.0),
             None if request is None else (request.count, cycles),
             None if spend is None else (spend.amount_nanos, period(spend.cycle, utc(now))[0],
-                                        _reservation(provider, model, body_len, limits, prices)))
+                                        max_cost))
         try:
             if self.redis is not None:
                 refusal = await asyncio.wait_for(self.counters.admit(admission), REDIS_DEADLINE)
@@ -77,13 +70,6 @@ class SpendKeyGate:
             raise
         if refusal is not None:
             raise _refused(key, refusal, cycles)
-
-
-def _reservation(provider: str, model: str | None, body_len: int, limits: Limits, prices: PriceTable) -> int:
-    """The most this request can cost (billing/charging.py's rule for the merchant wallet, managed key)."""
-    max_out = limits.max_tokens or limits.max_completion_tokens or limits.max_output_tokens
-    return max_provider_cost(prices.lookup(provider, model), body_len,
-                             max_out or prices.max_output_tokens(provider, model))
 
 
 def _store_error(exc: Exception) -> bool:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import customers as customers_api
+from ..api import wallet as wallet_api
 from ..api.common import decode_cursor, encode_cursor
-from ..billing import accounts
+from ..billing import accounts, ledger
 from ..billing.balances import Balances
 from ..billing.payer import Payer
-from ..errors import InvalidRequest, NotFound
+from ..errors import InsufficientBalance, InvalidRequest, NotFound
 from .web import PREFIX, Request, redirect, render, send_html
 
 PAGE = 25
@@ -63,7 +64,13 @@ async def customer_create(req: Request) -> None:
         return
     c = await accounts.create_customer(svc.store.db, mid, fields)
     if balance:
-        await customers_api.credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance, "dashboard")
+        try:  # the opening balance comes from the wallet, as on `POST /v1/customers`
+            await customers_api.credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance,
+                                                form.get("idempotency_key") or None)
+        except InsufficientBalance as exc:
+            await accounts.delete_customer(svc.store.db, mid, c.customer_id)
+            await customer_list(req, exc.message, 402, form)
+            return
     redirect(req.proto, f"{PREFIX}/customers/{c.customer_id}")
 
 
@@ -90,19 +97,26 @@ async def customer_credit(req: Request, customer_id: str) -> None:
         await customer_detail(req, customer_id, exc.message, 400)
         return
     svc = req.svc
-    await customers_api.credit_customer(svc.balances, svc.store.db, req.merchant_id, customer_id, nanos,
-                                        "dashboard")
+    try:  # a transfer from the wallet; the form's own key makes a double submit credit once
+        await customers_api.credit_customer(svc.balances, svc.store.db, req.merchant_id, customer_id, nanos,
+                                            form.get("idempotency_key") or None)
+    except InsufficientBalance as exc:
+        await customer_detail(req, customer_id, exc.message, 402)
+        return
     redirect(req.proto, f"{PREFIX}/customers/{customer_id}?credited=1")
 
 
 async def wallet(req: Request) -> None:
-    """The merchant's balance (as `GET /v1/wallet`) and the credits to it, newest first."""
+    """The merchant's balance and its transfers, newest first (as `GET /v1/wallet` and `/v1/wallet/transfers`)."""
     svc, mid, q = req.svc, req.merchant_id, req.query
     balances: Balances = svc.balances
-    balance = await balances.balance(Payer("merchant", mid))
-    items = await accounts.wallet_history(svc.store.db, mid, decode_cursor(q.get("cursor")), PAGE)
-    more = len(items) > PAGE
-    items = items[:PAGE]
+    me = Payer("merchant", mid)
+    balance = await balances.balance(me)
+    rows = await ledger.history(svc.store.db, me, decode_cursor(q.get("cursor")), PAGE)
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    items = [{**wallet_api.transfer_to_api(r), "incoming": r[2] == ledger.account_id(me), "amount_nanos": int(r[3])}
+             for r in rows]
     send_html(req.proto, 200, render(
         "wallet.html", req, balance=balance, items=items, paged=bool(q.get("cursor")),
-        next_cursor=encode_cursor(items[-1].created_at, items[-1].credit_id) if more else None))
+        next_cursor=encode_cursor(rows[-1][6], rows[-1][0]) if more else None))

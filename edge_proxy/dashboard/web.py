@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import hashlib
 import hmac
+import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -208,4 +209,10 @@ def render(name: str, req: Request, **context: Any) -> str:
     """A page from its template, with what the layout needs: the session, its CSRF token, the current path."""
     session = req.session
     return TEMPLATES.get_template(name).render(
-        session=session, csrf=session.csrf_token if session else "", path=req.path, query=req.query, **context)
+        session=session, csrf=session.csrf_token if session else "", path=req.path, query=req.query,
+        form_key=_form_key, **context)
+
+
+def _form_key() -> str:
+    """A fresh key for a form that moves money: submitting it twice moves the money once."""
+    return secrets.token_urlsafe(16)

@@ -67,6 +67,10 @@ class LogQueue:
         if len(queue) == self.batch_size:
             self._wake.set()
 
+    def failing_for(self) -> float:
+        """Seconds since the store first refused a batch that is still not written (0 when it takes them)."""
+        return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
+
     @property
     def depth(self) -> int:
         return len(self._queue) + len(self._overflow)

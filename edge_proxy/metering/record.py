@@ -71,6 +71,12 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     overhead_ms: float = 0.0
     metadata: dict[str, str] | None = None
     response_id: str | None = None
+    # the ledger (billing/charging.py): charge_nanos is what the payer paid; operator_nanos what the merchant paid
+    # the operator (provider cost, or the BYOK fee); uncollected_nanos what a payer could not cover
+    operator_nanos: int = 0
+    uncollected_nanos: int = 0
+    merchant_reserved_nanos: int = 0  # a customer-billed request's reservation on its merchant's wallet
+    merchant_hold_id: str | None = None
 
 
 # Every token count a scanner's Usage carries, under the same name on the record: what a price applies to.

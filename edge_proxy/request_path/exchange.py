@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from ..billing.engine import NOTHING
 from ..clock import now_iso
 from ..metering.estimate import billed_usage
 from ..metering.record import RequestRecord, take_usage
@@ -20,13 +21,12 @@ from ..metering.usage_types import Usage
 
 if TYPE_CHECKING:
     from ..auth import Principal
-    from ..billing.leases import Lease
     from ..services import Services
     from .plan import Attempt
 
 class Exchange:
     __slots__ = ("svc", "request_id", "principal", "started", "attempt", "metadata", "sent_at", "head_at",
-                 "replied_at", "answered", "usage", "stream", "done", "lease", "reserved")
+                 "replied_at", "answered", "usage", "stream", "done", "reservation")
 
     def __init__(self, svc: Services, request_id: str, principal: Principal, started: float,
                  metadata: dict[str, str] | None = None) -> None:
@@ -41,8 +41,7 @@ class Exchange:
         self.usage: Usage | None = None
         self.stream = False
         self.done = False
-        self.lease: Lease | None = None
-        self.reserved = 0
+        self.reservation = NOTHING
 
     @property
     def usage_format(self) -> str:
@@ -62,7 +61,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        p, attempt, now = self.principal, self.attempt, time.perf_counter()
+        p, attempt, held, now = self.principal, self.attempt, self.reservation, time.perf_counter()
         metrics = self.svc.metrics
         metrics.answered(status)
         if self.head_at:
@@ -77,7 +76,9 @@ class Exchange:
             latency_ms=round((now - self.started) * 1000, 3),
             overhead_ms=round(self.overhead(self.replied_at) * 1000, 3) if self.replied_at else 0.0,
             metadata=self.metadata, payer=p.billing.payer_kind if p.billing else "merchant",
-            reserved_nanos=self.reserved, hold_id=self.lease.hold_id if self.lease else None,
+            reserved_nanos=held.payer_nanos, hold_id=held.payer.hold_id if held.payer else None,
+            merchant_reserved_nanos=held.merchant_nanos,
+            merchant_hold_id=held.merchant.hold_id if held.merchant else None,
             spend_key_id=p.spend_key.spend_key_id if p.spend_key else None,
         )
         body = b""

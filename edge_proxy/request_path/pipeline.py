@@ -64,8 +64,9 @@ async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Pri
             plan = planner(svc, scope, query, body)
             fmt = plan.error_format
             ex.attempt = plan.attempts[0]
-            for attempt in plan.attempts:
+            for attempt in plan.attempts:  # every attempt is priced and bounded before anything is sent
                 scope_to_key(attempt, principal, plan.attempts[0])
+                attempt.quote = svc.billing.quote(principal, attempt)
         except GatewayError as exc:
             _fail(svc, proto, ex, exc, fmt)
             return
@@ -125,14 +126,12 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
 
 async def _forward(svc: Services, plan: Plan, attempt: Attempt, ex: Exchange) -> UpstreamResponse:
     """Admit, reserve and send one attempt; upstream failures become 502 (unreachable) and 504 (timed out)."""
-    principal, provider = ex.principal, attempt.provider
+    principal = ex.principal
     if principal.spend_key is not None:
-        await svc.spend_keys.admit(principal.spend_key, provider.name, attempt.model, ex.request_id,
-                                   len(attempt.body), attempt.limits, svc.prices)
-    if principal.billing is not None:
-        ex.lease, ex.reserved = await svc.billing.reserve(ex.request_id, principal.billing, provider.name,
-                                                          len(attempt.body), attempt.limits,
-                                                          principal.provider_key is not None)
+        await svc.spend_keys.admit(principal.spend_key, attempt.provider.name, attempt.model, ex.request_id,
+                                   attempt.quote.max_cost)
+    assert principal.billing is not None  # every principal is billed somehow (auth.py)
+    ex.reservation = await svc.billing.reserve(ex.request_id, principal.billing, attempt.quote)
     target = attempt.target
     headers = plan.upstream_headers(attempt, principal)
     ex.sent_at = time.perf_counter()

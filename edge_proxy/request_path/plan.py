@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from .. import headers as hdr
-from ..billing.charging import request_limits
+from ..billing.bounds import Bounds, request_bounds
+from ..billing.charging import Quote
 from ..errors import InvalidRequest
 from ..providers.catalogue import decode_forward_url
 
@@ -20,10 +21,12 @@ if TYPE_CHECKING:
     from granian.rsgi import Scope
 
     from ..auth import Principal
-    from ..billing.charging import Limits
     from ..providers import Provider, Target
     from ..services import Services
     from ..upstream import HeaderBlock
+
+
+FREE = Quote(0, 0, 0)
 
 
 class StreamTranslator(Protocol):
@@ -45,13 +48,15 @@ class Translation(Protocol):
 class Attempt:
     """One way to answer: a provider and model, and the exact upstream request to send."""
 
-    __slots__ = ("provider", "target", "model", "body", "limits", "method", "stream", "translation", "free")
+    __slots__ = ("provider", "target", "model", "body", "bounds", "method", "stream", "translation", "free",
+                 "quote")
 
-    def __init__(self, provider: Provider, target: Target, model: str | None, body: bytes, limits: Limits,
+    def __init__(self, provider: Provider, target: Target, model: str | None, body: bytes, bounds: Bounds,
                  method: str = "POST", stream: bool = False, translation: Translation | None = None) -> None:
-        self.provider, self.target, self.model, self.body, self.limits = provider, target, model, body, limits
+        self.provider, self.target, self.model, self.body, self.bounds = provider, target, model, body, bounds
         self.method, self.stream, self.translation = method, stream, translation
         self.free = False  # the endpoint costs nothing (the pipeline learns it from the catalogue)
+        self.quote = FREE  # the most it can cost whom (the pipeline asks billing before anything is sent)
 
     @property
     def label(self) -> str:
@@ -125,11 +130,11 @@ def provider_path(path: str) -> tuple[str, str]:
 
 
 def _pass_through(scope: Scope, target: Target, body: bytes) -> Plan:
-    limits = request_limits(body)
-    model = limits.model  # the model a request names: in its body, or (Gemini) in its path
+    bounds = request_bounds(body)
+    model = bounds.model  # the model a request names: in its body, or (Gemini) in its path
     if "/models/" in target.path:
         bare = target.path.split("?", 1)[0]
         if ":" in bare:
             model = bare.rsplit("/models/", 1)[1].split(":", 1)[0] or None
-    attempt = Attempt(target.provider, target, model, body, limits, scope.method)
+    attempt = Attempt(target.provider, target, model, body, bounds, scope.method)
     return Plan([attempt], scope.headers.items(), error_format=target.provider.error_format)

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 
 class Tx(Protocol):
+    dialect: str  # "sqlite" | "postgres"
+
     async def execute(self, sql: str, *args: Any) -> int: ...
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     async def fetchone(self, sql: str, *args: Any) -> tuple | None: ...
@@ -25,8 +27,6 @@ class Tx(Protocol):
 
 
 class Database(Tx, Protocol):
-    dialect: str
-
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     def transaction(self) -> Any: ...  # async context manager yielding a Tx
@@ -107,6 +107,8 @@ class SQLiteDB:
 
 
 class _SQLiteTx:
+    dialect = "sqlite"
+
     def __init__(self, db: SQLiteDB) -> None:
         self._db = db
 
@@ -157,6 +159,8 @@ class _PgOps:
 
 
 class _PgTx(_PgOps):
+    dialect = "postgres"
+
     def __init__(self, conn) -> None:
         self._conn = conn
 

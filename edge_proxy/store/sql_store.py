@@ -1,6 +1,8 @@
 """Merchants and their secret keys, in SQLite or PostgreSQL (see db.py)."""
 from __future__ import annotations
 
+from ..billing import ledger
+from ..billing.payer import Payer
 from ..clock import now_iso
 from .base import Merchant, SecretKey, new_id, new_secret_key
 from .db import Database
@@ -34,20 +36,23 @@ class SQLStore:
         from ..billing.schema_spend import SCHEMA as SPEND_KEY_SCHEMA
         from ..dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
         await self.db.open()
-        await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA + DASHBOARD_SCHEMA)
+        await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA + DASHBOARD_SCHEMA
+                                    + ledger.schema(self.db.dialect))
+        await ledger.open_accounts(self.db)
 
     async def close(self) -> None:
         await self.db.close()
 
     async def create_merchant(self, name: str, balance_nanos: int) -> tuple[Merchant, str]:
+        """A merchant and its first secret key; an opening balance is the operator's funding transfer."""
         merchant = Merchant(new_id("mer"), name, balance_nanos, now_iso())
         async with self.db.transaction() as tx:
-            await tx.execute("INSERT INTO merchants VALUES (?, ?, ?, ?)",
-                             merchant.merchant_id, merchant.name, merchant.balance_nanos, merchant.created_at)
-            if balance_nanos:  # every balance is credits minus charges: the opening balance is a credit too
-                await tx.execute("INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?, ?)", new_id("cre"),
-                                 merchant.merchant_id, "merchant", merchant.merchant_id, balance_nanos, "opening",
-                                 merchant.created_at)
+            await tx.execute("INSERT INTO merchants VALUES (?, ?, 0, ?)",
+                             merchant.merchant_id, merchant.name, merchant.created_at)
+            if balance_nanos:
+                await ledger.post(tx, [ledger.Transfer(f"opening:{merchant.merchant_id}", ledger.FUNDING,
+                                                       Payer("merchant", merchant.merchant_id), balance_nanos,
+                                                       "funding", merchant.merchant_id)])
             key = await self._add_key(tx, merchant.merchant_id, "default")
         return merchant, key[1]
 

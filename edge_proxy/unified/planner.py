@@ -19,7 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..billing.charging import request_limits
+from ..billing.bounds import request_bounds
 from ..errors import InvalidRequest, NotFound
 from ..request_path.body import json_object
 from ..request_path.plan import Attempt, Plan, Translation
@@ -154,14 +154,7 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
         upstream = _from_hub(up, _to_hub(client, body, model, stream, provider))
         data = dumps(upstream)
         translation = FormatTranslation(up, client, model, usage)
-    if up == "gemini":
-        config = upstream.get("generationConfig")
-        max_out = config.get("maxOutputTokens") if isinstance(config, dict) else None
-        valid = isinstance(max_out, int) and not isinstance(max_out, bool)
-        limits = request_limits(dumps({"model": model, "max_output_tokens": max_out if valid else None}))
-    else:
-        limits = request_limits(data)
-    return Attempt(provider, target, model, data, limits, "POST", stream, translation)
+    return Attempt(provider, target, model, data, request_bounds(data), "POST", stream, translation)
 
 
 def _chat_format(provider: Provider) -> str:

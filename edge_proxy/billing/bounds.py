@@ -1,0 +1,123 @@
+"""The most a request can ask for, read from its body before it is sent: its model, its output limit and a bound
+on its input tokens. A reservation is sized from these (charging.py), so they are read exactly as the provider
+reads them: the body is parsed as JSON for real, and whitespace, a byte-order mark, key order, escaped key names
+and number forms make no difference.
+
+- **Output**: `max_tokens`, `max_completion_tokens` (OpenAI chat), `max_output_tokens` (Responses) or
+  `generationConfig.maxOutputTokens` (Gemini, also snake_case); when several are given, the largest. Each must be
+  a whole number from 1 to `MAX_OUTPUT_TOKENS`; anything else is a 400 before anything is reserved or sent.
+- **Input**: one token per byte of the body (no tokenizer makes more tokens than bytes of text), plus
+  `IMAGE_TOKENS` for each image part, whose tokens depend on its pixels, not on the bytes that name it. A part that
+  brings content by reference (a file id or a file or video URL, an Anthropic document by URL) cannot be bounded
+  from the request: `unbounded` says which, and a managed key refuses it (billing/engine.py).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+
+from ..errors import InvalidRequest
+
+MAX_OUTPUT_TOKENS = 10_000_000  # no model comes near: a larger output limit is a mistake or an attack
+IMAGE_TOKENS = 6_000  # above every provider's cost of one image (OpenAI high detail ~1.5k, Gemini tiles ~4k)
+_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_BOM = b"\xef\xbb\xbf"
+# What a body with media parts holds somewhere (an escaped key, `\u`, may spell any of them: then parse whole).
+_MEDIA_MARKERS = (b"image", b"file", b"document", b"video", b"\\u")
+
+
+class Bounds(NamedTuple):
+    model: str | None
+    max_output: int | None  # the client's output limit; None when it named none
+    input_tokens: int  # the prompt has at most this many tokens
+    unbounded: str | None = None  # why the input has no bound (content by reference), or None
+    parsed: bool = True  # False: the body is not a JSON object (nothing about its cost is known)
+
+
+class _Head(msgspec.Struct):
+    """The fields of a request body that bound its cost; every other field is skipped unread."""
+
+    model: Any = None
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
+    max_output_tokens: Any = None
+    generationConfig: Any = None  # noqa: N815 - Gemini's own field name
+    generation_config: Any = None
+
+
+_head = msgspec.json.Decoder(_Head).decode
+NOT_JSON = Bounds(None, None, 0, parsed=False)
+
+
+def request_bounds(body: bytes) -> Bounds:
+    """The bounds of a request body; a body that is not a JSON object has `parsed` False. Raises InvalidRequest
+    for an output limit that is not a whole number in range."""
+    data = body[3:] if body.startswith(_BOM) else body
+    if not data.strip():
+        return Bounds(None, None, 0)
+    try:
+        head = _head(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        return NOT_JSON._replace(input_tokens=len(body))
+    limits = [_output_limit(name, getattr(head, name)) for name in _OUTPUT_FIELDS]
+    for config in (head.generationConfig, head.generation_config):
+        if isinstance(config, dict):
+            for name in ("maxOutputTokens", "max_output_tokens"):
+                if name in config:
+                    limits.append(_output_limit(f"generationConfig.{name}", config[name]))
+    named = [n for n in limits if n is not None]
+    model = head.model if isinstance(head.model, str) and head.model else None
+    images, unbounded = _media(data) if any(m in data for m in _MEDIA_MARKERS) else (0, None)
+    return Bounds(model, max(named) if named else None, len(body) + images * IMAGE_TOKENS, unbounded)
+
+
+def _output_limit(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name}: must be a whole number of tokens, not {msgspec.json.encode(value).decode()}")
+    if not 1 <= value <= MAX_OUTPUT_TOKENS:
+        raise InvalidRequest(f"{name}: must be from 1 to {MAX_OUTPUT_TOKENS}, not {value}")
+    return value
+
+
+# --- media parts ----------------------------------------------------------------------------------------------
+
+_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
+_BY_REFERENCE = {
+    "file_id": "a file by id", "file_url": "a file by URL", "fileUri": "a file by URI", "file_uri": "a file by URI",
+    "video_url": "a video by URL",
+}
+
+
+def _media(data: bytes) -> tuple[int, str | None]:
+    """(image parts, why the input is unbounded or None), from the whole parsed body."""
+    try:
+        body = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return 0, None
+    images = 0
+    unbounded: str | None = None
+    stack: list[Any] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        kind = node.get("type")
+        mime = node.get("mimeType") or node.get("mime_type")  # a Gemini inlineData / fileData part
+        if kind in _IMAGE_TYPES or "image_url" in node or (isinstance(mime, str) and mime.startswith("image/")):
+            images += 1  # by bytes, id or URL alike: an image costs by its pixels
+            continue
+        if kind == "document" and isinstance(node.get("source"), dict):
+            if node["source"].get("type") not in ("base64", "text", "content"):
+                unbounded = unbounded or "a document by reference"
+            continue
+        for key, why in _BY_REFERENCE.items():
+            if key in node:
+                unbounded = unbounded or why
+    return images, unbounded

@@ -1,0 +1,264 @@
+"""The money rules (billing/charging.py, ledger.py, bounds.py), one input at a time: what a payer can be made to
+pay, what is refused before anything is sent, and who may create money. In-process (tests/inprocess.py), with the
+shipped price table and no operator default, so an unknown model is unpriced, as in production.
+
+Each row below is an input that got past the old rules: a body with a space or a byte-order mark before it was
+admitted at $0, as were odd `max_tokens` values, unknown models and unpriced providers; a merchant could fund its
+own wallet and credit its customers from nowhere; a request-log outage released reservations.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from edge_proxy.billing import ledger
+from edge_proxy.billing.reconcile import verify
+from edge_proxy.forward_token import encode_forward_token
+
+from .fake_provider import FakeProvider
+from .inprocess import Answer, InProcess
+
+CHAT = "/providers/openai/v1/chat/completions"
+PROMPT = [{"role": "user", "content": "Say hello"}]
+BODY = {"model": "gpt-4o", "max_tokens": 100, "messages": PROMPT}
+NO_DEFAULTS = {"EDGE_PROXY_PRICES_FILE": "", "EDGE_PROXY_ADMIN_TOKEN": "admin-t0ken",
+               "EDGE_PROXY_UPSTREAM_DEEPINFRA": "", "EDGE_PROXY_PROVIDER_KEY_DEEPINFRA": "sk-managed-deepinfra"}
+
+
+class Case:
+    def __init__(self, gw: InProcess, fake: FakeProvider) -> None:
+        self.gw, self.fake = gw, fake
+
+    async def send(self, body: bytes | dict[str, Any], path: str = CHAT, key: str | None = None) -> Answer:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return await self.gw.call("POST", path, body=data, key=key or self.gw.secret_key)
+
+    async def rest(self, method: str, path: str, body: Any = None, key: str | None = None,
+                   headers: dict[str, str] | None = None) -> Answer:
+        return await self.gw.call(method, path, body=body, key=key or self.gw.secret_key, headers=headers)
+
+    async def empty_wallet(self) -> None:
+        await self.gw.svc.store.db.execute("UPDATE merchants SET balance_nanos = 0")
+        await self.gw.svc.store.db.execute("UPDATE ledger_accounts SET balance_nanos = 0")  # as if never funded
+        await self.gw.svc.store.db.execute("DELETE FROM transfers")
+
+    def sent(self) -> int:
+        return len(self.fake.received)
+
+
+def refused(answer: Answer, status: int, kind: str, needle: str = "") -> None:
+    assert answer.status == status, answer.body
+    error = answer.json()["error"]
+    assert error["type"] == kind and needle in error["message"], error
+
+
+# --- a payer who cannot pay is refused, whatever the body looks like -----------------------------------------
+
+async def a_body_with_leading_whitespace_is_priced_like_any_other(c: Case) -> None:
+    await c.empty_wallet()
+    before = c.sent()
+    refused(await c.send(b"  \n " + json.dumps(BODY).encode()), 402, "insufficient_balance")
+    assert c.sent() == before
+
+
+async def a_body_with_a_byte_order_mark_is_priced_like_any_other(c: Case) -> None:
+    await c.empty_wallet()
+    before = c.sent()
+    refused(await c.send(b"\xef\xbb\xbf" + json.dumps(BODY).encode()), 402, "insufficient_balance")
+    assert c.sent() == before
+
+
+@pytest.mark.parametrize("value", [-1, 0, 1.5, 100.0, "100", True, 10**30], ids=repr)
+def test_an_output_limit_that_is_not_a_whole_number_in_range_is_a_400(value, tmp_path):
+    async def rule(c: Case) -> None:
+        before = c.sent()
+        refused(await c.send({**BODY, "max_tokens": value}), 400, "invalid_request_error", "max_tokens")
+        assert c.sent() == before
+    run(rule, tmp_path)
+
+
+async def an_output_limit_above_the_models_is_a_400(c: Case) -> None:
+    refused(await c.send({**BODY, "max_tokens": 16385}), 400, "invalid_request_error", "16384")
+
+
+async def an_unknown_model_is_refused_on_the_managed_key(c: Case) -> None:
+    before = c.sent()
+    refused(await c.send({**BODY, "model": "brand-new-model-x"}), 403, "model_not_priced", "provider_key")
+    assert c.sent() == before
+
+
+async def an_unknown_model_passes_with_the_callers_own_key_logged_unpriced(c: Case) -> None:
+    token = encode_forward_token(c.gw.secret_key, provider_key="sk-callers-own")
+    answer = await c.send({**BODY, "model": "brand-new-model-x"}, key=token)
+    assert answer.status == 200, answer.body
+    await c.gw.drain()
+    [record] = (await c.rest("GET", "/v1/requests")).json()["data"]
+    assert record["priced"] is False and record["cost"] is None
+
+
+async def a_provider_without_prices_is_refused_on_the_managed_key(c: Case) -> None:
+    before = c.sent()
+    refused(await c.send({"model": "meta-llama/Meta-Llama-3.1-8B-Instruct", "max_tokens": 10, "messages": PROMPT},
+                         path="/providers/deepinfra/v1/openai/chat/completions"), 403, "model_not_priced")
+    assert c.sent() == before
+
+
+async def an_endpoint_the_gateway_cannot_meter_is_refused_on_the_managed_key(c: Case) -> None:
+    before = c.sent()
+    refused(await c.gw.call("GET", "/providers/openai/v1/files", key=c.gw.secret_key), 403, "endpoint_not_metered")
+    refused(await c.send({"purpose": "batch"}, path="/providers/openai/v1/batches"), 403, "endpoint_not_metered")
+    assert c.sent() == before
+
+
+async def content_by_reference_is_refused_on_the_managed_key(c: Case) -> None:
+    body = {**BODY, "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "file-abc"}}, {"type": "text", "text": "summarise"}]}]}
+    refused(await c.send(body), 400, "input_not_bounded", "file")
+
+
+async def an_image_by_url_is_reserved_for_its_pixels_not_its_bytes(c: Case) -> None:
+    body = {**BODY, "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}
+    q = c.gw.svc.billing.quote
+    plain = {**BODY, "max_tokens": 1}
+    from edge_proxy.request_path.plan import providers_plan
+    from .inprocess import Scope
+    scope = Scope("POST", CHAT, "", {})
+    principal = await c.gw.svc.auth.authenticate(c.gw.secret_key)
+    with_image = q(principal, providers_plan(c.gw.svc, scope, "", json.dumps(body).encode()).attempts[0])
+    without = q(principal, providers_plan(c.gw.svc, scope, "", json.dumps(plain).encode()).attempts[0])
+    assert with_image.payer - without.payer >= 6_000 * 2_500  # gpt-4o input: $2.50 per 1M tokens = 2,500 nanos
+
+
+async def a_characters_meter_cannot_price_a_proxied_request(c: Case) -> None:
+    await c.rest("POST", "/v1/meters", {"name": "tts", "meter_slug": "tts", "rate_type": "fixed",
+                                        "tier_type": "characters_1m", "tiers": [{"start": "0", "rate": "5"}]})
+    customer = (await c.rest("POST", "/v1/customers", {"name": "Ada", "balance": "1"})).json()
+    token = encode_forward_token(c.gw.secret_key, customer_id=customer["customer_id"], meter_slug="tts")
+    refused(await c.send(BODY, key=token), 400, "invalid_request_error", "characters_1m")
+
+
+# --- only the operator creates money ---------------------------------------------------------------------------
+
+async def a_merchant_cannot_fund_its_own_wallet(c: Case) -> None:
+    refused(await c.rest("POST", "/v1/wallet/credit", {"amount": "1000000"}), 403, "forbidden", "operator")
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"
+
+
+async def a_customer_credit_comes_from_the_wallet_and_no_further(c: Case) -> None:
+    customer = (await c.rest("POST", "/v1/customers", {"name": "Ada"})).json()["customer_id"]
+    refused(await c.rest("POST", f"/v1/customers/{customer}/credit", {"amount": "100.01"}), 402,
+            "insufficient_balance")
+    answer = await c.rest("POST", f"/v1/customers/{customer}/credit", {"amount": "40"},
+                          headers={"idempotency-key": "topup-1"})
+    assert answer.status == 200 and answer.json()["balance"] == "40", answer.body
+    again = await c.rest("POST", f"/v1/customers/{customer}/credit", {"amount": "40"},
+                         headers={"idempotency-key": "topup-1"})
+    assert again.json()["balance"] == "40"  # the same key again moves nothing
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "60"
+    refused(await c.rest("POST", "/v1/customers", {"name": "Bob", "balance": "61"}), 402, "insufficient_balance")
+    names = [x["contact"]["name"] for x in (await c.rest("GET", "/v1/customers")).json()["data"]]
+    assert names == ["Ada"]  # the customer whose opening balance was refused was not kept
+
+
+async def the_operator_funds_a_wallet_once_per_key_and_never_past_the_range(c: Case) -> None:
+    admin = {"authorization": "Bearer admin-t0ken", "idempotency-key": "wire-42"}
+    mid = c.gw.merchant_id
+    for _ in range(2):
+        answer = await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "5"}, headers=admin)
+        assert answer.status == 200 and answer.json()["balance"] == "105", answer.body
+    big = {"authorization": "Bearer admin-t0ken"}
+    statuses = [(await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "1000000000"},
+                                 headers=big)).status for _ in range(5)]
+    assert statuses == [200, 200, 200, 402, 402]  # a balance stays under 4e18 nanos, an integer
+    [(balance, kind)] = await c.gw.svc.store.db.fetchall(
+        "SELECT balance_nanos, typeof(balance_nanos) FROM merchants WHERE merchant_id = ?", mid)
+    assert kind == "integer" and balance == 3_000_000_105 * 10**9
+    refused(await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "1000000000.01"},
+                            headers=big), 400, "invalid_request_error", "amount")
+
+
+# --- an outage never frees money that may have been spent ------------------------------------------------------
+
+async def a_log_store_outage_keeps_reservations_and_then_refuses_new_ones(c: Case) -> None:
+    svc = c.gw.svc
+    held_before = len(svc.billing.inflight)
+
+    async def down(records: list[Any]) -> None:
+        raise ConnectionError("the request log is down")
+    svc.log_queue.commit = down
+    answers = [await c.send(BODY) for _ in range(3)]
+    assert [a.status for a in answers] == [200, 200, 200]
+    await asyncio.sleep(0.2)  # the writer tries, fails, and (spill_after 0) sends them to disk
+    assert len(svc.billing.inflight) == held_before + 3  # spilled, so still held: the lease cannot reuse them
+    await asyncio.sleep(1.1)  # longer than a lease lasts (EDGE_PROXY_LEASE_TTL=1)
+    refused(await c.send(BODY), 503, "service_unavailable", "request log")
+
+
+# --- the ledger proves itself -----------------------------------------------------------------------------------
+
+async def after_requests_and_credits_the_ledger_verifies(c: Case) -> None:
+    customer = (await c.rest("POST", "/v1/customers", {"name": "Ada", "balance": "2"})).json()["customer_id"]
+    await c.rest("POST", "/v1/meters", {"name": "m", "meter_slug": "m", "rate_type": "percentage",
+                                        "tier_type": "tokens_1m", "tiers": [{"start": "0", "rate": "25"}]})
+    token = encode_forward_token(c.gw.secret_key, customer_id=customer, meter_slug="m")
+    for key in (c.gw.secret_key, token, token):
+        assert (await c.send(BODY, key=key)).status == 200
+    await c.gw.drain()
+    report = await verify(c.gw.svc.store.db)
+    assert report["ok"] is True and report["problems"] == [], report
+    assert report["sum_nanos"] == 100 * 10**9  # what the operator funded, and not a nano more
+    revenue = await c.gw.svc.balances.balance(ledger.REVENUE)
+    records = (await c.rest("GET", "/v1/requests")).json()["data"]
+    assert revenue == sum(round(float(r["cost"]) * 10**9) for r in records) > 0
+    await c.gw.svc.store.db.execute("UPDATE customers SET balance_nanos = balance_nanos + 1")  # money from nowhere
+    tampered = await verify(c.gw.svc.store.db)
+    assert tampered["ok"] is False and any("sum to 1 nanos" in p for p in tampered["problems"])
+
+
+RULES: list[Callable[[Case], Awaitable[None]]] = [
+    a_body_with_leading_whitespace_is_priced_like_any_other,
+    a_body_with_a_byte_order_mark_is_priced_like_any_other,
+    an_output_limit_above_the_models_is_a_400,
+    an_unknown_model_is_refused_on_the_managed_key,
+    an_unknown_model_passes_with_the_callers_own_key_logged_unpriced,
+    a_provider_without_prices_is_refused_on_the_managed_key,
+    an_endpoint_the_gateway_cannot_meter_is_refused_on_the_managed_key,
+    content_by_reference_is_refused_on_the_managed_key,
+    an_image_by_url_is_reserved_for_its_pixels_not_its_bytes,
+    a_characters_meter_cannot_price_a_proxied_request,
+    a_merchant_cannot_fund_its_own_wallet,
+    a_customer_credit_comes_from_the_wallet_and_no_further,
+    the_operator_funds_a_wallet_once_per_key_and_never_past_the_range,
+    a_log_store_outage_keeps_reservations_and_then_refuses_new_ones,
+    after_requests_and_credits_the_ledger_verifies,
+]
+
+
+def run(rule: Callable[[Case], Awaitable[None]], tmp_path: Any) -> None:
+    async def scenario() -> None:
+        async with FakeProvider() as fake:
+            env = {**NO_DEFAULTS, "EDGE_PROXY_UPSTREAM_DEEPINFRA": fake.url + "/v1/openai",
+                   "EDGE_PROXY_LEASE_TTL": "1", "EDGE_PROXY_LOG_SPILL_AFTER": "0"}
+            async with InProcess(tmp_path, fake.url, env) as gw:
+                await rule(Case(gw, fake))
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.__name__ for r in RULES])
+def test_money_rule(rule, tmp_path):
+    run(rule, tmp_path)
+
+
+def test_a_forward_token_cannot_smuggle_a_negative_or_odd_amount():
+    """Amounts come only from the operator's and merchant's calls, never from a token: the fields are strings."""
+    token = base64.b64encode(json.dumps({"secret_key": "ep_sk_x", "disable_billing": "yes"}).encode()).decode()
+    from edge_proxy.errors import InvalidToken
+    from edge_proxy.forward_token import decode_forward_token
+    with pytest.raises(InvalidToken):
+        decode_forward_token(token)

@@ -47,7 +47,7 @@ SCOPE = [
     ("google", "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", True),
     ("google", "POST", "/v1beta/models/gemini-2.0-flash:countTokens", True),
     ("google", "POST", "/v1beta/models/text-embedding-004:embedContent", True),
-    ("google", "POST", "/v1beta/models/text-embedding-004:batchEmbedContents", False),
+    ("google", "POST", "/v1beta/models/text-embedding-004:batchEmbedContents", True),
     ("google", "POST", "/v1beta/models/a/b:generateContent", False),
     ("google", "POST", "/v1beta/cachedContents", False),
     ("google", "POST", "/v1beta/tunedModels", False),

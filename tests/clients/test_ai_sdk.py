@@ -16,12 +16,9 @@ import pytest
 
 from ..fake_provider import REPLY_TEXT, fake_embedding
 from . import (
-    EMBEDDINGS_ROUTE,
     MODELS,
     PERSON_VALUE,
-    RESPONSES_ROUTE,
     WEATHER_ARGS,
-    wiring,
 )
 from .ledger import check_logged, nonce
 
@@ -48,7 +45,7 @@ def _scenarios() -> list:
             add("unified", "openai.chat", family, op)
             add("unified", "anthropic", family, op)
         for op in ("text", "stream", "tools"):
-            add("unified", "openai", family, op, wiring(RESPONSES_ROUTE))
+            add("unified", "openai", family, op)
     for op in ("text", "stream", "tools", "object"):
         add("providers", "openai.chat", "openai", op)
         add("providers", "anthropic", "anthropic", op)
@@ -58,7 +55,7 @@ def _scenarios() -> list:
         add("forward", "openai.chat", "openai", op)
         add("forward", "openai", "openai", op)
         add("forward", "anthropic", "anthropic", op)
-    add("unified", "openai", "openai", "embed", wiring(EMBEDDINGS_ROUTE))
+    add("unified", "openai", "openai", "embed")
     add("providers", "openai", "openai", "embed")
     return out
 

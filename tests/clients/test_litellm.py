@@ -18,12 +18,10 @@ import litellm
 
 from ..fake_provider import REPLY_TEXT
 from . import (
-    EMBEDDINGS_ROUTE,
     MODELS,
     PERSON_VALUE,
     WEATHER,
     WEATHER_ARGS,
-    wiring,
 )
 from .ledger import check_logged, metadata_header, nonce
 
@@ -101,7 +99,7 @@ def test_tools_and_json_schema(gateway, fake, base, prefix, family):
 
 
 @pytest.mark.parametrize("base,family", [
-    pytest.param("/v1", "openai", id="unified-openai", marks=wiring(EMBEDDINGS_ROUTE)),
+    pytest.param("/v1", "openai", id="unified-openai"),
     pytest.param("/providers/openai/v1", "openai", id="providers-openai"),
 ])
 def test_embedding(gateway, fake, base, family):

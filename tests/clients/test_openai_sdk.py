@@ -10,13 +10,10 @@ from pydantic import BaseModel
 from ..fake_provider import REPLY_TEXT, fake_embedding
 from . import (
     EMBEDDING_MODELS,
-    EMBEDDINGS_ROUTE,
     MODELS,
     PERSON_VALUE,
-    RESPONSES_ROUTE,
     WEATHER,
     WEATHER_ARGS,
-    wiring,
 )
 from .ledger import check_estimated, check_logged, metadata_header, nonce
 
@@ -105,8 +102,8 @@ def test_structured_output(gateway, fake, route, provider):
 
 
 @pytest.mark.parametrize("route,provider", [
-    pytest.param("unified", "openai", id="unified-openai", marks=wiring(EMBEDDINGS_ROUTE)),
-    pytest.param("unified", "gemini", id="unified-gemini", marks=wiring(EMBEDDINGS_ROUTE)),
+    pytest.param("unified", "openai", id="unified-openai"),
+    pytest.param("unified", "gemini", id="unified-gemini"),
     pytest.param("providers", "openai", id="providers-openai"),
     pytest.param("forward", "openai", id="forward-openai"),
 ])
@@ -123,9 +120,9 @@ def test_embeddings(gateway, fake, route, provider):
 
 
 RESPONSES = [
-    pytest.param("unified", "openai", id="unified-openai", marks=wiring(RESPONSES_ROUTE)),
-    pytest.param("unified", "anthropic", id="unified-anthropic", marks=wiring(RESPONSES_ROUTE)),
-    pytest.param("unified", "gemini", id="unified-gemini", marks=wiring(RESPONSES_ROUTE)),
+    pytest.param("unified", "openai", id="unified-openai"),
+    pytest.param("unified", "anthropic", id="unified-anthropic"),
+    pytest.param("unified", "gemini", id="unified-gemini"),
     pytest.param("providers", "openai", id="providers-openai"),
     pytest.param("forward", "openai", id="forward-openai"),
 ]

@@ -10,7 +10,7 @@ from . import (
     WEATHER,
     WEATHER_ARGS,
 )
-from .ledger import check_logged, metadata_header, nonce, rows
+from .ledger import check_free, check_logged, metadata_header, nonce, rows
 
 BASES = {"unified": "", "providers": "/providers/anthropic", "forward": "/v1/forward?u=https://api.anthropic.com"}
 ROUTES = [
@@ -68,6 +68,10 @@ def test_tools(gateway, fake, route, provider):
         check_logged(gateway, fake, case)
 
 
+COUNT_PATHS = {"anthropic": "/v1/messages/count_tokens", "openai": "/v1/responses/input_tokens",
+               "gemini": f"/v1beta/models/{MODELS['gemini']}:countTokens"}
+
+
 @pytest.mark.parametrize("route,provider", [
     pytest.param("unified", "anthropic", id="unified-anthropic"),
     pytest.param("unified", "openai", id="unified-openai"),
@@ -78,6 +82,7 @@ def test_count_tokens(gateway, fake, route, provider):
     case = nonce()
     count = client(gateway, route, case).messages.count_tokens(model=MODELS[provider], messages=ask(case))
     assert count.input_tokens == prompt_tokens_for("anthropic", {"messages": ask(case)})
+    check_free(gateway, fake, case, COUNT_PATHS[provider])  # counted at the provider's own endpoint, never billed
 
 
 @pytest.mark.parametrize("route", ["unified", "providers"])

@@ -91,6 +91,7 @@ def test_chat_openai_tools_and_structured_output(gateway, fake, route, provider)
 @pytest.mark.parametrize("route,provider", [
     pytest.param("unified", "openai", id="unified-openai"),
     pytest.param("unified", "anthropic", id="unified-anthropic"),
+    pytest.param("unified", "gemini", id="unified-gemini"),
     pytest.param("providers", "openai", id="providers-openai"),
 ])
 def test_chat_openai_responses_api(gateway, fake, route, provider):

@@ -47,7 +47,7 @@ def regions(fake, tmp_path, private_postgres):
             g = GatewayProcess(env)
             if gateways:  # one merchant, created once
                 first = {"secret_key": gateways[0].secret_key, "merchant_id": gateways[0].merchant_id}
-                g.create_merchant = lambda *a, **k: first  # type: ignore[method-assign]
+                g.create_merchant = lambda *a, first=first, **k: first  # type: ignore[method-assign]
             gateways.append(g.start(tmp_path))
         yield gateways, servers, url
     finally:

@@ -200,7 +200,7 @@ async def _balances_reconcile(args, store: Store) -> dict:
     from .store.redis_client import open_redis
     client = open_redis(settings.redis_url, 5)
     try:
-        return await reconcile(store.db, RedisHolds(client, store.db))
+        return await reconcile(store.db, RedisHolds(client, store.db, settings.region, settings.region_lease_ttl))
     finally:
         await client.aclose()
 

@@ -36,7 +36,7 @@ async def open_balances(args: argparse.Namespace, store: SQLStore) -> AsyncItera
         return
     from .store.redis_client import open_redis
     client = open_redis(settings.redis_url, 5)
-    redis_holds = RedisHolds(client, store.db)
+    redis_holds = RedisHolds(client, store.db, settings.region, settings.region_lease_ttl)
     try:
         yield Balances(store.db, redis_holds, redis_holds)
     finally:

@@ -63,7 +63,7 @@ class Services:
         holds: HoldBackend = SQLHolds(self.store.db)
         if settings.redis_url:
             self.redis = open_redis(settings.redis_url, settings.redis_timeout)
-            holds = redis_holds = RedisHolds(self.redis, self.store.db)
+            holds = redis_holds = RedisHolds(self.redis, self.store.db, settings.region, settings.region_lease_ttl)
         self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))
         self.webhooks = WebhookSender.from_settings(self.store.db, settings)
         self.billing = BillingEngine(self.store.db, self.log_sink, self.leases, self.prices,

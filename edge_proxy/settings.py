@@ -57,6 +57,8 @@ class Settings:
     max_connections_per_host: int = 512
     max_response_bytes: int | None = None   # unset: a provider's answer may be as long as it takes
     log_level: str = "info"
+    region: str = "default"   # the region this gateway serves: on every record, and in its Redis leases' ids
+    region_lease_ttl: float = 120.0  # how long a region serves from its lease without the shared database
     pure_python: bool = False
     # the merchant dashboard (edge_proxy/dashboard/): session limits in seconds, failed sign-ins allowed per client
     # address in 15 minutes, and whether a reverse proxy in front sets X-Forwarded-Proto / X-Forwarded-For

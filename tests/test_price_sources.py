@@ -3,16 +3,21 @@ would match, and the same cost (to the nano-dollar) for every model of every map
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import tomllib
 import warnings
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from importlib.metadata import version
 
+import msgspec
 import pytest
 from genai_prices import types as gp_types
 from genai_prices.data import providers as gp_providers
 from genai_prices.types import _normalize_compact_dated_ref
 
+from edge_proxy.metering import genai_source
 from edge_proxy.metering.genai_source import _NOT_SERVED, GENAI_PRICES_IDS, Schedule
 from edge_proxy.metering.model_price import cost_of
 from edge_proxy.metering.pricing import PriceTable
@@ -162,3 +167,26 @@ def test_load_does_not_keep_genai_prices_on_the_request_path(table):
     price = table.lookup("anthropic", "claude-sonnet-4-5")
     assert type(price).__module__ == "edge_proxy.metering.model_price"
     assert all(type(t).__module__ == "edge_proxy.metering.model_price" for t in price.tiers)
+
+
+def test_the_shipped_snapshot_is_the_installed_release():
+    # genai_prices.json is what ``python -m edge_proxy.metering.genai_source`` writes from the installed release
+    shipped = msgspec.json.decode(genai_source.SNAPSHOT.read_bytes())
+    assert shipped == msgspec.json.decode(msgspec.json.encode(genai_source.dump()))
+    assert shipped["version"] == version("genai-prices")
+
+
+@pytest.mark.parametrize("name,gid", MAPPED, ids=[f"{n} lists names as genai-prices matches them" for n, _ in MAPPED])
+def test_a_model_is_listed_by_its_id_when_its_clause_matches_it(table, name, gid):
+    source = table._providers[name].source
+    for model in _served(gid):
+        listed = source.names[source.ids.index(model.id)]
+        assert (listed == model.id) == model.is_match(model.id), model.id
+
+
+def test_a_worker_loading_prices_imports_neither_genai_prices_nor_pydantic():
+    code = ("import sys; from edge_proxy.metering.pricing import PriceTable; t = PriceTable.load();"
+            "assert t.lookup('openai', 'gpt-4o') is not None;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('genai_prices', 'pydantic')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -4,12 +4,14 @@ debits kept for the next flush while Redis is down."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 
 import redis.asyncio
 
 from edge_proxy.billing.engine import BillingEngine
 from edge_proxy.billing.holds import RedisHolds
 from edge_proxy.billing.payer import Payer
+from edge_proxy.store import open_store
 
 from .redis_server import RedisServer
 
@@ -21,7 +23,9 @@ def test_debits_land_once_each_and_wait_while_redis_is_down():
 
     async def main():
         client = redis.asyncio.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
-        holds = RedisHolds(client, db=None)
+        store = open_store(f"sqlite:///{tempfile.mkdtemp()}/d.db")
+        await store.open()
+        holds = RedisHolds(client, store.db)
         engine = BillingEngine(None, None, None, None, redis_holds=holds)
         try:
             for payer in (ALICE, BOB):
@@ -60,6 +64,7 @@ def test_debits_land_once_each_and_wait_while_redis_is_down():
             assert int(await client.hget(BOB.redis_key, "b")) == 9_550
         finally:
             await client.aclose()
+            await store.close()
 
     try:
         asyncio.run(main())

@@ -12,6 +12,7 @@ import pytest
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from edge_proxy.billing.holds import region_hold_id
 from edge_proxy.billing.payer import Payer
 
 from .redis_cluster import LocalRedisCluster
@@ -85,6 +86,8 @@ def test_a_payer_migrated_to_another_master_under_traffic_is_followed_through_as
         slot = cluster.slot_of(alice.redis_key)
         src = cluster.owner(slot)
         dst = next(p for p in cluster.masters() if p != src)
+        # the region's lease on the payer: the whole balance, for longer than the test (holds.py)
+        assert await holds.sql.hold(alice, region_hold_id("default", alice), BALANCE, 3600) == BALANCE
         assert await holds.hold(alice, "w1", 1, 60) == 1
         traffic = Traffic(holds, alice)
         traffic.start()
@@ -125,6 +128,8 @@ def test_a_failover_under_traffic_keeps_the_client_working_and_debits_nothing_tw
     async def body(holds, client, db, merchants):
         alice = merchants[0]
         master = deployment.master_for_key(alice.redis_key)
+        # the region's lease on the payer: the whole balance, for longer than the test (holds.py)
+        assert await holds.sql.hold(alice, region_hold_id("default", alice), BALANCE, 3600) == BALANCE
         assert await holds.hold(alice, "w1", 1, 60) == 1
         traffic = Traffic(holds, alice)
         traffic.start()
@@ -168,6 +173,7 @@ def test_a_key_already_moved_is_read_through_ask_while_its_slot_is_between_owner
 
     async def body(holds, client, db, merchants):
         alice = merchants[0]
+        assert await holds.sql.hold(alice, region_hold_id("default", alice), BALANCE, 3600) == BALANCE
         assert await holds.hold(alice, "w1", 1, 60) == 1
         slot = cluster.slot_of(alice.redis_key)
         src = cluster.owner(slot)
@@ -200,6 +206,7 @@ def test_a_frozen_master_never_serves_a_call_and_a_flushed_cluster_reloads_from_
     with LocalRedisCluster() as cluster:
         async def body(holds, client, db, merchants):
             alice = merchants[0]
+            assert await holds.sql.hold(alice, region_hold_id("default", alice), BALANCE, 3600) == BALANCE
             assert await holds.hold(alice, "w1", 100, 60) == 100
             master = cluster.master_for_key(alice.redis_key)
             cluster.freeze(master)
@@ -224,6 +231,6 @@ def test_a_frozen_master_never_serves_a_call_and_a_flushed_cluster_reloads_from_
             assert held == (200 if during is None else 300)
             cluster.flushall()
             assert await hot(client, alice) is None
-            assert await holds.hold(alice, "w1", 100, 60) == 100       # the balance is read from SQL again
+            assert await holds.hold(alice, "w1", 100, 60) == 100       # the region's lease is read from SQL again
             assert await hot(client, alice) == BALANCE
         scenario(tmp_path, cluster.url, body, payers=1, balance=BALANCE)

@@ -1,6 +1,8 @@
 """Redis down or frozen: requests neither hang nor bill wrongly; NOSCRIPT and reconcile."""
 from __future__ import annotations
 
+import asyncio
+
 import json
 import time
 from decimal import Decimal
@@ -8,7 +10,9 @@ from decimal import Decimal
 import httpx2 as httpx
 import pytest
 
+from edge_proxy.billing.holds import region_hold_id
 from edge_proxy.billing.payer import Payer
+from edge_proxy.store import open_store
 
 from .billing_helpers import customer, customer_balance, h, meter, settled, token
 from .gateway_process import GatewayProcess, base_env, cli
@@ -103,5 +107,18 @@ def test_reconcile_rebuilds_redis_balances_from_the_durable_record(redis_gateway
     hot.hset(Payer("customer", cus).redis_key, "b", 123)  # Redis drifted (say, it was restored from an old copy)
     out = json.loads(cli(gw.env, "balances", "reconcile").stdout)
     assert out["payers"] >= 1 and out["repaired"] >= 1
-    assert int(hot.hget(Payer("customer", cus).redis_key, "b")) == 990_000_000
+    # Redis holds the region's lease on the customer's balance, as the database has it (billing/holds.py)
+    lease = asyncio.run(_region_lease(gw, Payer("customer", cus)))
+    assert 0 < lease <= 990_000_000 and int(hot.hget(Payer("customer", cus).redis_key, "b")) == lease
     assert customer_balance(gw, key, cus) == Decimal("0.99")
+
+
+async def _region_lease(gw, payer: Payer) -> int:
+    store = open_store(gw.env["EDGE_PROXY_DATABASE_URL"])
+    await store.open()
+    try:
+        row = await store.db.fetchone("SELECT amount_nanos FROM holds WHERE hold_id = ?",
+                                      region_hold_id("default", payer))
+        return int(row[0]) if row else 0
+    finally:
+        await store.close()

@@ -71,8 +71,8 @@ def test_a_hold_grows_only_while_the_balance_less_other_holds_covers_it(redis_to
     async def body(holds, client, db, merchants):
         alice, bob = merchants[:2]
         assert await hot(client, alice) is None
-        assert await holds.hold(alice, "w1", 6_000, 30) == 6_000       # loaded from SQL first (-2), then held
-        assert await hot(client, alice) == 10_000
+        assert await holds.hold(alice, "w1", 6_000, 30) == 6_000       # the region leases it in SQL (-2), then holds
+        assert await hot(client, alice) == 6_000                       # four times 6,000 was more than the balance
         assert await holds.hold(alice, "w2", 5_000, 30) is None        # 10,000 less w1's 6,000 cannot cover it
         assert await holds.hold(alice, "w2", 4_000, 30) == 4_000
         assert await holds.hold(alice, "w1", 1, 30) is None
@@ -82,9 +82,9 @@ def test_a_hold_grows_only_while_the_balance_less_other_holds_covers_it(redis_to
         await asyncio.sleep(0.1)
         assert await holds.hold(bob, "w2", 10_000, 30) == 10_000
         assert await holds.hold(Payer("merchant", "mer_nobody"), "w1", 1, 30) is None
-        await holds.apply([(alice, "t_credit", 500, None, 0)])
-        assert await hot(client, alice) == 10_500
-        await holds.apply([(Payer("merchant", "mer_unloaded"), "t_credit", 500, None, 0)])  # not loaded: nothing
+        await holds.apply([(alice, "t_credit", 500, None, 0)])        # a credit is the database's: the lease can
+        assert await hot(client, alice) == 10_000                      # grow into it, Redis is not told
+        await holds.apply([(Payer("merchant", "mer_unloaded"), "t_credit", 500, None, 0)])
         assert await client.exists(Payer("merchant", "mer_unloaded").redis_key) == 0
     scenario(tmp_path, redis_topology.url, body)
 
@@ -124,9 +124,10 @@ def test_a_script_the_server_forgot_is_loaded_again(redis_topology, tmp_path):
 def test_reconcile_rebuilds_every_redis_balance_from_the_ledger(redis_topology, tmp_path):
     async def body(holds, client, db, merchants):
         for payer in merchants:
-            await client.hset(payer.redis_key, "b", 1)        # Redis missed credits and debits
+            assert await holds.hold(payer, "w1", 2_500, 30) == 2_500   # the region leases 4 x 2,500 in SQL
+            await client.hset(payer.redis_key, "b", 1)                  # then Redis misses debits and loses the rest
         assert await reconcile(db, holds) == {"payers": 14, "repaired": 12}  # and the operator's two accounts
-        assert {await hot(client, p) for p in merchants} == {10_000}
+        assert {await hot(client, p) for p in merchants} == {10_000}     # each region lease, as SQL has it
         assert await reconcile(db, holds) == {"payers": 14, "repaired": 0}
     scenario(tmp_path, redis_topology.url, body)
 

@@ -77,6 +77,9 @@ def to_api(r: RequestRecord) -> dict:
         "latency_ms": r.latency_ms,
         "overhead_ms": r.overhead_ms,
         "payer": r.payer,
+        "operator_cost": money(r.operator_nanos),  # what the merchant paid the operator (provider cost or fee)
+        "uncollected": money(r.uncollected_nanos) if r.uncollected_nanos else None,
+        "region": r.region,
     }
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InsufficientBalance, InvalidRequest
 from . import ledger
+from .holds import region_hold_id
 from .ledger import FUNDING, Transfer
 from .payer import Payer
 
@@ -76,7 +77,8 @@ class Balances:
             raise InsufficientBalance("insufficient balance: the wallet, less what requests in flight have set aside, "
                                       "does not cover this credit")
         try:
-            posted = await self._post([Transfer(tid, merchant, customer, nanos, kind, merchant_id)], rearm=customer_id)
+            posted = await self._post([Transfer(tid, merchant, customer, nanos, kind, merchant_id)], rearm=customer_id,
+                                      spent=merchant)
             await self._mirror([(merchant, tid, -nanos, hold_id, nanos), (customer, tid, nanos, None, 0)]
                                if posted else [])
         finally:
@@ -88,17 +90,25 @@ class Balances:
         for account in (t.debit, t.credit):
             if account.kind != "operator":
                 await self.balance(account)
-        posted = await self._post([t], rearm=t.credit.id if t.credit.kind == "customer" else None)
+        posted = await self._post([t], rearm=t.credit.id if t.credit.kind == "customer" else None,
+                                  spent=t.debit if t.debit.kind != "operator" else None)
         if posted:
             await self._mirror([(account, t.transfer_id, change, None, 0)
                                 for account, change in ((t.debit, -t.amount), (t.credit, t.amount))
                                 if account.kind != "operator"])
         return bool(posted)
 
-    async def _post(self, transfers: list[Transfer], rearm: str | None = None) -> list[Transfer]:
+    async def _post(self, transfers: list[Transfer], rearm: str | None = None,
+                    spent: Payer | None = None) -> list[Transfer]:
         try:
             async with self.db.transaction() as tx:
                 posted = await ledger.post(tx, transfers, once=True)
+                if spent is not None and posted and self.redis_holds is not None:
+                    # the money left the balance: the region's lease on it shrinks by as much (holds.py)
+                    amount = sum(t.amount for t in posted)
+                    await tx.execute("UPDATE holds SET amount_nanos = CASE WHEN amount_nanos > ? THEN amount_nanos "
+                                     "- ? ELSE 0 END WHERE hold_id = ?", amount, amount,
+                                     region_hold_id(self.redis_holds.region, spent))
                 if rearm is not None and posted:  # back above the autopay threshold: the next fall fires again
                     await tx.execute("UPDATE customers SET autopay_armed = 1 WHERE customer_id = ? AND "
                                      "autopay_threshold_nanos IS NOT NULL AND balance_nanos >= "

@@ -13,6 +13,7 @@ and number forms make no difference.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import msgspec
@@ -21,10 +22,9 @@ from ..errors import InvalidRequest
 
 MAX_OUTPUT_TOKENS = 10_000_000  # no model comes near: a larger output limit is a mistake or an attack
 IMAGE_TOKENS = 6_000  # above every provider's cost of one image (OpenAI high detail ~1.5k, Gemini tiles ~4k)
-_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _BOM = b"\xef\xbb\xbf"
 # What a body with media parts holds somewhere (an escaped key, `\u`, may spell any of them: then parse whole).
-_MEDIA_MARKERS = (b"image", b"file", b"document", b"video", b"\\u")
+_MEDIA_MARKERS = re.compile(rb"image|file|document|video|\\u")
 
 
 class Bounds(NamedTuple):
@@ -60,21 +60,24 @@ def request_bounds(body: bytes) -> Bounds:
         head = _head(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return NOT_JSON._replace(input_tokens=len(body))
-    limits = [_output_limit(name, getattr(head, name)) for name in _OUTPUT_FIELDS]
+    most = None
+    for name, value in (("max_tokens", head.max_tokens), ("max_completion_tokens", head.max_completion_tokens),
+                        ("max_output_tokens", head.max_output_tokens)):
+        if value is not None:
+            limit = _output_limit(name, value)
+            most = limit if most is None or limit > most else most
     for config in (head.generationConfig, head.generation_config):
         if isinstance(config, dict):
             for name in ("maxOutputTokens", "max_output_tokens"):
                 if name in config:
-                    limits.append(_output_limit(f"generationConfig.{name}", config[name]))
-    named = [n for n in limits if n is not None]
+                    limit = _output_limit(f"generationConfig.{name}", config[name])
+                    most = limit if most is None or limit > most else most
     model = head.model if isinstance(head.model, str) and head.model else None
-    images, unbounded = _media(data) if any(m in data for m in _MEDIA_MARKERS) else (0, None)
-    return Bounds(model, max(named) if named else None, len(body) + images * IMAGE_TOKENS, unbounded)
+    images, unbounded = _media(data) if _MEDIA_MARKERS.search(data) else (0, None)
+    return Bounds(model, most, len(body) + images * IMAGE_TOKENS, unbounded)
 
 
-def _output_limit(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
+def _output_limit(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{name}: must be a whole number of tokens, not {msgspec.json.encode(value).decode()}")
     if not 1 <= value <= MAX_OUTPUT_TOKENS:

@@ -7,11 +7,20 @@ returns the hold's new amount. Holds expire after a TTL, so a crashed worker's h
 Two backends: SQL (SQLite, or PostgreSQL with a row lock) and Redis (a Lua script over one hash per payer; the
 key carries a hash tag so Redis Cluster keeps a payer on one slot). The Redis scripts are sent with EVALSHA and
 reloaded when the server answers NOSCRIPT (redis-py's Script objects do that).
+
+**Regions.** Each region has its own Redis; the database is shared by every region. So a region never lends its
+workers the payer's whole balance: it first takes a *region lease* on it in the database (a SQL hold whose id is
+`region:<EDGE_PROXY_REGION>`, checked against the balance less every other hold, every other region's included),
+and its Redis hash holds that lease (`b`) and when it ends (`e`). Workers' holds come out of `b`; when `b` runs
+short the region grows its lease by a chunk, when `e` comes near it renews it, and billing shrinks the lease by
+what requests consumed (settle.py), in the same transaction as the charge. A region that loses the database goes
+on serving within its lease until `e`, then answers 503 for payers whose lease ran out: the sum of all regions'
+leases never exceeds the balance.
 """
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..store.db import Database
 from .payer import Payer
@@ -51,13 +60,14 @@ class SQLHolds:
         await self.db.execute("DELETE FROM holds WHERE hold_id = ?", hold_id)
 
 
-# KEYS[1] payer hash: field "b" = balance; fields "h:<hold id>" = "<amount>:<expires at>"
-# ARGV: hold id, add, now, ttl.  Returns the hold's new amount, -1 when the balance does not cover it, -2 when
-# the payer's balance is not loaded yet.
+# KEYS[1] payer hash: field "b" = the region's lease on the balance, "e" = when it ends; fields
+# "h:<hold id>" = "<amount>:<expires at>". ARGV: hold id, add, now, ttl. Returns the hold's new amount, -1 when the
+# lease does not cover it, -2 when the region holds no lease yet, -3 when its lease has ended.
 _HOLD = """
 local bal = redis.call('HGET', KEYS[1], 'b')
 if not bal then return -2 end
 local now = tonumber(ARGV[3])
+if tonumber(redis.call('HGET', KEYS[1], 'e') or '0') <= now then return -3 end
 local mine = 'h:' .. ARGV[1]
 local others, current = 0, 0
 local all = redis.call('HGETALL', KEYS[1])
@@ -114,6 +124,14 @@ end
 return applied
 """
 
+# KEYS[1] payer hash. ARGV: the region lease's amount in the database, when it ends. The database's amount is what
+# is left after every charge it has settled; a charge settled but not yet mirrored here would be taken off twice,
+# which only ever makes Redis hold less than the lease, never more.
+_SET_LEASE = """
+redis.call('HSET', KEYS[1], 'b', ARGV[1], 'e', ARGV[2])
+return 1
+"""
+
 SETTLED_MARKER_TTL = 7 * 24 * 3600
 
 
@@ -123,41 +141,72 @@ def is_cluster(redis) -> bool:
     return isinstance(redis, RedisCluster)
 
 
-class RedisHolds:
-    """Hot balances and holds in Redis; SQL stays the durable record (credits, charges, balances)."""
+REGION_CHUNK = 4  # a region's lease grows by this many times what the worker asked for (fewer database trips)
 
-    def __init__(self, redis, db: Database) -> None:
+
+def region_hold_id(region: str, payer: Payer) -> str:
+    """The database hold that is a region's lease on one payer's balance."""
+    return f"region:{region}:{payer.kind}:{payer.id}"
+
+
+class RedisHolds:
+    """Hot holds in Redis, inside each payer's region lease in the database (see the module docstring); SQL stays
+    the durable record (balances, transfers)."""
+
+    def __init__(self, redis: Any, db: Database, region: str = "default", region_ttl: float = 120.0) -> None:
         self.redis = redis
         self.db = db
+        self.region = region
+        self.region_ttl = region_ttl
+        self.sql = SQLHolds(db)
         self._hold = redis.register_script(_HOLD)
         self._apply = redis.register_script(_APPLY)
+        self._set_lease = redis.register_script(_SET_LEASE)
         self._cluster = is_cluster(redis)
-
-    async def _load(self, payer: Payer) -> bool:
-        row = await self.db.fetchone(f"SELECT balance_nanos FROM {payer.table} WHERE {payer.key_column} = ?",
-                                     payer.id)
-        if row is None:
-            return False
-        await self.redis.hsetnx(payer.redis_key, "b", int(row[0]))
-        return True
+        self._renew_at: dict[Payer, float] = {}
 
     async def hold(self, payer: Payer, hold_id: str, add: int, ttl: float) -> int | None:
-        for _ in range(2):
+        for _ in range(3):
             got = int(await self._hold(keys=[payer.redis_key], args=[hold_id, add, time.time(), ttl]))
-            if got == -2:
-                if not await self._load(payer):
-                    return None
-                continue
-            return None if got < 0 else got
+            if got >= 0:
+                if time.time() >= self._renew_at.get(payer, 0.0):
+                    await self._lease(payer, 0)  # the region's lease ends in less than half its life: renew it
+                return got
+            if got == -1:  # the lease is short: grow it by a chunk, or at least by what this hold needs
+                grown = await self._lease(payer, max(add, 1) * REGION_CHUNK, max(add, 0))
+            else:  # no lease in Redis (new, flushed) or it ended: take the region's lease as the database has it
+                grown = await self._lease(payer, 0)
+            if not grown:
+                return None
         return None
+
+    async def _lease(self, payer: Payer, grow: int, at_least: int = 0) -> bool:
+        """Grow (or renew, with `grow` 0) this region's lease on the payer in the database, and give Redis what
+        it now holds. False when the balance, less every other hold, cannot cover even `at_least` more; raises
+        when the database does not answer (the caller turns that into a 503)."""
+        lease = region_hold_id(self.region, payer)
+        total = await self.sql.hold(payer, lease, grow, self.region_ttl)
+        if total is None and at_least and at_least < grow:
+            total = await self.sql.hold(payer, lease, at_least, self.region_ttl)
+        grown = total is not None
+        if total is None:
+            total = await self.sql.hold(payer, lease, 0, self.region_ttl)  # still renew what is held
+            if total is None:
+                return False  # no such payer
+        await self._set_lease(keys=[payer.redis_key], args=[total, time.time() + self.region_ttl])
+        self._renew_at[payer] = time.time() + self.region_ttl / 2
+        return grown
 
     async def release(self, payer: Payer, hold_id: str) -> None:
         await self.redis.hdel(payer.redis_key, "h:" + hold_id)
 
     async def apply(self, entries: list[tuple[Payer, str, int, str | None, int]]) -> None:
-        """Mirror transfers onto the Redis balances: (account, transfer id, change, hold id, how much of the hold
-        it used) each; one script call per account, all in one pipeline. Each transfer is applied once however
-        often this is retried. Raises if Redis fails, whether or not some landed."""
+        """Mirror transfers onto the region's leases: (account, transfer id, change, hold id, how much of the hold
+        it used) each; one script call per account, all in one pipeline. Only debits reach Redis: Redis holds the
+        region's lease, never the balance, and a credit raises the balance in the database, which the lease can
+        grow into. Each transfer is applied once however often this is retried. Raises if Redis fails, whether or
+        not some landed."""
+        entries = [e for e in entries if e[2] < 0]
         by_payer: dict[Payer, tuple[list[str], list[object]]] = {}
         for payer, transfer_id, change, hold_id, took in entries:
             keys, args = by_payer.setdefault(payer, ([payer.redis_key], [SETTLED_MARKER_TTL]))
@@ -176,5 +225,6 @@ class RedisHolds:
                     await self._apply(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
-    async def set_balance(self, payer: Payer, nanos: int) -> None:
-        await self.redis.hset(payer.redis_key, "b", nanos)
+    async def resync(self, payer: Payer) -> None:
+        """Give Redis the region's lease as the database has it now (after a restore, or missed mirrors)."""
+        await self._lease(payer, 0)

@@ -8,15 +8,17 @@
 - every billed request has exactly one set of transfers, of exactly the amounts its log row says (a customer's
   charge to its merchant, and the merchant's payment to the operator), and every request transfer has its request.
 
-`reconcile(db, redis_holds)` (`edge-proxy balances reconcile`) rebuilds every stored balance, in SQL and Redis,
-from the transfers. Run it after restoring Redis, or when Redis missed a mirror while it was down; it is
-idempotent. Requests still in a gateway's log queue are not in the ledger yet: run it when traffic is quiet.
+`reconcile(db, redis_holds)` (`edge-proxy balances reconcile`) rebuilds every stored balance from the transfers,
+and gives Redis each payer's region lease as the database holds it (holds.py). Run it after restoring Redis, or
+when Redis missed a mirror while it was down; it is idempotent. Requests still in a gateway's log queue are not in
+the ledger yet: run it when traffic is quiet.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from .holds import region_hold_id
 from .ledger import FUNDING, account_id, ledger_start
 from .payer import Payer
 
@@ -116,7 +118,10 @@ async def reconcile(db: Database, redis_holds: RedisHolds | None = None) -> dict
                 await db.execute(f"UPDATE {table} SET balance_nanos = ? WHERE {column} = ?", want, ident)
             if redis_holds is not None and kind != "operator":
                 hot = await redis_holds.redis.hget(payer.redis_key, "b")
-                if hot is not None and int(hot) != want:
-                    repaired += 1
-                await redis_holds.set_balance(payer, want)
+                if hot is not None:  # Redis holds this region's lease on the payer: as the database has it
+                    lease = await redis_holds.sql.hold(payer, region_hold_id(redis_holds.region, payer), 0,
+                                                       redis_holds.region_ttl)
+                    if lease is not None and int(hot) != lease:
+                        repaired += 1
+                    await redis_holds.resync(payer)
     return {"payers": payers, "repaired": repaired}

@@ -22,6 +22,7 @@ from ..store.db import Tx
 from . import ledger
 from .accounts import Meter
 from .charging import meter_charge, meter_units
+from .holds import region_hold_id
 from .ledger import REVENUE, Transfer
 from .payer import Payer
 
@@ -92,10 +93,15 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
     units: dict[tuple[str, str], int] = defaultdict(int)
     for r in new:
         payer_took, merchant_took = consumed(r)
-        if r.hold_id and payer_took:
-            holds[r.hold_id] += payer_took
-        if r.merchant_hold_id and merchant_took:
-            holds[r.merchant_hold_id] += merchant_took
+        payer = payer_of(r)
+        if payer_took and payer is not None:
+            if r.hold_id:
+                holds[r.hold_id] += payer_took  # the worker's own hold (SQL mode)
+            holds[region_hold_id(r.region or "default", payer)] += payer_took  # its region's lease (Redis mode)
+        if merchant_took:
+            if r.merchant_hold_id:
+                holds[r.merchant_hold_id] += merchant_took
+            holds[region_hold_id(r.region or "default", Payer("merchant", r.merchant_id))] += merchant_took
     for r, meter in metered_new:
         if r.customer_id:
             units[(meter.meter_id, r.customer_id)] += _units(meter, r)

@@ -7,8 +7,11 @@ either one set or a list of conditional sets (from a start date, or within a dai
 one wins, else the first). A price is a Decimal per 1M tokens, or tiered by prompt size.
 
 ``load`` converts that once: equals clauses become one dict, the other clauses small predicates kept in list
-order, each price set a ``ModelPrice`` with its integer rates, each conditional list a ``Schedule``. Nothing of
-genai-prices runs after start, and its module is imported only here, only when a table is loaded.
+order, each price set a ``ModelPrice`` with its integer rates, each conditional list a ``Schedule``. It reads
+genai-prices' data from ``genai_prices.json`` beside this module: a faithful dump of the pinned genai-prices
+release's own objects (``python -m edge_proxy.metering.genai_source`` writes it again after an update, and
+``tests/test_price_sources.py`` checks that it equals what the installed release holds). So a worker never
+imports genai-prices or pydantic: that saves each worker about 16 MB.
 
 A model is left unpriced (so requests for it fail closed) when genai-prices lists no token price for it, or
 prices something per token or per request that the gateway cannot count (image or video tokens, a fee per
@@ -18,11 +21,14 @@ code execution) are per use, not per token; the model keeps its token prices and
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -169,18 +175,84 @@ def _dash_date(m: re.Match[str]) -> str:
     return f"-{m.group(2)}-{m.group(3)}-{m.group(4)}"
 
 
+SNAPSHOT = Path(__file__).with_name("genai_prices.json")
+
+
 def load(ids: set[str]) -> tuple[str, dict[str, Source]]:
     """genai-prices' version and its providers ``ids`` converted (an id it does not have is an error)."""
-    from importlib.metadata import version
-
-    from genai_prices.data import providers
-
-    tag = f"genai-prices {version('genai-prices')}"
-    by_id = {p.id: p for p in providers}
+    data = msgspec.json.decode(SNAPSHOT.read_bytes())
+    tag = f"genai-prices {data['version']}"
+    by_id = {p.id: p for p in (_revive(p) for p in data["providers"])}
     missing = ids - set(by_id)
     if missing:
         raise ValueError(f"genai-prices has no provider {sorted(missing)}: update GENAI_PRICES_IDS")
     return tag, {pid: _convert(by_id[pid], tag) for pid in sorted(ids)}
+
+
+# --- the snapshot: genai-prices' own objects, as plain JSON ----------------------------------------------------
+
+_KEPT = {"Provider": ("id", "models"), "ModelInfo": ("id", "match", "prices")}  # of these, only what we read
+
+
+def dump() -> dict[str, Any]:
+    """The installed genai-prices release's providers (the ones GENAI_PRICES_IDS maps), as plain JSON."""
+    from importlib.metadata import version
+
+    from genai_prices.data import providers
+    wanted = {i for i in GENAI_PRICES_IDS.values() if i}
+    return {"version": version("genai-prices"),
+            "providers": [_plain(p) for p in providers if p.id in wanted]}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        kind = type(value).__name__
+        names = _KEPT.get(kind) or [f.name for f in dataclasses.fields(value)]
+        return {"@": kind, **{n: _plain(getattr(value, n)) for n in names}}
+    if type(value).__module__.startswith("genai_prices.") and hasattr(value, "__dict__"):  # ModelPrice: a bag
+        return {"@": type(value).__name__, **{k: _plain(v) for k, v in vars(value).items() if v is not None}}
+    if isinstance(value, Decimal):
+        return {"@decimal": str(value)}
+    if isinstance(value, datetime):
+        raise ValueError("genai-prices holds a datetime where a date or a time was expected")
+    if isinstance(value, date):
+        return {"@date": value.isoformat()}
+    if isinstance(value, time):
+        return {"@time": value.isoformat()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise ValueError(f"genai-prices holds a {type(value).__name__}, which the snapshot cannot keep")
+
+
+_KINDS: dict[str, type] = {}
+
+
+def _revive(value: Any) -> Any:
+    """The snapshot's JSON as objects with genai-prices' type names and attributes (what _convert reads)."""
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "@decimal" in value:
+        return Decimal(value["@decimal"])
+    if "@date" in value:
+        return date.fromisoformat(value["@date"])
+    if "@time" in value:
+        return time.fromisoformat(value["@time"])
+    if "@" in value:
+        kind = _KINDS.get(value["@"]) or _KINDS.setdefault(value["@"], type(value["@"], (SimpleNamespace,), {}))
+        return kind(**{k: _revive(v) for k, v in value.items() if k != "@"})
+    return {k: _revive(v) for k, v in value.items()}
+
+
+def write_snapshot(path: Path = SNAPSHOT) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(dump()), indent=1) + b"\n")
+    tmp.replace(path)
 
 
 def _convert(provider: Any, tag: str) -> Source:
@@ -197,7 +269,9 @@ def _convert(provider: Any, tag: str) -> Source:
             exact.setdefault(name.lower(), index)
         if other is not None:
             rules.append((index, other))
-        names.append(model.id if model.is_match(model.id) else (equals[0] if equals else None))
+        matches_own_id = model.id.lower() in equals_lower if (equals_lower := {e.lower() for e in equals}) else False
+        matches_own_id = matches_own_id or (other is not None and other(model.id.lower()))
+        names.append(model.id if matches_own_id else (equals[0] if equals else None))
         ids.append(model.id)
         try:
             entries.append(_entry(model.prices, tag))
@@ -323,3 +397,8 @@ def _price(price: Any, tag: str) -> ModelPrice:
                              unmetered=fees)
     except ValueError as exc:
         raise _Unpriceable(str(exc)) from None
+
+
+if __name__ == "__main__":  # python -m edge_proxy.metering.genai_source: write the snapshot of the installed release
+    write_snapshot()
+    print(f"wrote {SNAPSHOT}")

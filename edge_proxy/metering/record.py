@@ -77,6 +77,7 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     uncollected_nanos: int = 0
     merchant_reserved_nanos: int = 0  # a customer-billed request's reservation on its merchant's wallet
     merchant_hold_id: str | None = None
+    region: str | None = None  # EDGE_PROXY_REGION of the gateway that served it
 
 
 # Every token count a scanner's Usage carries, under the same name on the record: what a price applies to.

@@ -8,7 +8,6 @@ other schemes and other ports all fall out: none of them spells a catalogue host
 """
 from __future__ import annotations
 
-import functools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -256,11 +255,25 @@ def managed_key_may_serve(provider: Provider, method: str, target_path: str) -> 
     return managed_endpoint(provider, method, target_path) is not None
 
 
-@functools.lru_cache(maxsize=4096)  # an SDK calls the same few paths over and over
+_ENDPOINTS: dict[tuple[str, str, str], Endpoint | None] = {}  # an SDK calls the same few paths over and over
+
+
 def managed_endpoint(provider: Provider, method: str, target_path: str) -> Endpoint | None:
     """The endpoint the catalogue lists for managed keys that METHOD on this request-target of `provider` is, or
     None. `target_path` is what the request would be sent as (Target.path: the upstream base path, the rest, any
     query); the query does not matter. Raises InvalidRequest for a path with dot segments (safe_target_path)."""
+    key = (provider.name, method, target_path)
+    try:
+        return _ENDPOINTS[key]
+    except KeyError:
+        pass
+    found = _managed_endpoint(provider, method, target_path)
+    if len(_ENDPOINTS) < 4096:
+        _ENDPOINTS[key] = found
+    return found
+
+
+def _managed_endpoint(provider: Provider, method: str, target_path: str) -> Endpoint | None:
     bare = safe_target_path(target_path).split("?", 1)[0]
     base = provider.upstream_base_path
     if not _under(bare, base):

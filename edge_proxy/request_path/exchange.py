@@ -79,7 +79,7 @@ class Exchange:
             reserved_nanos=held.payer_nanos, hold_id=held.payer.hold_id if held.payer else None,
             merchant_reserved_nanos=held.merchant_nanos,
             merchant_hold_id=held.merchant.hold_id if held.merchant else None,
-            spend_key_id=p.spend_key.spend_key_id if p.spend_key else None,
+            spend_key_id=p.spend_key.spend_key_id if p.spend_key else None, region=self.svc.settings.region,
         )
         body, estimate = b"", None
         if attempt is not None:

@@ -121,7 +121,11 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
                                  f"{attempt.method} {attempt.target.path.split('?', 1)[0]}: only the endpoints whose "
                                  "usage it can meter; send your own key as provider_key (BYOK)")
     attempt.free = endpoint.free
-    attempt.target = dataclasses.replace(attempt.target, path=drop_key_param(attempt.target.path))
+    path = attempt.target.path
+    if "?" in path:
+        kept = drop_key_param(path)
+        if kept != path:
+            attempt.target = dataclasses.replace(attempt.target, path=kept)
 
 
 async def _forward(svc: Services, plan: Plan, attempt: Attempt, ex: Exchange) -> UpstreamResponse:

@@ -19,7 +19,9 @@ from .access import Access
 from .api import admin, customers, meters, models, requests, secret_keys, spend_keys, usage, wallet, webhooks
 from .errors import MethodNotAllowed, NotFound
 from .request_path.plan import forward_plan, providers_plan
-from .unified.planner import chat_completions_plan, messages_plan, rewrite_plan
+from .unified.count_tokens_plan import count_tokens_plan
+from .unified.embeddings_plan import embeddings_plan
+from .unified.planner import chat_completions_plan, messages_plan, responses_plan, rewrite_plan
 
 if TYPE_CHECKING:
     from granian.rsgi import HTTPProtocol, Scope
@@ -76,6 +78,9 @@ ROUTES: list[Route] = [
     proxied(ANY, "/providers/", providers_plan, prefix=True),
     proxied(POST, "/v1/chat/completions", chat_completions_plan),
     proxied(POST, "/v1/messages", messages_plan),
+    proxied(POST, "/v1/messages/count_tokens", count_tokens_plan),
+    proxied(POST, "/v1/responses", responses_plan),
+    proxied(POST, "/v1/embeddings", embeddings_plan),
     proxied(POST, "/v1/rewrite/", rewrite_plan, prefix=True),
     Route(GET, "/v1/models", models.list_models, PROXY),
     # Lava's REST resources: the merchant's own

@@ -8,7 +8,7 @@ import pytest
 from edge_proxy.errors import InvalidRequest, SettingsError
 from edge_proxy.headers import drop_key_param, request_headers, response_headers
 from edge_proxy.providers import Catalogue
-from edge_proxy.providers.catalogue import Endpoint, managed_key_may_serve, safe_target_path
+from edge_proxy.providers.catalogue import Endpoint, managed_endpoint, managed_key_may_serve, safe_target_path
 
 CATALOGUE = Catalogue.load()
 # the same providers with the test suite's loopback upstreams, whose base paths the target paths then carry
@@ -47,7 +47,7 @@ SCOPE = [
     ("google", "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", True),
     ("google", "POST", "/v1beta/models/gemini-2.0-flash:countTokens", True),
     ("google", "POST", "/v1beta/models/text-embedding-004:embedContent", True),
-    ("google", "POST", "/v1beta/models/text-embedding-004:batchEmbedContents", False),
+    ("google", "POST", "/v1beta/models/text-embedding-004:batchEmbedContents", True),
     ("google", "POST", "/v1beta/models/a/b:generateContent", False),
     ("google", "POST", "/v1beta/cachedContents", False),
     ("google", "POST", "/v1beta/tunedModels", False),
@@ -67,6 +67,26 @@ SCOPE = [
                          ids=[f"{p} {m} {path} is {'served' if ok else 'refused'}" for p, m, path, ok in SCOPE])
 def test_a_managed_key_serves_only_the_endpoints_the_gateway_meters(provider, method, path, allowed):
     assert managed_key_may_serve(CATALOGUE.by_name(provider), method, path) is allowed
+
+
+FREE = [  # (provider, method, path, free): what costs nothing is served without a price or a reservation
+    ("anthropic", "POST", "/v1/messages/count_tokens", True),
+    ("openai", "POST", "/v1/responses/input_tokens", True),
+    ("google", "POST", "/v1beta/models/gemini-2.5-flash:countTokens", True),
+    ("openai", "GET", "/v1/models", True),
+    ("openai", "POST", "/v1/responses", False),
+    ("openai", "POST", "/v1/embeddings", False),
+    ("google", "POST", "/v1beta/models/gemini-embedding-001:batchEmbedContents", False),
+    ("google", "POST", "/v1beta/models/gemini-embedding-001:embedContent", False),
+    ("anthropic", "POST", "/v1/messages", False),
+]
+
+
+@pytest.mark.parametrize("provider, method, path, free", FREE,
+                         ids=[f"{p} {m} {path} is {'free' if free else 'paid'}" for p, m, path, free in FREE])
+def test_token_counts_are_the_free_endpoints(provider, method, path, free):
+    endpoint = managed_endpoint(CATALOGUE.by_name(provider), method, path)
+    assert endpoint is not None and endpoint.free is free
 
 
 @pytest.mark.parametrize("provider, path, allowed", [

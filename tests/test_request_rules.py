@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -19,24 +20,43 @@ from .inprocess import Answer, InProcess
 from .redis_server import RedisServer
 
 MODEL = "gpt-4o"
+EMBEDDING_MODEL = "text-embedding-3-small"
 PROMPT = [{"role": "user", "content": "Say hello"}]
 
 
-def _openai(max_tokens: int) -> dict:
+def _chat(max_tokens: int) -> dict:  # OpenAI's chat and Anthropic's messages alike
     return {"model": MODEL, "max_tokens": max_tokens, "messages": PROMPT}
 
 
-def _anthropic(max_tokens: int) -> dict:
-    return {"model": MODEL, "max_tokens": max_tokens, "messages": PROMPT}
+def _responses(max_tokens: int) -> dict:
+    return {"model": MODEL, "max_output_tokens": max_tokens, "input": "Say hello"}
 
 
-# route name -> (path, body for a given max_tokens)
-ROUTES: dict[str, tuple[str, Callable[[int], dict]]] = {
-    "forward": ("/v1/forward?u=https%3A%2F%2Fapi.openai.com%2Fv1%2Fchat%2Fcompletions", _openai),
-    "providers": ("/providers/openai/v1/chat/completions", _openai),
-    "chat_completions": ("/v1/chat/completions", _openai),
-    "messages": ("/v1/messages", _anthropic),
-    "rewrite": ("/v1/rewrite/openai/api.openai.com/v1/chat/completions", _openai),
+def _embeddings(size: int) -> dict:
+    # an embedding's bound is its input: `size` scales it as max_tokens scales a chat's (4000: over $0.01)
+    return {"model": EMBEDDING_MODEL, "input": "Say hello " * (size * 25)}
+
+
+def _count(size: int) -> dict:
+    return {"model": MODEL, "messages": PROMPT}
+
+
+class Route(NamedTuple):
+    path: str
+    body: Callable[[int], dict]  # the request body for a given max_tokens
+    model: str = MODEL
+    free: bool = False  # the endpoint costs nothing (a token count): never reserved, never charged
+
+
+ROUTES: dict[str, Route] = {
+    "forward": Route("/v1/forward?u=https%3A%2F%2Fapi.openai.com%2Fv1%2Fchat%2Fcompletions", _chat),
+    "providers": Route("/providers/openai/v1/chat/completions", _chat),
+    "chat_completions": Route("/v1/chat/completions", _chat),
+    "messages": Route("/v1/messages", _chat),
+    "rewrite": Route("/v1/rewrite/openai/api.openai.com/v1/chat/completions", _chat),
+    "responses": Route("/v1/responses", _responses),
+    "embeddings": Route("/v1/embeddings", _embeddings, EMBEDDING_MODEL),
+    "count_tokens": Route("/v1/messages/count_tokens", _count, free=True),
 }
 
 
@@ -45,10 +65,18 @@ class Case:
 
     def __init__(self, gw: InProcess, fake: FakeProvider, route: str) -> None:
         self.gw, self.fake, self.route = gw, fake, route
+        self.model, self.free = ROUTES[route].model, ROUTES[route].free
 
     async def send(self, key: str, max_tokens: int = 100, headers: dict[str, str] | None = None) -> Answer:
-        path, body = ROUTES[self.route]
-        return await self.gw.call("POST", path, body=body(max_tokens), key=key, headers=headers)
+        route = ROUTES[self.route]
+        return await self.gw.call("POST", route.path, body=route.body(max_tokens), key=key, headers=headers)
+
+    async def free_and_answered(self, answer: Answer, before: int) -> None:
+        """A free call: answered from the provider (one request), logged at cost 0 and charged nothing."""
+        assert answer.status == 200, answer.body
+        assert len(self.fake.received) == before + 1
+        [record] = [r for r in await self.records() if r["request_id"] == answer.header("x-lava-request-id")]
+        assert Decimal(record["cost"]) == 0 and Decimal(record["charge"]["amount"]) == 0, record
 
     async def rest(self, method: str, path: str, body: Any = None, key: str | None = None) -> Any:
         answer = await self.gw.call(method, path, body=body, key=key or self.gw.secret_key)
@@ -63,12 +91,18 @@ class Case:
         return (await self.rest("GET", "/v1/requests?limit=100"))["data"]
 
 
+def _message(answer: Answer) -> str:
+    return str(answer.json()["error"]["message"])  # OpenAI's and Anthropic's error shapes alike
+
+
 # --- the rules ------------------------------------------------------------------------------------------------
 
 async def spend_limit_below_the_reservation_is_402_and_nothing_is_sent(c: Case) -> None:
     key = await c.spend_key(spend_limit={"amount": "0.01", "cycle": "daily"})
     before = len(c.fake.received)
     answer = await c.send(key["key"], max_tokens=4000)  # gpt-4o: up to $0.04 of output alone
+    if c.free:
+        return await c.free_and_answered(answer, before)
     assert answer.status == 402 and answer.json()["error"]["type"] == "spend_limit_reached", answer.body
     assert len(c.fake.received) == before
 
@@ -80,14 +114,15 @@ async def spend_key_within_its_limit_is_admitted_and_its_spend_counted(c: Case) 
     [record] = [r for r in await c.records() if r["request_id"] == answer.header("x-lava-request-id")]
     charged = record["cost"]
     shown = await c.rest("GET", f"/v1/spend_keys/{key['spend_key_id']}")
-    assert float(charged) > 0 and shown["current_spend"] == charged and shown["current_requests"] == 1
+    assert (Decimal(charged) == 0) is c.free, record  # a token count costs nothing; everything else something
+    assert Decimal(shown["current_spend"]) == Decimal(charged) and shown["current_requests"] == 1
 
 
 async def spend_key_may_use_only_its_models(c: Case) -> None:
     key = await c.spend_key(allowed_models=["gpt-4o-mini"])
     before = len(c.fake.received)
     answer = await c.send(key["key"])
-    assert answer.status == 403 and "gpt-4o" in answer.json()["error"]["message"], answer.body
+    assert answer.status == 403 and c.model in _message(answer), answer.body
     assert len(c.fake.received) == before
 
 
@@ -95,7 +130,7 @@ async def spend_key_may_use_only_its_providers(c: Case) -> None:
     key = await c.spend_key(allowed_providers=["anthropic"])
     before = len(c.fake.received)
     answer = await c.send(key["key"])
-    assert answer.status == 403 and "openai" in answer.json()["error"]["message"], answer.body
+    assert answer.status == 403 and "openai" in _message(answer), answer.body
     assert len(c.fake.received) == before
 
 
@@ -103,6 +138,8 @@ async def empty_wallet_is_402_and_nothing_is_sent(c: Case) -> None:
     await c.gw.svc.store.db.execute("UPDATE merchants SET balance_nanos = 0")
     before = len(c.fake.received)
     answer = await c.send(c.gw.secret_key)
+    if c.free:
+        return await c.free_and_answered(answer, before)
     assert answer.status == 402 and answer.json()["error"]["type"] == "insufficient_balance", answer.body
     assert len(c.fake.received) == before
 
@@ -114,6 +151,8 @@ async def customer_who_cannot_cover_the_reservation_is_402(c: Case) -> None:
     token = encode_forward_token(c.gw.secret_key, customer_id=customer["customer_id"], meter_slug="chat")
     before = len(c.fake.received)
     answer = await c.send(token)
+    if c.free:
+        return await c.free_and_answered(answer, before)
     assert answer.status == 402 and answer.json()["error"]["type"] == "insufficient_balance", answer.body
     assert len(c.fake.received) == before
 
@@ -210,6 +249,9 @@ GEMINI_401 = {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
 SHAPES = [
     ("/v1/chat/completions", OPENAI_401),
     ("/v1/messages", ANTHROPIC_401),
+    ("/v1/messages/count_tokens", ANTHROPIC_401),
+    ("/v1/responses", OPENAI_401),
+    ("/v1/embeddings", OPENAI_401),
     ("/v1/rewrite/anthropic/api.openai.com/v1/chat/completions", ANTHROPIC_401),
     ("/v1/rewrite/google/generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
      GEMINI_401),

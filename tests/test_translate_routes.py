@@ -33,6 +33,7 @@ from edge_proxy.unified.count_tokens import (
 )
 from edge_proxy.unified.embeddings import (
     embeddings_target,
+    estimated_input_tokens,
     gemini_embed_path,
     gemini_embeddings_to_openai,
     openai_embeddings_to_gemini,
@@ -315,6 +316,24 @@ def test_embeddings_through_the_openai_sdk(encoding):
     if encoding == "base64":  # asked for explicitly, the SDK hands the base64 text over as it came
         got = [list(struct.unpack("<3f", base64.b64decode(e))) for e in got]
     assert got == vectors and r.model == "gemini-embedding-001"
+
+
+GEMINI_EMBED_ESTIMATES = [  # (id, inputs, tokens): one per digit, one per four other UTF-8 bytes, per input
+    ("english text: four characters a token, rounded up", ["hello world"], 3),
+    ("digits count one each, as Gemini's tokenizer splits numbers", ["2024"], 4),
+    ("digits among letters", ["a1b2"], 3),
+    ("CJK text counts its UTF-8 bytes (3 a character)", ["数字"], 2),
+    ("accented letters count their two bytes", ["résumé"], 2),
+    ("an empty input is still a token", [""], 1),
+    ("each input rounds up on its own", ["a", "b", "c"], 3),
+    ("a string input is one input", "hello world", 3),
+]
+
+
+@pytest.mark.parametrize("inputs,tokens", [c[1:] for c in GEMINI_EMBED_ESTIMATES],
+                         ids=[c[0] for c in GEMINI_EMBED_ESTIMATES])
+def test_gemini_embeddings_are_billed_on_an_input_estimate(inputs, tokens):
+    assert estimated_input_tokens({"model": "gemini-embedding-001", "input": inputs}) == tokens
 
 
 def test_embed_content_answer_and_base64_bytes():

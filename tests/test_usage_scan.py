@@ -270,6 +270,20 @@ def test_estimate_rule(usage, stream, status, want):
     assert (b.input_tokens, b.output_tokens, b.usage_source) == want
 
 
+INPUT_ESTIMATE = [  # an API that reports no counts (Gemini embeddings): the planner's estimate of its input
+    ("an answer without usage bills the input estimate", Usage(), 200, (12, 0, "estimated")),
+    ("the provider's count wins over the estimate", Usage(7, 0, found=True, final=True), 200, (7, 0, "provider")),
+    ("an error answer bills nothing, estimate or not", Usage(), 400, (0, 0, "none")),
+]
+
+
+@pytest.mark.parametrize("usage,status,want", [c[1:] for c in INPUT_ESTIMATE], ids=[c[0] for c in INPUT_ESTIMATE])
+def test_an_input_estimate_bills_an_answer_that_reports_no_usage(usage, status, want):
+    from edge_proxy.metering.estimate import billed_usage
+    b = billed_usage(usage, fmt="gemini", stream=False, status=status, request_bytes=100, input_estimate=12)
+    assert (b.input_tokens, b.output_tokens, b.usage_source) == want
+
+
 def test_format_none_is_never_estimated():
     from edge_proxy.metering.estimate import billed_usage
     b = billed_usage(Usage(content_events=5), fmt="none", stream=True, status=200, request_bytes=400)

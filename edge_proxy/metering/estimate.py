@@ -3,6 +3,8 @@
 The scanners (`usage.StreamScanner`, `usage_from_body`) say what the provider reported and whether that was its
 final count (`Usage.final`), and count the stream events that carried content (`Usage.content_events`). The rule:
 
+- an answer from an API that reports no counts at all (Gemini's embed calls), whose planner estimated its input
+  (`input_estimate`): that estimate, no output, `estimated`;
 - the final count arrived (`final`): the provider's input and output, `usage_source: provider`;
 - an answer with usage that is not a stream: the provider's, `provider`;
 - an error answer (status >= 400) without usage, or a `none`-format provider: nothing, `none`;
@@ -38,8 +40,11 @@ class Billed:
     usage_source: str  # provider | estimated | none
 
 
-def billed_usage(usage: Usage, *, fmt: str, stream: bool, status: int, request_bytes: int) -> Billed:
+def billed_usage(usage: Usage, *, fmt: str, stream: bool, status: int, request_bytes: int,
+                 input_estimate: int | None = None) -> Billed:
     """Apply the rule in the module docstring to one upstream answer."""
+    if input_estimate is not None and not usage.found and status < 400:
+        return Billed(input_estimate, 0, 0, 0, 0, "estimated")
     if fmt == "none" or (not usage.found and (status >= 400 or not stream)):
         return Billed(0, 0, 0, 0, 0, "none")
     if usage.final or not stream or status >= 400:

@@ -30,7 +30,7 @@ _USAGE_FORMATS = {"openai", "anthropic", "gemini", "none"}
 _NETLOC = re.compile(r"([a-z0-9.-]+)(?::([0-9]{1,5}))?")
 # Control characters, whitespace, backslashes and fragments have no place in a forwarded URL.
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
-_FREE_SUFFIXES = ("/count_tokens", ":countTokens")  # token counts cost nothing
+_FREE_SUFFIXES = ("/count_tokens", ":countTokens", "/input_tokens")  # token counts cost nothing
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE"))
 _SEGMENT = "[^/:]+"
 

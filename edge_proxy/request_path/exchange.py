@@ -81,28 +81,32 @@ class Exchange:
             merchant_hold_id=held.merchant.hold_id if held.merchant else None,
             spend_key_id=p.spend_key.spend_key_id if p.spend_key else None, region=self.svc.settings.region,
         )
-        body = b""
+        body, estimate = b"", None
         if attempt is not None:
             record.provider = attempt.provider.name
             record.endpoint = attempt.target.path.split("?", 1)[0]
             record.model = attempt.model
-            body = attempt.body
+            body, estimate = attempt.body, attempt.input_estimate
         if self.sent_at:
-            _apply_usage(record, self.usage, body, self.usage_format)
+            _apply_usage(record, self.usage, body, self.usage_format, estimate)
             self.svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
+            if attempt is not None and attempt.free:  # a token count: the catalogue says it costs nothing
+                record.cost_nanos = record.input_cost_nanos = record.output_cost_nanos = 0
+                record.priced = True
         else:
             record.usage_source = "none"
         self.svc.log_queue.put(record)
 
 
-def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, fmt: str) -> None:
+def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, fmt: str,
+                 input_estimate: int | None = None) -> None:
     """The tokens the record is billed for: the provider's final count, else the estimate (metering/estimate.py)."""
     if usage is not None and usage.found:
         take_usage(record, usage)  # every count the provider sent (audio, 1-hour cache writes...)
         if usage.model:
             record.model = usage.model
     billed = billed_usage(usage or _NO_USAGE, fmt=fmt, stream=record.stream, status=record.status_code,
-                          request_bytes=len(body))
+                          request_bytes=len(body), input_estimate=input_estimate)
     record.input_tokens, record.output_tokens = billed.input_tokens, billed.output_tokens
     record.cached_tokens, record.cache_write_tokens = billed.cached_tokens, billed.cache_write_tokens
     record.reasoning_tokens, record.usage_source = billed.reasoning_tokens, billed.usage_source

@@ -3,9 +3,18 @@
 OpenAI-format providers take the request unchanged. A Gemini model gets every input as one request of a
 `batchEmbedContents` call (`dimensions` → `outputDimensionality`), and the `embeddings` come back as OpenAI's
 `data` list, as floats or, for `encoding_format: base64` (what the openai SDKs ask for by default), as base64
-little-endian float32, as OpenAI sends them. Gemini's embed answers carry no token counts, so `usage` is zeros and
-the request log has no provider usage for them (`usage_source` none): the pipeline estimates or prices them by
-its own rule. Anthropic has no embeddings API: `embeddings_target` refuses it with a message that says so.
+little-endian float32, as OpenAI sends them. Anthropic has no embeddings API: `embeddings_target` refuses it with a
+message that says so.
+
+Gemini's embed answers carry no token counts (the Gemini API's `BatchEmbedContentsResponse` has `embeddings` only;
+`usageMetadata` is Vertex AI's), yet Google bills them by input token, so the request is billed on an estimate
+(`estimated_input_tokens`, logged `usage_source: estimated`) that the answer's `usage` reports too. The rule, per
+input: one token per ASCII digit plus one per four other UTF-8 bytes, rounded up, at least one. Google documents
+"a token is about 4 characters" for Gemini; counting bytes instead of characters keeps that for English and counts
+non-Latin scripts (2 to 4 bytes a character) closer to what a SentencePiece vocabulary makes of them, and digits
+count one each because Gemini's tokenizer (the one Gemma's report describes) splits numbers into digits. It is
+an estimate, not a bound: text denser in tokens than that (random strings, some code) is billed under its true
+count; calling countTokens first would be exact but would double the upstream round trips of every embed call.
 """
 from __future__ import annotations
 
@@ -15,7 +24,11 @@ from typing import Any
 
 from ._common import bad, obj, opt_int, req_str
 
-__all__ = ["embeddings_target", "gemini_embed_path", "gemini_embeddings_to_openai", "openai_embeddings_to_gemini"]
+__all__ = ["embeddings_target", "estimated_input_tokens", "gemini_embed_path", "gemini_embeddings_to_openai",
+           "openai_embeddings_to_gemini"]
+
+_DIGITS = b"0123456789"
+_BYTES_PER_TOKEN = 4
 
 
 def embeddings_target(usage_format: str, provider: str) -> str:
@@ -44,6 +57,17 @@ def _inputs(body: dict[str, Any]) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
         bad("input", "Gemini embeds text, not token ids: send strings")
     bad("input", "expected a non-empty string or list of strings")
+
+
+def estimated_input_tokens(body: dict[str, Any]) -> int:
+    """The input tokens an embeddings request is billed for when its answer reports none (the module docstring
+    has the rule and why)."""
+    total = 0
+    for text in _inputs(obj(body, "body")):
+        data = text.encode()
+        digits = len(data) - len(data.translate(None, _DIGITS))
+        total += max(1, digits + -(-(len(data) - digits) // _BYTES_PER_TOKEN))
+    return total
 
 
 def openai_embeddings_to_gemini(body: dict[str, Any], model: str) -> dict[str, Any]:

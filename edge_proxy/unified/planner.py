@@ -4,18 +4,24 @@
 |---|---|---|
 | `POST /v1/chat/completions` | OpenAI | the provider the `model` names (`gpt-4o-mini`, `anthropic/claude-haiku-4-5`) |
 | `POST /v1/messages` | Anthropic | the same |
+| `POST /v1/responses` | OpenAI Responses | the same: its `/responses` if it has one (OpenAI), else its chat API |
 | `POST /v1/rewrite/{openai,anthropic,google}/{provider_url}` | the one in the path | `provider_url` (catalogue only) |
 
 A model name picks its provider: `provider/model` with a catalogue name or alias, else the first provider whose
 price table lists the model (the one its prefix suggests first), else the provider its prefix suggests
 (`models.guess_provider`); anything else is a 404. The provider's catalogue `usage_format` says what it speaks.
 The request is translated only when that differs from the client's format; `fallbacks` (Lava's `prompt` tool) adds
-more attempts. Everything after the plan (admission, reservation, forwarding, relaying, logging) is the request
-path's, the same as for the forward routes (request_path/pipeline.py).
+more attempts. A Responses request goes to a provider's own `/responses` when the catalogue lists it for that
+provider (OpenAI), with the usage its stream always reports; any other chat provider gets it through the hub
+(`responses.responses_request_to_openai`) and answers back through it (`FormatTranslation` to "responses").
+`/v1/embeddings` and `/v1/messages/count_tokens` have planners of their own (`embeddings_plan.py`,
+`count_tokens_plan.py`): one attempt each, no fallbacks. Everything after the plan (admission, reservation,
+forwarding, relaying, logging) is the request path's, the same as for the forward routes (request_path/pipeline.py).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -27,6 +33,7 @@ from ._common import dumps, include_usage
 from .anthropic import anthropic_request_to_openai, openai_request_to_anthropic
 from .gemini import gemini_path, gemini_request_to_openai, openai_request_to_gemini
 from .models import Fallback, guess_provider, parse_fallbacks, split_model
+from .responses import responses_request_to_openai
 from .rewrite import parse_rewrite_path
 from .stream_usage import StripUsage, with_usage_requested
 from .translation import FormatTranslation
@@ -35,12 +42,12 @@ if TYPE_CHECKING:
     from granian.rsgi import Scope
 
     from ..metering.pricing import PriceTable
-    from ..providers import Catalogue, Provider
+    from ..providers import Catalogue, Provider, Target
     from ..services import Services
 
 _CHAT_FORMATS = ("openai", "anthropic", "gemini")
 _FORMAT = {"openai": "openai", "anthropic": "anthropic", "google": "gemini"}  # client format → catalogue format
-_ENDPOINT = {"openai": "/chat/completions", "anthropic": "/messages"}
+_ENDPOINT = {"openai": "/chat/completions", "anthropic": "/messages", "responses": "/responses"}
 _GEMINI_MODEL = re.compile(r"/models/([^/:?#]+):(generateContent|streamGenerateContent)$")
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f\\%:]")  # a Gemini model name goes in the URL path
 
@@ -55,6 +62,11 @@ def messages_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
     return plan(svc, scope, "anthropic", None, body)
 
 
+def responses_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+    """`POST /v1/responses`: an OpenAI Responses request for any model."""
+    return plan(svc, scope, "responses", None, body)
+
+
 def rewrite_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
     """`POST /v1/rewrite/{client_format}/{provider_url}`, as Lava's SDK `gateway(url, {format})` sends it."""
     try:
@@ -66,7 +78,7 @@ def rewrite_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
 
 def error_format(path: str) -> str | None:
     """The error shape of a unified route, known from its path alone (before a body is read)."""
-    if path == "/v1/messages":
+    if path in ("/v1/messages", "/v1/messages/count_tokens"):
         return "anthropic"
     if path.startswith("/v1/rewrite/"):
         fmt = _FORMAT.get(path[len("/v1/rewrite/"):].split("/", 1)[0])
@@ -75,7 +87,7 @@ def error_format(path: str) -> str | None:
 
 
 def plan(svc: Services, scope: Scope, client_format: str, url: str | None, raw: bytes) -> Plan:
-    fmt = _FORMAT[client_format]
+    fmt = _FORMAT.get(client_format, client_format)
     body = json_object(raw)
     try:
         attempts = _attempts(svc, fmt, url, body, raw, svc.models)
@@ -119,12 +131,12 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
     body as it came when it can go upstream as is (same format, same model name, no `fallbacks`), else b""."""
     if spec.url is None:
         provider, model = index.provider_for(spec.model)
-        up = _chat_format(provider)
+        up = _upstream_format(provider, client)
         path, query = _endpoint(provider.public_base_path, up, model, stream)
         target = cat.resolve_provider_path(provider.name, path, query)
     else:
         provider = cat.resolve_url(spec.url).provider  # 403 for anything off the catalogue
-        up = _chat_format(provider)
+        up = _upstream_format(provider, client)
         _, model = split_model(spec.model, index.names)
         url = spec.url
         if not (passthrough_url and up == client):  # translated: the URL names the provider, we name the endpoint
@@ -133,8 +145,8 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
             base = parts.path.rstrip("/")
             if up == "gemini" and "/models/" in base:
                 base = base[:base.rindex("/models/")]
-            elif up != "gemini" and base.endswith(_ENDPOINT[up]):
-                base = base[:-len(_ENDPOINT[up])]
+            elif up != "gemini":  # a chat, messages or responses URL names the API's base
+                base = next((base[:-len(e)] for e in _ENDPOINT.values() if base.endswith(e)), base)
             path, alt = _endpoint(base, up, model, stream)
             params = [p for p in query.split("&") if p and not (up == "gemini" and p.startswith("alt="))]
             query = "&".join(params + ([alt] if alt else []))
@@ -157,10 +169,51 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
     return Attempt(provider, target, model, data, request_bounds(data), "POST", stream, translation)
 
 
+def one_attempt_plan(scope: Scope, raw: bytes, attempt: Callable[[dict[str, Any], bytes], Attempt],
+                     error_format: str | None = None) -> Plan:
+    """The plan of a route with one attempt only (embeddings, token counts): `attempt(body, raw)` builds it from the
+    client's JSON object; its ValueErrors are 400s."""
+    body = json_object(raw)
+    try:
+        built = attempt(body, raw)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return Plan([built], scope.headers.items(), error_format=error_format, unified=True)
+
+
+def one_model(svc: Services, body: dict[str, Any], why_no_fallbacks: str) -> tuple[Provider, str, bool]:
+    """The provider and model of a request that has one attempt only (embeddings, token counts), and whether the
+    client's body can go upstream as it came (the same model name, no `fallbacks: null`). `fallbacks` is a 400
+    that says why, never dropped silently. Raises ValueError (a 400) and NotFound (an unknown model)."""
+    listed = "fallbacks" in body
+    if listed and body.pop("fallbacks") is not None:
+        raise ValueError(f"fallbacks: not available on this route: {why_no_fallbacks}")
+    name = body.get("model")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("model: expected a model name")
+    provider, model = svc.models.provider_for(name)
+    return provider, model, model == name and not listed
+
+
+def provider_target(svc: Services, provider: Provider, path: str) -> Target:
+    """Where a request to `path` under the provider's (public) base URL goes: the operator's base URL if set."""
+    return svc.catalogue.resolve_provider_path(provider.name, provider.public_base_path + path, "")
+
+
 def _chat_format(provider: Provider) -> str:
     if provider.usage_format not in _CHAT_FORMATS:
         raise ValueError(f"model: provider {provider.name!r} has no chat API the unified API can send to")
     return provider.usage_format
+
+
+def _upstream_format(provider: Provider, client: str) -> str:
+    """The API a request goes to: the provider's chat format, or "responses" for a Responses request to a provider
+    the catalogue lists `POST /responses` for (the endpoints whose usage the gateway meters)."""
+    up = _chat_format(provider)
+    if client == "responses" and up == "openai" and any(
+            e.method == "POST" and e.path == _ENDPOINT["responses"] for e in provider.managed_endpoints):
+        return "responses"
+    return up
 
 
 def _endpoint(base: str, up: str, model: str, stream: bool) -> tuple[str, str]:
@@ -180,6 +233,8 @@ def _to_hub(client: str, body: dict[str, Any], model: str, stream: bool, provide
         hub = anthropic_request_to_openai(body, max_tokens_param=param)
     elif client == "gemini":
         hub = gemini_request_to_openai(body, model, stream, max_tokens_param=param)
+    elif client == "responses":
+        hub = responses_request_to_openai(body, max_tokens_param=param)
     else:
         hub = dict(body)
     hub["model"] = model

@@ -1,5 +1,7 @@
 """How a translated attempt's answer reaches the client: the provider's format -> OpenAI chat (the hub) -> the
-client's format, for whole bodies, error bodies and SSE streams. Only the halves that are needed run."""
+client's format, for whole bodies, error bodies and SSE streams. Only the halves that are needed run. Client
+formats are the catalogue's usage formats ("openai", "anthropic", "gemini") and "responses" (OpenAI Responses,
+whose errors are OpenAI's)."""
 from __future__ import annotations
 
 from typing import Any
@@ -24,11 +26,12 @@ from .gemini import (
     gemini_response_to_openai,
     openai_response_to_gemini,
 )
+from .responses import OpenAIToResponsesStream, openai_response_to_responses
 
 
 class FormatTranslation:
-    """An attempt's answer from `upstream` format to `client` format (catalogue usage formats: "openai",
-    "anthropic", "gemini")."""
+    """An attempt's answer from `upstream` format ("openai", "anthropic", "gemini") to `client` format (those or
+    "responses")."""
 
     __slots__ = ("upstream", "client_format", "model", "include_usage")
 
@@ -50,6 +53,8 @@ class FormatTranslation:
             return dumps(openai_response_to_anthropic(hub, self.model))
         if self.client_format == "gemini":
             return dumps(openai_response_to_gemini(hub, self.model))
+        if self.client_format == "responses":
+            return dumps(openai_response_to_responses(hub, self.model))
         return dumps(hub)
 
     def stream(self) -> StreamTranslator:
@@ -66,6 +71,8 @@ class FormatTranslation:
             second = OpenAIToAnthropicStream(self.model)
         elif client == "gemini":
             second = OpenAIToGeminiStream(self.model)
+        elif client == "responses":
+            second = OpenAIToResponsesStream(self.model)
         if first is not None and second is not None:
             return ChainStream(first, second)
         translator = first or second
@@ -95,3 +102,42 @@ def translate_error(upstream: str, client: str, data: bytes, status: int) -> dic
         return {"error": {"code": status, "message": str(error.get("message") or "the provider returned an error"),
                           "status": GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")}}
     return hub
+
+
+class JSONAnswer:
+    """The translation of an API that answers with one JSON body (embeddings, token counts): `convert` turns a
+    2xx body into the client's, and an error body comes in the client format's error shape. Such an API never
+    streams, so an event stream in place of its body is not its answer: the client gets one error event."""
+
+    __slots__ = ("upstream", "client_format")
+
+    def __init__(self, upstream: str, client: str) -> None:
+        self.upstream, self.client_format = upstream, client
+
+    def convert(self, answer: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def body(self, data: bytes, status: int) -> bytes:
+        if status >= 400:
+            return dumps(translate_error(self.upstream, self.client_format, data, status))
+        return dumps(self.convert(loads(data)))
+
+    def stream(self) -> StreamTranslator:
+        return _NotAStream(self.client_format)
+
+
+class _NotAStream:
+    __slots__ = ("client_format",)
+    _MESSAGE = "the provider answered with an event stream where its API documents one JSON body"
+
+    def __init__(self, client_format: str) -> None:
+        self.client_format = client_format
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b""
+
+    def finish(self, complete: bool = True) -> bytes:
+        error = translate_error("openai", self.client_format,
+                                dumps(openai_error_body(self._MESSAGE, "upstream_error")), 502)
+        event = b"event: error\n" if self.client_format == "anthropic" else b""
+        return event + b"data: " + dumps(error) + b"\n\n"

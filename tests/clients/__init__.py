@@ -3,11 +3,8 @@
 Each module drives one library (the openai and anthropic SDKs, LangChain, LiteLLM, and the Vercel AI SDK from
 Node) over the routes it can use (`/v1` unified, `/providers/{name}`, `/v1/forward?u=`) for OpenAI, Anthropic and
 Gemini models, and checks the answer the library hands back and the request-log row of every call
-(`ledger.check_logged`). Cases that need the request pipeline's wiring are `xfail(strict=True)` with the reason, so
-they turn into failures-to-fix the moment they pass.
+(`ledger.check_logged`).
 """
-import pytest
-
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
 EMBEDDING_MODELS = {"openai": "text-embedding-3-small", "gemini": "gemini-embedding-001"}
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
@@ -17,12 +14,3 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"
           "required": ["name", "age"], "additionalProperties": False}
 PERSON_VALUE = {"name": "fake", "age": 1}
 
-
-def wiring(what: str):
-    """A case that passes once the request pipeline does `what` (see the branch report)."""
-    return pytest.mark.xfail(strict=True, reason=f"needs pipeline wiring: {what}")
-
-
-RESPONSES_ROUTE = "POST /v1/responses on the unified API (unified/responses.py translators)"
-EMBEDDINGS_ROUTE = "POST /v1/embeddings on the unified API (unified/embeddings.py translators)"
-COUNT_ROUTE = "POST /v1/messages/count_tokens on the unified API (unified/count_tokens.py)"

@@ -90,3 +90,40 @@ def check_estimated(gateway, fake: FakeProvider, case: str, content_events: int)
     assert (row["model_usage"]["input_tokens"], row["model_usage"]["output_tokens"]) == (
         len(rec.body) // 4, content_events), row
     return row
+
+
+def gemini_embedding_estimate(texts: list[str]) -> int:
+    """The gateway's documented estimate for a Gemini embed call (unified/embeddings.py), spelled out again here:
+    per input, one token per ASCII digit plus one per four other UTF-8 bytes, rounded up, at least one."""
+    total = 0
+    for text in texts:
+        digits = sum(ch in "0123456789" for ch in text)
+        rest = len(text.encode("utf-8")) - digits
+        total += max(1, digits + (rest + 3) // 4)
+    return total
+
+
+def check_estimated_embedding(gateway, fake: FakeProvider, case: str, texts: list[str]) -> dict:
+    """The row of a Gemini embed call, whose answer carries no token counts: billed the input estimate, priced."""
+    [rec] = received_for(fake, case)
+    [row] = rows(gateway, case)
+    assert rec.api == "gemini.embed" and rec.usage is None and rec.path.endswith(":batchEmbedContents")
+    want = gemini_embedding_estimate(texts)
+    assert (row["model_usage"]["input_tokens"], row["model_usage"]["output_tokens"]) == (want, 0), row
+    assert row["usage_source"] == "estimated" and row["status"] == "completed", row
+    cost = PRICES.cost(row["provider"], row["model"], Usage(want, 0))
+    assert cost.priced and cost.nanos, f"no price for {row['provider']}/{row['model']}"
+    assert Decimal(row["cost"]) == Decimal(usd(cost.nanos)) > 0, row  # never free
+    return row
+
+
+def check_free(gateway, fake: FakeProvider, case: str, path: str) -> dict:
+    """The row of a call to an endpoint that costs nothing (a token count): one upstream request to `path`, logged
+    with no tokens, a cost of 0 and nothing charged."""
+    sent = [r for r in list(fake.received) if case.encode() in r.body]
+    assert [r.path for r in sent] == [path]
+    [row] = rows(gateway, case)
+    assert row["usage_source"] == "none" and row["status"] == "completed", row
+    assert (row["model_usage"]["input_tokens"], row["model_usage"]["output_tokens"]) == (0, 0), row
+    assert Decimal(row["cost"]) == 0 and Decimal(row["charge"]["amount"]) == 0, row
+    return row

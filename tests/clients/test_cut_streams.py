@@ -26,6 +26,10 @@ CASES = [  # (id, path, body, api, events to send, content events among them, in
     ("openai stream with include_usage cut before its usage chunk", "/providers/openai/v1/chat/completions",
      {"model": "gpt-4o-mini fake-cut-6", "stream": True, "stream_options": {"include_usage": True}},
      "openai.chat", 6, 5, False),
+    ("openai Responses stream cut after 2 text deltas, on /v1/responses", "/v1/responses",
+     {"model": "gpt-4o-mini fake-cut-6", "stream": True}, "openai.responses", 6, 2, False),
+    ("anthropic stream cut, relayed to a Responses client", "/v1/responses",
+     {"model": "claude-haiku-4-5 fake-cut-7", "stream": True}, "anthropic", 7, 4, True),
     ("gemini stream cut after 3 chunks", "/providers/google/v1beta/models/gemini-2.5-flash+fake-cut-3"
      ":streamGenerateContent?alt=sse", {}, "gemini", 3, 3, True),
 ]
@@ -37,6 +41,8 @@ def test_cut_stream_is_billed_by_content_events(gateway, fake, path, body, api, 
     text = f"{case} tell me a story about a gateway"
     if api == "gemini":
         body = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+    elif path == "/v1/responses":
+        body = {**body, "input": text}
     else:
         body = {**body, "messages": [{"role": "user", "content": text}]}
     headers = {"authorization": f"Bearer {gateway.secret_key}", **metadata_header(case)}
@@ -45,6 +51,7 @@ def test_cut_stream_is_billed_by_content_events(gateway, fake, path, body, api, 
         assert r.status_code == 200
         raw = b"".join(r.iter_bytes())
     assert b"[DONE]" not in raw and b"message_stop" not in raw  # the cut reached the client as a cut
+    assert b"response.completed" not in raw
     [rec] = received_for(fake, case)
     assert rec.events_sent == sent
     [row] = rows(gateway, case)

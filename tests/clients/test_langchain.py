@@ -9,7 +9,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from ..fake_provider import REPLY_TEXT
-from . import MODELS, PERSON_VALUE, RESPONSES_ROUTE, wiring
+from . import MODELS, PERSON_VALUE
 from .ledger import check_logged, metadata_header, nonce
 
 
@@ -89,8 +89,9 @@ def test_chat_openai_tools_and_structured_output(gateway, fake, route, provider)
 
 
 @pytest.mark.parametrize("route,provider", [
-    pytest.param("unified", "openai", id="unified-openai", marks=wiring(RESPONSES_ROUTE)),
-    pytest.param("unified", "anthropic", id="unified-anthropic", marks=wiring(RESPONSES_ROUTE)),
+    pytest.param("unified", "openai", id="unified-openai"),
+    pytest.param("unified", "anthropic", id="unified-anthropic"),
+    pytest.param("unified", "gemini", id="unified-gemini"),
     pytest.param("providers", "openai", id="providers-openai"),
 ])
 def test_chat_openai_responses_api(gateway, fake, route, provider):

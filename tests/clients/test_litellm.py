@@ -18,14 +18,13 @@ import litellm
 
 from ..fake_provider import REPLY_TEXT
 from . import (
-    EMBEDDINGS_ROUTE,
+    EMBEDDING_MODELS,
     MODELS,
     PERSON_VALUE,
     WEATHER,
     WEATHER_ARGS,
-    wiring,
 )
-from .ledger import check_logged, metadata_header, nonce
+from .ledger import check_estimated_embedding, check_logged, metadata_header, nonce
 
 litellm.telemetry = False
 litellm.drop_params = False
@@ -101,13 +100,18 @@ def test_tools_and_json_schema(gateway, fake, base, prefix, family):
 
 
 @pytest.mark.parametrize("base,family", [
-    pytest.param("/v1", "openai", id="unified-openai", marks=wiring(EMBEDDINGS_ROUTE)),
+    pytest.param("/v1", "openai", id="unified-openai"),
+    pytest.param("/v1", "gemini", id="unified-gemini"),
     pytest.param("/providers/openai/v1", "openai", id="providers-openai"),
 ])
 def test_embedding(gateway, fake, base, family):
     case = nonce()
-    r = litellm.embedding(model="openai/text-embedding-3-small", input=[f"{case} one", "two"],
+    texts = [f"{case} one", "two"]
+    r = litellm.embedding(model=f"openai/{EMBEDDING_MODELS[family]}", input=texts,
                           api_base=gateway.url + base, api_key=gateway.secret_key,
                           extra_headers=metadata_header(case), timeout=20)
     assert len(r.data) == 2
-    check_logged(gateway, fake, case)
+    if family == "gemini":
+        check_estimated_embedding(gateway, fake, case, texts)
+    else:
+        check_logged(gateway, fake, case)

@@ -62,7 +62,7 @@ class Gateway:
             route, params = self.router.match(scope.method, scope.path)
             caller = await authorize(svc, scope, route.access)
             if route.planner is not None:  # a proxied route: the request path tells its story with this plan
-                await serve(svc, scope, proto, caller, route.planner)  # type: ignore[arg-type]
+                await serve(svc, scope, proto, caller, route.planner, error_format)  # type: ignore[arg-type]
             else:
                 await route.handler(svc, scope, proto, caller, **params)  # type: ignore[misc]
         except GatewayError as exc:

@@ -26,7 +26,7 @@ from .inprocess import Answer, InProcess
 CHAT = "/providers/openai/v1/chat/completions"
 PROMPT = [{"role": "user", "content": "Say hello"}]
 BODY = {"model": "gpt-4o", "max_tokens": 100, "messages": PROMPT}
-NO_DEFAULTS = {"EDGE_PROXY_PRICES_FILE": "", "EDGE_PROXY_ADMIN_TOKEN": "admin-t0ken",
+NO_DEFAULTS = {"EDGE_PROXY_PRICES_FILE": "", "EDGE_PROXY_ADMIN_TOKEN": "admin-t0ken", "EDGE_PROXY_BYOK_FEE": "0.01",
                "EDGE_PROXY_UPSTREAM_DEEPINFRA": "", "EDGE_PROXY_PROVIDER_KEY_DEEPINFRA": "sk-managed-deepinfra"}
 
 
@@ -143,6 +143,29 @@ async def a_characters_meter_cannot_price_a_proxied_request(c: Case) -> None:
     refused(await c.send(BODY, key=token), 400, "invalid_request_error", "characters_1m")
 
 
+async def a_token_count_costs_nothing_on_any_key(c: Case) -> None:
+    """A count_tokens call is free: no BYOK fee, no per-request meter charge, no meter volume, no reservation."""
+    await c.rest("POST", "/v1/meters", {"name": "req", "meter_slug": "req", "rate_type": "fixed",
+                                        "tier_type": "requests", "tiers": [{"start": "0", "rate": "0.5"}]})
+    customer = (await c.rest("POST", "/v1/customers", {"name": "Ada", "balance": "2"})).json()["customer_id"]
+    count = {"model": "claude-haiku-4-5", "messages": PROMPT}
+    keys = {"byok": encode_forward_token(c.gw.secret_key, provider_key="sk-callers-own"),
+            "customer": encode_forward_token(c.gw.secret_key, customer_id=customer, meter_slug="req")}
+    for key in keys.values():
+        for path in ("/providers/anthropic/v1/messages/count_tokens", "/v1/messages/count_tokens"):
+            answer = await c.send(count, path=path, key=key)
+            assert answer.status == 200 and "input_tokens" in answer.json(), answer.body
+    await c.gw.drain()
+    records = (await c.rest("GET", "/v1/requests")).json()["data"]
+    assert len(records) == 4 and all(r["charge"]["amount"] == "0" for r in records), records
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "98"  # $2 went to Ada; no BYOK fee
+    assert (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"] == "2"
+    # and the same meter does charge a chat request: the count was free because it is a count
+    assert (await c.send(BODY, key=keys["customer"])).status == 200
+    await c.gw.drain()
+    assert (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"] == "1.5"
+
+
 # --- only the operator creates money ---------------------------------------------------------------------------
 
 async def a_merchant_cannot_fund_its_own_wallet(c: Case) -> None:
@@ -232,6 +255,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     content_by_reference_is_refused_on_the_managed_key,
     an_image_by_url_is_reserved_for_its_pixels_not_its_bytes,
     a_characters_meter_cannot_price_a_proxied_request,
+    a_token_count_costs_nothing_on_any_key,
     a_merchant_cannot_fund_its_own_wallet,
     a_customer_credit_comes_from_the_wallet_and_no_further,
     the_operator_funds_a_wallet_once_per_key_and_never_past_the_range,

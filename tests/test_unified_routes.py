@@ -240,8 +240,6 @@ def test_counts_that_cannot_be_made_are_refused_before_anything_is_sent(gateway,
     assert len(fake.received) == before
 
 
-@pytest.mark.xfail(strict=True, reason="request_path/pipeline.py answers a planner's error before a plan exists "
-                                       "with fmt None (OpenAI's shape); see the wave/routes report")
 @pytest.mark.parametrize("path,body", [
     ("/v1/messages/count_tokens", {"model": "mistral-small-latest", "messages": MESSAGES}),
     ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "wizard"}]}),

@@ -102,9 +102,9 @@ class BillingEngine:
                                  "post-request reporting (POST /v1/requests) can count; bill proxied requests on a "
                                  "tokens_1m, requests or percentage meter")
         provider, model = attempt.provider.name, attempt.model
-        unmanaged = principal.provider_key is not None
-        if attempt.free and not unmanaged:
+        if attempt.free:  # a token count (the catalogue's free endpoints): no fee, no meter, no reservation
             return FREE
+        unmanaged = principal.provider_key is not None
         price = self.prices.lookup(provider, model)
         limit = self.prices.output_limit(provider, model)
         if bounds.max_output is not None and limit is not None and bounds.max_output > limit:

@@ -55,7 +55,7 @@ def dues(records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
         meter = meters.get((r.merchant_id, r.meter_slug)) if r.meter_slug else None
         if meter is not None:
             r.meter_id = meter.meter_id
-        if not 0 < r.status_code < 400:  # a request the provider or the gateway refused costs nothing
+        if r.free or not 0 < r.status_code < 400:  # a free endpoint, or a refused request, costs nothing
             r.charge_nanos = r.operator_nanos = 0
             continue
         r.operator_nanos = fee_nanos if r.provider_key_type == "unmanaged" else (r.cost_nanos or 0)

@@ -78,6 +78,7 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     merchant_reserved_nanos: int = 0  # a customer-billed request's reservation on its merchant's wallet
     merchant_hold_id: str | None = None
     region: str | None = None  # EDGE_PROXY_REGION of the gateway that served it
+    free: bool = False  # an endpoint the catalogue marks free (a token count): nobody is charged for it
 
 
 # Every token count a scanner's Usage carries, under the same name on the record: what a price applies to.

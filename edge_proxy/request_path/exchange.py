@@ -92,7 +92,7 @@ class Exchange:
             self.svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
             if attempt is not None and attempt.free:  # a token count: the catalogue says it costs nothing
                 record.cost_nanos = record.input_cost_nanos = record.output_cost_nanos = 0
-                record.priced = True
+                record.priced = record.free = True
         else:
             record.usage_source = "none"
         self.svc.log_queue.put(record)

@@ -43,15 +43,20 @@ if TYPE_CHECKING:
     from .plan import Attempt, Plan
 
     Planner = Callable[[Services, Scope, str, bytes], Plan]
+    RouteFormat = Callable[[Services, Scope], str | None]
 
 log = logging.getLogger("edge_proxy")
 FELL_BACK = "fell_back"  # the error_reason of an attempt that failed and was followed by the next one
 _RETRYABLE = (UpstreamTimedOut, UpstreamUnreachable)
 
 
-async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Principal, planner: Planner) -> None:
+async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Principal, planner: Planner,
+                route_format: RouteFormat) -> None:
+    """Tell one request's story. ``route_format`` gives the route's error shape for a refusal before a plan
+    exists (a plan knows its own); it runs only then."""
     ex = Exchange(svc, svc.request_ids.next(), principal, time.perf_counter())
     fmt = None
+    plan = None
     try:
         try:
             query, meta = split_metadata_param(scope.query_string)
@@ -68,7 +73,7 @@ async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Pri
                 scope_to_key(attempt, principal, plan.attempts[0])
                 attempt.quote = svc.billing.quote(principal, attempt)
         except GatewayError as exc:
-            _fail(svc, proto, ex, exc, fmt)
+            _fail(svc, proto, ex, exc, fmt if plan is not None else route_format(svc, scope))
             return
         last = len(plan.attempts) - 1
         for i, attempt in enumerate(plan.attempts):
@@ -111,6 +116,8 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
             raise InvalidRequest("fallbacks: a forward token's provider_key belongs to one provider; fallbacks to "
                                  "another provider need the gateway's managed key")
         safe_target_path(attempt.target.path)
+        endpoint = managed_endpoint(provider, attempt.method, attempt.target.path)
+        attempt.free = endpoint is not None and endpoint.free  # a token count is free on any key
         return
     if provider.managed_key is None:
         raise ServiceUnavailable(f"no managed key for provider {provider.name!r}: set EDGE_PROXY_PROVIDER_KEY_"

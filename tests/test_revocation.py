@@ -1,10 +1,10 @@
 """Revocation is prompt: a revoked, rotated or paused key stops working on every worker within a second, while
 the principal cache still serves every other credential with a dict lookup; and refused credentials are cheap.
 
-Two real gateway processes share one SQLite file, each with a principal cache that would keep a credential for
-an hour. A key is used on the second (so that it is cached there) and then revoked, rotated or paused through the
-first; one second later the second refuses it. Once with the database poll (store/key_events.py) and once with
-Redis pub/sub and a poll a minute apart, so only the message can carry the change in time.
+Two real gateway processes share one database (SQLite, or PostgreSQL), each with a principal cache that would
+keep a credential for an hour. A key is used on the second (so that it is cached there) and then revoked, rotated
+or paused through the first; one second later the second refuses it. With the database poll (store/key_events.py), on SQLite and on
+PostgreSQL, and with Redis pub/sub and a poll a minute apart, so only the message can carry the change in time.
 
 In-process: a flood of one unknown key reads the database once; malformed credentials never read it; a key
 created after its hash was refused works at once; a revoke that races a lookup is not undone by it; and a worker
@@ -24,6 +24,7 @@ from edge_proxy.lru import TTLCache
 from edge_proxy.store import hash_secret, key_events
 from edge_proxy.store.db import SQLiteDB
 
+from . import pg
 from .billing_helpers import h
 from .gateway_process import GatewayProcess, base_env, start_pair
 from .inprocess import InProcess
@@ -46,17 +47,22 @@ def redis_server():
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["poll", "redis"],
-                ids=["told by the database poll", "told by Redis pub-sub, the poll a minute apart"])
+@pytest.fixture(scope="module", params=["poll", "postgres", "redis"],
+                ids=["told by the SQLite poll", "told by the PostgreSQL poll",
+                     "told by Redis pub-sub, the poll a minute apart"])
 def pair(request, tmp_path_factory):
     extra = {}
     if request.param == "redis":
         extra = {"EDGE_PROXY_REDIS_URL": request.getfixturevalue("redis_server").url,
                  "EDGE_PROXY_REVOCATION_POLL": "60"}
+    elif request.param == "postgres":
+        extra = {"EDGE_PROXY_DATABASE_URL": asyncio.run(pg.create_database())}
     gateways = _pair(tmp_path_factory.mktemp(f"revocation-{request.param}"), extra)
     yield gateways
     for g in gateways:
         g.stop()
+    if request.param == "postgres":
+        asyncio.run(pg.drop_database(extra["EDGE_PROXY_DATABASE_URL"]))
 
 
 def rest(gw: GatewayProcess, method: str, path: str, body: dict | None = None) -> dict:

@@ -69,7 +69,8 @@ class Authenticator:
             return principal
         task = self._inflight.get(credential)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._verify(credential))
+            key_hash, token = self._lookup_of(credential)  # refuses what needs no database read, at once
+            task = asyncio.get_running_loop().create_task(self._verify(credential, key_hash, token))
             self._inflight[credential] = task
             task.add_done_callback(lambda done: self._settled(credential, done))
         # shielded: a client that goes away does not cancel the read the others with this credential wait for
@@ -95,19 +96,23 @@ class Authenticator:
         self.cache.clear()
 
     # -- a cache miss ------------------------------------------------------------------------------------------
-    async def _verify(self, credential: str) -> Principal:
-        generation = self._generation
+    def _lookup_of(self, credential: str) -> tuple[str, ForwardToken | None]:
+        """The key hash to look up, and the forward token for a secret key (None for a spend key)."""
         if credential.startswith(SPEND_KEY_PREFIX):
-            key_hash = self._hash_of(credential, _SPEND_KEY_SHAPE)
+            return self._hash_of(credential, _SPEND_KEY_SHAPE), None
+        token = ForwardToken(credential) if credential.startswith(SECRET_KEY_PREFIX) \
+            else decode_forward_token(credential)
+        return self._hash_of(token.secret_key, _SECRET_KEY_SHAPE), token
+
+    async def _verify(self, credential: str, key_hash: str, token: ForwardToken | None) -> Principal:
+        generation = self._generation
+        if token is None:
             key = await self.store.find_spend_key(key_hash)
             if key is None:
                 self._refuse(key_hash, generation)
             principal = Principal(key.merchant_id, key.spend_key_id, spend_key=key,
                                   billing=Billing("merchant", key.merchant_id, merchant_id=key.merchant_id))
         else:
-            token = ForwardToken(credential) if credential.startswith(SECRET_KEY_PREFIX) \
-                else decode_forward_token(credential)
-            key_hash = self._hash_of(token.secret_key, _SECRET_KEY_SHAPE)
             secret = await self.store.find_secret_key(key_hash)
             if secret is None or secret.revoked:
                 self._refuse(key_hash, generation)

@@ -271,3 +271,20 @@ def test_a_watcher_that_cannot_poll_keeps_no_cached_credential(tmp_path):
         await watcher.tick()
         assert heard.everything == 2  # past it, every failed poll empties the cache
     asyncio.run(scenario())
+
+
+def test_a_poll_that_hangs_counts_as_failed(tmp_path):
+    class Hanging:
+        commit_listeners: list = []
+
+        async def fetchone(self, *args):
+            await asyncio.Event().wait()  # a database that never answers
+
+    async def scenario():
+        heard, now = Heard(), [100.0]
+        watcher = key_events.KeyEventWatcher(Hanging(), heard.forget, heard.forget_all,  # type: ignore[arg-type]
+                                             clock=lambda: now[0])
+        now[0] += key_events.STALE_AFTER + 0.01
+        await watcher.tick()  # bounded: it returns once STALE_AFTER has passed
+        assert heard.everything == 1
+    asyncio.run(scenario())

@@ -145,9 +145,11 @@ class KeyEventWatcher:
         self.polls += 1
 
     async def tick(self) -> None:
-        """One poll; when polls have failed for longer than STALE_AFTER, forget everything (fail closed)."""
+        """One poll; when polls have failed (or hung) for longer than STALE_AFTER, forget everything (fail
+        closed)."""
         try:
-            await self.poll()
+            async with asyncio.timeout(STALE_AFTER):  # a database that does not answer is one that failed
+                await self.poll()
         except Exception as exc:
             if self.clock() - self.last_poll > STALE_AFTER:
                 self.forget_all()

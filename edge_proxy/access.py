@@ -6,9 +6,14 @@
 | `PROXY` | a merchant (secret key, or a forward token carrying it) or an active spend key | within its scope | 401 |
 | `MERCHANT` | a merchant | 403 | 401 |
 | `OPERATOR` | the operator's `EDGE_PROXY_ADMIN_TOKEN` | 401 | 401 (403 while no admin token is set) |
+| `DASHBOARD` | per page, `dashboard/routes.py` `PAGES` (below) | cannot sign in (403) | the sign-in page |
+
+On the dashboard a page's access is `PUBLIC` (sign-in, static files) or `MERCHANT`: the merchant signed in with
+its secret key, held by the dashboard's session cookie; another merchant's ids read as 404 there too.
 
 A revoked or expired spend key is a 401 everywhere. What a merchant may touch is its own: every management
-query is scoped by the caller's merchant id, so another merchant's ids read as 404.
+query is scoped by the caller's merchant id, so another merchant's ids read as 404. The README's trust model
+(`edge_proxy/trust_table.py` renders its table from the route tables) says the same per role.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ class Access(enum.Enum):
     PROXY = "proxy"
     MERCHANT = "merchant"
     OPERATOR = "operator"
+    DASHBOARD = "dashboard"
 
 
 class SpendKeyForbidden(Forbidden):
@@ -40,8 +46,9 @@ class SpendKeyForbidden(Forbidden):
 
 async def authorize(svc: Services, scope: Scope, access: Access) -> Principal | None:
     """The caller of a route with this access, or the 401/403 that refuses it. None for public and operator
-    routes (their handlers act for nobody's account, or for the operator's)."""
-    if access is Access.PUBLIC:
+    routes (their handlers act for nobody's account, or for the operator's) and for the dashboard (its pages
+    check their own session)."""
+    if access is Access.PUBLIC or access is Access.DASHBOARD:
         return None
     if access is Access.OPERATOR:
         require_operator(svc, scope)

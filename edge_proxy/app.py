@@ -19,6 +19,7 @@ from .request_path.replies import send_error
 from .routes import ROUTES, Router
 from .services import Services
 from .settings import Settings
+from .store.outage import is_outage, store_unavailable
 from .unified.planner import error_format as unified_error_format
 
 if TYPE_CHECKING:
@@ -68,9 +69,13 @@ class Gateway:
         except GatewayError as exc:
             svc.metrics.errors += 1
             send_error(proto, exc, fmt=error_format(svc, scope))
-        except Exception:
-            # A bug, not bad input: the traceback goes to the log, the client gets the usual JSON error body.
+        except Exception as exc:
             svc.metrics.errors += 1
+            if is_outage(exc):  # the database or Redis did not answer: a 503 the client may retry
+                log.warning("store unreachable on %s %s (%s: %s)", scope.method, scope.path, type(exc).__name__, exc)
+                send_error(proto, store_unavailable(), fmt=error_format(svc, scope))
+                return
+            # A bug, not bad input: the traceback goes to the log, the client gets the usual JSON error body.
             log.exception("unhandled error on %s %s", scope.method, scope.path)
             send_error(proto, GatewayError(), fmt=error_format(svc, scope))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -40,6 +41,13 @@ class TTLCache(Generic[K, V]):
 
     def discard(self, key: K) -> None:
         self._data.pop(key, None)
+
+    def discard_where(self, stale: Callable[[V], bool]) -> int:
+        """Drop every entry whose value is `stale`; how many were dropped (a scan: for rare invalidations)."""
+        keys = [k for k, (v, _) in self._data.items() if stale(v)]
+        for k in keys:
+            del self._data[k]
+        return len(keys)
 
     def clear(self) -> None:
         self._data.clear()

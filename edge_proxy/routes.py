@@ -3,7 +3,9 @@
 A route is (methods, path, handler, access). A path is exact, has `{name}` segments (each matches one segment and
 is passed to the handler by that name), or is a prefix (`prefix=True`: the path itself and everything under it).
 `access` is the permission table (access.py): the router authorizes the caller before the handler runs, so a
-route cannot be added without saying who may call it. A handler is `handler(svc, scope, proto, caller, **params)`.
+route cannot be added without saying who may call it. A `retired` route refuses every caller it admits with 403
+and says why (it stays so that old clients get an answer). A handler is `handler(svc, scope, proto, caller,
+**params)`.
 Browser requests (an `Origin` header, or OPTIONS) are refused on every route but the ones marked `browser`.
 """
 from __future__ import annotations
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
     from .services import Services
 
 Handler = Callable[..., Awaitable[None]]
-PROXY, MERCHANT, OPERATOR, PUBLIC = Access.PROXY, Access.MERCHANT, Access.OPERATOR, Access.PUBLIC
+PROXY, MERCHANT, OPERATOR, PUBLIC, DASHBOARD = (Access.PROXY, Access.MERCHANT, Access.OPERATOR, Access.PUBLIC,
+                                               Access.DASHBOARD)
 ANY = None  # every method
 
 _JSON = [("content-type", "application/json")]
@@ -50,6 +53,7 @@ class Route:
     prefix: bool = False
     browser: bool = False
     planner: Planner | None = None
+    retired: bool = False
 
 
 def proxied(methods: tuple[str, ...] | None, path: str, planner: Planner, *, prefix: bool = False) -> Route:
@@ -117,7 +121,7 @@ ROUTES: list[Route] = [
     Route(GET, "/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, MERCHANT),
     Route(GET, "/v1/wallet", wallet.get_wallet, MERCHANT),
     Route(GET, "/v1/wallet/transfers", wallet.list_transfers, MERCHANT),
-    Route(POST, "/v1/wallet/credit", wallet.credit_wallet, MERCHANT),  # always 403: funding is the operator's
+    Route(POST, "/v1/wallet/credit", wallet.credit_wallet, MERCHANT, retired=True),  # funding is the operator's
     # the operator's
     Route(POST, "/admin/merchants", admin.create_merchant, OPERATOR),
     Route(POST, "/admin/merchants/{merchant_id}/credit", admin.credit_merchant, OPERATOR),
@@ -126,8 +130,9 @@ ROUTES: list[Route] = [
     # for load balancers and Prometheus
     Route(("GET", "HEAD"), "/healthz", healthz, PUBLIC),
     Route(GET, "/metrics", metrics, PUBLIC),
-    # the merchant dashboard, for browsers: its pages sign the merchant in with a session of its own
-    Route(ANY, "/dashboard", dashboard_pages, PUBLIC, prefix=True, browser=True),
+    # the merchant dashboard, for browsers: its page table says page by page who may see it (a merchant signed in
+    # with its secret key, on a session of the dashboard's own), dashboard/routes.py
+    Route(ANY, "/dashboard", dashboard_pages, DASHBOARD, prefix=True, browser=True),
 ]
 
 

@@ -2,7 +2,8 @@
 
 Handlers take a `Services`, never the app: settings, the catalogue and prices, the store, authentication,
 billing, the upstream pool, the log queue, metrics. `start()` opens connections and starts the background tasks
-(the log writer, lease upkeep); `stop()` drains the log queue and closes them. Nothing here runs at import.
+(the log writer, lease upkeep, the key-event watcher); `stop()` drains the log queue and closes them. Nothing here
+runs at import.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .money import parse_usd
 from .providers import Catalogue
 from .settings import Settings
 from .store import open_store
+from .store.key_events import KeyEventWatcher
 from .store.redis_client import open_redis
 from .unified.planner import ModelIndex
 from .upstream import UpstreamPool
@@ -78,6 +80,8 @@ class Services:
         self.spend_keys = SpendKeyGate(self.store.db, self.redis)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
                                   self.billing.billing_of)
+        self.key_events = KeyEventWatcher(self.store.db, self.auth.forget, self.auth.forget_all,
+                                          interval=settings.revocation_poll, redis=self.redis)
         self.request_ids = RequestIds()
         self.metrics = Metrics()
         # Set by start(); the request path only runs after it.
@@ -99,8 +103,10 @@ class Services:
         self.log_queue.start()
         self.leases.start()
         self.webhooks.start()
+        self.key_events.start()
 
     async def stop(self) -> None:
+        await self.key_events.stop()
         await self.log_queue.stop()
         await self.webhooks.stop()
         await self.leases.stop()

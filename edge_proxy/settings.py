@@ -36,6 +36,7 @@ class Settings:
     read_timeout: float = 600.0
     principal_cache_size: int = 10_000
     principal_cache_ttl: float = 30.0
+    revocation_poll: float = 0.25   # seconds between a worker's reads of the key-event counter (store/key_events.py)
     shutdown_grace: float = 30.0
     spill_dir: str = "edge-proxy-spill"
     prices_file: str | None = None
@@ -99,7 +100,7 @@ class Settings:
         if settings.workers < 1:
             raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
         for name in ("max_body_bytes", "webhook_max_attempts", "webhook_concurrency", "webhooks_per_merchant",
-                     "max_connections_per_host", "webhook_timeout", "dashboard_idle_timeout",
+                     "max_connections_per_host", "webhook_timeout", "dashboard_idle_timeout", "revocation_poll",
                      "dashboard_session_lifetime", "dashboard_sign_in_attempts"):
             if getattr(settings, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be positive")

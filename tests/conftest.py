@@ -12,6 +12,9 @@ from .pg import PrivatePostgres
 # Redis standalone, Cluster and Sentinel deployments (tests/redis_fixtures.py)
 from .redis_fixtures import redis_cluster, redis_deployments, redis_topology  # noqa: F401
 
+# one gateway in-process with a credential of every kind, per module (tests/test_trust_*.py, tests/test_fuzz.py)
+from .trust_world import trust_world  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def fake() -> FakeProvider:

@@ -94,3 +94,17 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+def start_pair(env: dict[str, str], log_dir: Path) -> tuple[GatewayProcess, GatewayProcess]:
+    """Two gateway processes on one database (`env`), the second serving the merchant the first created."""
+    first = GatewayProcess(env).start(log_dir)
+    second = GatewayProcess(env)
+    second.create_merchant = lambda *a, **k: {"secret_key": first.secret_key,  # type: ignore[method-assign]
+                                              "merchant_id": first.merchant_id}
+    try:
+        second.start(log_dir)
+    except Exception:
+        first.stop()
+        raise
+    return first, second

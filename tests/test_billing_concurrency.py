@@ -9,7 +9,7 @@ import httpx2 as httpx
 import pytest
 
 from .billing_helpers import customer, customer_balance, meter, settled, token
-from .gateway_process import GatewayProcess, base_env
+from .gateway_process import base_env, start_pair
 from .redis_server import RedisServer
 
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}
@@ -24,13 +24,7 @@ async def _burst(urls: list[str], credential: str, n: int) -> list[httpx.Respons
 
 
 def _two_gateways(fake, tmp_path, extra=None):
-    env = base_env(tmp_path / "shared.db", fake.url, extra)
-    first = GatewayProcess(env).start(tmp_path)
-    second = GatewayProcess(env)
-    second.secret_key, second.merchant_id = first.secret_key, first.merchant_id
-    second.create_merchant = lambda *a, **k: {"secret_key": first.secret_key, "merchant_id": first.merchant_id}
-    second.start(tmp_path)
-    return first, second
+    return start_pair(base_env(tmp_path / "shared.db", fake.url, extra), tmp_path)
 
 
 @pytest.mark.parametrize("with_redis", [False, True], ids=["balances in SQLite", "balances in Redis"])

@@ -19,7 +19,7 @@ from edge_proxy.billing.charging import max_provider_cost
 from edge_proxy.metering.pricing import PriceTable
 
 from .billing_helpers import h, settled, wallet
-from .gateway_process import ROOT, GatewayProcess, base_env
+from .gateway_process import ROOT, base_env, start_pair
 from .redis_server import RedisServer
 
 CHAT_PATH = "/providers/openai/v1/chat/completions"
@@ -71,16 +71,7 @@ def _pair(fake, tmp_path, extra: dict[str, str]):
     (tmp_path / "prices.toml").write_text(PRICES)
     env = base_env(tmp_path / "shared.db", fake.url, {"EDGE_PROXY_PRINCIPAL_CACHE_TTL": "0",
                                                       "EDGE_PROXY_PRICES_FILE": str(tmp_path / "prices.toml"), **extra})
-    first = GatewayProcess(env).start(tmp_path)
-    second = GatewayProcess(env)
-    second.secret_key, second.merchant_id = first.secret_key, first.merchant_id
-    second.create_merchant = lambda *a, **k: {"secret_key": first.secret_key, "merchant_id": first.merchant_id}
-    try:
-        second.start(tmp_path)
-    except Exception:
-        first.stop()
-        raise
-    return first, second
+    return start_pair(env, tmp_path)
 
 
 @pytest.fixture(scope="module")

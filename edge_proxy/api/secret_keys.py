@@ -1,7 +1,7 @@
 """`/v1/secret_keys`: a merchant's own secret keys (create, list, revoke), through the store.
 
 A new key is shown once, on create. A merchant can never revoke its last active key: it would lock itself out.
-A revoked key may keep working for up to EDGE_PROXY_PRINCIPAL_CACHE_TTL seconds in a worker that cached it.
+A revoked key stops working on every worker within a second (store/key_events.py).
 """
 from __future__ import annotations
 

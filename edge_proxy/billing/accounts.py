@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import msgspec
 
+from ..store import key_events
 from ..store.base import new_id
 from ..clock import now_iso
 from ..store.db import Database, Tx
@@ -145,8 +146,13 @@ async def update_customer(db: Database, merchant_id: str, customer_id: str, fiel
 
 
 async def delete_customer(db: Database, merchant_id: str, customer_id: str) -> bool:
-    return await db.execute("UPDATE customers SET deleted_at = ? WHERE customer_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", now_iso(), customer_id, merchant_id) == 1
+    """Delete a customer; its forward tokens stop working on every worker within a second (a key event)."""
+    async with db.transaction() as tx:
+        if await tx.execute("UPDATE customers SET deleted_at = ? WHERE customer_id = ? AND merchant_id = ? AND "
+                            "deleted_at IS NULL", now_iso(), customer_id, merchant_id) != 1:
+            return False
+        await key_events.record(tx, customer_id)
+    return True
 
 
 # -- meters ----------------------------------------------------------------------------------------------------

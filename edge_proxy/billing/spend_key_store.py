@@ -2,7 +2,8 @@
 
 Only the SHA-256 of a key is stored, with a short preview for listings. The policy columns are JSON text; the
 `SpendKey` Struct carries them parsed, so the request path (`find_by_hash`) reads one row and decides.
-A revoked key is kept (status "revoked") but reads as absent everywhere.
+A revoked key is kept (status "revoked") but reads as absent everywhere. Every change to a key is a key event
+(store/key_events.py) in the same transaction, so no worker serves a cached copy of it a second later.
 
 Stored JSON: spend_limit {"amount_nanos", "cycle"}, request_limit {"count", "cycle"}, rate_limit {"rpm", "burst"},
 allowed_models / allowed_providers a list of strings. NULL means "no restriction".
@@ -13,6 +14,7 @@ import secrets
 
 import msgspec
 
+from ..store import key_events
 from ..store.base import hash_secret, new_id
 from ..store.db import Database
 from ..clock import now_iso
@@ -114,13 +116,16 @@ async def create(db: Database, merchant_id: str, policy: dict) -> tuple[SpendKey
     Returns the key's row and the key itself, which is never stored."""
     key, key_hash, preview = new_spend_key()
     spend_key_id = new_id("spk")
-    await db.execute(
-        "INSERT INTO spend_keys (spend_key_id, merchant_id, key_hash, key_preview, name, status, request_shape, "
-        "allowed_models, allowed_providers, spend_limit, request_limit, rate_limit, expires_at, last_used_at, "
-        "total_spend_nanos, total_requests, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?)",
-        spend_key_id, merchant_id, key_hash, preview, policy["name"], policy.get("status") or "active",
-        policy.get("request_shape") or "openai",
-        *(_column(policy.get(n)) for n in POLICY_FIELDS[3:]), now_iso())
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO spend_keys (spend_key_id, merchant_id, key_hash, key_preview, name, status, request_shape, "
+            "allowed_models, allowed_providers, spend_limit, request_limit, rate_limit, expires_at, last_used_at, "
+            "total_spend_nanos, total_requests, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, ?)",
+            spend_key_id, merchant_id, key_hash, preview, policy["name"], policy.get("status") or "active",
+            policy.get("request_shape") or "openai",
+            *(_column(policy.get(n)) for n in POLICY_FIELDS[3:]), now_iso())
+        await key_events.created(tx, spend_key_id)
     return await get(db, merchant_id, spend_key_id), key
 
 
@@ -134,24 +139,32 @@ async def update(db: Database, merchant_id: str, spend_key_id: str, policy: dict
     """Set the POLICY_FIELDS present in `policy` (None clears a restriction)."""
     sets = [n for n in POLICY_FIELDS if n in policy]
     if sets:
-        changed = await db.execute(
-            f"UPDATE spend_keys SET {', '.join(f'{n} = ?' for n in sets)} WHERE spend_key_id = ? AND "
-            f"merchant_id = ? AND {_LIVE}", *(_column(policy[n]) for n in sets), spend_key_id, merchant_id)
-        if changed != 1:
-            return None
+        async with db.transaction() as tx:
+            changed = await tx.execute(
+                f"UPDATE spend_keys SET {', '.join(f'{n} = ?' for n in sets)} WHERE spend_key_id = ? AND "
+                f"merchant_id = ? AND {_LIVE}", *(_column(policy[n]) for n in sets), spend_key_id, merchant_id)
+            if changed != 1:
+                return None
+            await key_events.record(tx, spend_key_id)
     return await get(db, merchant_id, spend_key_id)
 
 
 async def rotate(db: Database, merchant_id: str, spend_key_id: str) -> tuple[SpendKey, str] | None:
     """Replace the key (the old one stops working at once); the policy and counters stay."""
     key, key_hash, preview = new_spend_key()
-    changed = await db.execute(f"UPDATE spend_keys SET key_hash = ?, key_preview = ? WHERE spend_key_id = ? AND "
-                               f"merchant_id = ? AND {_LIVE}", key_hash, preview, spend_key_id, merchant_id)
-    if changed != 1:
-        return None
+    async with db.transaction() as tx:
+        changed = await tx.execute(f"UPDATE spend_keys SET key_hash = ?, key_preview = ? WHERE spend_key_id = ? AND "
+                                   f"merchant_id = ? AND {_LIVE}", key_hash, preview, spend_key_id, merchant_id)
+        if changed != 1:
+            return None
+        await key_events.record(tx, spend_key_id)
     return await get(db, merchant_id, spend_key_id), key
 
 
 async def revoke(db: Database, merchant_id: str, spend_key_id: str) -> bool:
-    return await db.execute(f"UPDATE spend_keys SET status = 'revoked' WHERE spend_key_id = ? AND merchant_id = ? "
-                            f"AND {_LIVE}", spend_key_id, merchant_id) == 1
+    async with db.transaction() as tx:
+        revoked = await tx.execute(f"UPDATE spend_keys SET status = 'revoked' WHERE spend_key_id = ? AND "
+                                   f"merchant_id = ? AND {_LIVE}", spend_key_id, merchant_id) == 1
+        if revoked:
+            await key_events.record(tx, spend_key_id)
+    return revoked

@@ -28,6 +28,7 @@ from ..errors import (EndpointNotMetered, GatewayError, InvalidRequest, ServiceU
 from ..headers import drop_key_param
 from ..metadata import parse_metadata, split_metadata_param
 from ..providers.catalogue import managed_endpoint, safe_target_path
+from ..store.outage import is_outage, store_unavailable
 from ..upstream import UpstreamError, UpstreamTimeout
 from .body import read_body
 from .exchange import Exchange
@@ -95,13 +96,18 @@ async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Pri
                 _fail(svc, proto, ex, exc, fmt, attempt.label if plan.unified else None)
                 return
     except BaseException as exc:
-        # A bug or a cancellation: still log the attempt once, which also releases its reservation.
-        ex.finish(500, "error", "internal_error")
+        # A store that did not answer, a bug or a cancellation: still log the attempt once, which also releases
+        # its reservation.
+        outage = is_outage(exc)
+        ex.finish(503 if outage else 500, "error", "store_unavailable" if outage else "internal_error")
         if isinstance(exc, Exception):
-            log.exception("unhandled error on %s %s", scope.method, scope.path)
+            if outage:
+                log.warning("store unreachable on %s %s (%s: %s)", scope.method, scope.path, type(exc).__name__, exc)
+            else:
+                log.exception("unhandled error on %s %s", scope.method, scope.path)
             if not ex.answered:
                 svc.metrics.errors += 1
-                send_error(proto, GatewayError(), ex.request_id, fmt)
+                send_error(proto, store_unavailable() if outage else GatewayError(), ex.request_id, fmt)
             return
         raise
 

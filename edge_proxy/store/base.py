@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ..billing.spend_key_store import SpendKey
 
 SECRET_KEY_PREFIX = "ep_sk_"
 
@@ -50,3 +53,4 @@ class Store(Protocol):
     async def create_merchant(self, name: str, balance_nanos: int) -> tuple[Merchant, str]: ...
     async def get_merchant(self, merchant_id: str) -> Merchant | None: ...
     async def find_secret_key(self, key_hash: str) -> SecretKey | None: ...
+    async def find_spend_key(self, key_hash: str) -> SpendKey | None: ...

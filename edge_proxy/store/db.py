@@ -5,16 +5,24 @@ integers; SQLite maps it to INTEGER), DOUBLE PRECISION.
 
 SQLite runs on one dedicated thread with one connection per process (WAL, so other processes read while one
 writes); an asyncio lock keeps a transaction's statements together. PostgreSQL uses an asyncpg pool.
+
+A transaction may carry notes (`note(tx, ...)`): once it has committed, and only then, the database hands them to
+its `commit_listeners` (the key-event watcher uses this to drop a revoked key from its own cache at once).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
+
+log = logging.getLogger("edge_proxy")
+
+CommitListener = Callable[[list[str]], None]
 
 
 class Tx(Protocol):
@@ -27,9 +35,31 @@ class Tx(Protocol):
 
 
 class Database(Tx, Protocol):
+    commit_listeners: list[CommitListener]  # called with a transaction's notes after it commits
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     def transaction(self) -> Any: ...  # async context manager yielding a Tx
+
+
+def note(tx: Tx, *subjects: str) -> None:
+    """Tell the database's commit listeners about `subjects` once this transaction has committed (never if it
+    rolls back)."""
+    if not isinstance(tx, _NotedTx):
+        raise TypeError("note() takes a transaction from Database.transaction()")
+    tx.notes.extend(subjects)
+
+
+def _tell(listeners: list[CommitListener], notes: list[str]) -> None:
+    for listener in listeners:
+        try:
+            listener(notes)
+        except Exception:  # the transaction has committed: a listener's bug must not turn it into an error
+            log.exception("a commit listener failed on %d notes", len(notes))
+
+
+class _NotedTx:
+    notes: list[str]
 
 
 def sqlite_path(url: str) -> str:
@@ -48,6 +78,7 @@ class SQLiteDB:
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-proxy-sqlite")
         self._lock = asyncio.Lock()
+        self.commit_listeners: list[CommitListener] = []
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -98,19 +129,23 @@ class SQLiteDB:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
             await self._call(lambda: self._c().execute("BEGIN IMMEDIATE"))
+            tx = _SQLiteTx(self)
             try:
-                yield _SQLiteTx(self)
+                yield tx
             except BaseException:
                 await self._call(lambda: self._c().execute("ROLLBACK"))
                 raise
             await self._call(lambda: self._c().execute("COMMIT"))
+        if tx.notes:
+            _tell(self.commit_listeners, tx.notes)
 
 
-class _SQLiteTx:
+class _SQLiteTx(_NotedTx):
     dialect = "sqlite"
 
     def __init__(self, db: SQLiteDB) -> None:
         self._db = db
+        self.notes = []
 
     async def execute(self, sql: str, *args: Any) -> int:
         return await self._db._call(lambda: self._db._c().execute(sql, args).rowcount)
@@ -158,11 +193,12 @@ class _PgOps:
         return [tuple(r) for r in await self._conn.fetch(_pg(sql), *args)]
 
 
-class _PgTx(_PgOps):
+class _PgTx(_PgOps, _NotedTx):
     dialect = "postgres"
 
     def __init__(self, conn) -> None:
         self._conn = conn
+        self.notes = []
 
 
 class PostgresDB(_PgOps):
@@ -172,6 +208,7 @@ class PostgresDB(_PgOps):
         self.url = url
         self.application_name = application_name
         self._pool = None
+        self.commit_listeners: list[CommitListener] = []
 
     async def open(self) -> None:
         import asyncpg
@@ -198,8 +235,12 @@ class PostgresDB(_PgOps):
     async def transaction(self) -> AsyncIterator[Tx]:
         if self._pool is None:
             await self.open()
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgTx(conn)
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                tx = _PgTx(conn)
+                yield tx
+        if tx.notes:
+            _tell(self.commit_listeners, tx.notes)
 
 
 def open_database(url: str, application_name: str = "edge_proxy") -> Database:

@@ -1,11 +1,17 @@
 """Merchants and their secret keys, in SQLite or PostgreSQL (see db.py)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..billing import ledger
 from ..billing.payer import Payer
 from ..clock import now_iso
+from . import key_events
 from .base import Merchant, SecretKey, new_id, new_secret_key
 from .db import Database
+
+if TYPE_CHECKING:
+    from ..billing.spend_key_store import SpendKey
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS merchants (
@@ -37,7 +43,7 @@ class SQLStore:
         from ..dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
         await self.db.open()
         await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA + DASHBOARD_SCHEMA
-                                    + ledger.schema(self.db.dialect))
+                                    + key_events.SCHEMA + ledger.schema(self.db.dialect))
         await ledger.open_accounts(self.db)
 
     async def close(self) -> None:
@@ -65,6 +71,11 @@ class SQLStore:
         row = await self.db.fetchone(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE key_hash = ?", key_hash)
         return SecretKey(*row[:5], revoked=bool(row[5])) if row else None
 
+    async def find_spend_key(self, key_hash: str) -> SpendKey | None:
+        """The live spend key with this hash (billing/spend_key_store.py), as authentication reads it."""
+        from ..billing.spend_key_store import find_by_hash  # billing imports the store: no cycle at import
+        return await find_by_hash(self.db, key_hash)
+
     # -- secret keys (the merchant's own: `secret_keys` resource) -----------------------------------------
     async def create_secret_key(self, merchant_id: str, name: str) -> tuple[SecretKey, str]:
         async with self.db.transaction() as tx:
@@ -78,9 +89,14 @@ class SQLStore:
         return [SecretKey(*r[:5], revoked=bool(r[5])) for r in rows]
 
     async def revoke_secret_key(self, merchant_id: str, secret_key_id: str) -> bool:
-        return await self.db.execute("UPDATE secret_keys SET revoked_at = ? WHERE merchant_id = ? AND "
-                                     "secret_key_id = ? AND revoked_at IS NULL",
-                                     now_iso(), merchant_id, secret_key_id) == 1
+        """Revoke a key; every worker's cache forgets it within a second (key_events.py)."""
+        async with self.db.transaction() as tx:
+            revoked = await tx.execute("UPDATE secret_keys SET revoked_at = ? WHERE merchant_id = ? AND "
+                                       "secret_key_id = ? AND revoked_at IS NULL",
+                                       now_iso(), merchant_id, secret_key_id) == 1
+            if revoked:
+                await key_events.record(tx, secret_key_id)
+        return revoked
 
     @staticmethod
     async def _add_key(tx, merchant_id: str, name: str) -> tuple[str, str]:
@@ -88,4 +104,5 @@ class SQLStore:
         key_id = new_id("key")
         await tx.execute("INSERT INTO secret_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
                          key_id, merchant_id, name, key_hash, hint, now_iso())
+        await key_events.created(tx, key_id)  # no worker may still hold its hash as refused
         return key_id, key

@@ -1,0 +1,62 @@
+"""When the database or Redis does not answer, a request that needs it is a fast 503 with Retry-After, never a 500
+(store/outage.py); a bug stays a 500. In-process, on a private PostgreSQL that the test stops."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+import redis.exceptions
+
+from edge_proxy.store.outage import is_outage
+
+from .inprocess import InProcess
+
+UNKNOWN_KEY = "ep_sk_" + "A" * 43  # well formed, so it is looked up
+
+
+@pytest.mark.parametrize("exc, outage", [
+    (ConnectionRefusedError(111, "Connection refused"), True),
+    (ConnectionResetError(104, "Connection reset by peer"), True),
+    (TimeoutError(), True),
+    (sqlite3.OperationalError("database is locked"), True),
+    (sqlite3.OperationalError("database is not open"), True),
+    (sqlite3.OperationalError("no such table: requests"), False),  # a bug, not an outage
+    (redis.exceptions.ConnectionError("Error 111 connecting"), True),
+    (redis.exceptions.TimeoutError("Timeout reading from socket"), True),
+    (redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"), True),
+    (redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+    (KeyError("merchant_id"), False),
+    (FileNotFoundError(2, "No such file"), False),
+], ids=repr)
+def test_which_exceptions_are_a_store_outage(exc, outage):
+    assert is_outage(exc) is outage
+
+
+def test_asyncpg_connection_failures_are_an_outage():
+    import asyncpg
+    assert is_outage(asyncpg.CannotConnectNowError("the database system is shutting down"))
+    assert is_outage(asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"))
+    assert not is_outage(asyncpg.UndefinedTableError('relation "nope" does not exist'))
+
+
+def test_a_request_that_needs_a_stopped_database_is_a_503(tmp_path, private_postgres):
+    url = private_postgres.create_database()
+
+    async def scenario() -> None:
+        async with InProcess(tmp_path, None, {"EDGE_PROXY_DATABASE_URL": url}) as gw:
+            private_postgres.stop_server()
+            try:
+                for method, path, key in (("POST", "/providers/openai/v1/chat/completions", UNKNOWN_KEY),
+                                          ("GET", "/v1/wallet", gw.secret_key)):  # never verified by this worker
+                    answer = await gw.call(method, path, key=key, body={"model": "gpt-4o-mini", "messages": []}
+                                           if method == "POST" else None)
+                    assert answer.status == 503, answer.body
+                    assert answer.json()["error"]["type"] == "service_unavailable"
+                    assert ("retry-after", "1") in answer.headers
+            finally:
+                private_postgres.start_server()
+    try:
+        asyncio.run(scenario())
+    finally:
+        private_postgres.drop_database(url)

@@ -356,10 +356,16 @@ class Gateway:
     def main_pid(self) -> int:
         return self.proc.pid
 
+    def log_writers(self) -> list[int]:
+        """Each worker's log writer process (EDGE_PROXY_LOG_WRITER=process)."""
+        return [pid for w in self.workers for pid in children(w)]
+
     def rss(self) -> dict[str, int | None]:
         out: dict[str, int | None] = {"main": rss_kb(self.main_pid)}
         for i, w in enumerate(self.workers):
             out[f"worker{i + 1}"] = rss_kb(w)
+        for i, w in enumerate(self.log_writers()):
+            out[f"log_writer{i + 1}"] = rss_kb(w)
         return out
 
 

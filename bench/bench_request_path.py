@@ -2,7 +2,8 @@
 
 Runs the app (router, permission check, the request path) in-process against a stub RSGI protocol and a stub
 upstream that answers at once, so what is timed is only our code on the request path (auth cache hit, plan,
-headers, reservation, relay, record), then the log writer's work per record. Run: .venv/bin/python bench/bench_request_path.py [--requests N]
+headers, reservation, relay, record), then the log writer's work per record, and how long the event loop stalls while the writer works (set
+EDGE_PROXY_LOG_WRITER=inline to compare with the writer on the loop). Run: .venv/bin/python bench/bench_request_path.py [--requests N]
 [--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
 """
 from __future__ import annotations
@@ -70,6 +71,39 @@ class Upstream:
         pass
 
 
+class LoopLag:
+    """What a request arriving while the writer works would wait for: the gaps between the turns of a task that
+    only yields (`sleep(0)`, so no timer resolution in the way), and how much of each gap the event loop's own
+    thread spent running other code (the rest is waiting: for the GIL another thread holds, or for a CPU)."""
+
+    def __init__(self) -> None:
+        self.gaps: list[tuple[float, float]] = []  # (wall, loop thread CPU)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        t, c = time.perf_counter(), time.thread_time()
+        while True:
+            await asyncio.sleep(0)
+            now, cpu = time.perf_counter(), time.thread_time()
+            self.gaps.append((now - t, cpu - c))
+            t, c = now, cpu
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def summary(self) -> str:
+        if not self.gaps:
+            return "no turns"
+        wall = sorted(g for g, _ in self.gaps)
+        busy = sorted(c for _, c in self.gaps)
+        over = [g for g in wall if g > 0.0005]
+        return (f"gaps p99.9 {wall[int(0.999 * (len(wall) - 1))] * 1000:.3f} ms, max {wall[-1] * 1000:.2f} ms, "
+                f"{len(over)} over 0.5 ms ({sum(over) * 1000:.0f} ms in all); the loop thread itself ran other "
+                f"code for at most {busy[-1] * 1000:.2f} ms in one gap (p99.9 {busy[int(0.999 * (len(busy) - 1))] * 1000:.3f} ms)")
+
+
 async def timed(work, profile: bool) -> float:
     """Seconds `work()` took; with profile, cProfile's top functions are printed too."""
     prof = cProfile.Profile() if profile else None
@@ -100,6 +134,8 @@ async def run(n: int, profile: bool, extra: dict[str, str]) -> None:
     writer.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await writer
+    while svc.log_queue.depth:  # a writer process is started and idle before anything is timed
+        await svc.log_queue._flush_one()
     async def requests() -> None:
         for _ in range(n):
             await gw.__rsgi__(scope, Proto())
@@ -108,14 +144,23 @@ async def run(n: int, profile: bool, extra: dict[str, str]) -> None:
     print(f"{n} requests: {took / n * 1e6:.1f} us of gateway Python per request (request path only; "
           f"the log writer's share is not in this figure)")
 
-    async def writer_batches() -> None:  # price, bill and write what is queued, log_batch_size at a time
+    async def writer_batches() -> None:  # bill and write what is queued, log_batch_size at a time
         while svc.log_queue.depth:
             await svc.log_queue._flush_one()
 
     queued = svc.log_queue.depth
+    cpu = time.process_time()
     took = await timed(writer_batches, profile)
-    print(f"{queued} records written in batches of {svc.settings.log_batch_size}: {took / queued * 1e6:.1f} us per "
-          f"record (pricing, billing and the log row, in the writer's transaction)")
+    cpu = time.process_time() - cpu
+    print(f"{queued} records written in batches of {svc.settings.log_batch_size} by the {svc.settings.log_writer} "
+          f"writer: {took / queued * 1e6:.1f} us per record (wall), {cpu / queued * 1e6:.1f} us of this process's "
+          f"CPU per record (the serving process; a writer process's own CPU is not in it)")
+    for _ in range(n):  # the same again, with a task beside it that measures the event loop's gaps
+        await gw.__rsgi__(scope, Proto())
+    lag = LoopLag()
+    await writer_batches()
+    await lag.stop()
+    print(f"event loop while the writer works ({len(lag.gaps)} turns of a yielding task): {lag.summary()}")
     await gw.stop()
 
 

@@ -131,7 +131,7 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
         return _load.run_python_load(port, path, key, h.PLAIN_BODY, seconds, args.concurrency, 2, watch)
 
     gw_watch = {**{f"gateway_worker{i + 1}": p for i, p in enumerate(gw.workers)}, "gateway_main": gw.main_pid,
-                **up_pids}
+                **{f"gateway_log_writer{i + 1}": p for i, p in enumerate(gw.log_writers())}, **up_pids}
     warm = min(2.0, max(1.0, args.seconds / 4))
     h.log(f"saturation [{name}]: warm-up {warm:.0f}s through the gateway")
     load(gw.port, h.GATEWAY_PATH, auth, warm, {})
@@ -159,6 +159,9 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
     if worker_cpu > 0:
         out["gateway_worker_cpu_us_per_request"] = round(worker_cpu / g["requests"] * 1e6, 2)
         out["gateway_rps_per_worker_core"] = round(g["requests"] / worker_cpu, 1)
+    writer_cpu = sum(v for k, v in g["cpu_seconds"].items() if k.startswith("gateway_log_writer"))
+    if writer_cpu > 0:  # the log writer processes: off the workers' cores' event loops, not off the machine
+        out["gateway_log_writer_cpu_us_per_request"] = round(writer_cpu / g["requests"] * 1e6, 2)
     return out
 
 
@@ -280,6 +283,8 @@ def print_table(res: dict) -> None:
         if "gateway_worker_cpu_us_per_request" in s:
             print(f"  gateway worker: {s['gateway_worker_cpu_us_per_request']:.1f} CPU-us/request "
                   f"= {s['gateway_rps_per_worker_core']:,.0f} req/s per fully used core")
+        if "gateway_log_writer_cpu_us_per_request" in s:
+            print(f"  gateway log writer processes: {s['gateway_log_writer_cpu_us_per_request']:.1f} CPU-us/request")
         if "bare_forwarder" in s:
             b = s["bare_forwarder"]
             print(f"  bare forwarder (Granian + our upstream client, nothing else) {b['rps']:>10,.0f} req/s"

@@ -5,7 +5,9 @@ with --set), sends --requests plain requests one after another on one keep-alive
 percentiles and each request over --slow-ms with its CLOCK_MONOTONIC start time (system-wide, so it lines
 up with anything the gateway logs with time.monotonic()). Slow requests evenly spaced point at something
 periodic per request count (a lease growing every N requests was one); clusters every log_flush_seconds point
-at the log writer.
+at the log writer. The summary line counts bursts: runs of slow requests less than --burst-ms apart. With the
+log writer on the event loop they came one per flush (every 0.2 s at c=1), several slow requests each; with
+the writer in its own process, what is left should be single slow requests, not bursts.
 
     .venv/bin/python bench/tail_probe.py [--requests 4000] [--slow-ms 1] [--set EDGE_PROXY_LOG_BATCH_SIZE=100]
 """
@@ -41,10 +43,29 @@ async def sequential(port: int, auth: str, n: int) -> list[tuple[float, float]]:
         conn.close()
 
 
+def bursts(slow: list[tuple[float, float]], gap: float) -> str:
+    """How the slow requests cluster: runs of them less than `gap` seconds apart, and the time between runs."""
+    runs: list[list[float]] = []
+    for at, _ in slow:
+        if runs and at - runs[-1][-1] < gap:
+            runs[-1].append(at)
+        else:
+            runs.append([at])
+    big = [r for r in runs if len(r) >= 3]
+    if not big:
+        return f"bursts (3+ slow requests within {gap * 1000:g} ms): none"
+    starts = [r[0] for r in big]
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
+    median = f"{gaps[len(gaps) // 2] * 1000:.0f} ms" if gaps else "-"
+    return (f"bursts (3+ slow requests within {gap * 1000:g} ms): {len(big)}, holding "
+            f"{sum(map(len, big))} of {len(slow)} slow requests; median time between bursts {median}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--slow-ms", type=float, default=1.0)
+    ap.add_argument("--burst-ms", type=float, default=20.0, help="slow requests closer than this form a burst")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="gateway environment")
     args = ap.parse_args()
     extra = dict(kv.split("=", 1) for kv in args.set)
@@ -66,6 +87,7 @@ def main() -> None:
     slow = [(at, ms) for at, ms in rows if ms > args.slow_ms]
     print(f"{len(rows)} requests, ms: p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  p99 {q[0.99]:.3f}  p99.9 {q[0.999]:.3f}  "
           f"max {lat[-1]:.2f}  over {args.slow_ms:g} ms: {len(slow)} ({100 * len(slow) / len(rows):.1f}%)")
+    print(bursts(slow, args.burst_ms / 1000))
     start = rows[0][0]
     for at, ms in slow:
         print(f"  at +{(at - start) * 1000:9.1f} ms (monotonic {at:.4f}): {ms:.2f} ms")

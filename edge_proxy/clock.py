@@ -13,3 +13,9 @@ def now_iso() -> str:
     if sec != _second[0]:
         _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     return f"{_second[1]}.{frac:03d}Z"
+
+
+def iso_at(seconds: float) -> str:
+    """`now_iso()`'s format for a given `time.time()`."""
+    sec, frac = divmod(int(seconds * 1000), 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(sec))}.{frac:03d}Z"

@@ -18,8 +18,10 @@ from .billing.holds import HoldBackend, RedisHolds, SQLHolds
 from .billing.leases import Leases
 from .billing.spend_keys import SpendKeyGate
 from .billing.webhooks import WebhookSender
+from .errors import SettingsError
 from .log_sinks import LogSink, open_log_sink
-from .log_sinks.spill import SpillDir
+from .log_sinks.writer_process import InlineWriter, WriterProcess
+from .metering.journal import Journal, store_id
 from .metering.log_queue import LogQueue
 from .metering.pricing import PriceTable
 from .metering.record import RequestRecord
@@ -72,10 +74,13 @@ class Services:
                                      byok_fee_nanos=parse_usd(settings.byok_fee, "EDGE_PROXY_BYOK_FEE"),
                                      redis_holds=redis_holds, webhooks=self.webhooks)
         self.balances = Balances(self.store.db, holds, redis_holds, self.billing.redis_pending)
-        self.log_queue = LogQueue(self.log_sink, SpillDir(settings.spill_dir), commit=self.commit_batch,
-                                  on_spill=self.billing.spilled, max_size=settings.log_queue_size,
-                                  batch_size=settings.log_batch_size, max_age=settings.log_flush_seconds,
-                                  spill_after=settings.log_spill_after)
+        self.log_writer = WriterProcess(settings) if settings.log_writer == "process" else InlineWriter(self.billing)
+        self.journal = Journal(settings.spill_dir, store=store_id(settings.database_url),
+                               segment_bytes=settings.journal_segment_bytes,
+                               fsync=settings.journal_fsync, sync_every=settings.journal_sync_seconds)
+        self.log_queue = LogQueue(self.journal, self._commit_lines, price=self.price,
+                                  max_size=settings.log_queue_size, batch_size=settings.log_batch_size,
+                                  max_age=settings.log_flush_seconds, spill_after=settings.log_spill_after)
         self.billing.settle_lag = self.log_queue.failing_for
         self.spend_keys = SpendKeyGate(self.store.db, self.redis)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
@@ -100,6 +105,12 @@ class Services:
                                      head_timeout=self.settings.head_timeout,
                                      max_connections_per_host=self.settings.max_connections_per_host,
                                      max_response_bytes=self.settings.max_response_bytes)
+        try:
+            self.journal.open()
+        except OSError as exc:  # without the journal a crash could lose served requests: refuse to start
+            raise SettingsError(f"EDGE_PROXY_SPILL_DIR: cannot write the journal in {self.settings.spill_dir!r}: "
+                                f"{exc.strerror or exc}") from None
+        await self.log_writer.start()
         self.log_queue.start()
         self.leases.start()
         self.webhooks.start()
@@ -108,6 +119,7 @@ class Services:
     async def stop(self) -> None:
         await self.key_events.stop()
         await self.log_queue.stop()
+        await self.log_writer.close()
         await self.webhooks.stop()
         await self.leases.stop()
         await self.log_sink.close()
@@ -118,8 +130,16 @@ class Services:
         await self.store.close()
 
     # -- off the request path: price, bill, log ---------------------------------------------------------------
+    async def _commit_lines(self, request_ids: list[str], lines: list[bytes]) -> None:
+        """The log writer's step for one batch of journal lines: bill and write it in one transaction (in the
+        writer process), then give this worker's reservations back and mirror the debits, on this loop."""
+        done, refused = await self.log_writer.commit(lines)
+        if refused:
+            self.journal.keep_refused([lines[i] for i in refused])
+        await self.billing.after_commit(request_ids, done)
+
     async def commit_batch(self, records: list[RequestRecord]) -> None:
-        """The log writer's step for one batch: price it, then bill and write it in one transaction."""
+        """Price records, then bill and write them in one transaction, here (POST /v1/requests)."""
         for r in records:
             if not r.priced:
                 self.price(r)
@@ -127,6 +147,10 @@ class Services:
 
     def price(self, r: RequestRecord) -> None:
         """Price one record from its token counts and the price table; unknown models stay unpriced."""
+        if r.free:  # a token count (the catalogue's free endpoints) costs nothing, whatever its tokens
+            r.cost_nanos = r.input_cost_nanos = r.output_cost_nanos = 0
+            r.priced = True
+            return
         if r.provider is None or r.usage_source == "none":
             return
         try:

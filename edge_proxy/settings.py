@@ -44,6 +44,10 @@ class Settings:
     log_batch_size: int = 500
     log_flush_seconds: float = 0.2
     log_spill_after: float = 5.0
+    log_writer: str = "process"  # process | inline
+    journal_fsync: bool = False
+    journal_sync_seconds: float = 0.0
+    journal_segment_bytes: int = 16 * 1024 * 1024
     byok_fee: str = "0"
     redis_timeout: float = 0.5
     lease_ttl: float = 30.0
@@ -116,6 +120,12 @@ class Settings:
         if settings.redis_url:  # a bad Redis URL fails here, at start-up, not at the first request
             from .store.redis_client import parse_redis_url
             parse_redis_url(settings.redis_url)
+        if settings.log_writer not in ("process", "inline"):
+            raise SettingsError(f"{PREFIX}LOG_WRITER: {settings.log_writer!r} is not one of process, inline")
+        if settings.journal_sync_seconds < 0:
+            raise SettingsError(f"{PREFIX}JOURNAL_SYNC_SECONDS: must be 0 (off) or more")
+        if settings.journal_segment_bytes < 4096:
+            raise SettingsError(f"{PREFIX}JOURNAL_SEGMENT_BYTES: must be at least 4096")
         return settings
 
     def to_env(self) -> dict[str, str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import signal
 import sqlite3
 import time
@@ -13,9 +12,9 @@ import httpx2 as httpx
 import pytest
 
 from edge_proxy.log_sinks import open_log_sink
-from edge_proxy.log_sinks.spill import SpillDir
+from edge_proxy.metering.journal import Journal
 from edge_proxy.metering.log_queue import LogQueue
-from edge_proxy.metering.record import RequestRecord, now_iso
+from edge_proxy.metering.record import RequestRecord, from_json_line, now_iso, to_json_line
 
 from .gateway_process import GatewayProcess, base_env
 
@@ -36,16 +35,28 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def sink_commit(sink):
+    """The queue's commit step, writing log rows only (the gateway's also bills them, in the writer process)."""
+    async def commit(request_ids: list[str], lines: list[bytes]) -> None:
+        await sink.write([from_json_line(line) for line in lines])
+    return commit
+
+
+def segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("journal-*.jnl"))
+
+
 # -- the queue against a real SQLite file -----------------------------------------------------------------
 
-def test_a_locked_store_is_retried_then_spilled_then_replayed(tmp_path):
+def test_a_locked_store_is_retried_then_parked_in_the_journal_then_replayed(tmp_path):
     db = tmp_path / "log.db"
 
     async def scenario():
         sink = open_log_sink(f"sqlite:///{db}")
         await sink.open()
-        q = LogQueue(sink, SpillDir(tmp_path / "spill"), batch_size=10, max_age=0.01,
-                     spill_after=0.3, replay_every=0.1)
+        journal = Journal(tmp_path / "journal")
+        journal.open()
+        q = LogQueue(journal, sink_commit(sink), batch_size=10, max_age=0.01, spill_after=0.3, replay_every=0.1)
         q.start()
         # another process-like connection takes the write lock and keeps it
         blocker = sqlite3.connect(db, isolation_level=None, timeout=0.1)
@@ -55,14 +66,15 @@ def test_a_locked_store_is_retried_then_spilled_then_replayed(tmp_path):
         for i in range(25):
             q.put(record(i))
         await asyncio.sleep(1.0)
-        assert q.write_failures > 0
-        assert q.spilled == 25 and q.written == 0
-        assert SpillDir(tmp_path / "spill").pending() >= 1
+        assert q.write_failures > 0 and q.failing_for() > 0.3
+        assert q.spilled == 25 and q.written == 0 and q.depth == 0  # out of memory, in the journal
+        assert journal.backlog()
         blocker.execute("ROLLBACK")
         blocker.close()
         deadline = time.monotonic() + 5
-        while q.replayed < 25 and time.monotonic() < deadline:  # the idle writer retries the spill by itself
+        while q.replayed < 25 and time.monotonic() < deadline:  # the parked writer tries the store by itself
             await asyncio.sleep(0.05)
+        assert q.failing_for() == 0
         await q.stop()
         await sink.close()
         return q
@@ -72,62 +84,88 @@ def test_a_locked_store_is_retried_then_spilled_then_replayed(tmp_path):
     with sqlite3.connect(db) as conn:
         ids = {r[0] for r in conn.execute("SELECT request_id FROM requests")}
     assert {f"req_fault_{i:06d}" for i in range(25)} <= ids
-    assert SpillDir(tmp_path / "spill").pending() == 0
+    assert segments(tmp_path / "journal") == []
 
 
-def test_a_full_queue_spills_instead_of_dropping(tmp_path):
+def test_a_full_queue_leaves_memory_for_the_journal_instead_of_dropping(tmp_path):
     db = tmp_path / "log.db"
 
     async def scenario():
         sink = open_log_sink(f"sqlite:///{db}")
         await sink.open()
-        q = LogQueue(sink, SpillDir(tmp_path / "spill"), max_size=10, batch_size=5,
-                     max_age=0.01)
-        # no writer running yet: the queue fills, the rest overflows to disk
+        journal = Journal(tmp_path / "journal")
+        journal.open()
+        q = LogQueue(journal, sink_commit(sink), max_size=10, batch_size=5, max_age=0.01)
+        # no writer running yet: the queue fills, then every record waits in the journal
         for i in range(30):
             q.put(record(i))
-        await asyncio.sleep(0.05)
-        assert q.spilled == 20 and q.dropped == 0
-        q.start()  # the writer replays spilled segments when it starts, then writes the queue
+        assert q.spilled == 30 and q.dropped == 0 and q.depth == 0
+        q.start()  # the writer finds the store answering and replays the journal's backlog
+        deadline = time.monotonic() + 5
+        while q.replayed < 30 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        q.put(record(30))  # memory again
         await q.stop()
         await sink.close()
         return q
 
     q = run(scenario())
-    assert (q.written, q.replayed) == (10, 20)
-    assert count_rows(db) == 30
-    assert SpillDir(tmp_path / "spill").pending() == 0
+    assert (q.written, q.replayed) == (1, 30)
+    assert count_rows(db) == 31
+    assert segments(tmp_path / "journal") == []
 
 
-def test_replaying_a_spilled_segment_twice_never_duplicates(tmp_path):
+def dead_segment(directory: Path, records: list[RequestRecord]) -> Path:
+    """A segment as a worker that died leaves it: written, never committed, its lock gone with the process."""
+    journal = Journal(directory)
+    journal.open()
+    for r in records:
+        journal.append(r.request_id, to_json_line(r))
+    [segment] = [s.path for s in journal.segments]
+    journal.close()  # closes the file: the flock goes, as it does when a process dies
+    return segment
+
+
+async def replay_dead(db: Path, directory: Path) -> LogQueue:
+    sink = open_log_sink(f"sqlite:///{db}")
+    await sink.open()
+    q = LogQueue(Journal(directory), sink_commit(sink))
+    await q._replay_dead()
+    await sink.close()
+    return q
+
+
+def test_replaying_a_dead_workers_segment_twice_never_duplicates(tmp_path):
     db = tmp_path / "log.db"
-    spill = SpillDir(tmp_path / "spill")
-    segment = spill.write([record(i) for i in range(7)])
+    segment = dead_segment(tmp_path / "journal", [record(i) for i in range(7)])
     copy = segment.read_bytes()
-
-    async def replay_once():
-        sink = open_log_sink(f"sqlite:///{db}")
-        await sink.open()
-        q = LogQueue(sink, spill)
-        await q._replay()
-        await sink.close()
-        return q.replayed
-
-    assert run(replay_once()) == 7
-    (spill.path / segment.name).write_bytes(copy)  # the same segment again (a crash before it was deleted)
-    assert run(replay_once()) == 7
+    assert run(replay_dead(db, tmp_path / "journal")).replayed == 7
+    assert not segment.exists()
+    segment.write_bytes(copy)  # the same segment again (a crash after its commit, before it was deleted)
+    assert run(replay_dead(db, tmp_path / "journal")).replayed == 7
     assert count_rows(db) == 7
-    assert spill.pending() == 0
+    assert segments(tmp_path / "journal") == []
 
 
-def test_a_corrupt_spill_line_is_kept_aside_not_lost(tmp_path):
-    spill = SpillDir(tmp_path / "spill")
-    segment = spill.write([record(1)])
+def test_a_corrupt_journal_line_is_kept_aside_not_lost(tmp_path):
+    segment = dead_segment(tmp_path / "journal", [record(1)])
     with open(segment, "ab") as fh:
         fh.write(b"{not a record\n")
-    [claimed] = spill.claim()
-    assert [r.request_id for r in spill.read(claimed)] == ["req_fault_000001"]
-    assert Path(str(claimed) + ".bad").read_bytes() == b"{not a record\n"
+        fh.write(to_json_line(record(2)))
+    q = run(replay_dead(tmp_path / "log.db", tmp_path / "journal"))
+    assert q.replayed == 2
+    assert Path(str(segment) + ".bad").read_bytes() == b"{not a record\n"
+
+
+def test_a_spill_segment_of_an_older_version_is_replayed(tmp_path):
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    dead = directory / "spill-999999999-1-1.jsonl.replaying-999999999"  # claimed by a replayer that died
+    dead.write_bytes(to_json_line(record(1)))
+    (directory / "spill-999999999-2-1.jsonl").write_bytes(to_json_line(record(2)))
+    q = run(replay_dead(tmp_path / "log.db", directory))
+    assert q.replayed == 2 and count_rows(tmp_path / "log.db") == 2
+    assert list(directory.iterdir()) == []
 
 
 # -- a real gateway under load ----------------------------------------------------------------------------
@@ -160,9 +198,8 @@ def test_sigterm_under_load_drains_the_queue_before_exit(fake, tmp_path):
     assert answered, "some requests must have been answered before shutdown"
     with sqlite3.connect(tmp_path / "g.db") as conn:
         logged = {r[0] for r in conn.execute("SELECT request_id FROM requests")}
-    spilled = {r.request_id for seg in (tmp_path / "spill").glob("*.jsonl") for r in SpillDir.read(seg)}
-    assert set(answered) <= logged | spilled
     assert not (set(answered) - logged), "with the store up, the drain writes everything"
+    assert segments(tmp_path / "spill") == [], "a drained worker leaves no journal behind"
 
 
 @pytest.fixture
@@ -221,9 +258,9 @@ def test_stopping_postgresql_spills_and_replays_everything(pg_gateway, private_p
         during = _load(gw, 60, codes=codes)
         assert set(codes) <= {200, 503}, codes
         deadline = time.monotonic() + 15
-        while not list((tmp_path / "spill").glob("*.jsonl")) and time.monotonic() < deadline:
+        while _metric(gw, "edge_proxy_log_records_spilled_total") == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert list((tmp_path / "spill").glob("*.jsonl")), "records must be on disk while PostgreSQL is down"
+        assert _metric(gw, "edge_proxy_log_records_spilled_total") > 0, "records wait in the journal, not memory"
     finally:
         private_postgres.start_server()
     after = _load(gw, 10)  # traffic wakes the writer, which replays once the store answers
@@ -231,11 +268,35 @@ def test_stopping_postgresql_spills_and_replays_everything(pg_gateway, private_p
     assert set(before + during + after) <= have
 
 
-def test_a_segment_claimed_by_a_dead_worker_is_replayed(tmp_path):
-    spill = SpillDir(tmp_path / "spill")
-    segment = spill.write([record(1)])
-    dead = segment.with_name(segment.name + ".replaying-999999999")  # no such pid
-    segment.rename(dead)
-    [claimed] = spill.claim()
-    assert claimed.name.endswith(f".replaying-{os.getpid()}")
-    assert [r.request_id for r in spill.read(claimed)] == ["req_fault_000001"]
+def _metric(gw: GatewayProcess, name: str) -> float:
+    text = httpx.get(gw.url + "/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def test_a_transaction_abandoned_while_waiting_for_the_lock_does_not_keep_the_database_locked(tmp_path):
+    """A caller's timeout (a lease top-up's, say) cancels a transaction whose BEGIN is still waiting for another
+    process's lock; when the thread gets the lock later, the transaction must end, or no one else can write."""
+    from edge_proxy.store.db import SQLiteDB
+
+    async def scenario() -> None:
+        db = SQLiteDB(f"sqlite:///{tmp_path / 's.db'}")
+        await db.open()
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+
+        async def write() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(write(), 0.2)
+        blocker.execute("ROLLBACK")
+        await asyncio.sleep(0.3)  # the abandoned BEGIN gets the lock now
+        await db.execute("SELECT 1")  # the thread's queue has run past the abandoned transaction
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None, timeout=0.5)
+        other.execute("INSERT INTO t VALUES (2)")  # "database is locked" if the abandoned transaction stayed open
+        other.close()
+        blocker.close()
+        await db.close()
+
+    run(scenario())

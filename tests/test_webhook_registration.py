@@ -104,14 +104,14 @@ def test_plain_http_and_an_allow_listed_private_receiver_are_accepted_when_the_o
 
 # -- bounded management bodies ---------------------------------------------------------------------------------------
 def worker_pids(gateway) -> list[int]:
-    """The Granian worker processes under the gateway's main process."""
+    """The Granian worker processes under the gateway's main process (not their log writer processes)."""
     pids, todo = [], [gateway.proc.pid]
     while todo:
         pid = todo.pop()
         for task in Path(f"/proc/{pid}/task").iterdir():
-            children = (task / "children").read_text().split()
-            pids += [int(c) for c in children]
-            todo += [int(c) for c in children]
+            children = [int(c) for c in (task / "children").read_text().split()]
+            pids += [c for c in children if b"writer_process" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+            todo += children
     return pids
 
 

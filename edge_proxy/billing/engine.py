@@ -2,15 +2,18 @@
 
 Request path: `billing_of()` (once per credential, cached with the principal), `quote()` (what an attempt can
 cost at most, or the refusal of what the gateway cannot price or bound: admission fails closed) and `reserve()`.
-Log writer: `commit()` bills each record once, in the same transaction as its log row (settle.py, ledger.py), then
-gives each request's reservation back, mirrors the balances to Redis and wakes the webhook sender for autopay
-events, which are owed in that same transaction.
+Log writer: `commit_tx()` bills each record once, in the same transaction as its log row (settle.py, ledger.py),
+and owes autopay webhook events in it; it may run in the writer process. `after_commit()`, on the serving loop,
+gives each request's reservation back, mirrors the balances to Redis and wakes the webhook sender.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgspec
 
 from ..errors import InputNotBounded, InvalidRequest, ModelNotPriced, ServiceUnavailable
 from ..forward_token import ForwardToken
@@ -19,6 +22,7 @@ from ..lru import TTLCache
 from ..metering.pricing import PriceTable
 from ..metering.record import RequestRecord
 from . import accounts
+from . import webhook_deliveries as deliveries
 from .charging import UNPRICEABLE_METERS, Billing, Quote, quote
 from .holds import RedisHolds
 from .leases import Lease, Leases
@@ -48,6 +52,16 @@ class Reservation(NamedTuple):
 
 
 NOTHING = Reservation()
+
+
+class Committed(msgspec.Struct, array_like=True):
+    """What one committed batch changed, for the serving loop (`BillingEngine.after_commit`); it crosses the pipe
+    from the writer process."""
+
+    consumed: list[tuple[str, int, int]]  # (request id, payer took, merchant took) of each record billed now
+    # the Redis copy of the transfers: (account kind, account id, transfer id, change, hold id, hold used)
+    debits: list[tuple[str, str, str, int, str | None, int]]
+    fired: int  # autopay events owed by this transaction
 
 
 class BillingEngine:
@@ -154,6 +168,12 @@ class BillingEngine:
 
     # -- the log writer ------------------------------------------------------------------------------------
     async def commit(self, records: list[RequestRecord]) -> None:
+        await self.after_commit([r.request_id for r in records], await self.commit_tx(records))
+
+    async def commit_tx(self, records: list[RequestRecord]) -> Committed:
+        """Bill the records and write their log rows, transfers, rollup, spend counters and owed webhook events in
+        ONE transaction. It touches no per-worker state, so it may run in the log writer's own process
+        (log_sinks/writer_process.py); what it changed goes to `after_commit` on the serving loop."""
         meters: dict[tuple[str, str], Any] = {}
         for r in records:
             if r.meter_slug and (r.merchant_id, r.meter_slug) not in meters:
@@ -164,28 +184,32 @@ class BillingEngine:
             await record_spend(tx, new, self.redis_holds)
             fired = await disarm_autopay(tx, {r.customer_id for r in new if r.payer == "customer" and r.charge_nanos
                                               and r.customer_id})
-            if fired and self.webhooks is not None:
-                for customer_id, merchant_id, balance, threshold, amount in fired:
-                    await self.webhooks.enqueue(tx, merchant_id, "customer.autopay",
-                                                autopay_data(customer_id, balance, threshold, amount))
-        billed = {id(r) for r in new}
-        for r in records:
-            self._finished(r, consumed(r) if id(r) in billed else (0, 0))
+            for customer_id, merchant_id, balance, threshold, amount in fired:
+                await deliveries.enqueue(tx, merchant_id, "customer.autopay",
+                                         autopay_data(customer_id, balance, threshold, amount), time.time())
+        return Committed(consumed=[(r.request_id, *consumed(r)) for r in new],
+                         debits=[(p.kind, p.id, marker, change, hold, took)
+                                 for p, marker, change, hold, took in _redis_entries(new, transfers)],
+                         fired=len(fired))
+
+    async def after_commit(self, request_ids: list[str], done: Committed) -> None:
+        """The serving loop's part of a commit: give back the reservations of the batch's requests (what the
+        billed ones consumed is spent), mirror the debits to Redis, and wake the webhook loop for owed events."""
+        took = {rid: (payer, merchant) for rid, payer, merchant in done.consumed}
+        for request_id in request_ids:
+            self._finished(request_id, took.get(request_id, (0, 0)))  # a replay's old record consumed nothing now
         if self.redis_holds is not None:
-            self.redis_pending += _redis_entries(new, transfers)
+            self.redis_pending += [(Payer(kind, pid), marker, change, hold, used)
+                                   for kind, pid, marker, change, hold, used in done.debits]
             await self.flush_redis()
-        if fired and self.webhooks is not None:
+        if done.fired and self.webhooks is not None:
             self.webhooks.wake()
 
-    def _finished(self, record: RequestRecord, took: tuple[int, int]) -> None:
-        held = self.inflight.pop(record.request_id, None)
+    def _finished(self, request_id: str, took: tuple[int, int]) -> None:
+        held = self.inflight.pop(request_id, None)
         if held is not None:
             self.leases.finished(held.payer, held.payer_nanos, took[0])
             self.leases.finished(held.merchant, held.merchant_nanos, took[1])
-
-    def spilled(self, records: list[RequestRecord]) -> None:
-        """Records that went to disk instead of the store: they are not billed yet, so their reservations stay
-        held (a lease is never reused for money that may have been spent) until their replay bills them."""
 
     async def flush_redis(self) -> None:
         """Mirror committed debits to Redis (idempotent per request). Failures wait for the next batch; until

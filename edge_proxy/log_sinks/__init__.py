@@ -1,4 +1,4 @@
-"""Where request records end up: the `requests` table (SQLite or PostgreSQL), and the spill directory between.
+"""Where request records end up: the `requests` table (SQLite or PostgreSQL), written by the log writer process.
 
 The writer's connections carry application_name `edge_proxy_log_writer` on PostgreSQL, so an operator can
 find them.

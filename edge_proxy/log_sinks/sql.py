@@ -118,7 +118,7 @@ _astuple = msgspec.structs.astuple
 def to_row(record: RequestRecord) -> list:
     """A record as the table's row: msgspec's C-speed astuple, then metadata as JSON text and booleans as 0/1."""
     row = list(_astuple(record))
-    if row[_METADATA_AT]:
+    if row[_METADATA_AT] is not None:  # {} too: a dict cannot be bound
         row[_METADATA_AT] = _encode(row[_METADATA_AT]).decode()
     for i in _BOOLS_AT:
         row[i] = int(row[i])

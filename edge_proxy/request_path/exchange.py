@@ -86,13 +86,11 @@ class Exchange:
             record.provider = attempt.provider.name
             record.endpoint = attempt.target.path.split("?", 1)[0]
             record.model = attempt.model
+            record.free = attempt.free  # a token count: the catalogue says it costs nothing
             body, estimate = attempt.body, attempt.input_estimate
         if self.sent_at:
             _apply_usage(record, self.usage, body, self.usage_format, estimate)
             self.svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
-            if attempt is not None and attempt.free:  # a token count: the catalogue says it costs nothing
-                record.cost_nanos = record.input_cost_nanos = record.output_cost_nanos = 0
-                record.priced = record.free = True
         else:
             record.usage_source = "none"
         self.svc.log_queue.put(record)

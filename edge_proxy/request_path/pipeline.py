@@ -151,6 +151,7 @@ async def _forward(svc: Services, plan: Plan, attempt: Attempt, ex: Exchange) ->
     ex.reservation = await svc.billing.reserve(ex.request_id, principal.billing, attempt.quote)
     target = attempt.target
     headers = plan.upstream_headers(attempt, principal)
+    svc.log_queue.opened(ex)  # journaled before it is sent: if this process dies now, it is still billed
     ex.sent_at = time.perf_counter()
     try:
         response = await svc.upstream.request(attempt.method, target.scheme, target.host, target.port,

@@ -128,10 +128,10 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         outcome, reason = "partial", "client_disconnected"
     finally:
         watcher.cancel()
-        # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
-        # this frame alive, so let go of the transport explicitly.
-        del transport
         ex.usage = usage = scanner.result()
         if outcome == "completed":  # a provider error status or an in-band error event is an error
             outcome, reason = answer_outcome(response.status, usage)
-        ex.finish(response.status, outcome, reason)
+        ex.finish(response.status, outcome, reason)  # journaled before the body ends (below): a crash loses nothing
+        # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
+        # this frame alive, so let go of the transport explicitly.
+        del transport

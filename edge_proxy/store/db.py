@@ -125,10 +125,21 @@ class SQLiteDB:
         async with self._lock:
             await self._call(lambda: self._c().executescript(script))
 
+    def _end_abandoned(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
-            await self._call(lambda: self._c().execute("BEGIN IMMEDIATE"))
+            try:
+                await self._call(lambda: self._c().execute("BEGIN IMMEDIATE"))
+            except BaseException:
+                # Cancelled (a caller's timeout) while BEGIN waits for another process's lock: the thread still
+                # takes it when it can, and nothing would ever end that transaction, so every other writer would
+                # find the database locked for good. The thread runs one job at a time, in order: end it there.
+                self._thread.submit(self._end_abandoned)
+                raise
             tx = _SQLiteTx(self)
             try:
                 yield tx

@@ -80,6 +80,42 @@ def req_str(parent: dict, key: str, path: str) -> str:
     return value
 
 
+def opt_str(parent: dict[str, Any], key: str, path: str) -> str:
+    """An optional string field (a block's `text`, a streamed call's `arguments`): "" when absent or null."""
+    value = parent.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        bad(f"{path}.{key}", "expected a string")
+    return value
+
+
+def token_count(usage: dict[str, Any], key: str, path: str) -> int:
+    """A provider's token count: 0 when absent or null, and anything but a whole number is malformed (never
+    arithmetic on a string)."""
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        bad(f"{path}.{key}", "expected an integer")
+    return value
+
+
+def event_index(value: Any, path: str) -> int:
+    """A provider's `index` in a stream (a content block's, a tool call's, a candidate's); absent means 0. It is
+    only ever a key, never a list index, but a list or an object as a key would raise TypeError out of feed()."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        bad(path, "expected an integer")
+    return value
+
+
+def reason(table: dict[str, str], value: Any) -> str | None:
+    """A finish or stop reason looked up in its table; a value that is not a string has no entry."""
+    return table.get(value) if isinstance(value, str) else None
+
+
 def opt_number(body: dict, key: str) -> float | int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -267,7 +303,13 @@ class StreamTranslator(abc.ABC):
                 out.append(self._error("the provider sent an event that is not a JSON object", "upstream_error",
                                        "bad_upstream_event"))
                 break
-            out.append(self._on_json(event, value))
+            try:
+                out.append(self._on_json(event, value))
+            except ValueError as exc:  # a malformed event (the `bad` helpers): the stream ends with an error event
+                self.closed = True
+                out.append(self._error(f"the provider sent an event that cannot be translated: {exc}",
+                                       "upstream_error", "bad_upstream_event"))
+                break
         return b"".join(out)
 
     # what each translator defines

@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, function_arguments,
-                      image_url_of, obj, openai_error_body, openai_parts, opt_int, opt_list, opt_number,
-                      parse_data_url, req_str, sse_data, stop_list)
+from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, event_index,
+                      function_arguments, image_url_of, obj, openai_error_body, openai_parts, opt_int, opt_list,
+                      opt_number, parse_data_url, reason, req_str, sse_data, stop_list, token_count)
 # The /v1/messages direction lives in its own module, for size; it is part of this module's API.
 from .anthropic_clients import (STOP_REASON, OpenAIToAnthropicStream, anthropic_request_to_openai,
                                 anthropic_usage, openai_error_to_anthropic, openai_response_to_anthropic)
@@ -227,7 +227,7 @@ def anthropic_response_to_openai(body: dict, model: str, *, created: int | None 
 
 
 def _finish(stop_reason: Any, has_calls: bool) -> str:
-    finish = FINISH_REASON.get(stop_reason, "stop")
+    finish = reason(FINISH_REASON, stop_reason) or "stop"
     # The response_format tool's answer is content: "tool_use" without a real tool call is a plain stop.
     return "stop" if finish == "tool_calls" and not has_calls else finish
 
@@ -239,10 +239,10 @@ def openai_usage(usage: Any) -> dict:
     the cache (`cached_tokens`) and which was written to it (`cache_write_tokens`, OpenAI's own field for it).
     """
     usage = usage if isinstance(usage, dict) else {}
-    read = usage.get("cache_read_input_tokens") or 0
-    write = usage.get("cache_creation_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + read + write
-    completion = usage.get("output_tokens") or 0
+    read = token_count(usage, "cache_read_input_tokens", "usage")
+    write = token_count(usage, "cache_creation_input_tokens", "usage")
+    prompt = token_count(usage, "input_tokens", "usage") + read + write
+    completion = token_count(usage, "output_tokens", "usage")
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
 
@@ -269,8 +269,8 @@ class AnthropicToOpenAIStream(StreamTranslator):
         self.created = int(time.time()) if created is None else created
         self._id: str | None = None
         self._usage: dict = {}
-        self._tools: dict[Any, int] = {}  # Anthropic content block index → OpenAI tool_calls index
-        self._answers: set[Any] = set()  # content block indexes of the response_format tool: streamed as text
+        self._tools: dict[int, int] = {}  # Anthropic content block index → OpenAI tool_calls index
+        self._answers: set[int] = set()  # content block indexes of the response_format tool: streamed as text
         self._role_sent = False  # the role goes out with the first content, as OpenAI sends it
         self._finished = False
 
@@ -296,6 +296,7 @@ class AnthropicToOpenAIStream(StreamTranslator):
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):  # message_delta repeats fields; a null one keeps the earlier value
             self._usage.update({k: v for k, v in usage.items() if v is not None})
+            openai_usage(self._usage)  # malformed counts end the stream at the event that brought them
 
     def _on_json(self, event: str | None, data: dict) -> bytes:
         kind = data.get("type") or event
@@ -306,13 +307,14 @@ class AnthropicToOpenAIStream(StreamTranslator):
             return b""
         if kind == "content_block_start":
             block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+            index = event_index(data.get("index"), "index")
             if is_response_tool(block):
-                self._answers.add(data.get("index"))
+                self._answers.add(index)
                 return b"" if self._role_sent else self._chunk(self._first({}))
             if block.get("type") == "tool_use":
-                index = self._tools[data.get("index")] = len(self._tools)
+                call_index = self._tools[index] = len(self._tools)
                 return self._chunk(self._first({"tool_calls": [{
-                    "index": index, "id": block.get("id") or self._ids("call_"), "type": "function",
+                    "index": call_index, "id": block.get("id") or self._ids("call_"), "type": "function",
                     "function": {"name": block.get("name") or "", "arguments": ""}}]}))
             if block.get("type") == "text":
                 if block.get("text"):
@@ -324,10 +326,11 @@ class AnthropicToOpenAIStream(StreamTranslator):
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return self._chunk(self._first({"content": delta["text"]}))
             if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                if data.get("index") in self._answers:
+                index = event_index(data.get("index"), "index")
+                if index in self._answers:
                     return self._chunk(self._first({"content": delta["partial_json"]}))
-                if data.get("index") in self._tools:
-                    return self._chunk({"tool_calls": [{"index": self._tools[data["index"]],
+                if index in self._tools:
+                    return self._chunk({"tool_calls": [{"index": self._tools[index],
                                                         "function": {"arguments": delta["partial_json"]}}]})
             return b""  # thinking, signature and citation deltas have no chat-completions field
         if kind == "message_delta":

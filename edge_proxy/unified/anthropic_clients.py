@@ -15,14 +15,18 @@ from ._common import (
     bad,
     default_id,
     dumps_str,
+    event_index,
     function_arguments,
     obj,
     opt_int,
     opt_list,
     opt_number,
+    opt_str,
+    reason,
     req_str,
     sse_event,
     stop_list,
+    token_count,
 )
 
 STOP_REASON = {  # OpenAI finish_reason → Anthropic stop_reason
@@ -48,7 +52,7 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     messages: list[dict] = []
     system = body.get("system")
     if isinstance(system, list):
-        system = "\n".join(obj(b, f"system[{i}]").get("text") or "" for i, b in enumerate(system))
+        system = "\n".join(opt_str(obj(b, f"system[{i}]"), "text", f"system[{i}]") for i, b in enumerate(system))
     elif system is not None and not isinstance(system, str):
         bad("system", "expected a string or a list of text blocks")
     if system:
@@ -64,7 +68,8 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
             continue
         blocks = [obj(b, f"{path}.content[{j}]") for j, b in enumerate(opt_list(content, f"{path}.content"))]
         if role == "assistant":
-            texts = [b.get("text") or "" for b in blocks if b.get("type") == "text"]
+            texts = [opt_str(b, "text", f"{path}.content[{j}]")
+                     for j, b in enumerate(blocks) if b.get("type") == "text"]
             calls = [{"id": req_str(b, "id", f"{path}.content[{j}]"), "type": "function",
                       "function": {"name": req_str(b, "name", f"{path}.content[{j}]"),
                                    "arguments": dumps_str(b.get("input") or {})}}
@@ -85,7 +90,8 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
                 result_blocks = [obj(b, f"{bpath}.content[{k}]") for k, b in enumerate(opt_list(
                     result if not isinstance(result, str) else None, f"{bpath}.content"))]
                 text = result if isinstance(result, str) else "\n".join(
-                    b.get("text") or "" for b in result_blocks if b.get("type") == "text")
+                    opt_str(b, "text", f"{bpath}.content[{k}]")
+                    for k, b in enumerate(result_blocks) if b.get("type") == "text")
                 messages.append({"role": "tool", "tool_call_id": req_str(block, "tool_use_id", bpath),
                                  "content": text})
                 parts.extend(_openai_part(b, f"{bpath}.content[{k}]")
@@ -197,8 +203,9 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
             text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
         if isinstance(text, str) and text:
             content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+    for i, call in enumerate(opt_list(message.get("tool_calls"), "choices[0].message.tool_calls")):
+        call = obj(call, f"choices[0].message.tool_calls[{i}]")
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
         try:
             arguments = function_arguments(fn.get("arguments"), "arguments")
         except ValueError:
@@ -206,7 +213,7 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
         content.append({"type": "tool_use", "id": call.get("id") or id_factory("toolu_"),
                         "name": fn.get("name") or "", "input": arguments})
     return {"id": body.get("id") or id_factory("msg_"), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": STOP_REASON.get(choice.get("finish_reason"), "end_turn"),
+            "content": content, "stop_reason": reason(STOP_REASON, choice.get("finish_reason")) or "end_turn",
             "stop_sequence": None, "usage": anthropic_usage(body.get("usage"))}
 
 
@@ -214,9 +221,10 @@ def anthropic_usage(usage: Any) -> dict:
     """OpenAI usage in Anthropic's terms: Anthropic's input_tokens leaves out what was read from the cache."""
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("prompt_tokens_details")
-    cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
-    return {"input_tokens": max((usage.get("prompt_tokens") or 0) - cached, 0), "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached, "output_tokens": usage.get("completion_tokens") or 0}
+    cached = token_count(details, "cached_tokens", "usage.prompt_tokens_details") if isinstance(details, dict) else 0
+    return {"input_tokens": max(token_count(usage, "prompt_tokens", "usage") - cached, 0),
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
+            "output_tokens": token_count(usage, "completion_tokens", "usage")}
 
 
 _ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -247,7 +255,7 @@ class OpenAIToAnthropicStream(StreamTranslator):
         self._open: int | None = None  # the content block open now (Anthropic's blocks never interleave)
         self._text_block: int | None = None
         self._blocks = 0
-        self._tools: dict[Any, int] = {}  # OpenAI tool_calls index → Anthropic content block index
+        self._tools: dict[int, int] = {}  # OpenAI tool_calls index → Anthropic content block index
         self._stop: str | None = None
         self._usage: dict = {}
 
@@ -278,8 +286,9 @@ class OpenAIToAnthropicStream(StreamTranslator):
                 "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0}}}))
         if isinstance(data.get("usage"), dict):
+            anthropic_usage(data["usage"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usage"]
-        for choice in data.get("choices") or []:
+        for choice in opt_list(data.get("choices"), "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
@@ -290,11 +299,11 @@ class OpenAIToAnthropicStream(StreamTranslator):
                         self._text_block = self._open
                     out.append(sse_event("content_block_delta", {"type": "content_block_delta", "index": self._open,
                                                                  "delta": {"type": "text_delta", "text": text}}))
-            for call in delta.get("tool_calls") or []:
+            for call in opt_list(delta.get("tool_calls"), "choices[0].delta.tool_calls"):
                 if not isinstance(call, dict):
                     continue
                 fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-                key = call.get("index", 0)
+                key = event_index(call.get("index"), "choices[0].delta.tool_calls[].index")
                 if key not in self._tools:
                     out.append(self._start_block({"type": "tool_use", "id": call.get("id") or self._ids("toolu_"),
                                                   "name": fn.get("name") or "", "input": {}}))
@@ -304,7 +313,7 @@ class OpenAIToAnthropicStream(StreamTranslator):
                         "type": "content_block_delta", "index": self._tools[key],
                         "delta": {"type": "input_json_delta", "partial_json": fn["arguments"]}}))
             if choice.get("finish_reason"):
-                self._stop = STOP_REASON.get(choice["finish_reason"], "end_turn")
+                self._stop = reason(STOP_REASON, choice["finish_reason"]) or "end_turn"
                 out.append(self._close_block())
         return b"".join(out)
 

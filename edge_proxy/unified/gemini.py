@@ -18,9 +18,9 @@ from typing import Any
 import msgspec
 
 from ..stream_errors import sse_error_event
-from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, function_arguments,
-                      image_url_of, loads, obj, openai_error_body, openai_parts, opt_int, opt_list, opt_number,
-                      parse_data_url, req_str, sse_data, stop_list)
+from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, event_index,
+                      function_arguments, image_url_of, loads, obj, openai_error_body, openai_parts, opt_int,
+                      opt_list, opt_number, parse_data_url, reason, req_str, sse_data, stop_list, token_count)
 # Gemini-format clients (`/v1/rewrite/google/…`) live in their own module, for size; part of this module's API.
 from .gemini_clients import (OpenAIToGeminiStream, gemini_request_to_openai, gemini_usage,
                              openai_response_to_gemini, parse_gemini_model_path)
@@ -213,11 +213,11 @@ def _tool_config(choice: Any) -> dict | None:
 def openai_usage(meta: Any) -> dict:
     """Gemini usageMetadata in OpenAI's terms: thinking tokens are output tokens, as OpenAI counts reasoning."""
     meta = meta if isinstance(meta, dict) else {}
-    prompt = meta.get("promptTokenCount") or 0
-    thoughts = meta.get("thoughtsTokenCount") or 0
-    completion = (meta.get("candidatesTokenCount") or 0) + thoughts
+    prompt = token_count(meta, "promptTokenCount", "usageMetadata")
+    thoughts = token_count(meta, "thoughtsTokenCount", "usageMetadata")
+    completion = token_count(meta, "candidatesTokenCount", "usageMetadata") + thoughts
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": meta.get("cachedContentTokenCount") or 0},
+            "prompt_tokens_details": {"cached_tokens": token_count(meta, "cachedContentTokenCount", "usageMetadata")},
             "completion_tokens_details": {"reasoning_tokens": thoughts}}
 
 
@@ -225,7 +225,7 @@ def _split_parts(candidate: dict, ids: IdFactory, first_index: int = 0) -> tuple
     """A candidate's visible text and its function calls as OpenAI tool calls (thought summaries are left out)."""
     content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
     texts, calls = [], []
-    for part in content.get("parts") or []:
+    for part in opt_list(content.get("parts"), "content.parts"):
         if not isinstance(part, dict) or part.get("thought") is True:
             continue
         if isinstance(part.get("text"), str):
@@ -241,10 +241,9 @@ def _split_parts(candidate: dict, ids: IdFactory, first_index: int = 0) -> tuple
 
 
 def _finish(candidate: dict, has_calls: bool) -> str | None:
-    reason = candidate.get("finishReason")
-    if not reason:
+    if not candidate.get("finishReason"):
         return None
-    finish = FINISH_REASON.get(reason, "stop")
+    finish = reason(FINISH_REASON, candidate["finishReason"]) or "stop"
     # Gemini says STOP after a function call; OpenAI clients look for "tool_calls" to run them.
     return "tool_calls" if finish == "stop" and has_calls else finish
 
@@ -322,6 +321,7 @@ class GeminiToOpenAIStream(StreamTranslator):
         if self._id is None:
             self._id = data.get("responseId") or self._ids("chatcmpl-")
         if data.get("usageMetadata") is not None:
+            openai_usage(data["usageMetadata"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usageMetadata"]  # cumulative on every chunk: the last one wins
         out = []
         candidates = data.get("candidates") if isinstance(data.get("candidates"), list) else []
@@ -330,7 +330,8 @@ class GeminiToOpenAIStream(StreamTranslator):
         for position, candidate in enumerate(candidates):
             if not isinstance(candidate, dict):
                 continue
-            index = candidate.get("index", position)
+            index = (position if candidate.get("index") is None
+                     else event_index(candidate["index"], f"candidates[{position}].index"))
             if index in self._finished:
                 continue
             text, calls = _split_parts(candidate, self._ids, self._calls.get(index, 0))

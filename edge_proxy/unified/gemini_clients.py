@@ -15,8 +15,8 @@ from collections import defaultdict, deque
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (IdFactory, StreamTranslator, bad, default_id, dumps, dumps_str, function_arguments, obj,
-                      opt_list, req_str, stop_list)
+from ._common import (IdFactory, StreamTranslator, bad, default_id, dumps, dumps_str, event_index, function_arguments,
+                      obj, opt_list, opt_str, reason, req_str, stop_list, token_count)
 
 FINISH_REASON = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
                  "content_filter": "SAFETY"}
@@ -45,7 +45,8 @@ def gemini_request_to_openai(body: dict, model: str, stream: bool = False, *, ma
     system = body.get("systemInstruction")
     if system is not None:
         system = obj(system, "systemInstruction")
-        text = "\n".join(p.get("text") or "" for p in opt_list(system.get("parts"), "systemInstruction.parts")
+        text = "\n".join(opt_str(p, "text", f"systemInstruction.parts[{j}]")
+                         for j, p in enumerate(opt_list(system.get("parts"), "systemInstruction.parts"))
                          if isinstance(p, dict))
         if text:
             messages.append({"role": "system", "content": text})
@@ -137,7 +138,7 @@ def gemini_request_to_openai(body: dict, model: str, stream: bool = False, *, ma
         out["tools"] = tools
         tool_config = body.get("toolConfig") if isinstance(body.get("toolConfig"), dict) else {}
         fcc = tool_config.get("functionCallingConfig")
-        if isinstance(fcc, dict) and fcc.get("mode") in _MODE:
+        if isinstance(fcc, dict) and reason(_MODE, fcc.get("mode")) is not None:
             names = fcc.get("allowedFunctionNames")
             if fcc["mode"] == "ANY" and isinstance(names, list) and len(names) == 1:
                 out["tool_choice"] = {"type": "function", "function": {"name": names[0]}}
@@ -180,11 +181,12 @@ def _lower(schema: Any) -> Any:
 def gemini_usage(usage: Any) -> dict:
     """OpenAI usage as usageMetadata: reasoning tokens are Gemini's thoughts, outside candidatesTokenCount."""
     usage = usage if isinstance(usage, dict) else {}
-    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    prompt, completion = token_count(usage, "prompt_tokens", "usage"), token_count(usage, "completion_tokens", "usage")
     details = usage.get("completion_tokens_details")
-    thoughts = (details.get("reasoning_tokens") if isinstance(details, dict) else None) or 0
+    thoughts = token_count(details, "reasoning_tokens", "usage.completion_tokens_details") if isinstance(
+        details, dict) else 0
     details = usage.get("prompt_tokens_details")
-    cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
+    cached = token_count(details, "cached_tokens", "usage.prompt_tokens_details") if isinstance(details, dict) else 0
     meta = {"promptTokenCount": prompt, "candidatesTokenCount": max(completion - thoughts, 0),
             "totalTokenCount": prompt + completion}
     if cached:
@@ -221,9 +223,10 @@ def openai_response_to_gemini(body: dict, model: str) -> dict:
         parts: list[dict] = []
         if isinstance(message.get("content"), str) and message["content"]:
             parts.append({"text": message["content"]})
-        parts.extend(_call_part(c) for c in message.get("tool_calls") or [] if isinstance(c, dict))
+        parts.extend(_call_part(c) for c in opt_list(message.get("tool_calls"), f"choices[{i}].message.tool_calls")
+                     if isinstance(c, dict))
         candidates.append({"content": {"role": "model", "parts": parts},
-                           "finishReason": FINISH_REASON.get(choice.get("finish_reason"), "STOP"),
+                           "finishReason": reason(FINISH_REASON, choice.get("finish_reason")) or "STOP",
                            "index": choice.get("index", i)})
     out = {"candidates": candidates, "usageMetadata": gemini_usage(body.get("usage")), "modelVersion": model}
     if body.get("id"):
@@ -249,7 +252,7 @@ class OpenAIToGeminiStream(StreamTranslator):
         super().__init__()
         self.model = model
         self._id: str | None = None
-        self._calls: dict[Any, dict] = {}  # OpenAI tool_calls index → the call accumulated so far
+        self._calls: dict[int, dict[str, Any]] = {}  # OpenAI tool_calls index → the call accumulated so far
         self._finish: str | None = None
         self._usage: dict | None = None
 
@@ -273,26 +276,29 @@ class OpenAIToGeminiStream(StreamTranslator):
             return self._error(str(error.get("message") or "the provider reported an error"), "INTERNAL", None)
         self._id = self._id or data.get("id")
         if isinstance(data.get("usage"), dict):
+            gemini_usage(data["usage"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usage"]
         out = []
-        for choice in data.get("choices") or []:
+        for choice in opt_list(data.get("choices"), "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out.append(self._chunk([{"text": delta["content"]}]))
-            for call in delta.get("tool_calls") or []:
+            for call in opt_list(delta.get("tool_calls"), "choices[0].delta.tool_calls"):
                 if not isinstance(call, dict):
                     continue
+                path = "choices[0].delta.tool_calls[]"
                 fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-                acc = self._calls.setdefault(call.get("index", 0), {"function": {"name": "", "arguments": ""}})
+                acc = self._calls.setdefault(event_index(call.get("index"), f"{path}.index"),
+                                             {"function": {"name": "", "arguments": ""}})
                 for key in ("id", "extra_content"):
                     if call.get(key):
                         acc[key] = call[key]
-                acc["function"]["name"] += fn.get("name") or ""
-                acc["function"]["arguments"] += fn.get("arguments") or ""
+                acc["function"]["name"] += opt_str(fn, "name", f"{path}.function")
+                acc["function"]["arguments"] += opt_str(fn, "arguments", f"{path}.function")
             if choice.get("finish_reason"):
-                self._finish = FINISH_REASON.get(choice["finish_reason"], "STOP")
+                self._finish = reason(FINISH_REASON, choice["finish_reason"]) or "STOP"
         return b"".join(out)
 
     def _final(self) -> bytes:

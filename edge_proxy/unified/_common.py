@@ -14,9 +14,12 @@ import base64
 import binascii
 import secrets
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ..request_path.plan import StreamTranslator as Stream
 
 IdFactory = Callable[[str], str]
 """Makes an id from its prefix (`"chatcmpl-"`, `"call_"`, `"msg_"`, `"toolu_"`). Tests inject a counter."""
@@ -58,13 +61,19 @@ def bad(path: str, message: str) -> NoReturn:
     raise ValueError(f"{path}: {message}")
 
 
-def obj(value: Any, path: str) -> dict:
+def obj(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         bad(path, "expected an object")
     return value
 
 
-def opt_list(value: Any, path: str) -> list:
+def object_at(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """parent[key] when it is an object, else {}: for the optional parts of a provider's answer."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def opt_list(value: Any, path: str) -> list[Any]:
     """A list, or [] for null/absent."""
     if value is None:
         return []
@@ -73,7 +82,7 @@ def opt_list(value: Any, path: str) -> list:
     return value
 
 
-def req_str(parent: dict, key: str, path: str) -> str:
+def req_str(parent: dict[str, Any], key: str, path: str) -> str:
     value = parent.get(key)
     if not isinstance(value, str) or not value:
         bad(f"{path}.{key}", "expected a non-empty string")
@@ -116,14 +125,14 @@ def reason(table: dict[str, str], value: Any) -> str | None:
     return table.get(value) if isinstance(value, str) else None
 
 
-def opt_number(body: dict, key: str) -> float | int | None:
+def opt_number(body: dict[str, Any], key: str) -> float | int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         bad(key, "expected a number")
     return value
 
 
-def opt_int(body: dict, key: str) -> int | None:
+def opt_int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         bad(key, "expected an integer")
@@ -141,7 +150,7 @@ def stop_list(value: Any, path: str) -> list[str]:
     bad(path, "expected a string or a list of strings")
 
 
-def openai_parts(content: Any, path: str) -> list[dict]:
+def openai_parts(content: Any, path: str) -> list[dict[str, Any]]:
     """An OpenAI message `content` (string, list of parts or null) as a list of parts."""
     if content is None:
         return []
@@ -157,7 +166,7 @@ def openai_parts(content: Any, path: str) -> list[dict]:
     return content
 
 
-def image_url_of(part: dict, path: str) -> str:
+def image_url_of(part: dict[str, Any], path: str) -> str:
     """The URL of an OpenAI `image_url` part (`{"image_url": {"url": ...}}` or the bare-string shorthand)."""
     value = part.get("image_url")
     url = value.get("url") if isinstance(value, dict) else value
@@ -181,7 +190,7 @@ def parse_data_url(url: str, path: str) -> tuple[str, str]:
     return media_type, data
 
 
-def function_arguments(arguments: Any, path: str) -> dict:
+def function_arguments(arguments: Any, path: str) -> dict[str, Any]:
     """A tool call's `arguments` JSON string as an object, as Anthropic and Gemini want it ("" means {})."""
     if isinstance(arguments, dict):
         return arguments
@@ -204,7 +213,7 @@ def include_usage(body: Any) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def openai_error_body(message: str, type_: str, code: str | None = None) -> dict:
+def openai_error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
@@ -248,7 +257,7 @@ class SSEDecoder:
         self._line("", out)
         return out
 
-    def _line(self, line: str, out: list) -> None:
+    def _line(self, line: str, out: list[Any]) -> None:
         if not line:
             if self._data:
                 out.append((self._event, "\n".join(self._data)))
@@ -314,7 +323,7 @@ class StreamTranslator(abc.ABC):
 
     # what each translator defines
     @abc.abstractmethod
-    def _on_json(self, event: str | None, data: dict) -> bytes: ...
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes: ...
 
     def _on_done(self) -> bytes:
         return b""
@@ -329,7 +338,7 @@ class StreamTranslator(abc.ABC):
 class ChainStream:
     """Two translators in a row (Gemini → OpenAI → Anthropic): the hub format is never sent to anyone."""
 
-    def __init__(self, first: Any, second: Any) -> None:
+    def __init__(self, first: Stream, second: Stream) -> None:
         self.first, self.second = first, second
 
     def feed(self, chunk: bytes) -> bytes:

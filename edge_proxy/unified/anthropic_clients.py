@@ -18,6 +18,7 @@ from ._common import (
     event_index,
     function_arguments,
     obj,
+    object_at,
     opt_int,
     opt_list,
     opt_number,
@@ -36,7 +37,7 @@ STOP_REASON = {  # OpenAI finish_reason → Anthropic stop_reason
 
 # --- Anthropic request → OpenAI request (POST /v1/messages to an OpenAI-format provider) --------------------
 
-def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_tokens") -> dict:
+def anthropic_request_to_openai(body: dict[str, Any], *, max_tokens_param: str = "max_tokens") -> dict[str, Any]:
     """An Anthropic Messages request as an OpenAI chat completions request.
 
     `max_tokens_param`: OpenAI's own reasoning models take only `max_completion_tokens`; most other
@@ -49,7 +50,7 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     out: dict[str, Any] = {}
     if "model" in body:
         out["model"] = body["model"]
-    messages: list[dict] = []
+    messages: list[dict[str, Any]] = []
     system = body.get("system")
     if isinstance(system, list):
         system = "\n".join(opt_str(obj(b, f"system[{i}]"), "text", f"system[{i}]") for i, b in enumerate(system))
@@ -81,7 +82,7 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
                 message["tool_calls"] = calls
             messages.append(message)
             continue
-        parts: list[dict] = []
+        parts: list[dict[str, Any]] = []
         for j, block in enumerate(blocks):
             bpath = f"{path}.content[{j}]"
             if block.get("type") == "tool_result":
@@ -138,7 +139,7 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     return out
 
 
-def _output_format(body: dict) -> dict | None:
+def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
     """Anthropic's structured output (`output_config.format`, or the beta's `output_format`) as OpenAI's
     `response_format`: a JSON schema is a JSON schema on either side."""
     config = body.get("output_config")
@@ -152,7 +153,7 @@ def _output_format(body: dict) -> dict | None:
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt["schema"], "strict": True}}
 
 
-def _openai_part(block: dict, path: str) -> dict:
+def _openai_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     kind, source = block.get("type"), block.get("source")
     if kind == "text":
         if not isinstance(block.get("text"), str):
@@ -175,11 +176,11 @@ def _openai_part(block: dict, path: str) -> dict:
     bad(f"{path}.type", f"a {kind!r} block cannot be sent to an OpenAI-format model")
 
 
-def _openai_tool(tool: Any, path: str) -> dict:
+def _openai_tool(tool: Any, path: str) -> dict[str, Any]:
     tool = obj(tool, path)
     if tool.get("type") not in (None, "custom"):
         bad(f"{path}.type", f"the Anthropic server tool {tool.get('type')!r} cannot run on an OpenAI-format model")
-    fn = {"name": req_str(tool, "name", path)}
+    fn: dict[str, Any] = {"name": req_str(tool, "name", path)}
     if isinstance(tool.get("description"), str):
         fn["description"] = tool["description"]
     fn["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
@@ -188,7 +189,8 @@ def _openai_tool(tool: Any, path: str) -> dict:
 
 # --- OpenAI response → Anthropic response -------------------------------------------------------------------
 
-def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactory = default_id) -> dict:
+def openai_response_to_anthropic(body: dict[str, Any], model: str, *,
+                                 id_factory: IdFactory = default_id) -> dict[str, Any]:
     """An OpenAI `chat.completion` as an Anthropic Message (its first choice: Anthropic has no `n`).
 
     Tool call arguments that are not a JSON object become `{}` (Anthropic's `input` must be an object).
@@ -196,8 +198,8 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
     body = obj(body, "body")
     choices = opt_list(body.get("choices"), "choices")
     choice = obj(choices[0], "choices[0]") if choices else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    content: list[dict] = []
+    message = object_at(choice, "message")
+    content: list[dict[str, Any]] = []
     for text in (message.get("content"), message.get("refusal")):
         if isinstance(text, list):  # a few OpenAI-compatible providers answer with content parts
             text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
@@ -205,7 +207,7 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
             content.append({"type": "text", "text": text})
     for i, call in enumerate(opt_list(message.get("tool_calls"), "choices[0].message.tool_calls")):
         call = obj(call, f"choices[0].message.tool_calls[{i}]")
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        fn = object_at(call, "function")
         try:
             arguments = function_arguments(fn.get("arguments"), "arguments")
         except ValueError:
@@ -217,7 +219,7 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
             "stop_sequence": None, "usage": anthropic_usage(body.get("usage"))}
 
 
-def anthropic_usage(usage: Any) -> dict:
+def anthropic_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage in Anthropic's terms: Anthropic's input_tokens leaves out what was read from the cache."""
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("prompt_tokens_details")
@@ -231,7 +233,7 @@ _ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def openai_error_to_anthropic(body: Any, status: int) -> dict:
+def openai_error_to_anthropic(body: Any, status: int) -> dict[str, Any]:
     """An OpenAI-format error body in Anthropic's shape; the type comes from the HTTP status, as Anthropic's does."""
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
@@ -257,7 +259,7 @@ class OpenAIToAnthropicStream(StreamTranslator):
         self._blocks = 0
         self._tools: dict[int, int] = {}  # OpenAI tool_calls index → Anthropic content block index
         self._stop: str | None = None
-        self._usage: dict = {}
+        self._usage: dict[str, Any] = {}
 
     def _close_block(self) -> bytes:
         if self._open is None:
@@ -265,14 +267,14 @@ class OpenAIToAnthropicStream(StreamTranslator):
         index, self._open, self._text_block = self._open, None, None
         return sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
 
-    def _start_block(self, block: dict) -> bytes:
+    def _start_block(self, block: dict[str, Any]) -> bytes:
         out = self._close_block()
         self._open = self._blocks
         self._blocks += 1
         return out + sse_event("content_block_start",
                                {"type": "content_block_start", "index": self._open, "content_block": block})
 
-    def _on_json(self, event: str | None, data: dict) -> bytes:
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes:
         if "error" in data and not data.get("choices"):
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
@@ -291,7 +293,7 @@ class OpenAIToAnthropicStream(StreamTranslator):
         for choice in opt_list(data.get("choices"), "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = object_at(choice, "delta")
             for text in (delta.get("content"), delta.get("refusal")):
                 if isinstance(text, str) and text:
                     if self._text_block is None or self._open != self._text_block:
@@ -302,12 +304,12 @@ class OpenAIToAnthropicStream(StreamTranslator):
             for call in opt_list(delta.get("tool_calls"), "choices[0].delta.tool_calls"):
                 if not isinstance(call, dict):
                     continue
-                fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+                fn = object_at(call, "function")
                 key = event_index(call.get("index"), "choices[0].delta.tool_calls[].index")
                 if key not in self._tools:
                     out.append(self._start_block({"type": "tool_use", "id": call.get("id") or self._ids("toolu_"),
                                                   "name": fn.get("name") or "", "input": {}}))
-                    self._tools[key] = self._open
+                    self._tools[key] = self._blocks - 1  # the block _start_block just opened
                 if isinstance(fn.get("arguments"), str) and fn["arguments"]:
                     out.append(sse_event("content_block_delta", {
                         "type": "content_block_delta", "index": self._tools[key],

@@ -14,30 +14,9 @@ import time
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (
-    SSE_DONE,
-    IdFactory,
-    StreamTranslator,
-    bad,
-    default_id,
-    dumps_str,
-    event_index,
-    function_arguments,
-    image_url_of,
-    obj,
-    object_at,
-    openai_error_body,
-    openai_parts,
-    opt_int,
-    opt_list,
-    opt_number,
-    parse_data_url,
-    reason,
-    req_str,
-    sse_data,
-    stop_list,
-    token_count,
-)
+from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, event_index,
+                      function_arguments, image_url_of, obj, object_at, openai_error_body, openai_parts, opt_int,
+                      opt_list, opt_number, parse_data_url, reason, req_str, sse_data, stop_list, token_count)
 
 # The /v1/messages direction lives in its own module, for size; it is part of this module's API.
 from .anthropic_clients import (

@@ -18,31 +18,10 @@ from typing import Any
 import msgspec
 
 from ..stream_errors import sse_error_event
-from ._common import (
-    SSE_DONE,
-    IdFactory,
-    StreamTranslator,
-    bad,
-    default_id,
-    dumps_str,
-    event_index,
-    function_arguments,
-    image_url_of,
-    loads,
-    obj,
-    object_at,
-    openai_error_body,
-    openai_parts,
-    opt_int,
-    opt_list,
-    opt_number,
-    parse_data_url,
-    reason,
-    req_str,
-    sse_data,
-    stop_list,
-    token_count,
-)
+from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, event_index,
+                      function_arguments, image_url_of, loads, obj, object_at, openai_error_body, openai_parts,
+                      opt_int, opt_list, opt_number, parse_data_url, reason, req_str, sse_data, stop_list,
+                      token_count)
 
 # Gemini-format clients (`/v1/rewrite/google/…`) live in their own module, for size; part of this module's API.
 from .gemini_clients import (

@@ -15,24 +15,8 @@ from collections import defaultdict, deque
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (
-    IdFactory,
-    StreamTranslator,
-    bad,
-    default_id,
-    dumps,
-    dumps_str,
-    event_index,
-    function_arguments,
-    obj,
-    object_at,
-    opt_list,
-    opt_str,
-    reason,
-    req_str,
-    stop_list,
-    token_count,
-)
+from ._common import (IdFactory, StreamTranslator, bad, default_id, dumps, dumps_str, event_index, function_arguments,
+                      obj, object_at, opt_list, opt_str, reason, req_str, stop_list, token_count)
 
 FINISH_REASON = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
                  "content_filter": "SAFETY"}

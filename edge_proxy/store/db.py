@@ -45,6 +45,14 @@ class Database(Tx, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
 
+async def fetch_row(tx: Tx, sql: str, *args: Any) -> Row:
+    """The row of a query that always answers one (an aggregate, an upsert's RETURNING)."""
+    row = await tx.fetchone(sql, *args)
+    if row is None:
+        raise LookupError(f"no row from a query that always answers one: {sql[:80]}")
+    return row
+
+
 def note(tx: Tx, *subjects: str) -> None:
     """Tell the database's commit listeners about `subjects` once this transaction has committed (never if it
     rolls back)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ..billing import accounts
 from ..billing.ledger import MAX_AMOUNT_NANOS
@@ -30,6 +30,10 @@ _PHONE = re.compile(r"\+?[0-9 ().\-]{3,40}")
 
 
 # -- field validators --------------------------------------------------------------------------------------------
+@overload
+def text(body: dict[str, Any], name: str, *, required: Literal[True], most: int = MAX_TEXT) -> str: ...
+@overload
+def text(body: dict[str, Any], name: str, *, required: bool = False, most: int = MAX_TEXT) -> str | None: ...
 def text(body: dict[str, Any], name: str, *, required: bool = False, most: int = MAX_TEXT) -> str | None:
     """A string field of 1 to `most` characters; None when absent or null (unless required)."""
     value = body.get(name)

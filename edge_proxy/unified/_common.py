@@ -5,7 +5,9 @@ A stream translator turns one provider's server-sent events into another format'
 once at the end of the upstream body and returns the tail. A stream that ends without its format's end marker
 was cut, and gets one in-band error event in the client's format and never a `[DONE]` (Granian cannot abort a
 response whose headers are out, so the error has to be in the body). `feed` and `finish` never raise: an
-upstream event that is not JSON also ends the stream with an error event.
+upstream event that is not JSON, or whose fields are not the types its format documents (a checker below
+raised ValueError), also ends the stream with an error event. Usage is checked when its event arrives, so
+`finish` has nothing left that can fail.
 """
 from __future__ import annotations
 

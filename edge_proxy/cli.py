@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -18,7 +18,7 @@ from .errors import CommandError, SettingsError
 from .forward_token import encode_forward_token
 from .money import parse_usd, usd
 from .settings import Settings
-from .store import Store, hash_secret, open_store
+from .store import Merchant, SQLStore, hash_secret, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(args) -> Settings:
+def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(flags={"config": args.config})
 
 
-def _serve(args) -> int:
+def _serve(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
     from granian.server import Server
 
     settings = Settings.load(flags={"config": args.config, "host": args.host, "port": args.port,
@@ -107,14 +108,15 @@ def _serve(args) -> int:
         interface=Interfaces.RSGI,
         workers=settings.workers,
         loop=Loops.uvloop,
-        log_level=settings.log_level,
+        log_level=LogLevels(settings.log_level),  # one of them: Settings checked it
         workers_kill_timeout=int(settings.shutdown_grace),
     ).serve()
     return 0
 
 
-def _store_command(fn: Callable[[Any, Store], Any]) -> Callable[[Any], int]:
-    def run(args) -> int:
+def _store_command(fn: Callable[[argparse.Namespace, SQLStore], Awaitable[Any]]
+                   ) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
         async def go() -> Any:
             store = open_store(_settings(args).database_url)
             await store.open()
@@ -139,20 +141,27 @@ def _amount(text: str, what: str) -> int:
     return nanos
 
 
-async def _merchant_of(store: Store, secret_key: str):
+async def _merchant_of(store: SQLStore, secret_key: str) -> Merchant:
     key = await store.find_secret_key(hash_secret(secret_key))
     if key is None or key.revoked:
         raise CommandError("unknown or revoked secret key")
-    return await store.get_merchant(key.merchant_id)
+    return await _merchant(store, key.merchant_id)
 
 
-async def _merchants_create(args, store: Store) -> dict:
+async def _merchant(store: SQLStore, merchant_id: str) -> Merchant:
+    merchant = await store.get_merchant(merchant_id)
+    if merchant is None:  # a key's merchant is never deleted; were it, this is an error, not an empty answer
+        raise CommandError(f"no merchant {merchant_id!r}")
+    return merchant
+
+
+async def _merchants_create(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     merchant, secret = await store.create_merchant(args.name, _amount(args.balance, "--balance"))
     return {"merchant_id": merchant.merchant_id, "secret_key": secret, "name": merchant.name,
             "balance": usd(merchant.balance_nanos)}
 
 
-async def _merchants_credit(args, store: Store) -> dict:
+async def _merchants_credit(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     from .billing.balances import transfer_id
     from .cli_billing import open_balances
     nanos = _amount(args.amount, "--amount")
@@ -160,14 +169,14 @@ async def _merchants_credit(args, store: Store) -> dict:
     async with open_balances(args, store) as balances:
         await balances.fund(merchant.merchant_id, nanos, transfer_id(f"funding:{merchant.merchant_id}",
                                                                     args.idempotency_key))
-    return _merchant_json(await store.get_merchant(merchant.merchant_id))
+    return _merchant_json(await _merchant(store, merchant.merchant_id))
 
 
-def _ledger_verify(args) -> int:
+def _ledger_verify(args: argparse.Namespace) -> int:
     """Prints {"accounts", "transfers", "sum_nanos", "ok"}; what is wrong goes to stderr, and the exit is 1."""
     from .billing.reconcile import verify
 
-    async def go() -> dict:
+    async def go() -> dict[str, Any]:
         store = open_store(_settings(args).database_url)
         await store.open()
         try:
@@ -182,16 +191,16 @@ def _ledger_verify(args) -> int:
     return 0 if report["ok"] else 1
 
 
-async def _merchants_show(args, store: Store) -> dict:
+async def _merchants_show(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     return _merchant_json(await _merchant_of(store, args.secret_key))
 
 
-def _merchant_json(merchant) -> dict:
+def _merchant_json(merchant: Merchant) -> dict[str, Any]:
     return {"merchant_id": merchant.merchant_id, "name": merchant.name, "balance": usd(merchant.balance_nanos),
             "created_at": merchant.created_at}
 
 
-async def _balances_reconcile(args, store: Store) -> dict:
+async def _balances_reconcile(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     from .billing.holds import RedisHolds
     from .billing.reconcile import reconcile
     settings = _settings(args)
@@ -205,7 +214,7 @@ async def _balances_reconcile(args, store: Store) -> dict:
         await client.aclose()
 
 
-def _tokens_create(args) -> int:
+def _tokens_create(args: argparse.Namespace) -> int:
     print(encode_forward_token(args.secret_key, args.customer_id, args.meter_slug, args.provider_key))
     return 0
 

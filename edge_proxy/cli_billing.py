@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from .api import customers as api
 from .api import meters
@@ -24,6 +25,8 @@ from .billing.balances import Balances
 from .errors import CommandError, GatewayError, InsufficientBalance, InvalidRequest, NotFound
 from .settings import Settings
 from .store import SQLStore, hash_secret
+
+StoreCommand = Callable[[argparse.Namespace, SQLStore], Awaitable[Any]]
 
 
 @contextlib.asynccontextmanager
@@ -43,7 +46,8 @@ async def open_balances(args: argparse.Namespace, store: SQLStore) -> AsyncItera
         await client.aclose()
 
 
-def add_commands(sub, store_command) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 store_command: Callable[[StoreCommand], Callable[[argparse.Namespace], int]]) -> None:
     """Register the billing subcommands on the CLI's subparsers. `store_command(fn)` wraps an
     `async fn(args, store)` so that it runs with the store open and its return value printed as JSON."""
     customers = sub.add_parser("customers", help="create, show and credit customers").add_subparsers(
@@ -76,9 +80,9 @@ def add_commands(sub, store_command) -> None:
     c.set_defaults(run=store_command(_guarded(_meters_create)))
 
 
-def _guarded(fn):
+def _guarded(fn: StoreCommand) -> StoreCommand:
     """Turn the API's validation errors (which name the field) into the CLI's one-line errors."""
-    async def run(args, store):
+    async def run(args: argparse.Namespace, store: SQLStore) -> Any:
         try:
             return await fn(args, store)
         except GatewayError as exc:
@@ -86,19 +90,19 @@ def _guarded(fn):
     return run
 
 
-async def _merchant_id(store, secret_key: str) -> str:
+async def _merchant_id(store: SQLStore, secret_key: str) -> str:
     key = await store.find_secret_key(hash_secret(secret_key))
     if key is None or key.revoked:
         raise InvalidRequest("--secret-key: unknown or revoked secret key")
     return key.merchant_id
 
 
-async def _customers_create(args, store) -> dict:
+async def _customers_create(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     mid = await _merchant_id(store, args.secret_key)
     balance = api.money(args.balance, "--balance")
     if (args.autopay_threshold is None) != (args.autopay_amount is None):
         raise InvalidRequest("--autopay-threshold and --autopay-amount go together")
-    fields = {}
+    fields: dict[str, Any] = {}
     if args.autopay_amount is not None:
         fields["autopay_threshold_nanos"] = api.money(args.autopay_threshold, "--autopay-threshold")
         fields["autopay_amount_nanos"] = api.money(args.autopay_amount, "--autopay-amount", positive=True)
@@ -113,7 +117,7 @@ async def _customers_create(args, store) -> dict:
     return api.to_api(customer)
 
 
-async def _customers_show(args, store) -> dict:
+async def _customers_show(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     mid = await _merchant_id(store, args.secret_key)
     customer = await accounts.customer(store.db, mid, args.customer_id)
     if customer is None:
@@ -121,7 +125,7 @@ async def _customers_show(args, store) -> dict:
     return api.to_api(customer)
 
 
-async def _customers_credit(args, store) -> dict:
+async def _customers_credit(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     mid = await _merchant_id(store, args.secret_key)
     nanos = api.money(args.amount, "--amount", positive=True)
     if await accounts.customer(store.db, mid, args.customer_id) is None:
@@ -131,7 +135,7 @@ async def _customers_credit(args, store) -> dict:
                                                     args.idempotency_key))
 
 
-async def _meters_create(args, store) -> dict:
+async def _meters_create(args: argparse.Namespace, store: SQLStore) -> dict[str, Any]:
     mid = await _merchant_id(store, args.secret_key)
     slug = meters.slug_checked(args.slug, "--slug")
     name = api.text({"--name": args.name if args.name is not None else args.slug}, "--name", required=True)

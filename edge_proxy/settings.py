@@ -18,6 +18,7 @@ PREFIX = "EDGE_PROXY_"
 UPSTREAM_PREFIX = PREFIX + "UPSTREAM_"
 PROVIDER_KEY_PREFIX = PREFIX + "PROVIDER_KEY_"
 _SECRET = {"admin_token", "provider_keys", "database_url", "redis_url"}
+LOG_LEVELS = ("critical", "error", "warning", "warn", "info", "debug", "notset")  # Granian's LogLevels
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,8 @@ class Settings:
         if settings.redis_url:  # a bad Redis URL fails here, at start-up, not at the first request
             from .store.redis_client import parse_redis_url
             parse_redis_url(settings.redis_url)
+        if settings.log_level not in LOG_LEVELS:  # else Granian fails with a KeyError traceback at start
+            raise SettingsError(f"{PREFIX}LOG_LEVEL: {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if settings.log_writer not in ("process", "inline"):
             raise SettingsError(f"{PREFIX}LOG_WRITER: {settings.log_writer!r} is not one of process, inline")
         if settings.journal_sync_seconds < 0:

@@ -451,3 +451,26 @@ def test_every_resource_works_the_same_on_postgresql(fake, tmp_path):
     finally:
         g.stop()
         asyncio.run(pg.drop_database(url))
+
+
+def test_a_customer_deleted_as_it_is_created_never_makes_the_create_a_500(tmp_path, monkeypatch):
+    """create_customer answers the row its own transaction wrote: a delete landing between the insert and a read
+    outside it made the read None, and the handler failed on it."""
+    from edge_proxy.store.db import SQLiteDB
+
+    from .inprocess import InProcess
+
+    async def scenario():
+        async with InProcess(tmp_path, None) as gw:
+            real_customer = accounts.customer
+
+            async def deleted_first(db, merchant_id, customer_id):
+                if isinstance(db, SQLiteDB):  # a read outside the create's transaction: the delete lands first
+                    await accounts.delete_customer(db, merchant_id, customer_id)
+                return await real_customer(db, merchant_id, customer_id)
+
+            monkeypatch.setattr(accounts, "customer", deleted_first)
+            return await gw.call("POST", "/v1/customers", body={"name": "Ada"}, key=gw.secret_key)
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 201, answer.body

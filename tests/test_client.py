@@ -321,6 +321,17 @@ def test_gateway_sends_what_the_node_sdk_sends(gateway):
         Gateway("SK", gateway.url).gateway("https://api.openai.com/v1/x", format="cobol")
 
 
+def test_gateway_raw_can_send_the_key_itself_as_a_spend_key_is_sent(gateway):
+    seen = []
+    transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(200, json={}))
+    with Gateway("ep_spk_x", gateway.url, http_client=httpx.Client(transport=transport)) as gw:
+        gw.gateway_raw("https://api.openai.com/v1/chat/completions", body={"a": 1}, forward_token=False)
+        with pytest.raises(ValueError, match="forward token"):
+            gw.gateway_raw("https://api.openai.com/v1/chat/completions", meter_slug="m", forward_token=False)
+    [sent] = seen
+    assert sent.headers["authorization"] == "Bearer ep_spk_x" and sent.content == b'{"a":1}'
+
+
 def test_gateway_with_a_format_goes_through_the_rewrite_route(gw, fake):
     out = gw.gateway("https://api.anthropic.com/v1/messages", format="openai",
                      body={"model": "claude-haiku-4-5", "max_tokens": 32, "messages": CHAT_BODY["messages"]})

@@ -397,3 +397,26 @@ def test_a_session_id_replayed_with_another_credential_gets_a_state_of_its_own()
     replayed = sessions.of(Request("ep_sk_mallory", "s1"))
     assert replayed is not first and replayed.spend_key is None and replayed.secret_key == "ep_sk_mallory"
     assert sessions.of(None).secret_key == "ep_sk_server_env_key"   # stdio keeps the environment's key
+
+
+ODD_ANSWERS = [  # (id, what the gateway answered to prompt: an OpenAI-format provider's body passes through)
+    ("choices that are an object", {"choices": {"0": {}}}),
+    ("a choice that is a string", {"choices": ["hi"]}),
+    ("no answer object at all", [1, 2]),
+]
+
+
+@pytest.mark.parametrize("answer", [c[1] for c in ODD_ANSWERS], ids=[c[0] for c in ODD_ANSWERS])
+def test_an_answer_without_readable_choices_is_a_tool_error(answer):
+    from edge_proxy.mcp._sdk import ToolError
+    from edge_proxy.mcp.server import _completion_summary
+
+    with pytest.raises(ToolError, match="no choices"):
+        _completion_summary(answer, "spend_key")
+
+
+def test_content_parts_that_are_not_text_are_left_out_of_the_summary():
+    from edge_proxy.mcp.server import _completion_summary
+
+    answer = {"choices": [{"message": {"content": [{"text": "a"}, {"text": 7}, "x", {"type": "image"}]}}]}
+    assert _completion_summary(answer, "spend_key")["text"] == "a"

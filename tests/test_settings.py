@@ -5,9 +5,10 @@ import base64
 import json
 
 import pytest
+from granian.log import LogLevels
 
 from edge_proxy.errors import SettingsError
-from edge_proxy.settings import Settings
+from edge_proxy.settings import LOG_LEVELS, Settings
 
 from .gateway_process import base_env, cli
 
@@ -37,6 +38,7 @@ BAD = [
     ("a timeout that is not a number", {"EDGE_PROXY_READ_TIMEOUT": "soon"}, "EDGE_PROXY_READ_TIMEOUT"),
     ("a boolean that is not one", {"EDGE_PROXY_PURE_PYTHON": "maybe"}, "EDGE_PROXY_PURE_PYTHON"),
     ("a missing config file", {"EDGE_PROXY_CONFIG": "/nonexistent/edge.toml"}, "EDGE_PROXY_CONFIG"),
+    ("a log level that is not one", {"EDGE_PROXY_LOG_LEVEL": "loud"}, "EDGE_PROXY_LOG_LEVEL"),
 ]
 
 
@@ -44,6 +46,10 @@ BAD = [
 def test_a_bad_setting_names_its_variable(env, variable):
     with pytest.raises(SettingsError, match=variable):
         Settings.load(env=env)
+
+
+def test_the_log_levels_are_granians():
+    assert set(LOG_LEVELS) == {level.value for level in LogLevels}
 
 
 def test_secrets_print_masked():
@@ -71,3 +77,5 @@ def test_the_cli_reads_the_same_store_and_prints_a_bare_token(tmp_path):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--balance" in bad.stderr
     bad = cli({**env, "EDGE_PROXY_PORT": "nope"}, "merchants", "show", "--secret-key", "x", check=False)
     assert bad.returncode == 2 and "EDGE_PROXY_PORT" in bad.stderr
+    bad = cli({**env, "EDGE_PROXY_LOG_LEVEL": "loud"}, "serve", check=False)  # refused before Granian starts
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "EDGE_PROXY_LOG_LEVEL" in bad.stderr

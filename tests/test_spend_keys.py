@@ -15,11 +15,13 @@ from decimal import Decimal
 import httpx2 as httpx
 import pytest
 
+from edge_proxy.billing import spend_key_store
 from edge_proxy.billing.charging import max_provider_cost
 from edge_proxy.metering.pricing import PriceTable
 
 from .billing_helpers import h, settled, wallet
 from .gateway_process import ROOT, base_env, start_pair
+from .inprocess import InProcess
 from .redis_server import RedisServer
 
 CHAT_PATH = "/providers/openai/v1/chat/completions"
@@ -187,6 +189,42 @@ def test_a_rotated_keys_old_value_is_401_and_the_new_one_works(gw):
     assert send(gw, k["key"]).status_code == 401
     assert [send(gw, new).status_code for _ in range(3)] == [200, 200, 429]  # the counters stay with the key
     assert show(gw, k)["current_requests"] == 3
+
+
+RACES = [  # (id, what lands between a change to the key and the read of its answer, what the change is)
+    ("rotated, then revoked before the answer is read", spend_key_store.revoke, "POST", "/rotate", None),
+    ("rotated twice at once", spend_key_store.rotate, "POST", "/rotate", None),
+    ("updated, then revoked before the answer is read", spend_key_store.revoke, "PUT", "", {"name": "renamed"}),
+]
+
+
+@pytest.mark.parametrize("intruder,method,suffix,body", [c[1:] for c in RACES], ids=[c[0] for c in RACES])
+def test_a_change_racing_another_is_answered_whole_or_404_never_500(tmp_path, monkeypatch, intruder, method, suffix,
+                                                                     body):
+    """The answer to a rotate or an update is the row its own transaction wrote: another change landing just after
+    it cannot turn the answer into a 500 (a revoked key read as None) or pair one key with another's preview."""
+    async def scenario():
+        async with InProcess(tmp_path, None) as gw:
+            created = await gw.call("POST", "/v1/spend_keys", body=json.dumps({"name": "k"}).encode(),
+                                    key=gw.secret_key)
+            key_id = created.json()["spend_key_id"]
+            real_get, intruded = spend_key_store.get, []
+
+            async def get_after_an_intruder(db, merchant_id, spend_key_id):
+                if not intruded:  # the other change lands between this change's commit and its read
+                    intruded.append(await intruder(db, merchant_id, spend_key_id))
+                return await real_get(db, merchant_id, spend_key_id)
+
+            monkeypatch.setattr(spend_key_store, "get", get_after_an_intruder)
+            answer = await gw.call(method, f"/v1/spend_keys/{key_id}{suffix}",
+                                   body=None if body is None else json.dumps(body).encode(), key=gw.secret_key)
+            return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.status in (200, 404), answer.body
+    if answer.status == 200 and "key" in answer.json():
+        secret = answer.json()["key"]
+        assert answer.json()["key_preview"] == secret[:len("ep_spk_") + 4] + "..." + secret[-4:]
 
 
 def test_changing_a_limits_cycle_keeps_what_was_counted(gw):

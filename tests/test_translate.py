@@ -324,6 +324,48 @@ def test_empty_upstream_is_cut(make, complete: bool) -> None:
     assert b"[DONE]" not in out and out.count(b"data: ") == 1
 
 
+HOSTILE_EVENTS = [  # (id, translator, one event that is JSON but not the shape the provider documents)
+    ("an Anthropic block index that is a list", lambda: AnthropicToOpenAIStream("m", True),
+     {"type": "content_block_start", "index": [], "content_block": {"type": "tool_use", "id": "t", "name": "f"}}),
+    ("an Anthropic delta index that is an object", lambda: AnthropicToOpenAIStream("m", True),
+     {"type": "content_block_delta", "index": {}, "delta": {"type": "input_json_delta", "partial_json": "{"}}),
+    ("an Anthropic token count that is a string", lambda: AnthropicToOpenAIStream("m", True),
+     {"type": "message_start", "message": {"id": "msg", "usage": {"input_tokens": "3"}}}),
+    ("OpenAI choices that are a number", lambda: OpenAIToAnthropicStream("m"), {"choices": 1}),
+    ("an OpenAI tool call index that is a list", lambda: OpenAIToAnthropicStream("m"),
+     {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [], "function": {"name": "f"}}]}}]}),
+    ("an OpenAI token count that is a string", lambda: OpenAIToAnthropicStream("m"),
+     {"choices": [], "usage": {"prompt_tokens": "3"}}),
+    ("OpenAI tool calls that are a number, to Gemini", lambda: OpenAIToGeminiStream("m"),
+     {"choices": [{"index": 0, "delta": {"tool_calls": 1}}]}),
+    ("OpenAI call arguments that are a number, to Gemini", lambda: OpenAIToGeminiStream("m"),
+     {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 1}}]}}]}),
+    ("a Gemini candidate index that is a list", lambda: GeminiToOpenAIStream("m", True),
+     {"candidates": [{"index": [], "content": {"parts": [{"text": "hi"}]}}]}),
+    ("Gemini parts that are a number", lambda: GeminiToOpenAIStream("m", True),
+     {"candidates": [{"content": {"parts": 1}}]}),
+    ("a Gemini token count that is a string", lambda: GeminiToOpenAIStream("m", True),
+     {"candidates": [], "usageMetadata": {"promptTokenCount": "3"}}),
+]
+
+
+@pytest.mark.parametrize("make,event", [c[1:] for c in HOSTILE_EVENTS], ids=[c[0] for c in HOSTILE_EVENTS])
+def test_a_malformed_event_ends_the_stream_with_one_error_event(make, event: dict) -> None:
+    translator = make()
+    out = translator.feed(b"data: " + json.dumps(event).encode() + b"\n\n") + translator.finish(True)
+    events = _events(out)
+    assert "cannot be translated" in events[-1][1] and "error" in json.loads(events[-1][1])
+    assert b"[DONE]" not in out and out.count(b"cannot be translated") == 1
+
+
+def test_a_reason_that_is_not_a_string_is_a_plain_stop() -> None:
+    anthropic = AnthropicToOpenAIStream("m").feed(b'data: {"type": "message_delta", "delta": {"stop_reason": []}}\n\n')
+    assert json.loads(_events(anthropic)[-1][1])["choices"][0]["finish_reason"] == "stop"
+    openai = OpenAIToAnthropicStream("m").feed(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": []}]}'
+                                               b'\n\ndata: [DONE]\n\n')
+    assert b'"stop_reason":"end_turn"' in openai
+
+
 def test_openai_done_without_anything_is_an_empty_message() -> None:
     out = OpenAIToAnthropicStream("m", id_factory=ids()).feed(b"data: [DONE]\n\n")
     assert [name for name, _ in _events(out)] == ["message_start", "message_delta", "message_stop"]

@@ -243,7 +243,11 @@ def test_counts_that_cannot_be_made_are_refused_before_anything_is_sent(gateway,
 @pytest.mark.parametrize("path,body", [
     ("/v1/messages/count_tokens", {"model": "mistral-small-latest", "messages": MESSAGES}),
     ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "wizard"}]}),
-], ids=["count_tokens", "messages"])
+    ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5, "system": [{"type": "text", "text": 7}],
+                      "messages": MESSAGES}),
+    ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5,
+                      "messages": [{"role": "assistant", "content": [{"type": "text", "text": {}}]}]}),
+], ids=["count_tokens", "messages", "a system text that is a number", "an assistant text that is an object"])
 def test_a_refusal_while_planning_comes_in_anthropics_shape(gateway, path, body):
     r, raw = call(gateway, path, body)
     assert r.status_code == 400 and r.json()["type"] == "error", raw

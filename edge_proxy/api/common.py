@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -9,19 +10,22 @@ import msgspec
 from ..errors import InvalidRequest
 from ..request_path.body import json_object, read_body
 
+if TYPE_CHECKING:
+    from granian.rsgi import Headers, HTTPProtocol, Scope
+
 _JSON = [("content-type", "application/json")]
 _encode = msgspec.json.encode
 
 
-def reply(proto, status: int, value) -> None:
+def reply(proto: HTTPProtocol, status: int, value: object) -> None:
     proto.response_bytes(status, _JSON, _encode(value))
 
 
-def query(scope) -> dict[str, str]:
+def query(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(scope.query_string, keep_blank_values=True))
 
 
-async def json_body(proto, limit: int = 1 << 20, headers=None) -> dict:
+async def json_body(proto: HTTPProtocol, limit: int = 1 << 20, headers: Headers | None = None) -> dict[str, Any]:
     """The body as a JSON object (at most `limit` bytes; pass the request's headers to refuse a declared
     Content-Length over it before reading)."""
     data = await read_body(proto, headers, limit)

@@ -6,7 +6,8 @@ and the CLI import them): each raises InvalidRequest with a one-line message tha
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ..billing import accounts
 from ..billing.ledger import MAX_AMOUNT_NANOS
@@ -29,7 +30,11 @@ _PHONE = re.compile(r"\+?[0-9 ().\-]{3,40}")
 
 
 # -- field validators --------------------------------------------------------------------------------------------
-def text(body: dict, name: str, *, required: bool = False, most: int = MAX_TEXT) -> str | None:
+@overload
+def text(body: dict[str, Any], name: str, *, required: Literal[True], most: int = MAX_TEXT) -> str: ...
+@overload
+def text(body: dict[str, Any], name: str, *, required: bool = False, most: int = MAX_TEXT) -> str | None: ...
+def text(body: dict[str, Any], name: str, *, required: bool = False, most: int = MAX_TEXT) -> str | None:
     """A string field of 1 to `most` characters; None when absent or null (unless required)."""
     value = body.get(name)
     if value is None:
@@ -41,21 +46,21 @@ def text(body: dict, name: str, *, required: bool = False, most: int = MAX_TEXT)
     return value
 
 
-def email(body: dict, name: str = "email") -> str | None:
+def email(body: dict[str, Any], name: str = "email") -> str | None:
     value = text(body, name, most=254)
     if value is not None and not _EMAIL.fullmatch(value):
         raise InvalidRequest(f"{name}: not an email address")
     return value
 
 
-def phone(body: dict, name: str = "phone") -> str | None:
+def phone(body: dict[str, Any], name: str = "phone") -> str | None:
     value = text(body, name, most=40)
     if value is not None and not _PHONE.fullmatch(value):
         raise InvalidRequest(f"{name}: not a phone number (digits, spaces, + ( ) . -)")
     return value
 
 
-def metadata(body: dict, name: str = "metadata") -> dict[str, str] | None:
+def metadata(body: dict[str, Any], name: str = "metadata") -> dict[str, str] | None:
     """An object of at most 50 string values, keys of 1 to 40 characters, values of at most 500."""
     value = body.get(name)
     if value is None:
@@ -70,7 +75,7 @@ def metadata(body: dict, name: str = "metadata") -> dict[str, str] | None:
     return value
 
 
-def money(value, name: str, *, positive: bool = False) -> int:
+def money(value: object, name: str, *, positive: bool = False) -> int:
     """A USD amount (decimal string or number) as nano-dollars."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidRequest(f"{name}: required, a decimal USD amount as a string")
@@ -85,7 +90,7 @@ def money(value, name: str, *, positive: bool = False) -> int:
     return nanos
 
 
-def autopay(value, name: str = "autopay") -> tuple[int | None, int | None]:
+def autopay(value: object, name: str = "autopay") -> tuple[int | None, int | None]:
     """{threshold, amount} in USD (refill by `amount` when the balance falls below `threshold`), or null."""
     if value is None:
         return None, None
@@ -95,7 +100,11 @@ def autopay(value, name: str = "autopay") -> tuple[int | None, int | None]:
             money(value.get("amount"), f"{name}.amount", positive=True))
 
 
-def list_reply(proto, items: list, limit: int, shape, cursor_of) -> None:
+_Item = TypeVar("_Item")
+
+
+def list_reply(proto: HTTPProtocol, items: Sequence[_Item], limit: int, shape: Callable[[_Item], object],
+               cursor_of: Callable[[_Item], tuple[str, ...]]) -> None:
     """Answer a page of up to limit + 1 items as {data, has_more, next_cursor}."""
     more = len(items) > limit
     items = items[:limit]
@@ -104,7 +113,7 @@ def list_reply(proto, items: list, limit: int, shape, cursor_of) -> None:
 
 
 # -- shape -------------------------------------------------------------------------------------------------------
-def to_api(c: accounts.Customer) -> dict:
+def to_api(c: accounts.Customer) -> dict[str, Any]:
     first, _, last = (c.name or "").partition(" ")
     return {
         "customer_id": c.customer_id,
@@ -121,10 +130,11 @@ def to_api(c: accounts.Customer) -> dict:
     }
 
 
-def customer_fields(body: dict) -> dict:
+def customer_fields(body: dict[str, Any]) -> dict[str, Any]:
     """The CUSTOMER_FIELDS present in a create or update body, validated (null clears a field)."""
-    checks = {"reference_id": lambda: text(body, "reference_id"), "name": lambda: text(body, "name"),
-              "email": lambda: email(body), "phone": lambda: phone(body), "metadata": lambda: metadata(body)}
+    checks: dict[str, Callable[[], object]] = {
+        "reference_id": lambda: text(body, "reference_id"), "name": lambda: text(body, "name"),
+        "email": lambda: email(body), "phone": lambda: phone(body), "metadata": lambda: metadata(body)}
     fields = {name: check() for name, check in checks.items() if name in body}
     if "autopay" in body:
         fields["autopay_threshold_nanos"], fields["autopay_amount_nanos"] = autopay(body["autopay"])
@@ -143,7 +153,7 @@ async def credit_customer(balances: Balances, db: Database, mid: str, customer_i
     return await _get(db, mid, customer_id)
 
 
-async def _get(db, mid: str, customer_id: str) -> accounts.Customer:
+async def _get(db: Database, mid: str, customer_id: str) -> accounts.Customer:
     c = await accounts.customer(db, mid, customer_id)
     if c is None:
         raise NotFound(f"no customer {customer_id!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..billing import accounts
 from ..billing.accounts import Tier
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ..auth import Principal
     from ..services import Services
+    from ..store.db import Database
 
 RATE_TYPES = ("fixed", "percentage")
 TIER_TYPES = ("tokens_1m", "characters_1m", "minutes", "requests")
@@ -29,7 +30,7 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
 _START = re.compile(r"[0-9]{1,15}")
 
 
-def to_api(m: accounts.Meter) -> dict:
+def to_api(m: accounts.Meter) -> dict[str, Any]:
     return {
         "meter_id": m.meter_id,
         "meter_slug": m.meter_slug,
@@ -46,14 +47,14 @@ def slug_of(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:200].rstrip("-")
 
 
-def choice(body: dict, name: str, options: tuple[str, ...]) -> str:
+def choice(body: dict[str, Any], name: str, options: tuple[str, ...]) -> str:
     value = body.get(name)
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise InvalidRequest(f"{name}: required, one of {', '.join(options)}")
     return value
 
 
-def _start(value, where: str) -> int:
+def _start(value: object, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15:
         return value
     if isinstance(value, str) and _START.fullmatch(value.strip()):
@@ -61,19 +62,21 @@ def _start(value, where: str) -> int:
     raise InvalidRequest(f"{where}.start: must be a whole number from 0, as a string or number")
 
 
-def rate_of(value, name: str) -> Decimal:
+def rate_of(value: object, name: str) -> Decimal:
     """A tier rate: a non-negative decimal of at most 12 decimal places, as a string or number."""
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         try:
             rate = Decimal(str(value).strip())
         except InvalidOperation:
             rate = None
-        if rate is not None and rate.is_finite() and 0 <= rate < 10**9 and -rate.as_tuple().exponent <= 12:
+        exponent = rate.as_tuple().exponent if rate is not None else 0  # a letter only for NaN and infinities
+        if rate is not None and rate.is_finite() and 0 <= rate < 10**9 and isinstance(exponent, int) \
+                and -exponent <= 12:
             return rate.copy_abs()  # "-0" is 0
     raise InvalidRequest(f"{name}: must be a non-negative decimal number with at most 12 decimal places")
 
 
-def tiers_of(value, name: str = "tiers") -> list[Tier]:
+def tiers_of(value: object, name: str = "tiers") -> list[Tier]:
     """Validated tiers, sorted by start; the first must start at 0 and no two may share a start."""
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_TIERS:
         raise InvalidRequest(f"{name}: required, a list of 1 to {MAX_TIERS} tiers {{start, rate}}")
@@ -91,7 +94,7 @@ def tiers_of(value, name: str = "tiers") -> list[Tier]:
     return tiers
 
 
-def meter_slug(body: dict, name: str) -> str:
+def meter_slug(body: dict[str, Any], name: str) -> str:
     """The body's meter_slug, or one derived from the meter's name."""
     given = body.get("meter_slug")
     if given is None:
@@ -102,14 +105,14 @@ def meter_slug(body: dict, name: str) -> str:
     return slug_checked(given, "meter_slug")
 
 
-def slug_checked(value, field: str) -> str:
+def slug_checked(value: object, field: str) -> str:
     if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise InvalidRequest(f"{field}: 1 to 200 characters of a-z, 0-9, '.', '_' and '-', starting with a "
                              "letter or digit")
     return value
 
 
-async def create(db, mid: str, name: str, slug: str, rate_type: str, tier_type: str, tiers,
+async def create(db: Database, mid: str, name: str, slug: str, rate_type: str, tier_type: str, tiers: list[Tier],
                  slug_field: str = "meter_slug") -> accounts.Meter:
     """Create a meter or raise InvalidRequest when the slug is taken (shared with the CLI)."""
     m = await accounts.create_meter(db, mid, slug, name, rate_type, tier_type, tiers)

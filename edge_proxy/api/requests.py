@@ -1,13 +1,14 @@
 """`/v1/requests`: the request log as the Lava SDK reads it, and post-request reporting."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound
 from ..forward_token import ForwardToken
 from ..log_sinks import Filters
 from ..metadata import parse_metadata
-from ..metering.record import RequestRecord, now_iso
+from ..clock import now_iso
+from ..metering.record import RequestRecord
 from ..money import usd
 from .common import (decode_cursor, encode_cursor, json_body, limit_param, metadata_filters, query,
                      reply)
@@ -22,7 +23,7 @@ _REPORTED_COUNTS = ("input_tokens", "output_tokens", "input_characters", "output
                     "output_seconds")
 
 
-def _charge(r: RequestRecord) -> dict:
+def _charge(r: RequestRecord) -> dict[str, Any]:
     """What the meter charged (zero when no meter applies), with the tier that priced it."""
     if r.payer != "customer" or r.charge_rate is None:
         return {"amount": "0", "rate_type": None, "breakdown": []}
@@ -34,7 +35,7 @@ def _charge(r: RequestRecord) -> dict:
         "tokens": tokens, "characters": chars, "seconds": secs, "cost": usd(r.charge_nanos)}]}
 
 
-def to_api(r: RequestRecord) -> dict:
+def to_api(r: RequestRecord) -> dict[str, Any]:
     """A log record in Lava's Request shape, with our extra fields beside Lava's."""
     def money(n: int | None) -> str | None:
         return usd(n) if n is not None else None

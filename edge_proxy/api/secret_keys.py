@@ -5,7 +5,7 @@ A revoked key stops working on every worker within a second (store/key_events.py
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound
 from ..store.base import SecretKey
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..services import Services
 
 
-def to_api(k: SecretKey, secret: str | None = None) -> dict:
+def to_api(k: SecretKey, secret: str | None = None) -> dict[str, Any]:
     out = {"secret_key_id": k.secret_key_id, "name": k.name, "secret_key_hint": k.hint, "created_at": k.created_at}
     if secret is not None:
         out["secret_key"] = secret

@@ -9,7 +9,8 @@ and request limits (billing/spend_counters.py); a key without that limit shows i
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..billing import spend_counters
 from ..billing import spend_key_store as store
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
 MAX_LIST = 200
 
 
-def to_api(k: SpendKey, key: str | None = None, current: tuple[int, int] | None = None) -> dict:
+def to_api(k: SpendKey, key: str | None = None, current: tuple[int, int] | None = None) -> dict[str, Any]:
     spend, requests = current or (k.total_spend_nanos, k.total_requests)
-    out = {
+    out: dict[str, Any] = {
         "spend_key_id": k.spend_key_id,
         "key_preview": k.key_preview,
         "name": k.name,
@@ -58,32 +59,32 @@ def to_api(k: SpendKey, key: str | None = None, current: tuple[int, int] | None 
 
 
 # -- validation --------------------------------------------------------------------------------------------------
-def _one_of(value, name: str, options: tuple[str, ...]) -> str:
-    if value not in options:
+def _one_of(value: object, name: str, options: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in options:
         raise InvalidRequest(f"{name}: must be one of {', '.join(options)}")
     return value
 
 
-def _count(value, name: str, least: int = 1, most: int = 10**12) -> int:
+def _count(value: object, name: str, least: int = 1, most: int = 10**12) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
         raise InvalidRequest(f"{name}: must be a whole number from {least} to {most}")
     return value
 
 
-def _names(value, name: str) -> list[str]:
+def _names(value: object, name: str) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_LIST or not all(
             isinstance(v, str) and 1 <= len(v) <= 200 for v in value):
         raise InvalidRequest(f"{name}: must be null or a list of at most {MAX_LIST} strings of 1 to 200 characters")
     return list(dict.fromkeys(value))
 
 
-def _object(value, name: str, fields: str) -> dict:
+def _object(value: object, name: str, fields: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{name}: must be null or an object {{{fields}}}")
     return value
 
 
-def _expires_at(value) -> str:
+def _expires_at(value: object) -> str:
     if not isinstance(value, str) or len(value) > 64:
         raise InvalidRequest("expires_at: must be null or an ISO 8601 date-time string")
     try:
@@ -98,7 +99,7 @@ def _expires_at(value) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
-_CHECKS = {
+_CHECKS: dict[str, Callable[[Any], object]] = {
     "status": lambda v: _one_of(v, "status", STATUSES),
     "request_shape": lambda v: _one_of(v, "request_shape", REQUEST_SHAPES),
     "allowed_models": lambda v: _names(v, "allowed_models"),
@@ -117,9 +118,9 @@ _CHECKS = {
 _NOT_NULL = ("status", "request_shape")  # these have a value always; null means "leave as is"
 
 
-def policy(body: dict, *, creating: bool) -> dict:
+def policy(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """The policy fields present in a body, validated; null clears a restriction."""
-    out = {}
+    out: dict[str, Any] = {}
     name = text(body, "name", required=creating)
     if name is not None:
         out["name"] = name
@@ -131,10 +132,13 @@ def policy(body: dict, *, creating: bool) -> dict:
 
 
 # -- handlers ----------------------------------------------------------------------------------------------------
-async def _shaped(svc, keys: list[SpendKey]):
-    """to_api with each key's current-cycle counters."""
+async def _shaped(svc: Services, keys: list[SpendKey]) -> Callable[..., dict[str, Any]]:
+    """to_api with each key's current-cycle counters: shape(key) or shape(key, secret)."""
     current = await spend_counters.current(svc.store.db, svc.redis, keys)
-    return lambda k, secret=None: to_api(k, secret, current.get(k.spend_key_id))
+
+    def shape(k: SpendKey, secret: str | None = None) -> dict[str, Any]:
+        return to_api(k, secret, current.get(k.spend_key_id))
+    return shape
 
 
 async def create_spend_key(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Principal) -> None:

@@ -5,7 +5,7 @@ customer (`key` null for requests without one), from the same one scan of the lo
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import datetime as dt
 
@@ -67,7 +67,7 @@ def days(start: dt.date, end: dt.date) -> list[str]:
     return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
-def _totals(requests: int, tokens: int, cost: int, charge: int) -> dict:
+def _totals(requests: int, tokens: int, cost: int, charge: int) -> dict[str, Any]:
     return {"total_requests": requests, "total_usage_tokens": tokens, "total_cost": usd(cost),
             "total_charge": usd(charge)}
 
@@ -79,7 +79,7 @@ async def get_usage(svc: Services, scope: Scope, proto: HTTPProtocol, caller: Pr
     group = group_of(q.get("group_by"))
     filters = filters_for(mid, q, start, end)
     per_day: dict[str, list[int]] = {}
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     if group is None:
         for day, *sums in await svc.log_sink.usage(filters):
             per_day[day] = sums

@@ -7,7 +7,7 @@ webhooks (409 past it). `GET /v1/webhooks/{id}/deliveries` shows the latest deli
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import secrets
 
@@ -25,14 +25,14 @@ if TYPE_CHECKING:
     from ..services import Services
 
 
-def to_api(w: accounts.Webhook, secret: str | None = None) -> dict:
+def to_api(w: accounts.Webhook, secret: str | None = None) -> dict[str, Any]:
     out = {"webhook_id": w.webhook_id, "name": w.name, "url": w.url, "created_at": w.created_at}
     if secret is not None:
         out["webhook_secret"] = secret
     return out
 
 
-def url_of(svc: Services, body: dict, *, required: bool) -> str | None:
+def url_of(svc: Services, body: dict[str, Any], *, required: bool) -> str | None:
     """A URL the gateway may deliver to under the operator's policy (UnsafeURL, 400, says why not)."""
     value = text(body, "url", required=required, most=4 * MAX_URL_BYTES)  # check_url counts bytes, and says so
     if value is not None:

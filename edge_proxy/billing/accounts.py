@@ -10,13 +10,14 @@ reads; the REST resources and the CLI use the rest. Balances are never written h
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
 from ..store import key_events
 from ..store.base import new_id
 from ..clock import now_iso
-from ..store.db import Database, Tx
+from ..store.db import Database, Row, Tx
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -45,7 +46,7 @@ class Customer(msgspec.Struct, frozen=True):
     name: str | None
     email: str | None
     phone: str | None
-    metadata: dict
+    metadata: dict[str, str]
     balance_nanos: int
     autopay_threshold_nanos: int | None
     autopay_amount_nanos: int | None
@@ -70,7 +71,7 @@ class Webhook(msgspec.Struct, frozen=True):
 
 # -- paging ----------------------------------------------------------------------------------------------------
 async def page(db: Database, table: str, id_column: str, columns: str, merchant_id: str,
-               cursor: tuple[str, ...] | None, limit: int, extra_where: str = "deleted_at IS NULL") -> list[tuple]:
+               cursor: tuple[str, ...] | None, limit: int, extra_where: str = "deleted_at IS NULL") -> list[Row]:
     """Up to `limit + 1` rows of one merchant, newest first, after `cursor` = (created_at, id).
 
     `table`, `id_column`, `columns` and `extra_where` are constants from this package, never user input."""
@@ -94,8 +95,8 @@ CUSTOMER_FIELDS = ("reference_id", "name", "email", "phone", "metadata", "autopa
                    "autopay_amount_nanos")
 
 
-def _customer(row: tuple) -> Customer:
-    return Customer(*row[:6], _decode(row[6]) if row[6] else {}, int(row[7]),
+def _customer(row: Row) -> Customer:
+    return Customer(row[0], row[1], row[2], row[3], row[4], row[5], _decode(row[6]) if row[6] else {}, int(row[7]),
                     None if row[8] is None else int(row[8]), None if row[9] is None else int(row[9]), row[10])
 
 
@@ -106,28 +107,34 @@ async def customer(db: Database | Tx, merchant_id: str, customer_id: str) -> Cus
     return _customer(row) if row else None
 
 
-async def create_customer(db: Database, merchant_id: str, fields: dict) -> Customer:
+async def create_customer(db: Database, merchant_id: str, fields: dict[str, Any]) -> Customer:
     """A new customer with a zero balance; fields: any of CUSTOMER_FIELDS (metadata as a dict)."""
     customer_id = new_id("cus")
     meta = fields.get("metadata")
-    await db.execute(
-        "INSERT INTO customers (customer_id, merchant_id, reference_id, name, email, phone, metadata, "
-        "balance_nanos, autopay_threshold_nanos, autopay_amount_nanos, autopay_armed, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 1, ?)",
-        customer_id, merchant_id, fields.get("reference_id"), fields.get("name"), fields.get("email"),
-        fields.get("phone"), _encode(meta).decode() if meta else None, fields.get("autopay_threshold_nanos"),
-        fields.get("autopay_amount_nanos"), now_iso())
-    return await customer(db, merchant_id, customer_id)
+    async with db.transaction() as tx:  # read back in the same transaction: a delete just after cannot make it None
+        await tx.execute(
+            "INSERT INTO customers (customer_id, merchant_id, reference_id, name, email, phone, metadata, "
+            "balance_nanos, autopay_threshold_nanos, autopay_amount_nanos, autopay_armed, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 1, ?)",
+            customer_id, merchant_id, fields.get("reference_id"), fields.get("name"), fields.get("email"),
+            fields.get("phone"), _encode(meta).decode() if meta else None, fields.get("autopay_threshold_nanos"),
+            fields.get("autopay_amount_nanos"), now_iso())
+        created = await customer(tx, merchant_id, customer_id)
+    if created is None:
+        raise LookupError(f"customer {customer_id} vanished inside the transaction that wrote it")
+    return created
 
 
-async def list_customers(db: Database, merchant_id: str, cursor, limit: int) -> list[Customer]:
+async def list_customers(db: Database, merchant_id: str, cursor: tuple[str, ...] | None, limit: int) -> list[Customer]:
     rows = await page(db, "customers", "customer_id", _CUSTOMER_COLUMNS, merchant_id, cursor, limit)
     return [_customer(r) for r in rows]
 
 
-async def update_customer(db: Database, merchant_id: str, customer_id: str, fields: dict) -> Customer | None:
+async def update_customer(db: Database, merchant_id: str, customer_id: str,
+                          fields: dict[str, Any]) -> Customer | None:
     """Set the given CUSTOMER_FIELDS (None clears one). Changing autopay re-arms it."""
-    sets, args = [], []
+    sets: list[str] = []
+    args: list[object] = []
     for name in CUSTOMER_FIELDS:
         if name in fields:
             value = fields[name]
@@ -159,9 +166,9 @@ async def delete_customer(db: Database, merchant_id: str, customer_id: str) -> b
 _METER_COLUMNS = "meter_id, merchant_id, meter_slug, name, rate_type, tier_type, tiers, created_at"
 
 
-def _meter(row: tuple) -> Meter:
+def _meter(row: Row) -> Meter:
     tiers = [Tier(int(t["start"]), Decimal(t["rate"])) for t in _decode(row[6])]
-    return Meter(*row[:6], tiers, row[7])
+    return Meter(row[0], row[1], row[2], row[3], row[4], row[5], tiers, row[7])
 
 
 def _tiers_json(tiers: list[Tier]) -> str:
@@ -197,13 +204,14 @@ async def create_meter(db: Database, merchant_id: str, slug: str, name: str, rat
     return await meter(db, merchant_id, meter_id)
 
 
-async def list_meters(db: Database, merchant_id: str, cursor, limit: int) -> list[Meter]:
+async def list_meters(db: Database, merchant_id: str, cursor: tuple[str, ...] | None, limit: int) -> list[Meter]:
     return [_meter(r) for r in await page(db, "meters", "meter_id", _METER_COLUMNS, merchant_id, cursor, limit)]
 
 
 async def update_meter(db: Database, merchant_id: str, meter_id: str, name: str | None,
                        tiers: list[Tier] | None) -> Meter | None:
-    sets, args = [], []
+    sets: list[str] = []
+    args: list[object] = []
     if name is not None:
         sets.append("name = ?")
         args.append(name)
@@ -224,7 +232,7 @@ async def delete_meter(db: Database, merchant_id: str, meter_id: str) -> bool:
 
 
 # -- the wallet's ledger --------------------------------------------------------------------------------------
-async def wallet_history(db: Database, merchant_id: str, cursor, limit: int) -> list[Credit]:
+async def wallet_history(db: Database, merchant_id: str, cursor: tuple[str, ...] | None, limit: int) -> list[Credit]:
     """Up to `limit + 1` credits to the merchant's own wallet, newest first (the `credits` ledger)."""
     rows = await page(db, "credits", "credit_id", "credit_id, amount_nanos, source, created_at", merchant_id, cursor,
                       limit, extra_where="payer_kind = 'merchant'")
@@ -259,14 +267,15 @@ async def create_webhook(db: Database, merchant_id: str, name: str, url: str, se
     return await webhook(db, merchant_id, webhook_id)
 
 
-async def list_webhooks(db: Database, merchant_id: str, cursor, limit: int) -> list[Webhook]:
+async def list_webhooks(db: Database, merchant_id: str, cursor: tuple[str, ...] | None, limit: int) -> list[Webhook]:
     rows = await page(db, "webhooks", "webhook_id", _WEBHOOK_COLUMNS, merchant_id, cursor, limit)
     return [Webhook(*r) for r in rows]
 
 
 async def update_webhook(db: Database, merchant_id: str, webhook_id: str, name: str | None,
                          url: str | None) -> Webhook | None:
-    sets, args = [], []
+    sets: list[str] = []
+    args: list[object] = []
     for column, value in (("name", name), ("url", url)):
         if value is not None:
             sets.append(f"{column} = ?")

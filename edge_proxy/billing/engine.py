@@ -137,11 +137,11 @@ class BillingEngine:
             raise InputNotBounded(f"the request sends {bounds.unbounded}, whose tokens the gateway cannot bound "
                                   "before sending it on its managed key: send the content inline, or your own key "
                                   "as provider_key (BYOK)")
-        max_out = bounds.max_output or limit
-        if max_out is None:
+        ceiling = bounds.max_output or limit
+        if ceiling is None:
             raise InvalidRequest(f"max_tokens: required for {model}, whose output limit the gateway does not know "
                                  "(it must bound what a request can cost before sending it)")
-        return quote(billing, price, bounds.input_tokens, max_out, False)
+        return quote(billing, price, bounds.input_tokens, ceiling, False)
 
     async def reserve(self, request_id: str, billing: Billing, q: Quote) -> Reservation:
         """Hold what the quote says, on the payer and on the merchant: 402 when either cannot cover it, 503 when
@@ -214,7 +214,7 @@ class BillingEngine:
     async def flush_redis(self) -> None:
         """Mirror committed debits to Redis (idempotent per request). Failures wait for the next batch; until
         then Redis shows more money than SQL, by at most these debits (`edge-proxy balances reconcile`)."""
-        while self.redis_pending:
+        while self.redis_pending and self.redis_holds is not None:  # pending only ever with Redis holds
             batch = self.redis_pending[:500]
             try:
                 await self.redis_holds.apply(batch)

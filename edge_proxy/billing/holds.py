@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from ..store.db import Database
+from ..store.db import Database, fetch_row
 from .payer import Payer
 
 
@@ -43,8 +43,8 @@ class SQLHolds:
                                     f"{self._lock}", payer.id)
             if row is None:
                 return None
-            others = await tx.fetchone(
-                "SELECT coalesce(sum(amount_nanos), 0) FROM holds WHERE payer_kind = ? AND payer_id = ? "
+            others = await fetch_row(
+                tx, "SELECT coalesce(sum(amount_nanos), 0) FROM holds WHERE payer_kind = ? AND payer_id = ? "
                 "AND expires_at > ? AND hold_id <> ?", payer.kind, payer.id, now, hold_id)
             own = await tx.fetchone("SELECT amount_nanos, expires_at FROM holds WHERE hold_id = ?", hold_id)
             current = int(own[0]) if own and own[1] > now else 0
@@ -135,7 +135,7 @@ return 1
 SETTLED_MARKER_TTL = 7 * 24 * 3600
 
 
-def is_cluster(redis) -> bool:
+def is_cluster(redis: object) -> bool:
     """Whether `redis` is redis-py's Redis Cluster client (its pipelines take EVAL but not EVALSHA)."""
     from redis.asyncio.cluster import RedisCluster
     return isinstance(redis, RedisCluster)

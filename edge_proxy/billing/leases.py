@@ -63,8 +63,8 @@ class Leases:
         self.timeout = timeout
         self.worker_id = f"{os.getpid()}-{os.urandom(4).hex()}"
         self._leases: dict[Payer, Lease] = {}
-        self._task: asyncio.Task | None = None
-        self._refills: set[asyncio.Task] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._refills: set[asyncio.Task[None]] = set()
         self.local_hits = 0
         self.store_calls = 0
         self.refills = 0

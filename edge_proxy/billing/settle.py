@@ -167,9 +167,13 @@ def _units(meter: Meter, r: RequestRecord) -> int:
                        r.input_seconds + r.output_seconds)
 
 
-def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: dict[tuple[str, str], int]) -> None:
+Volume = dict[tuple[str, str | None], int]  # (meter, payer) -> units so far; None: no customer (see below)
+
+
+def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume) -> None:
     """Price each record a customer pays at the tier its volume has reached, counting the records before it in
     this batch: the same charges as if each had been billed on its own, in order."""
+    # A record without a customer (tracked on the meter, charged to nobody) counts under None, only in this batch.
     running = dict(volume)
     for r, meter in metered:
         key = (meter.meter_id, r.customer_id)
@@ -184,12 +188,12 @@ def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: dict[tu
         r.charge_rate = f"{meter.rate_type}|{meter.tier_type}|{tier.start}|{format(tier.rate, 'f')}"
 
 
-async def _meter_volume(tx: Tx, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+async def _meter_volume(tx: Tx, pairs: set[tuple[str, str]]) -> Volume:
     """Each (meter, payer)'s units so far: one query per meter and up to 500 payers, not one per record."""
     by_meter: dict[str, list[str]] = defaultdict(list)
     for meter_id, payer_id in pairs:
         by_meter[meter_id].append(payer_id)
-    volume = {}
+    volume: Volume = {}
     for meter_id, payers in by_meter.items():
         for i in range(0, len(payers), 500):
             chunk = payers[i:i + 500]

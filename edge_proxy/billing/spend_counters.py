@@ -39,10 +39,15 @@ import logging
 import math
 import time
 from collections import defaultdict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ServiceUnavailable
-from ..store.db import Database, Tx
+from ..store.db import Database, Tx, fetch_row
+
+if TYPE_CHECKING:
+    from ..metering.record import RequestRecord
+    from .holds import RedisHolds
+    from .spend_key_store import SpendKey
 
 log = logging.getLogger("edge_proxy.spend_keys")
 
@@ -126,8 +131,8 @@ class SQLCounters:
 
     async def _admit(self, tx: Tx, a: Admission) -> None:
         key = a.spend_key_id
-        state = await tx.fetchone(
-            "INSERT INTO spend_key_state (spend_key_id, tokens, refilled_at) VALUES (?, NULL, ?) "
+        state = await fetch_row(
+            tx, "INSERT INTO spend_key_state (spend_key_id, tokens, refilled_at) VALUES (?, NULL, ?) "
             "ON CONFLICT (spend_key_id) DO UPDATE SET spend_key_id = excluded.spend_key_id "
             "RETURNING tokens, refilled_at", key, a.now)
         tokens = 0.0
@@ -150,8 +155,8 @@ class SQLCounters:
                 raise _Refused(Refusal("requests", made))
         if a.spend is not None:
             limit, label, amount = a.spend
-            row = await tx.fetchone("SELECT coalesce(sum(amount_nanos), 0) FROM spend_key_reservations WHERE "
-                                    "spend_key_id = ? AND expires_at > ?", key, a.now)
+            row = await fetch_row(tx, "SELECT coalesce(sum(amount_nanos), 0) FROM spend_key_reservations WHERE "
+                                  "spend_key_id = ? AND expires_at > ?", key, a.now)
             used = counters.get(label, (0, 0))[0] + int(row[0])
             if used + max(amount, 1) > limit:
                 raise _Refused(Refusal("spend", used))
@@ -258,7 +263,7 @@ return 1
 
 
 class RedisCounters:
-    def __init__(self, redis, db: Database) -> None:
+    def __init__(self, redis: Any, db: Database) -> None:  # redis-py's client, as open_redis() answers it
         self.redis = redis
         self.db = db
         self._admit = redis.register_script(_ADMIT)
@@ -292,32 +297,33 @@ class RedisCounters:
 # -- the log writer: billed spend --------------------------------------------------------------------------------
 _SWEEP_EVERY = 60.0
 _swept_at = 0.0
-_redis_pending: list[tuple[object, list[str], list]] = []   # (client, keys, args) waiting for Redis
+# (client, keys, args) waiting for Redis; the client is redis-py's, typed Any as open_redis() answers it
+_redis_pending: list[tuple[Any, list[str], list[str | int]]] = []
 _REDIS_PENDING_MAX = 100_000
 _REDIS_RETRY = 1.0         # seconds before pending Redis updates are tried again after a failure
 _flushing = False
-_tasks: set[asyncio.Task] = set()
+_tasks: set[asyncio.Task[None]] = set()
 
 
-async def record_spend(tx: Tx, records: list, redis_holds=None) -> None:
+async def record_spend(tx: Tx, records: list[RequestRecord], redis_holds: RedisHolds | None = None) -> None:
     """Add what `records` (the ones settle() charged now) spent to their spend keys, in the billing transaction:
     totals and last use on `spend_keys`, billed spend per cycle, and drop their reservations. With Redis
     (`redis_holds` set) the Redis copies are updated just after, off this transaction."""
     global _swept_at
-    mine = [r for r in records if r.spend_key_id]
+    mine = [(r.spend_key_id, r) for r in records if r.spend_key_id]
     if not mine:
         return
-    totals: dict[str, list] = defaultdict(lambda: [0, 0, None])   # key -> [spend, served requests, last used]
+    totals: dict[str, list[Any]] = defaultdict(lambda: [0, 0, None])   # key -> [spend, served requests, last used]
     spent: dict[tuple[str, str], int] = defaultdict(int)
-    for r in mine:
-        t = totals[r.spend_key_id]
+    for key, r in mine:
+        t = totals[key]
         t[0] += r.charge_nanos
         if 0 < r.status_code < 400:
             t[1] += 1
             t[2] = r.created_at if t[2] is None or r.created_at > t[2] else t[2]
         if r.charge_nanos:
             for label in labels_at(r.created_at):
-                spent[(r.spend_key_id, label)] += r.charge_nanos
+                spent[(key, label)] += r.charge_nanos
     for key, (spend, served, last) in totals.items():
         if served:
             await tx.execute("UPDATE spend_keys SET total_spend_nanos = total_spend_nanos + ?, total_requests = "
@@ -337,15 +343,15 @@ async def record_spend(tx: Tx, records: list, redis_holds=None) -> None:
         for i in range(0, len(mine), 500):
             chunk = mine[i:i + 500]
             await tx.execute(f"DELETE FROM spend_key_reservations WHERE request_id IN "
-                             f"({', '.join('?' * len(chunk))})", *(r.request_id for r in chunk))
+                             f"({', '.join('?' * len(chunk))})", *(r.request_id for _, r in chunk))
         now = time.time()
         if now - _swept_at > _SWEEP_EVERY:  # reservations whose request was never billed (its worker died)
             _swept_at = now
             await tx.execute("DELETE FROM spend_key_reservations WHERE expires_at < ?", now)
         return
-    for r in mine:
-        _redis_pending.append((redis, [redis_key(r.spend_key_id, "reserved"), *(
-            redis_key(r.spend_key_id, "spend:" + label) for label in labels_at(r.created_at))],
+    for key, r in mine:
+        _redis_pending.append((redis, [redis_key(key, "reserved"), *(
+            redis_key(key, "spend:" + label) for label in labels_at(r.created_at))],
             [r.request_id, r.charge_nanos]))
     del _redis_pending[:-_REDIS_PENDING_MAX]  # past that, the copies are re-read from SQL within REDIS_SPEND_TTL
     _kick()
@@ -389,7 +395,8 @@ async def _flush_redis() -> None:
 
 
 # -- reading: the current cycle, for the API -----------------------------------------------------------------------
-async def current(db: Database, redis, keys: list, now: float | None = None) -> dict[str, tuple[int, int]]:
+async def current(db: Database, redis: Any, keys: list[SpendKey],
+                  now: float | None = None) -> dict[str, tuple[int, int]]:
     """Per key: (spend, requests) in the current cycle of its spend and request limits; a key without that limit
     shows its total instead."""
     now = time.time() if now is None else now

@@ -11,12 +11,13 @@ allowed_models / allowed_providers a list of strings. NULL means "no restriction
 from __future__ import annotations
 
 import secrets
+from typing import Any, TypeVar
 
 import msgspec
 
 from ..store import key_events
 from ..store.base import hash_secret, new_id
-from ..store.db import Database
+from ..store.db import Database, Row, Tx
 from ..clock import now_iso
 from .accounts import page
 
@@ -74,18 +75,21 @@ _COLUMNS = ("spend_key_id, merchant_id, key_preview, name, status, request_shape
 _LIVE = "status <> 'revoked'"
 
 
-def _json(text: str | None, typ):
+_T = TypeVar("_T")
+
+
+def _json(text: str | None, typ: type[_T]) -> _T | None:
     return None if text is None else msgspec.json.decode(text, type=typ)
 
 
-def _row(row: tuple) -> SpendKey:
+def _row(row: Row) -> SpendKey:
     return SpendKey(
-        *row[:6], _json(row[6], list[str]), _json(row[7], list[str]), _json(row[8], SpendLimit),
-        _json(row[9], RequestLimit), _json(row[10], RateLimit), row[11], row[12], int(row[13]), int(row[14]),
-        row[15])
+        row[0], row[1], row[2], row[3], row[4], row[5], _json(row[6], list[str]), _json(row[7], list[str]),
+        _json(row[8], SpendLimit), _json(row[9], RequestLimit), _json(row[10], RateLimit), row[11], row[12],
+        int(row[13]), int(row[14]), row[15])
 
 
-def _column(value):
+def _column(value: object) -> str | None:
     """A policy value as stored: Structs and lists as JSON text, None as NULL."""
     if value is None or isinstance(value, str):
         return value
@@ -106,12 +110,16 @@ async def find_by_hash(db: Database, key_hash: str) -> SpendKey | None:
 
 
 async def get(db: Database, merchant_id: str, spend_key_id: str) -> SpendKey | None:
+    return await _read(db, merchant_id, spend_key_id)
+
+
+async def _read(db: Tx, merchant_id: str, spend_key_id: str) -> SpendKey | None:
     row = await db.fetchone(f"SELECT {_COLUMNS} FROM spend_keys WHERE spend_key_id = ? AND merchant_id = ? AND "
                             f"{_LIVE}", spend_key_id, merchant_id)
     return _row(row) if row else None
 
 
-async def create(db: Database, merchant_id: str, policy: dict) -> tuple[SpendKey, str]:
+async def create(db: Database, merchant_id: str, policy: dict[str, Any]) -> tuple[SpendKey, str]:
     """A new key with `policy` (POLICY_FIELDS, values already validated: Structs, lists, str or None).
     Returns the key's row and the key itself, which is never stored."""
     key, key_hash, preview = new_spend_key()
@@ -126,27 +134,38 @@ async def create(db: Database, merchant_id: str, policy: dict) -> tuple[SpendKey
             policy.get("request_shape") or "openai",
             *(_column(policy.get(n)) for n in POLICY_FIELDS[3:]), now_iso())
         await key_events.created(tx, spend_key_id)
-    return await get(db, merchant_id, spend_key_id), key
+        created = await _written(tx, merchant_id, spend_key_id)
+    return created, key
 
 
-async def list_keys(db: Database, merchant_id: str, cursor, limit: int) -> list[SpendKey]:
+async def _written(tx: Tx, merchant_id: str, spend_key_id: str) -> SpendKey:
+    """The row this transaction just wrote, read in the same transaction: a change committed after it (a revoke,
+    another rotate) cannot turn the answer into None or pair one key with another's preview."""
+    key = await _read(tx, merchant_id, spend_key_id)
+    if key is None:
+        raise LookupError(f"spend key {spend_key_id} vanished inside the transaction that wrote it")
+    return key
+
+
+async def list_keys(db: Database, merchant_id: str, cursor: tuple[str, ...] | None, limit: int) -> list[SpendKey]:
     """Up to limit + 1 live keys, newest first (see accounts.page)."""
     rows = await page(db, "spend_keys", "spend_key_id", _COLUMNS, merchant_id, cursor, limit, extra_where=_LIVE)
     return [_row(r) for r in rows]
 
 
-async def update(db: Database, merchant_id: str, spend_key_id: str, policy: dict) -> SpendKey | None:
+async def update(db: Database, merchant_id: str, spend_key_id: str, policy: dict[str, Any]) -> SpendKey | None:
     """Set the POLICY_FIELDS present in `policy` (None clears a restriction)."""
     sets = [n for n in POLICY_FIELDS if n in policy]
-    if sets:
-        async with db.transaction() as tx:
-            changed = await tx.execute(
-                f"UPDATE spend_keys SET {', '.join(f'{n} = ?' for n in sets)} WHERE spend_key_id = ? AND "
-                f"merchant_id = ? AND {_LIVE}", *(_column(policy[n]) for n in sets), spend_key_id, merchant_id)
-            if changed != 1:
-                return None
-            await key_events.record(tx, spend_key_id)
-    return await get(db, merchant_id, spend_key_id)
+    if not sets:
+        return await get(db, merchant_id, spend_key_id)
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            f"UPDATE spend_keys SET {', '.join(f'{n} = ?' for n in sets)} WHERE spend_key_id = ? AND "
+            f"merchant_id = ? AND {_LIVE}", *(_column(policy[n]) for n in sets), spend_key_id, merchant_id)
+        if changed != 1:
+            return None
+        await key_events.record(tx, spend_key_id)
+        return await _written(tx, merchant_id, spend_key_id)
 
 
 async def rotate(db: Database, merchant_id: str, spend_key_id: str) -> tuple[SpendKey, str] | None:
@@ -158,7 +177,8 @@ async def rotate(db: Database, merchant_id: str, spend_key_id: str) -> tuple[Spe
         if changed != 1:
             return None
         await key_events.record(tx, spend_key_id)
-    return await get(db, merchant_id, spend_key_id), key
+        rotated = await _written(tx, merchant_id, spend_key_id)
+    return rotated, key
 
 
 async def revoke(db: Database, merchant_id: str, spend_key_id: str) -> bool:

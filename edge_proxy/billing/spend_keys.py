@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 from ..errors import Forbidden, GatewayError, InsufficientBalance, RateLimited, ServiceUnavailable
 from ..money import usd
 from .spend_counters import Admission, RedisCounters, Refusal, SQLCounters, period, periods, utc
+from ..store.db import Database
 from .spend_key_store import SpendKey
 
 REDIS_DEADLINE = 2.0  # seconds one admission may wait for Redis (its socket timeouts are shorter)
@@ -31,10 +33,10 @@ class SpendLimitReached(InsufficientBalance):
 
 
 class SpendKeyGate:
-    def __init__(self, db, redis=None) -> None:
+    def __init__(self, db: Database, redis: Any = None) -> None:  # redis-py's client, as open_redis() answers it
         self.db = db
         self.redis = redis
-        self.counters = RedisCounters(redis, db) if redis is not None else SQLCounters(db)
+        self.counters: RedisCounters | SQLCounters = RedisCounters(redis, db) if redis is not None else SQLCounters(db)
 
     async def admit(self, key: SpendKey, provider: str, model: str | None, request_id: str, max_cost: int) -> None:
         """Admit one request made with `key`, or raise. `max_cost` is the most the request can cost (the billing
@@ -77,13 +79,14 @@ def _store_error(exc: Exception) -> bool:
 
 
 def _refused(key: SpendKey, refusal: Refusal, cycles: list[tuple[str, float | None]]) -> GatewayError:
-    if refusal.kind == "rate":
+    # Each refusal comes from the limit of the same name, so that limit is set; were it not, the request is still
+    # refused (the last line), never admitted.
+    rl, rq, sl = key.rate_limit, key.request_limit, key.spend_limit
+    if refusal.kind == "rate" and rl is not None:
         wait = max(1, math.ceil(refusal.value))
-        rl = key.rate_limit
         return RateLimited(f"rate limit exceeded: this spend key allows {rl.rpm} requests per minute (burst "
                            f"{rl.burst or rl.rpm}); retry in {wait} s", headers=[("retry-after", str(wait))])
-    if refusal.kind == "requests":
-        rq = key.request_limit
+    if refusal.kind == "requests" and rq is not None:
         end = cycles[0][1]
         if end is None:
             return RateLimited(f"request limit reached: this spend key may make {rq.count} requests in total")
@@ -91,6 +94,7 @@ def _refused(key: SpendKey, refusal: Refusal, cycles: list[tuple[str, float | No
         return RateLimited(f"request limit reached: this spend key may make {rq.count} requests per "
                            f"{_PER[rq.cycle]} (UTC); the cycle restarts in {wait} s",
                            headers=[("retry-after", str(wait))])
-    sl = key.spend_limit
-    return SpendLimitReached(f"spend limit reached: this spend key has used ${usd(int(refusal.value))} (billed and "
-                             f"in flight) of its {sl.cycle} spend limit of ${usd(sl.amount_nanos)}")
+    if refusal.kind == "spend" and sl is not None:
+        return SpendLimitReached(f"spend limit reached: this spend key has used ${usd(int(refusal.value))} (billed "
+                                 f"and in flight) of its {sl.cycle} spend limit of ${usd(sl.amount_nanos)}")
+    return SpendLimitReached(f"this spend key is over its {refusal.kind} limit")

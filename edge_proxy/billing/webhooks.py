@@ -20,14 +20,19 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import ssl
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..money import usd
 from ..outbound import GuardedClient, OutboundPolicy, Outcome
 from ..outbound.client import Resolver
 from ..store.db import Database, Tx
 from . import webhook_deliveries as deliveries
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 log = logging.getLogger("edge_proxy.webhooks")
 
@@ -37,7 +42,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def autopay_data(customer_id: str, balance: int, threshold: int, amount: int) -> dict:
+def autopay_data(customer_id: str, balance: int, threshold: int, amount: int) -> dict[str, Any]:
     """The `data` of a customer.autopay event (money as USD decimal strings, as at every edge)."""
     return {"customer_id": customer_id, "balance": usd(balance), "autopay_threshold": usd(threshold),
             "autopay_amount": usd(amount)}
@@ -48,7 +53,7 @@ class WebhookSender:
 
     def __init__(self, db: Database, _legacy_upstream_of: object = None, *, policy: OutboundPolicy | None = None,
                  attempts: int = 12, backoff: float = 1.0, deadline: float = 10.0, concurrency: int = 8,
-                 poll: float = 1.0, resolver: Resolver | None = None, ssl_context=None,
+                 poll: float = 1.0, resolver: Resolver | None = None, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         # _legacy_upstream_of: what app.py passed when deliveries used the providers' pool; ignored
         self.db = db
@@ -60,32 +65,33 @@ class WebhookSender:
         self.client = GuardedClient(policy or OutboundPolicy(), deadline=deadline, concurrency=concurrency,
                                     resolver=resolver, ssl_context=ssl_context)
         self._clock = clock
-        self._loop_task: asyncio.Task | None = None
-        self._enqueues: set[asyncio.Task] = set()
-        self._inflight: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._enqueues: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self.delivered = 0
         self.failed = 0
 
     @classmethod
-    def from_settings(cls, db: Database, settings, **overrides) -> WebhookSender:
+    def from_settings(cls, db: Database, settings: Settings, **overrides: Any) -> WebhookSender:
         """The sender the settings describe (EDGE_PROXY_WEBHOOK_*)."""
-        options = {"policy": OutboundPolicy.from_settings(settings), "attempts": settings.webhook_max_attempts,
-                   "backoff": settings.webhook_retry_seconds, "deadline": settings.webhook_timeout,
-                   "concurrency": settings.webhook_concurrency}
+        options: dict[str, Any] = {
+            "policy": OutboundPolicy.from_settings(settings), "attempts": settings.webhook_max_attempts,
+            "backoff": settings.webhook_retry_seconds, "deadline": settings.webhook_timeout,
+            "concurrency": settings.webhook_concurrency}
         options.update(overrides)
         return cls(db, **options)
 
     # -- owing events ------------------------------------------------------------------------------------------
-    def emit(self, merchant_id: str, event_type: str, data: dict) -> None:
+    def emit(self, merchant_id: str, event_type: str, data: dict[str, Any]) -> None:
         """Owe an event to the merchant's webhooks (stored at once, in the background) and wake the loop."""
         self.start()
         task = asyncio.get_running_loop().create_task(self._enqueue_now(merchant_id, event_type, data))
         self._enqueues.add(task)
         task.add_done_callback(self._enqueues.discard)
 
-    async def enqueue(self, tx: Tx, merchant_id: str, event_type: str, data: dict) -> str:
+    async def enqueue(self, tx: Tx, merchant_id: str, event_type: str, data: dict[str, Any]) -> str:
         """Owe an event inside the caller's transaction (it is owed exactly when that commits); the caller wakes
         the loop with `wake()` after the commit. Returns the event id."""
         event_id, _ = await deliveries.enqueue(tx, merchant_id, event_type, data, self._clock())
@@ -96,7 +102,7 @@ class WebhookSender:
         self.start()
         self._wake.set()
 
-    async def _enqueue_now(self, merchant_id: str, event_type: str, data: dict) -> None:
+    async def _enqueue_now(self, merchant_id: str, event_type: str, data: dict[str, Any]) -> None:
         try:
             async with self.db.transaction() as tx:
                 event_id, n = await deliveries.enqueue(tx, merchant_id, event_type, data, self._clock())
@@ -142,7 +148,7 @@ class WebhookSender:
             except TimeoutError:
                 pass
 
-    def _attempt_done(self, task: asyncio.Task) -> None:
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._wake.set()   # a slot is free
 

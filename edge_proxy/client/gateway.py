@@ -51,9 +51,15 @@ class _Base:
     def _gateway_request(self, client: httpx.Client | httpx.AsyncClient, url: str, body: Any, method: str,
                          headers: Mapping[str, str] | None, customer_id: Option, meter_slug: Option,
                          provider_key: Option, disable_billing: bool | None | Unset,
-                         format: str | None) -> httpx.Request:
-        token = gateway_token(self.secret_key, customer_id=customer_id, meter_slug=meter_slug,
-                              provider_key=provider_key, disable_billing=disable_billing)
+                         format: str | None, forward_token: bool) -> httpx.Request:
+        if forward_token:
+            token = gateway_token(self.secret_key, customer_id=customer_id, meter_slug=meter_slug,
+                                  provider_key=provider_key, disable_billing=disable_billing)
+        elif any(o is not UNSET for o in (customer_id, meter_slug, provider_key, disable_billing)):
+            raise ValueError("customer_id, meter_slug, provider_key and disable_billing travel in a forward token: "
+                             "they cannot be sent with forward_token=False")
+        else:
+            token = self.secret_key  # a spend key is a drop-in credential: nothing wraps it
         content, content_type = gateway_body(body)
         sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
         sent["Authorization"] = f"Bearer {token}"
@@ -100,11 +106,14 @@ class Gateway(_Base):
 
     def gateway_raw(self, url: str, *, body: Any = None, method: str = "POST", headers: Mapping[str, str] | None = None,
                     customer_id: Option = UNSET, meter_slug: Option = UNSET, provider_key: Option = UNSET,
-                    disable_billing: bool | None | Unset = UNSET, format: str | None = None) -> httpx.Response:
-        """gateway()'s call, answering the whole httpx2 response whatever its status (for non-JSON bodies)."""
+                    disable_billing: bool | None | Unset = UNSET, format: str | None = None,
+                    forward_token: bool = True) -> httpx.Response:
+        """gateway()'s call, answering the whole httpx2 response whatever its status (for non-JSON bodies).
+
+        `forward_token=False` sends the client's key itself as the Bearer token, as a spend key is used."""
         return self._transport.send(self._gateway_request(
             self._transport.client, url, body, method, headers, customer_id, meter_slug, provider_key,
-            disable_billing, format))
+            disable_billing, format, forward_token))
 
     def close(self) -> None:
         self._transport.close()
@@ -153,11 +162,11 @@ class AsyncGateway(_Base):
                           headers: Mapping[str, str] | None = None, customer_id: Option = UNSET,
                           meter_slug: Option = UNSET, provider_key: Option = UNSET,
                           disable_billing: bool | None | Unset = UNSET,
-                          format: str | None = None) -> httpx.Response:
-        """gateway()'s call, answering the whole httpx2 response whatever its status."""
+                          format: str | None = None, forward_token: bool = True) -> httpx.Response:
+        """gateway()'s call, answering the whole httpx2 response whatever its status; see Gateway.gateway_raw()."""
         return await self._transport.send(self._gateway_request(
             self._transport.client, url, body, method, headers, customer_id, meter_slug, provider_key,
-            disable_billing, format))
+            disable_billing, format, forward_token))
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -31,8 +31,9 @@ class Providers(Mapping[str, str]):
         self._lookup = lookup
 
     def __getattr__(self, name: str) -> str:
-        try:
-            return self.__dict__["_lookup"][name]
+        try:  # through __dict__: before __init__ has run there is no _lookup, and self._lookup would recurse
+            url: str = self.__dict__["_lookup"][name]
+            return url
         except KeyError:
             raise AttributeError(f"no provider named {name!r} in the catalogue") from None
 

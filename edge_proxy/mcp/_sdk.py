@@ -13,9 +13,10 @@ try:  # mcp >= 2
     from mcp.server.mcpserver.exceptions import ToolError
 
     SDK_MAJOR = 2
-except ImportError:  # mcp 1.x
-    from mcp.server.fastmcp import Context  # type: ignore[no-redef]
-    from mcp.server.fastmcp import FastMCP as MCPServer  # type: ignore[no-redef]
+except ImportError:  # mcp 1.x. The checker sees mcp 2, where these names are gone (attr-defined) and the ones
+    # above already bound (no-redef). Which one runs is decided at import, as pyproject allows both majors.
+    from mcp.server.fastmcp import Context  # type: ignore[no-redef, attr-defined]
+    from mcp.server.fastmcp import FastMCP as MCPServer  # type: ignore[no-redef, attr-defined]
     from mcp.server.fastmcp.exceptions import ToolError  # type: ignore[no-redef]
 
     SDK_MAJOR = 1
@@ -23,11 +24,11 @@ except ImportError:  # mcp 1.x
 __all__ = ["Context", "MCPServer", "ToolError", "new_server", "serve_http", "serve_stdio"]
 
 
-def new_server(name: str, instructions: str) -> Any:
+def new_server(name: str, instructions: str) -> MCPServer:
     return MCPServer(name, instructions=instructions)
 
 
-async def serve_stdio(server: Any) -> None:
+async def serve_stdio(server: MCPServer) -> None:
     await server.run_stdio_async()
 
 

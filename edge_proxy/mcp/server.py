@@ -14,10 +14,10 @@ from typing import Any
 
 from ..client import AsyncGateway, GatewayError
 from ..client.errors import error_for_status
-from ..client.forward_tokens import gateway_body, gateway_url
+from ..client.forward_tokens import UNSET, Unset
 from ..providers import Catalogue
 from . import discovery
-from ._sdk import Context, ToolError, new_server
+from ._sdk import Context, MCPServer, ToolError, new_server
 from .http_auth import is_spend_key
 from .sessions import SessionState, Sessions
 
@@ -43,7 +43,7 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(str(exc)) from None
 
 
-def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | None = None) -> Any:
+def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | None = None) -> MCPServer:
     """The MCP server for the gateway at `base_url`; `secret_key` (from the environment) is the default login."""
     server = new_server("edge-proxy", INSTRUCTIONS)
     sessions = Sessions(secret_key)
@@ -147,18 +147,16 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
         headers = dict(headers or {})
         if isinstance(body, str) and not any(k.lower() == "content-type" for k in headers) and _is_json(body):
             headers["Content-Type"] = "application/json"
-        options = {name: value for name, value in (("customer_id", customer_id), ("meter_slug", meter_slug),
-                                                   ("provider_key", provider_key)) if value is not None}
-        if is_spend_key(key) and options:
+        if is_spend_key(key) and any(o is not None for o in (customer_id, meter_slug, provider_key)):
             raise ToolError("customer_id, meter_slug and provider_key need a merchant secret key: a spend key "
                             "pays from its merchant's wallet, under its own limits")
         with tool_errors():
             async with client(key) as gw:
-                if is_spend_key(key):   # a spend key is a drop-in credential: no forward token wraps it
-                    response = await _send_as(gw, key, url, body, method.upper(), headers)
-                else:
-                    response = await gw.gateway_raw(url, body=body, method=method.upper(), headers=headers,
-                                                    **options)
+                # a spend key is a drop-in credential: no forward token wraps it; None leaves an option out
+                response = await gw.gateway_raw(
+                    url, body=body, method=method.upper(), headers=headers, forward_token=not is_spend_key(key),
+                    customer_id=_option(customer_id), meter_slug=_option(meter_slug),
+                    provider_key=_option(provider_key))
             if not response.is_success:
                 raise error_for_status(response.status_code, response.content, response.headers,
                                        response.reason_phrase)
@@ -205,17 +203,9 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
     return server
 
 
-async def _send_as(gw: AsyncGateway, credential: str, url: str, body: Any, method: str,
-                   headers: dict[str, str]) -> Any:
-    """A forward request sent with the credential itself as the Bearer token (a spend key), not a forward token."""
-    content, content_type = gateway_body(body)
-    sent = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-    sent["Authorization"] = f"Bearer {credential}"
-    if content_type and not any(k.lower() == "content-type" for k in sent):
-        sent["Content-Type"] = content_type
-    transport = gw._transport   # the client's own transport: its errors map to the client's typed errors
-    return await transport.send(transport.client.build_request(method, gateway_url(gw.api_base, url), headers=sent,
-                                                               content=content))
+def _option(value: str | None) -> str | Unset:
+    """A tool argument as a forward-token option: None (not given) leaves it out of the token."""
+    return UNSET if value is None else value
 
 
 def _previous_key(state: SessionState, merchant_id: str | None) -> str | None:
@@ -226,13 +216,14 @@ def _previous_key(state: SessionState, merchant_id: str | None) -> str | None:
 
 
 def _completion_summary(answer: Any, paid_with: str) -> dict[str, Any]:
-    if not isinstance(answer, dict) or not answer.get("choices"):
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ToolError(f"the gateway's answer has no choices: {json.dumps(answer)[:500]}")
-    choice = answer["choices"][0]
-    message = choice.get("message") or {}
+    choice = choices[0]
+    message = choice["message"] if isinstance(choice.get("message"), dict) else {}
     content = message.get("content")
     if isinstance(content, list):  # content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     summary = {"text": content or "", "model": answer.get("model"), "usage": answer.get("usage"),
                "finish_reason": choice.get("finish_reason"), "id": answer.get("id"), "paid_with": paid_with}
     if message.get("tool_calls"):

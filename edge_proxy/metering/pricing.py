@@ -18,7 +18,7 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -211,15 +211,17 @@ def _build(name: str, files: dict[str, ModelPrice], limits: dict[str, int], sour
     if source is not None:
         for model, ceiling in limits.items():
             index = source.find(model)
-            if index is not None and entries[index] is not None:
-                entries[index] = _with_ceiling(entries[index], ceiling)
+            found = entries[index] if index is not None else None
+            if index is not None and found is not None:
+                entries[index] = _with_ceiling(found, ceiling)
         for model, price in files.items():  # an override of a model genai-prices knows replaces it
             index = source.exact.get(model.lower())
             if index is None:
                 index = next((i for i, mid in enumerate(source.ids) if mid.lower() == model.lower()), None)
             if index is not None:
-                if price.max_output_tokens is None and entries[index] is not None:
-                    price = _with_ceiling(price, _ceiling_of(entries[index]))
+                known = entries[index]
+                if price.max_output_tokens is None and known is not None:
+                    price = _with_ceiling(price, _ceiling_of(known))
                 entries[index] = files[model] = price
     for model, price in list(files.items()):
         if price.max_output_tokens is None and model in limits:
@@ -227,13 +229,17 @@ def _build(name: str, files: dict[str, ModelPrice], limits: dict[str, int], sour
     return _Provider(files, {m.lower(): v for m, v in reversed(files.items())}, source, tuple(entries), default)
 
 
-def _with_ceiling(entry, ceiling: int | None):
+@overload
+def _with_ceiling(entry: ModelPrice, ceiling: int | None) -> ModelPrice: ...
+@overload
+def _with_ceiling(entry: Schedule, ceiling: int | None) -> Schedule: ...
+def _with_ceiling(entry: ModelPrice | Schedule, ceiling: int | None) -> ModelPrice | Schedule:
     if isinstance(entry, Schedule):
         return entry.with_ceiling(ceiling)
     return msgspec.structs.replace(entry, max_output_tokens=ceiling)
 
 
-def _ceiling_of(entry) -> int | None:
+def _ceiling_of(entry: ModelPrice | Schedule) -> int | None:
     return (entry.phases[-1][1] if isinstance(entry, Schedule) else entry).max_output_tokens
 
 

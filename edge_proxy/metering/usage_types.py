@@ -39,6 +39,7 @@ content); ``metering.estimate`` turns a non-final stream into the tokens to bill
 from __future__ import annotations
 
 import re
+from typing import Protocol, Self
 
 import msgspec
 
@@ -177,6 +178,12 @@ def _n(value: int | None) -> int:
 
 # --- accumulators: feed(doc) takes one JSON document; feed_body(body) a whole response body ---
 
+class Accumulator(Protocol):
+    def feed(self, doc: bytes) -> None: ...
+    def feed_body(self, body: bytes) -> None: ...
+    def copy(self) -> Accumulator: ...
+    def usage(self) -> Usage: ...
+
 
 class _SnapshotAcc:
     """Base for formats whose usage is a whole snapshot that the next one replaces."""
@@ -186,7 +193,7 @@ class _SnapshotAcc:
     def __init__(self) -> None:
         self._usage = Usage()  # replaced, never mutated, so copies may share it
 
-    def copy(self):
+    def copy(self) -> Self:
         acc = type(self)()
         acc._usage = self._usage
         return acc
@@ -381,10 +388,10 @@ def _decode_array(body: bytes) -> list[_GemChunk]:
     return []
 
 
-_ACCUMULATORS = {"openai": _OpenAIAcc, "anthropic": _AnthropicAcc, "gemini": _GeminiAcc}
+_ACCUMULATORS: dict[str, type[Accumulator]] = {"openai": _OpenAIAcc, "anthropic": _AnthropicAcc, "gemini": _GeminiAcc}
 
 
-def new_accumulator(fmt: str):
+def new_accumulator(fmt: str) -> Accumulator:
     """A fresh accumulator for a catalogue usage format; ValueError for an unknown one."""
     if fmt == "none":
         return _NoUsage()

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import DisallowedUpstream, InvalidRequest, NotFound, SettingsError
@@ -216,15 +217,17 @@ def _under(path: str, base: str) -> bool:
     return path == base or path.startswith(base + "/") or base == ""
 
 
-def _read_toml(path: str | None) -> dict:
+def _read_toml(path: str | None) -> dict[str, Any]:
     if path is None:
         return tomllib.loads(resources.files(__package__).joinpath("catalogue.toml").read_text("utf-8"))
     with open(path, "rb") as fh:
         return tomllib.load(fh)
 
 
-def _provider(name: str, entry: dict, override: str | None, key: str | None) -> Provider:
-    if entry.get("auth") not in _KEY_HEADERS or entry.get("usage_format") not in _USAGE_FORMATS:
+def _provider(name: str, entry: dict[str, Any], override: str | None, key: str | None) -> Provider:
+    auth, usage_format = entry.get("auth"), entry.get("usage_format")
+    if not isinstance(auth, str) or auth not in _KEY_HEADERS or not isinstance(usage_format, str) \
+            or usage_format not in _USAGE_FORMATS:
         raise SettingsError(f"catalogue entry {name!r}: unknown auth or usage_format")
     public, public_path = Origin.parse(entry["base_url"], f"catalogue entry {name!r}")
     upstream, upstream_path = public, public_path

@@ -17,12 +17,14 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger("edge_proxy")
 
 CommitListener = Callable[[list[str]], None]
+Row = tuple[Any, ...]  # one result row, whichever the driver
+_T = TypeVar("_T")
 
 
 class Tx(Protocol):
@@ -30,8 +32,8 @@ class Tx(Protocol):
 
     async def execute(self, sql: str, *args: Any) -> int: ...
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
-    async def fetchone(self, sql: str, *args: Any) -> tuple | None: ...
-    async def fetchall(self, sql: str, *args: Any) -> list[tuple]: ...
+    async def fetchone(self, sql: str, *args: Any) -> Row | None: ...
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]: ...
 
 
 class Database(Tx, Protocol):
@@ -39,7 +41,16 @@ class Database(Tx, Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    def transaction(self) -> Any: ...  # async context manager yielding a Tx
+    async def executescript(self, script: str) -> None: ...
+    def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+
+
+async def fetch_row(tx: Tx, sql: str, *args: Any) -> Row:
+    """The row of a query that always answers one (an aggregate, an upsert's RETURNING)."""
+    row = await tx.fetchone(sql, *args)
+    if row is None:
+        raise LookupError(f"no row from a query that always answers one: {sql[:80]}")
+    return row
 
 
 def note(tx: Tx, *subjects: str) -> None:
@@ -87,7 +98,7 @@ class SQLiteDB:
         conn.execute("PRAGMA busy_timeout=10000")
         self._conn = conn
 
-    async def _call(self, fn, *args):
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def open(self) -> None:
@@ -107,19 +118,22 @@ class SQLiteDB:
     # statements outside a transaction take the lock so they never land inside another task's transaction
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
-            return await self._call(lambda: self._c().execute(sql, args).rowcount)
+            count: int = await self._call(lambda: self._c().execute(sql, args).rowcount)
+            return count
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self._lock:
             await self._call(lambda: self._c().executemany(sql, rows))
 
-    async def fetchone(self, sql: str, *args: Any) -> tuple | None:
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
         async with self._lock:
-            return await self._call(lambda: self._c().execute(sql, args).fetchone())
+            row: Row | None = await self._call(lambda: self._c().execute(sql, args).fetchone())
+            return row
 
-    async def fetchall(self, sql: str, *args: Any) -> list[tuple]:
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         async with self._lock:
-            return await self._call(lambda: self._c().execute(sql, args).fetchall())
+            rows: list[Row] = await self._call(lambda: self._c().execute(sql, args).fetchall())
+            return rows
 
     async def executescript(self, script: str) -> None:
         async with self._lock:
@@ -159,16 +173,19 @@ class _SQLiteTx(_NotedTx):
         self.notes = []
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return await self._db._call(lambda: self._db._c().execute(sql, args).rowcount)
+        count: int = await self._db._call(lambda: self._db._c().execute(sql, args).rowcount)
+        return count
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._db._call(lambda: self._db._c().executemany(sql, rows))
 
-    async def fetchone(self, sql: str, *args: Any) -> tuple | None:
-        return await self._db._call(lambda: self._db._c().execute(sql, args).fetchone())
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._db._call(lambda: self._db._c().execute(sql, args).fetchone())
+        return row
 
-    async def fetchall(self, sql: str, *args: Any) -> list[tuple]:
-        return await self._db._call(lambda: self._db._c().execute(sql, args).fetchall())
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        rows: list[Row] = await self._db._call(lambda: self._db._c().execute(sql, args).fetchall())
+        return rows
 
 
 _QMARK = re.compile(r"\?")
@@ -188,7 +205,7 @@ def _rowcount(status: str) -> int:
 
 
 class _PgOps:
-    _conn: Any
+    _conn: Any  # an asyncpg connection or pool: asyncpg ships no type information
 
     async def execute(self, sql: str, *args: Any) -> int:
         return _rowcount(await self._conn.execute(_pg(sql), *args))
@@ -196,18 +213,18 @@ class _PgOps:
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._conn.executemany(_pg(sql), rows)
 
-    async def fetchone(self, sql: str, *args: Any) -> tuple | None:
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
         row = await self._conn.fetchrow(_pg(sql), *args)
         return tuple(row) if row is not None else None
 
-    async def fetchall(self, sql: str, *args: Any) -> list[tuple]:
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         return [tuple(r) for r in await self._conn.fetch(_pg(sql), *args)]
 
 
 class _PgTx(_PgOps, _NotedTx):
     dialect = "postgres"
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: Any) -> None:
         self._conn = conn
         self.notes = []
 
@@ -218,7 +235,7 @@ class PostgresDB(_PgOps):
     def __init__(self, url: str, application_name: str = "edge_proxy") -> None:
         self.url = url
         self.application_name = application_name
-        self._pool = None
+        self._pool: Any = None  # asyncpg.Pool (asyncpg ships no type information)
         self.commit_listeners: list[CommitListener] = []
 
     async def open(self) -> None:
@@ -234,7 +251,7 @@ class PostgresDB(_PgOps):
             self._pool = None
 
     @property
-    def _conn(self):
+    def _conn(self) -> Any:
         if self._pool is None:
             raise ConnectionError("database is not open")
         return self._pool  # a pool runs single statements on any free connection

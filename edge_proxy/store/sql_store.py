@@ -8,7 +8,7 @@ from ..billing.payer import Payer
 from ..clock import now_iso
 from . import key_events
 from .base import Merchant, SecretKey, new_id, new_secret_key
-from .db import Database
+from .db import Database, Row, Tx, fetch_row
 
 if TYPE_CHECKING:
     from ..billing.spend_key_store import SpendKey
@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS secret_keys (
 );
 """
 _KEY_COLUMNS = "secret_key_id, merchant_id, name, hint, created_at, revoked_at IS NOT NULL"
+
+
+def _secret_key(row: Row) -> SecretKey:
+    return SecretKey(row[0], row[1], row[2], row[3], row[4], revoked=bool(row[5]))
 
 
 class SQLStore:
@@ -65,11 +69,11 @@ class SQLStore:
     async def get_merchant(self, merchant_id: str) -> Merchant | None:
         row = await self.db.fetchone(
             "SELECT merchant_id, name, balance_nanos, created_at FROM merchants WHERE merchant_id = ?", merchant_id)
-        return Merchant(*row) if row else None
+        return Merchant(row[0], row[1], int(row[2]), row[3]) if row else None
 
     async def find_secret_key(self, key_hash: str) -> SecretKey | None:
         row = await self.db.fetchone(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE key_hash = ?", key_hash)
-        return SecretKey(*row[:5], revoked=bool(row[5])) if row else None
+        return _secret_key(row) if row else None
 
     async def find_spend_key(self, key_hash: str) -> SpendKey | None:
         """The live spend key with this hash (billing/spend_key_store.py), as authentication reads it."""
@@ -80,13 +84,13 @@ class SQLStore:
     async def create_secret_key(self, merchant_id: str, name: str) -> tuple[SecretKey, str]:
         async with self.db.transaction() as tx:
             key_id, secret = await self._add_key(tx, merchant_id, name)
-        row = await self.db.fetchone(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE secret_key_id = ?", key_id)
-        return SecretKey(*row[:5], revoked=bool(row[5])), secret
+            row = await fetch_row(tx, f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE secret_key_id = ?", key_id)
+        return _secret_key(row), secret
 
     async def list_secret_keys(self, merchant_id: str) -> list[SecretKey]:
         rows = await self.db.fetchall(f"SELECT {_KEY_COLUMNS} FROM secret_keys WHERE merchant_id = ? "
                                       "AND revoked_at IS NULL ORDER BY created_at, secret_key_id", merchant_id)
-        return [SecretKey(*r[:5], revoked=bool(r[5])) for r in rows]
+        return [_secret_key(r) for r in rows]
 
     async def revoke_secret_key(self, merchant_id: str, secret_key_id: str) -> bool:
         """Revoke a key; every worker's cache forgets it within a second (key_events.py)."""
@@ -99,7 +103,7 @@ class SQLStore:
         return revoked
 
     @staticmethod
-    async def _add_key(tx, merchant_id: str, name: str) -> tuple[str, str]:
+    async def _add_key(tx: Tx, merchant_id: str, name: str) -> tuple[str, str]:
         key, key_hash, hint = new_secret_key()
         key_id = new_id("key")
         await tx.execute("INSERT INTO secret_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",

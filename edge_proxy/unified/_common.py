@@ -5,7 +5,9 @@ A stream translator turns one provider's server-sent events into another format'
 once at the end of the upstream body and returns the tail. A stream that ends without its format's end marker
 was cut, and gets one in-band error event in the client's format and never a `[DONE]` (Granian cannot abort a
 response whose headers are out, so the error has to be in the body). `feed` and `finish` never raise: an
-upstream event that is not JSON also ends the stream with an error event.
+upstream event that is not JSON, or whose fields are not the types its format documents (a checker below
+raised ValueError), also ends the stream with an error event. Usage is checked when its event arrives, so
+`finish` has nothing left that can fail.
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import base64
 import binascii
 import secrets
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ..request_path.plan import StreamTranslator as Stream
 
 IdFactory = Callable[[str], str]
 """Makes an id from its prefix (`"chatcmpl-"`, `"call_"`, `"msg_"`, `"toolu_"`). Tests inject a counter."""
@@ -58,13 +63,19 @@ def bad(path: str, message: str) -> NoReturn:
     raise ValueError(f"{path}: {message}")
 
 
-def obj(value: Any, path: str) -> dict:
+def obj(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         bad(path, "expected an object")
     return value
 
 
-def opt_list(value: Any, path: str) -> list:
+def object_at(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """parent[key] when it is an object, else {}: for the optional parts of a provider's answer."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def opt_list(value: Any, path: str) -> list[Any]:
     """A list, or [] for null/absent."""
     if value is None:
         return []
@@ -73,21 +84,57 @@ def opt_list(value: Any, path: str) -> list:
     return value
 
 
-def req_str(parent: dict, key: str, path: str) -> str:
+def req_str(parent: dict[str, Any], key: str, path: str) -> str:
     value = parent.get(key)
     if not isinstance(value, str) or not value:
         bad(f"{path}.{key}", "expected a non-empty string")
     return value
 
 
-def opt_number(body: dict, key: str) -> float | int | None:
+def opt_str(parent: dict[str, Any], key: str, path: str) -> str:
+    """An optional string field (a block's `text`, a streamed call's `arguments`): "" when absent or null."""
+    value = parent.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        bad(f"{path}.{key}", "expected a string")
+    return value
+
+
+def token_count(usage: dict[str, Any], key: str, path: str) -> int:
+    """A provider's token count: 0 when absent or null, and anything but a whole number is malformed (never
+    arithmetic on a string)."""
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        bad(f"{path}.{key}", "expected an integer")
+    return value
+
+
+def event_index(value: Any, path: str) -> int:
+    """A provider's `index` in a stream (a content block's, a tool call's, a candidate's); absent means 0. It is
+    only ever a key, never a list index, but a list or an object as a key would raise TypeError out of feed()."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        bad(path, "expected an integer")
+    return value
+
+
+def reason(table: dict[str, str], value: Any) -> str | None:
+    """A finish or stop reason looked up in its table; a value that is not a string has no entry."""
+    return table.get(value) if isinstance(value, str) else None
+
+
+def opt_number(body: dict[str, Any], key: str) -> float | int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         bad(key, "expected a number")
     return value
 
 
-def opt_int(body: dict, key: str) -> int | None:
+def opt_int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         bad(key, "expected an integer")
@@ -105,7 +152,7 @@ def stop_list(value: Any, path: str) -> list[str]:
     bad(path, "expected a string or a list of strings")
 
 
-def openai_parts(content: Any, path: str) -> list[dict]:
+def openai_parts(content: Any, path: str) -> list[dict[str, Any]]:
     """An OpenAI message `content` (string, list of parts or null) as a list of parts."""
     if content is None:
         return []
@@ -121,7 +168,7 @@ def openai_parts(content: Any, path: str) -> list[dict]:
     return content
 
 
-def image_url_of(part: dict, path: str) -> str:
+def image_url_of(part: dict[str, Any], path: str) -> str:
     """The URL of an OpenAI `image_url` part (`{"image_url": {"url": ...}}` or the bare-string shorthand)."""
     value = part.get("image_url")
     url = value.get("url") if isinstance(value, dict) else value
@@ -145,7 +192,7 @@ def parse_data_url(url: str, path: str) -> tuple[str, str]:
     return media_type, data
 
 
-def function_arguments(arguments: Any, path: str) -> dict:
+def function_arguments(arguments: Any, path: str) -> dict[str, Any]:
     """A tool call's `arguments` JSON string as an object, as Anthropic and Gemini want it ("" means {})."""
     if isinstance(arguments, dict):
         return arguments
@@ -168,7 +215,7 @@ def include_usage(body: Any) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def openai_error_body(message: str, type_: str, code: str | None = None) -> dict:
+def openai_error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
@@ -212,7 +259,7 @@ class SSEDecoder:
         self._line("", out)
         return out
 
-    def _line(self, line: str, out: list) -> None:
+    def _line(self, line: str, out: list[Any]) -> None:
         if not line:
             if self._data:
                 out.append((self._event, "\n".join(self._data)))
@@ -267,12 +314,18 @@ class StreamTranslator(abc.ABC):
                 out.append(self._error("the provider sent an event that is not a JSON object", "upstream_error",
                                        "bad_upstream_event"))
                 break
-            out.append(self._on_json(event, value))
+            try:
+                out.append(self._on_json(event, value))
+            except ValueError as exc:  # a malformed event (the `bad` helpers): the stream ends with an error event
+                self.closed = True
+                out.append(self._error(f"the provider sent an event that cannot be translated: {exc}",
+                                       "upstream_error", "bad_upstream_event"))
+                break
         return b"".join(out)
 
     # what each translator defines
     @abc.abstractmethod
-    def _on_json(self, event: str | None, data: dict) -> bytes: ...
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes: ...
 
     def _on_done(self) -> bytes:
         return b""
@@ -287,7 +340,7 @@ class StreamTranslator(abc.ABC):
 class ChainStream:
     """Two translators in a row (Gemini → OpenAI → Anthropic): the hub format is never sent to anyone."""
 
-    def __init__(self, first: Any, second: Any) -> None:
+    def __init__(self, first: Stream, second: Stream) -> None:
         self.first, self.second = first, second
 
     def feed(self, chunk: bytes) -> bytes:

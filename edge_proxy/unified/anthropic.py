@@ -14,12 +14,19 @@ import time
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, function_arguments,
-                      image_url_of, obj, openai_error_body, openai_parts, opt_int, opt_list, opt_number,
-                      parse_data_url, req_str, sse_data, stop_list)
+from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, event_index,
+                      function_arguments, image_url_of, obj, object_at, openai_error_body, openai_parts, opt_int,
+                      opt_list, opt_number, parse_data_url, reason, req_str, sse_data, stop_list, token_count)
+
 # The /v1/messages direction lives in its own module, for size; it is part of this module's API.
-from .anthropic_clients import (STOP_REASON, OpenAIToAnthropicStream, anthropic_request_to_openai,
-                                anthropic_usage, openai_error_to_anthropic, openai_response_to_anthropic)
+from .anthropic_clients import (
+    STOP_REASON,
+    OpenAIToAnthropicStream,
+    anthropic_request_to_openai,
+    anthropic_usage,
+    openai_error_to_anthropic,
+    openai_response_to_anthropic,
+)
 from .response_format import is_response_tool, response_tool, with_response_tool
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients rarely send it
@@ -32,7 +39,7 @@ FINISH_REASON = {  # Anthropic stop_reason → OpenAI finish_reason
 
 # --- OpenAI request → Anthropic request ---------------------------------------------------------------------
 
-def openai_request_to_anthropic(body: dict) -> dict:
+def openai_request_to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat completions request as an Anthropic Messages request.
 
     `response_format` (json_schema, json_object) becomes a forced tool (`response_format.py`).
@@ -43,10 +50,10 @@ def openai_request_to_anthropic(body: dict) -> dict:
     `temperature` is passed as is (Anthropic's range is 0–1; above it the provider answers 400).
     """
     body = obj(body, "body")
-    system: list[dict] = []
-    turns: list[tuple[str, list[dict]]] = []  # (role, blocks), consecutive same-role messages merged
+    system: list[dict[str, Any]] = []
+    turns: list[tuple[str, list[dict[str, Any]]]] = []  # (role, blocks), consecutive same-role messages merged
 
-    def add(role: str, blocks: list[dict]) -> None:
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
         if not blocks:  # Anthropic refuses empty messages; an empty OpenAI message carries nothing anyway
             return
         if turns and turns[-1][0] == role:
@@ -130,14 +137,14 @@ def openai_request_to_anthropic(body: dict) -> dict:
     return out
 
 
-def _text_block(part: dict) -> dict:
+def _text_block(part: dict[str, Any]) -> dict[str, Any]:
     block = {"type": "text", "text": part["text"]}
     if part.get("cache_control"):  # OpenAI-format clients aimed at Claude send Anthropic's cache hints this way
         block["cache_control"] = part["cache_control"]
     return block
 
 
-def _user_block(part: dict, path: str) -> dict | None:
+def _user_block(part: dict[str, Any], path: str) -> dict[str, Any] | None:
     kind = part["type"]
     if kind == "text":
         return _text_block(part) if part["text"] else None
@@ -166,27 +173,28 @@ def _user_block(part: dict, path: str) -> dict | None:
     return block
 
 
-def _collapse(role: str, blocks: list[dict]) -> str | list[dict]:
+def _collapse(role: str, blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     if role == "user":  # Anthropic wants tool results before anything else in the user turn
         blocks.sort(key=lambda b: b["type"] != "tool_result")
     if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
-        return blocks[0]["text"]
+        text: str = blocks[0]["text"]
+        return text
     return blocks
 
 
-def _anthropic_tool(tool: Any, path: str) -> dict:
+def _anthropic_tool(tool: Any, path: str) -> dict[str, Any]:
     tool = obj(tool, path)
     if tool.get("type", "function") != "function":
         bad(f"{path}.type", "only function tools can be sent to Anthropic")
     fn = obj(tool.get("function"), f"{path}.function")
-    out = {"name": req_str(fn, "name", f"{path}.function")}
+    out: dict[str, Any] = {"name": req_str(fn, "name", f"{path}.function")}
     if isinstance(fn.get("description"), str):
         out["description"] = fn["description"]
     out["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
     return out
 
 
-def _anthropic_tool_choice(choice: Any) -> dict | None:
+def _anthropic_tool_choice(choice: Any) -> dict[str, Any] | None:
     if choice is None:
         return None
     if isinstance(choice, str) and choice in ("auto", "none", "required"):
@@ -198,8 +206,8 @@ def _anthropic_tool_choice(choice: Any) -> dict | None:
 
 # --- Anthropic response → OpenAI response -------------------------------------------------------------------
 
-def anthropic_response_to_openai(body: dict, model: str, *, created: int | None = None,
-                                 id_factory: IdFactory = default_id) -> dict:
+def anthropic_response_to_openai(body: dict[str, Any], model: str, *, created: int | None = None,
+                                 id_factory: IdFactory = default_id) -> dict[str, Any]:
     """An Anthropic Message as an OpenAI `chat.completion`. Thinking blocks are dropped (no OpenAI field)."""
     body = obj(body, "body")
     texts, calls = [], []
@@ -227,27 +235,27 @@ def anthropic_response_to_openai(body: dict, model: str, *, created: int | None 
 
 
 def _finish(stop_reason: Any, has_calls: bool) -> str:
-    finish = FINISH_REASON.get(stop_reason, "stop")
+    finish = reason(FINISH_REASON, stop_reason) or "stop"
     # The response_format tool's answer is content: "tool_use" without a real tool call is a plain stop.
     return "stop" if finish == "tool_calls" and not has_calls else finish
 
 
-def openai_usage(usage: Any) -> dict:
+def openai_usage(usage: Any) -> dict[str, Any]:
     """Anthropic usage in OpenAI's terms: OpenAI's prompt_tokens counts cached input, Anthropic's input_tokens not.
 
     `prompt_tokens` = input + cache reads + cache writes; `prompt_tokens_details` says which part was read from
     the cache (`cached_tokens`) and which was written to it (`cache_write_tokens`, OpenAI's own field for it).
     """
     usage = usage if isinstance(usage, dict) else {}
-    read = usage.get("cache_read_input_tokens") or 0
-    write = usage.get("cache_creation_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + read + write
-    completion = usage.get("output_tokens") or 0
+    read = token_count(usage, "cache_read_input_tokens", "usage")
+    write = token_count(usage, "cache_creation_input_tokens", "usage")
+    prompt = token_count(usage, "input_tokens", "usage") + read + write
+    completion = token_count(usage, "output_tokens", "usage")
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
 
 
-def anthropic_error_to_openai(body: Any) -> dict:
+def anthropic_error_to_openai(body: Any) -> dict[str, Any]:
     """An Anthropic error body (`{"type": "error", "error": {type, message}}`) in OpenAI's error shape."""
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
@@ -268,13 +276,13 @@ class AnthropicToOpenAIStream(StreamTranslator):
         self.model, self.include_usage, self._ids = model, include_usage, id_factory
         self.created = int(time.time()) if created is None else created
         self._id: str | None = None
-        self._usage: dict = {}
-        self._tools: dict[Any, int] = {}  # Anthropic content block index → OpenAI tool_calls index
-        self._answers: set[Any] = set()  # content block indexes of the response_format tool: streamed as text
+        self._usage: dict[str, Any] = {}
+        self._tools: dict[int, int] = {}  # Anthropic content block index → OpenAI tool_calls index
+        self._answers: set[int] = set()  # content block indexes of the response_format tool: streamed as text
         self._role_sent = False  # the role goes out with the first content, as OpenAI sends it
         self._finished = False
 
-    def _chunk(self, delta: dict, finish: str | None = None) -> bytes:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         if self._id is None:
             self._id = self._ids("chatcmpl-")
         chunk = {"id": self._id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
@@ -283,7 +291,7 @@ class AnthropicToOpenAIStream(StreamTranslator):
             chunk["usage"] = None
         return sse_data(chunk)
 
-    def _first(self, delta: dict) -> dict:
+    def _first(self, delta: dict[str, Any]) -> dict[str, Any]:
         """The delta, with the role on the answer's first one: a text turn starts as OpenAI's does (content
         ""), a tool-call turn with `content: null`, never an empty text before its tool calls."""
         if self._role_sent:
@@ -296,23 +304,25 @@ class AnthropicToOpenAIStream(StreamTranslator):
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):  # message_delta repeats fields; a null one keeps the earlier value
             self._usage.update({k: v for k, v in usage.items() if v is not None})
+            openai_usage(self._usage)  # malformed counts end the stream at the event that brought them
 
-    def _on_json(self, event: str | None, data: dict) -> bytes:
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes:
         kind = data.get("type") or event
         if kind == "message_start":
-            message = data.get("message") if isinstance(data.get("message"), dict) else {}
+            message = object_at(data, "message")
             self._id = self._id or message.get("id")
             self._merge_usage(message.get("usage"))
             return b""
         if kind == "content_block_start":
-            block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+            block = object_at(data, "content_block")
+            index = event_index(data.get("index"), "index")
             if is_response_tool(block):
-                self._answers.add(data.get("index"))
+                self._answers.add(index)
                 return b"" if self._role_sent else self._chunk(self._first({}))
             if block.get("type") == "tool_use":
-                index = self._tools[data.get("index")] = len(self._tools)
+                call_index = self._tools[index] = len(self._tools)
                 return self._chunk(self._first({"tool_calls": [{
-                    "index": index, "id": block.get("id") or self._ids("call_"), "type": "function",
+                    "index": call_index, "id": block.get("id") or self._ids("call_"), "type": "function",
                     "function": {"name": block.get("name") or "", "arguments": ""}}]}))
             if block.get("type") == "text":
                 if block.get("text"):
@@ -320,19 +330,20 @@ class AnthropicToOpenAIStream(StreamTranslator):
                 return b"" if self._role_sent else self._chunk(self._first({}))
             return b""
         if kind == "content_block_delta":
-            delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+            delta = object_at(data, "delta")
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return self._chunk(self._first({"content": delta["text"]}))
             if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                if data.get("index") in self._answers:
+                index = event_index(data.get("index"), "index")
+                if index in self._answers:
                     return self._chunk(self._first({"content": delta["partial_json"]}))
-                if data.get("index") in self._tools:
-                    return self._chunk({"tool_calls": [{"index": self._tools[data["index"]],
+                if index in self._tools:
+                    return self._chunk({"tool_calls": [{"index": self._tools[index],
                                                         "function": {"arguments": delta["partial_json"]}}]})
             return b""  # thinking, signature and citation deltas have no chat-completions field
         if kind == "message_delta":
             self._merge_usage(data.get("usage"))
-            delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+            delta = object_at(data, "delta")
             if self._finished:
                 return b""
             self._finished = True
@@ -345,7 +356,7 @@ class AnthropicToOpenAIStream(StreamTranslator):
             self.closed = True
             return out + SSE_DONE
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            error = object_at(data, "error")
             self.closed = True
             return self._error(str(error.get("message") or "the provider reported an error"),
                                str(error.get("type") or "api_error"), None)

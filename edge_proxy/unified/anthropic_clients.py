@@ -15,14 +15,19 @@ from ._common import (
     bad,
     default_id,
     dumps_str,
+    event_index,
     function_arguments,
     obj,
+    object_at,
     opt_int,
     opt_list,
     opt_number,
+    opt_str,
+    reason,
     req_str,
     sse_event,
     stop_list,
+    token_count,
 )
 
 STOP_REASON = {  # OpenAI finish_reason → Anthropic stop_reason
@@ -32,7 +37,7 @@ STOP_REASON = {  # OpenAI finish_reason → Anthropic stop_reason
 
 # --- Anthropic request → OpenAI request (POST /v1/messages to an OpenAI-format provider) --------------------
 
-def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_tokens") -> dict:
+def anthropic_request_to_openai(body: dict[str, Any], *, max_tokens_param: str = "max_tokens") -> dict[str, Any]:
     """An Anthropic Messages request as an OpenAI chat completions request.
 
     `max_tokens_param`: OpenAI's own reasoning models take only `max_completion_tokens`; most other
@@ -45,10 +50,10 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     out: dict[str, Any] = {}
     if "model" in body:
         out["model"] = body["model"]
-    messages: list[dict] = []
+    messages: list[dict[str, Any]] = []
     system = body.get("system")
     if isinstance(system, list):
-        system = "\n".join(obj(b, f"system[{i}]").get("text") or "" for i, b in enumerate(system))
+        system = "\n".join(opt_str(obj(b, f"system[{i}]"), "text", f"system[{i}]") for i, b in enumerate(system))
     elif system is not None and not isinstance(system, str):
         bad("system", "expected a string or a list of text blocks")
     if system:
@@ -64,7 +69,8 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
             continue
         blocks = [obj(b, f"{path}.content[{j}]") for j, b in enumerate(opt_list(content, f"{path}.content"))]
         if role == "assistant":
-            texts = [b.get("text") or "" for b in blocks if b.get("type") == "text"]
+            texts = [opt_str(b, "text", f"{path}.content[{j}]")
+                     for j, b in enumerate(blocks) if b.get("type") == "text"]
             calls = [{"id": req_str(b, "id", f"{path}.content[{j}]"), "type": "function",
                       "function": {"name": req_str(b, "name", f"{path}.content[{j}]"),
                                    "arguments": dumps_str(b.get("input") or {})}}
@@ -76,7 +82,7 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
                 message["tool_calls"] = calls
             messages.append(message)
             continue
-        parts: list[dict] = []
+        parts: list[dict[str, Any]] = []
         for j, block in enumerate(blocks):
             bpath = f"{path}.content[{j}]"
             if block.get("type") == "tool_result":
@@ -85,7 +91,8 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
                 result_blocks = [obj(b, f"{bpath}.content[{k}]") for k, b in enumerate(opt_list(
                     result if not isinstance(result, str) else None, f"{bpath}.content"))]
                 text = result if isinstance(result, str) else "\n".join(
-                    b.get("text") or "" for b in result_blocks if b.get("type") == "text")
+                    opt_str(b, "text", f"{bpath}.content[{k}]")
+                    for k, b in enumerate(result_blocks) if b.get("type") == "text")
                 messages.append({"role": "tool", "tool_call_id": req_str(block, "tool_use_id", bpath),
                                  "content": text})
                 parts.extend(_openai_part(b, f"{bpath}.content[{k}]")
@@ -132,7 +139,7 @@ def anthropic_request_to_openai(body: dict, *, max_tokens_param: str = "max_toke
     return out
 
 
-def _output_format(body: dict) -> dict | None:
+def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
     """Anthropic's structured output (`output_config.format`, or the beta's `output_format`) as OpenAI's
     `response_format`: a JSON schema is a JSON schema on either side."""
     config = body.get("output_config")
@@ -146,7 +153,7 @@ def _output_format(body: dict) -> dict | None:
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt["schema"], "strict": True}}
 
 
-def _openai_part(block: dict, path: str) -> dict:
+def _openai_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     kind, source = block.get("type"), block.get("source")
     if kind == "text":
         if not isinstance(block.get("text"), str):
@@ -169,11 +176,11 @@ def _openai_part(block: dict, path: str) -> dict:
     bad(f"{path}.type", f"a {kind!r} block cannot be sent to an OpenAI-format model")
 
 
-def _openai_tool(tool: Any, path: str) -> dict:
+def _openai_tool(tool: Any, path: str) -> dict[str, Any]:
     tool = obj(tool, path)
     if tool.get("type") not in (None, "custom"):
         bad(f"{path}.type", f"the Anthropic server tool {tool.get('type')!r} cannot run on an OpenAI-format model")
-    fn = {"name": req_str(tool, "name", path)}
+    fn: dict[str, Any] = {"name": req_str(tool, "name", path)}
     if isinstance(tool.get("description"), str):
         fn["description"] = tool["description"]
     fn["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
@@ -182,7 +189,8 @@ def _openai_tool(tool: Any, path: str) -> dict:
 
 # --- OpenAI response → Anthropic response -------------------------------------------------------------------
 
-def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactory = default_id) -> dict:
+def openai_response_to_anthropic(body: dict[str, Any], model: str, *,
+                                 id_factory: IdFactory = default_id) -> dict[str, Any]:
     """An OpenAI `chat.completion` as an Anthropic Message (its first choice: Anthropic has no `n`).
 
     Tool call arguments that are not a JSON object become `{}` (Anthropic's `input` must be an object).
@@ -190,15 +198,16 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
     body = obj(body, "body")
     choices = opt_list(body.get("choices"), "choices")
     choice = obj(choices[0], "choices[0]") if choices else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    content: list[dict] = []
+    message = object_at(choice, "message")
+    content: list[dict[str, Any]] = []
     for text in (message.get("content"), message.get("refusal")):
         if isinstance(text, list):  # a few OpenAI-compatible providers answer with content parts
             text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
         if isinstance(text, str) and text:
             content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+    for i, call in enumerate(opt_list(message.get("tool_calls"), "choices[0].message.tool_calls")):
+        call = obj(call, f"choices[0].message.tool_calls[{i}]")
+        fn = object_at(call, "function")
         try:
             arguments = function_arguments(fn.get("arguments"), "arguments")
         except ValueError:
@@ -206,24 +215,25 @@ def openai_response_to_anthropic(body: dict, model: str, *, id_factory: IdFactor
         content.append({"type": "tool_use", "id": call.get("id") or id_factory("toolu_"),
                         "name": fn.get("name") or "", "input": arguments})
     return {"id": body.get("id") or id_factory("msg_"), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": STOP_REASON.get(choice.get("finish_reason"), "end_turn"),
+            "content": content, "stop_reason": reason(STOP_REASON, choice.get("finish_reason")) or "end_turn",
             "stop_sequence": None, "usage": anthropic_usage(body.get("usage"))}
 
 
-def anthropic_usage(usage: Any) -> dict:
+def anthropic_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage in Anthropic's terms: Anthropic's input_tokens leaves out what was read from the cache."""
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("prompt_tokens_details")
-    cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
-    return {"input_tokens": max((usage.get("prompt_tokens") or 0) - cached, 0), "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached, "output_tokens": usage.get("completion_tokens") or 0}
+    cached = token_count(details, "cached_tokens", "usage.prompt_tokens_details") if isinstance(details, dict) else 0
+    return {"input_tokens": max(token_count(usage, "prompt_tokens", "usage") - cached, 0),
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
+            "output_tokens": token_count(usage, "completion_tokens", "usage")}
 
 
 _ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def openai_error_to_anthropic(body: Any, status: int) -> dict:
+def openai_error_to_anthropic(body: Any, status: int) -> dict[str, Any]:
     """An OpenAI-format error body in Anthropic's shape; the type comes from the HTTP status, as Anthropic's does."""
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
@@ -247,9 +257,9 @@ class OpenAIToAnthropicStream(StreamTranslator):
         self._open: int | None = None  # the content block open now (Anthropic's blocks never interleave)
         self._text_block: int | None = None
         self._blocks = 0
-        self._tools: dict[Any, int] = {}  # OpenAI tool_calls index → Anthropic content block index
+        self._tools: dict[int, int] = {}  # OpenAI tool_calls index → Anthropic content block index
         self._stop: str | None = None
-        self._usage: dict = {}
+        self._usage: dict[str, Any] = {}
 
     def _close_block(self) -> bytes:
         if self._open is None:
@@ -257,14 +267,14 @@ class OpenAIToAnthropicStream(StreamTranslator):
         index, self._open, self._text_block = self._open, None, None
         return sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
 
-    def _start_block(self, block: dict) -> bytes:
+    def _start_block(self, block: dict[str, Any]) -> bytes:
         out = self._close_block()
         self._open = self._blocks
         self._blocks += 1
         return out + sse_event("content_block_start",
                                {"type": "content_block_start", "index": self._open, "content_block": block})
 
-    def _on_json(self, event: str | None, data: dict) -> bytes:
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes:
         if "error" in data and not data.get("choices"):
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else error
@@ -278,11 +288,12 @@ class OpenAIToAnthropicStream(StreamTranslator):
                 "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0}}}))
         if isinstance(data.get("usage"), dict):
+            anthropic_usage(data["usage"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usage"]
-        for choice in data.get("choices") or []:
+        for choice in opt_list(data.get("choices"), "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = object_at(choice, "delta")
             for text in (delta.get("content"), delta.get("refusal")):
                 if isinstance(text, str) and text:
                     if self._text_block is None or self._open != self._text_block:
@@ -290,21 +301,21 @@ class OpenAIToAnthropicStream(StreamTranslator):
                         self._text_block = self._open
                     out.append(sse_event("content_block_delta", {"type": "content_block_delta", "index": self._open,
                                                                  "delta": {"type": "text_delta", "text": text}}))
-            for call in delta.get("tool_calls") or []:
+            for call in opt_list(delta.get("tool_calls"), "choices[0].delta.tool_calls"):
                 if not isinstance(call, dict):
                     continue
-                fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-                key = call.get("index", 0)
+                fn = object_at(call, "function")
+                key = event_index(call.get("index"), "choices[0].delta.tool_calls[].index")
                 if key not in self._tools:
                     out.append(self._start_block({"type": "tool_use", "id": call.get("id") or self._ids("toolu_"),
                                                   "name": fn.get("name") or "", "input": {}}))
-                    self._tools[key] = self._open
+                    self._tools[key] = self._blocks - 1  # the block _start_block just opened
                 if isinstance(fn.get("arguments"), str) and fn["arguments"]:
                     out.append(sse_event("content_block_delta", {
                         "type": "content_block_delta", "index": self._tools[key],
                         "delta": {"type": "input_json_delta", "partial_json": fn["arguments"]}}))
             if choice.get("finish_reason"):
-                self._stop = STOP_REASON.get(choice["finish_reason"], "end_turn")
+                self._stop = reason(STOP_REASON, choice["finish_reason"]) or "end_turn"
                 out.append(self._close_block())
         return b"".join(out)
 

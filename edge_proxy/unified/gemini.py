@@ -18,12 +18,19 @@ from typing import Any
 import msgspec
 
 from ..stream_errors import sse_error_event
-from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, function_arguments,
-                      image_url_of, loads, obj, openai_error_body, openai_parts, opt_int, opt_list, opt_number,
-                      parse_data_url, req_str, sse_data, stop_list)
+from ._common import (SSE_DONE, IdFactory, StreamTranslator, bad, default_id, dumps_str, event_index,
+                      function_arguments, image_url_of, loads, obj, object_at, openai_error_body, openai_parts,
+                      opt_int, opt_list, opt_number, parse_data_url, reason, req_str, sse_data, stop_list,
+                      token_count)
+
 # Gemini-format clients (`/v1/rewrite/google/…`) live in their own module, for size; part of this module's API.
-from .gemini_clients import (OpenAIToGeminiStream, gemini_request_to_openai, gemini_usage,
-                             openai_response_to_gemini, parse_gemini_model_path)
+from .gemini_clients import (
+    OpenAIToGeminiStream,
+    gemini_request_to_openai,
+    gemini_usage,
+    openai_response_to_gemini,
+    parse_gemini_model_path,
+)
 
 FINISH_REASON = {  # Gemini finishReason → OpenAI finish_reason; anything else (OTHER, MALFORMED_…) is "stop"
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -43,7 +50,7 @@ def gemini_path(model: str, stream: bool) -> str:
     return f"/v1beta/models/{model}:generateContent"
 
 
-def openai_request_to_gemini(body: dict) -> tuple[dict, bool]:
+def openai_request_to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """An OpenAI chat completions request as a Gemini `generateContent` body, and whether to stream.
 
     Mapped: messages (system/developer → systemInstruction, assistant → role "model", tool → functionResponse),
@@ -54,11 +61,11 @@ def openai_request_to_gemini(body: dict) -> tuple[dict, bool]:
     modalities, audio, prediction, parallel_tool_calls, stream_options (the stream translator's include_usage).
     """
     body = obj(body, "body")
-    system: list[dict] = []
-    contents: list[dict] = []
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}  # tool_call_id → function name, for the functionResponse
 
-    def add(role: str, parts: list[dict]) -> None:
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
         if not parts:  # Gemini refuses a content without parts
             return
         if contents and contents[-1]["role"] == role:
@@ -94,21 +101,21 @@ def openai_request_to_gemini(body: dict) -> tuple[dict, bool]:
                 name = req_str(fn, "name", f"{cpath}.function")
                 if isinstance(call.get("id"), str):
                     call_names[call["id"]] = name
-                part: dict[str, Any] = {"functionCall": {
+                call_part: dict[str, Any] = {"functionCall": {
                     "name": name, "args": function_arguments(fn.get("arguments"), f"{cpath}.function.arguments")}}
                 extra = call.get("extra_content")
                 google = extra.get("google") if isinstance(extra, dict) else None
                 if isinstance(google, dict) and isinstance(google.get("thought_signature"), str):
-                    part["thoughtSignature"] = google["thought_signature"]
-                model_parts.append(part)
+                    call_part["thoughtSignature"] = google["thought_signature"]
+                model_parts.append(call_part)
             add("model", model_parts)
         elif role == "tool":
             call_id = req_str(msg, "tool_call_id", path)
-            name = call_names.get(call_id) or msg.get("name")
-            if not isinstance(name, str) or not name:
+            called = call_names.get(call_id) or msg.get("name")
+            if not isinstance(called, str) or not called:
                 bad(f"{path}.tool_call_id", "no earlier assistant tool call has this id")
             text = "".join(p.get("text") or "" for p in parts if p["type"] == "text")
-            add("user", [{"functionResponse": {"name": name, "response": _function_response(text)}}])
+            add("user", [{"functionResponse": {"name": called, "response": _function_response(text)}}])
         else:
             bad(f"{path}.role", f"unsupported role {role!r}")
 
@@ -145,7 +152,7 @@ def openai_request_to_gemini(body: dict) -> tuple[dict, bool]:
     return out, body.get("stream") is True
 
 
-def _gemini_part(part: dict, path: str) -> dict | None:
+def _gemini_part(part: dict[str, Any], path: str) -> dict[str, Any] | None:
     kind = part["type"]
     if kind == "text":
         return {"text": part["text"]} if part["text"] else None
@@ -157,9 +164,9 @@ def _gemini_part(part: dict, path: str) -> dict | None:
         if not url.startswith(("https://", "http://")):
             bad(f"{path}.image_url.url", "expected an http(s) or data: URL")
         # Gemini fetches the URL itself; mimeType is a guess from the extension, left out when there is none.
-        file_data = {"fileUri": url}
-        if mime := mimetypes.guess_type(url.split("?", 1)[0])[0]:
-            file_data = {"mimeType": mime, "fileUri": url}
+        file_data: dict[str, str] = {"fileUri": url}
+        if guessed := mimetypes.guess_type(url.split("?", 1)[0])[0]:
+            file_data = {"mimeType": guessed, "fileUri": url}
         return {"fileData": file_data}
     if kind == "input_audio":
         audio = obj(part.get("input_audio"), f"{path}.input_audio")
@@ -176,7 +183,7 @@ def _gemini_part(part: dict, path: str) -> dict | None:
     bad(f"{path}.type", f"a {kind!r} part cannot be sent to Gemini")
 
 
-def _function_response(text: str) -> dict:
+def _function_response(text: str) -> dict[str, Any]:
     # Gemini's response must be an object: a JSON object result goes as is, anything else under "output".
     try:
         value = loads(text) if text.lstrip().startswith("{") else None
@@ -185,7 +192,7 @@ def _function_response(text: str) -> dict:
     return value if isinstance(value, dict) else {"output": text}
 
 
-def _declaration(tool: Any, path: str) -> dict:
+def _declaration(tool: Any, path: str) -> dict[str, Any]:
     tool = obj(tool, path)
     if tool.get("type", "function") != "function":
         bad(f"{path}.type", "only function tools can be sent to Gemini")
@@ -198,7 +205,7 @@ def _declaration(tool: Any, path: str) -> dict:
     return out
 
 
-def _tool_config(choice: Any) -> dict | None:
+def _tool_config(choice: Any) -> dict[str, Any] | None:
     if choice is None:
         return None
     if choice in ("auto", "none", "required"):
@@ -210,22 +217,23 @@ def _tool_config(choice: Any) -> dict | None:
 
 # --- Gemini → OpenAI ----------------------------------------------------------------------------------------
 
-def openai_usage(meta: Any) -> dict:
+def openai_usage(meta: Any) -> dict[str, Any]:
     """Gemini usageMetadata in OpenAI's terms: thinking tokens are output tokens, as OpenAI counts reasoning."""
     meta = meta if isinstance(meta, dict) else {}
-    prompt = meta.get("promptTokenCount") or 0
-    thoughts = meta.get("thoughtsTokenCount") or 0
-    completion = (meta.get("candidatesTokenCount") or 0) + thoughts
+    prompt = token_count(meta, "promptTokenCount", "usageMetadata")
+    thoughts = token_count(meta, "thoughtsTokenCount", "usageMetadata")
+    completion = token_count(meta, "candidatesTokenCount", "usageMetadata") + thoughts
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": meta.get("cachedContentTokenCount") or 0},
+            "prompt_tokens_details": {"cached_tokens": token_count(meta, "cachedContentTokenCount", "usageMetadata")},
             "completion_tokens_details": {"reasoning_tokens": thoughts}}
 
 
-def _split_parts(candidate: dict, ids: IdFactory, first_index: int = 0) -> tuple[str, list[dict]]:
+def _split_parts(candidate: dict[str, Any], ids: IdFactory, first_index: int = 0) -> tuple[str, list[dict[str, Any]]]:
     """A candidate's visible text and its function calls as OpenAI tool calls (thought summaries are left out)."""
-    content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
-    texts, calls = [], []
-    for part in content.get("parts") or []:
+    content = object_at(candidate, "content")
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for part in opt_list(content.get("parts"), "content.parts"):
         if not isinstance(part, dict) or part.get("thought") is True:
             continue
         if isinstance(part.get("text"), str):
@@ -240,22 +248,21 @@ def _split_parts(candidate: dict, ids: IdFactory, first_index: int = 0) -> tuple
     return "".join(texts), calls
 
 
-def _finish(candidate: dict, has_calls: bool) -> str | None:
-    reason = candidate.get("finishReason")
-    if not reason:
+def _finish(candidate: dict[str, Any], has_calls: bool) -> str | None:
+    if not candidate.get("finishReason"):
         return None
-    finish = FINISH_REASON.get(reason, "stop")
+    finish = reason(FINISH_REASON, candidate["finishReason"]) or "stop"
     # Gemini says STOP after a function call; OpenAI clients look for "tool_calls" to run them.
     return "tool_calls" if finish == "stop" and has_calls else finish
 
 
-def _blocked(body: dict) -> bool:
+def _blocked(body: dict[str, Any]) -> bool:
     feedback = body.get("promptFeedback")
     return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
 
 
-def gemini_response_to_openai(body: dict, model: str, *, created: int | None = None,
-                              id_factory: IdFactory = default_id) -> dict:
+def gemini_response_to_openai(body: dict[str, Any], model: str, *, created: int | None = None,
+                              id_factory: IdFactory = default_id) -> dict[str, Any]:
     """A Gemini `generateContent` response as an OpenAI `chat.completion` (one choice per candidate)."""
     body = obj(body, "body")
     candidates = opt_list(body.get("candidates"), "candidates")
@@ -277,7 +284,7 @@ def gemini_response_to_openai(body: dict, model: str, *, created: int | None = N
             "usage": openai_usage(body.get("usageMetadata"))}
 
 
-def gemini_error_to_openai(body: Any) -> dict:
+def gemini_error_to_openai(body: Any) -> dict[str, Any]:
     """A Gemini error body (`{"error": {code, message, status}}`) in OpenAI's error shape."""
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
@@ -305,14 +312,14 @@ class GeminiToOpenAIStream(StreamTranslator):
         self._finished: set[int] = set()
         self._usage: Any = None
 
-    def _chunk(self, index: int, delta: dict, finish: str | None = None) -> bytes:
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {"id": self._id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                  "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
         if self.include_usage:
             chunk["usage"] = None
         return sse_data(chunk)
 
-    def _on_json(self, event: str | None, data: dict) -> bytes:
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes:
         if "error" in data:
             error = data["error"] if isinstance(data["error"], dict) else {}
             self.closed = True
@@ -322,15 +329,17 @@ class GeminiToOpenAIStream(StreamTranslator):
         if self._id is None:
             self._id = data.get("responseId") or self._ids("chatcmpl-")
         if data.get("usageMetadata") is not None:
+            openai_usage(data["usageMetadata"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usageMetadata"]  # cumulative on every chunk: the last one wins
         out = []
-        candidates = data.get("candidates") if isinstance(data.get("candidates"), list) else []
+        candidates: list[Any] = data["candidates"] if isinstance(data.get("candidates"), list) else []
         if not candidates and _blocked(data):
             candidates = [{"index": 0, "finishReason": "PROHIBITED_CONTENT"}]
         for position, candidate in enumerate(candidates):
             if not isinstance(candidate, dict):
                 continue
-            index = candidate.get("index", position)
+            index = (position if candidate.get("index") is None
+                     else event_index(candidate["index"], f"candidates[{position}].index"))
             if index in self._finished:
                 continue
             text, calls = _split_parts(candidate, self._ids, self._calls.get(index, 0))

@@ -15,8 +15,8 @@ from collections import defaultdict, deque
 from typing import Any
 
 from ..stream_errors import sse_error_event
-from ._common import (IdFactory, StreamTranslator, bad, default_id, dumps, dumps_str, function_arguments, obj,
-                      opt_list, req_str, stop_list)
+from ._common import (IdFactory, StreamTranslator, bad, default_id, dumps, dumps_str, event_index, function_arguments,
+                      obj, object_at, opt_list, opt_str, reason, req_str, stop_list, token_count)
 
 FINISH_REASON = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
                  "content_filter": "SAFETY"}
@@ -33,19 +33,21 @@ def parse_gemini_model_path(path: str) -> tuple[str, bool]:
     return match.group(1), match.group(2) == "streamGenerateContent"
 
 
-def gemini_request_to_openai(body: dict, model: str, stream: bool = False, *, max_tokens_param: str = "max_tokens",
-                             id_factory: IdFactory = default_id) -> dict:
+def gemini_request_to_openai(body: dict[str, Any], model: str, stream: bool = False, *,
+                             max_tokens_param: str = "max_tokens",
+                             id_factory: IdFactory = default_id) -> dict[str, Any]:
     """A Gemini `generateContent` body as an OpenAI chat completions request.
 
     Dropped: safetySettings, cachedContent, topK, thinkingConfig, responseModalities, speechConfig, labels,
     thought parts. Non-function tools (googleSearch, codeExecution, urlContext…) raise ValueError.
     """
     body = obj(body, "body")
-    messages: list[dict] = []
+    messages: list[dict[str, Any]] = []
     system = body.get("systemInstruction")
     if system is not None:
         system = obj(system, "systemInstruction")
-        text = "\n".join(p.get("text") or "" for p in opt_list(system.get("parts"), "systemInstruction.parts")
+        text = "\n".join(opt_str(p, "text", f"systemInstruction.parts[{j}]")
+                         for j, p in enumerate(opt_list(system.get("parts"), "systemInstruction.parts"))
                          if isinstance(p, dict))
         if text:
             messages.append({"role": "system", "content": text})
@@ -127,7 +129,7 @@ def gemini_request_to_openai(body: dict, model: str, stream: bool = False, *, ma
             bad(f"tools[{i}]", "only functionDeclarations can be sent to an OpenAI-format model")
         for j, decl in enumerate(opt_list(tool.get("functionDeclarations"), f"tools[{i}].functionDeclarations")):
             decl = obj(decl, f"tools[{i}].functionDeclarations[{j}]")
-            fn = {"name": req_str(decl, "name", f"tools[{i}].functionDeclarations[{j}]")}
+            fn: dict[str, Any] = {"name": req_str(decl, "name", f"tools[{i}].functionDeclarations[{j}]")}
             if isinstance(decl.get("description"), str):
                 fn["description"] = decl["description"]
             params = decl.get("parametersJsonSchema") or decl.get("parameters")
@@ -135,9 +137,9 @@ def gemini_request_to_openai(body: dict, model: str, stream: bool = False, *, ma
             tools.append({"type": "function", "function": fn})
     if tools:
         out["tools"] = tools
-        tool_config = body.get("toolConfig") if isinstance(body.get("toolConfig"), dict) else {}
+        tool_config = object_at(body, "toolConfig")
         fcc = tool_config.get("functionCallingConfig")
-        if isinstance(fcc, dict) and fcc.get("mode") in _MODE:
+        if isinstance(fcc, dict) and reason(_MODE, fcc.get("mode")) is not None:
             names = fcc.get("allowedFunctionNames")
             if fcc["mode"] == "ANY" and isinstance(names, list) and len(names) == 1:
                 out["tool_choice"] = {"type": "function", "function": {"name": names[0]}}
@@ -146,7 +148,7 @@ def gemini_request_to_openai(body: dict, model: str, stream: bool = False, *, ma
     return out
 
 
-def _openai_part(part: dict, path: str) -> dict | None:
+def _openai_part(part: dict[str, Any], path: str) -> dict[str, Any] | None:
     if isinstance(part.get("text"), str):
         return {"type": "text", "text": part["text"]} if part["text"] and part.get("thought") is not True else None
     if isinstance(part.get("inlineData"), dict):
@@ -177,14 +179,15 @@ def _lower(schema: Any) -> Any:
 
 # --- OpenAI → Gemini ----------------------------------------------------------------------------------------
 
-def gemini_usage(usage: Any) -> dict:
+def gemini_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage as usageMetadata: reasoning tokens are Gemini's thoughts, outside candidatesTokenCount."""
     usage = usage if isinstance(usage, dict) else {}
-    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    prompt, completion = token_count(usage, "prompt_tokens", "usage"), token_count(usage, "completion_tokens", "usage")
     details = usage.get("completion_tokens_details")
-    thoughts = (details.get("reasoning_tokens") if isinstance(details, dict) else None) or 0
+    thoughts = token_count(details, "reasoning_tokens", "usage.completion_tokens_details") if isinstance(
+        details, dict) else 0
     details = usage.get("prompt_tokens_details")
-    cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
+    cached = token_count(details, "cached_tokens", "usage.prompt_tokens_details") if isinstance(details, dict) else 0
     meta = {"promptTokenCount": prompt, "candidatesTokenCount": max(completion - thoughts, 0),
             "totalTokenCount": prompt + completion}
     if cached:
@@ -194,8 +197,8 @@ def gemini_usage(usage: Any) -> dict:
     return meta
 
 
-def _call_part(call: dict) -> dict:
-    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+def _call_part(call: dict[str, Any]) -> dict[str, Any]:
+    fn = object_at(call, "function")
     try:
         args = function_arguments(fn.get("arguments"), "arguments")
     except ValueError:
@@ -211,19 +214,20 @@ def _call_part(call: dict) -> dict:
     return part
 
 
-def openai_response_to_gemini(body: dict, model: str) -> dict:
+def openai_response_to_gemini(body: dict[str, Any], model: str) -> dict[str, Any]:
     """An OpenAI `chat.completion` as a Gemini `generateContent` response (one candidate per choice)."""
     body = obj(body, "body")
     candidates = []
     for i, choice in enumerate(opt_list(body.get("choices"), "choices")):
         choice = obj(choice, f"choices[{i}]")
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        parts: list[dict] = []
+        message = object_at(choice, "message")
+        parts: list[dict[str, Any]] = []
         if isinstance(message.get("content"), str) and message["content"]:
             parts.append({"text": message["content"]})
-        parts.extend(_call_part(c) for c in message.get("tool_calls") or [] if isinstance(c, dict))
+        parts.extend(_call_part(c) for c in opt_list(message.get("tool_calls"), f"choices[{i}].message.tool_calls")
+                     if isinstance(c, dict))
         candidates.append({"content": {"role": "model", "parts": parts},
-                           "finishReason": FINISH_REASON.get(choice.get("finish_reason"), "STOP"),
+                           "finishReason": reason(FINISH_REASON, choice.get("finish_reason")) or "STOP",
                            "index": choice.get("index", i)})
     out = {"candidates": candidates, "usageMetadata": gemini_usage(body.get("usage")), "modelVersion": model}
     if body.get("id"):
@@ -249,11 +253,11 @@ class OpenAIToGeminiStream(StreamTranslator):
         super().__init__()
         self.model = model
         self._id: str | None = None
-        self._calls: dict[Any, dict] = {}  # OpenAI tool_calls index → the call accumulated so far
+        self._calls: dict[int, dict[str, Any]] = {}  # OpenAI tool_calls index → the call accumulated so far
         self._finish: str | None = None
-        self._usage: dict | None = None
+        self._usage: dict[str, Any] | None = None
 
-    def _chunk(self, parts: list[dict], finish: str | None = None) -> bytes:
+    def _chunk(self, parts: list[dict[str, Any]], finish: str | None = None) -> bytes:
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}}
         if finish:
             candidate["finishReason"] = finish
@@ -266,33 +270,36 @@ class OpenAIToGeminiStream(StreamTranslator):
             out["responseId"] = self._id
         return _sse(out)
 
-    def _on_json(self, event: str | None, data: dict) -> bytes:
+    def _on_json(self, event: str | None, data: dict[str, Any]) -> bytes:
         if "error" in data and not data.get("choices"):
             error = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
             self.closed = True
             return self._error(str(error.get("message") or "the provider reported an error"), "INTERNAL", None)
         self._id = self._id or data.get("id")
         if isinstance(data.get("usage"), dict):
+            gemini_usage(data["usage"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usage"]
         out = []
-        for choice in data.get("choices") or []:
+        for choice in opt_list(data.get("choices"), "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = object_at(choice, "delta")
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out.append(self._chunk([{"text": delta["content"]}]))
-            for call in delta.get("tool_calls") or []:
+            for call in opt_list(delta.get("tool_calls"), "choices[0].delta.tool_calls"):
                 if not isinstance(call, dict):
                     continue
-                fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-                acc = self._calls.setdefault(call.get("index", 0), {"function": {"name": "", "arguments": ""}})
+                path = "choices[0].delta.tool_calls[]"
+                fn = object_at(call, "function")
+                acc = self._calls.setdefault(event_index(call.get("index"), f"{path}.index"),
+                                             {"function": {"name": "", "arguments": ""}})
                 for key in ("id", "extra_content"):
                     if call.get(key):
                         acc[key] = call[key]
-                acc["function"]["name"] += fn.get("name") or ""
-                acc["function"]["arguments"] += fn.get("arguments") or ""
+                acc["function"]["name"] += opt_str(fn, "name", f"{path}.function")
+                acc["function"]["arguments"] += opt_str(fn, "arguments", f"{path}.function")
             if choice.get("finish_reason"):
-                self._finish = FINISH_REASON.get(choice["finish_reason"], "STOP")
+                self._finish = reason(FINISH_REASON, choice["finish_reason"]) or "STOP"
         return b"".join(out)
 
     def _final(self) -> bytes:

@@ -253,9 +253,9 @@ def openai_response_to_responses(hub: dict[str, Any], model: str, *, created: in
     if content:
         output.append({"type": "message", "id": id_factory("msg_"), "status": "completed", "role": "assistant",
                        "content": content})
-    for call in message.get("tool_calls") or []:
-        ok = isinstance(call, dict) and isinstance(call.get("function"), dict)
-        fn: dict[str, Any] = call["function"] if ok else {}
+    for i, call in enumerate(opt_list(message.get("tool_calls"), "choices[0].message.tool_calls")):
+        call = obj(call, f"choices[0].message.tool_calls[{i}]")
+        fn: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
         output.append({"type": "function_call", "id": id_factory("fc_"),
                        "call_id": call.get("id") or id_factory("call_"), "name": fn.get("name") or "",
                        "arguments": fn.get("arguments") or "{}", "status": "completed"})

@@ -13,26 +13,30 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._common import IdFactory, StreamTranslator, default_id, sse_event
+from ._common import IdFactory, StreamTranslator, default_id, event_index, opt_list, sse_event, token_count
 
 
 def responses_usage(usage: Any) -> dict[str, Any]:
     """OpenAI chat usage in Responses' terms (input/output tokens, their cached and reasoning details)."""
     usage = usage if isinstance(usage, dict) else {}
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
+    prompt = token_count(usage, "prompt_tokens", "usage")
+    completion = token_count(usage, "completion_tokens", "usage")
     pd = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
     cd = usage.get("completion_tokens_details") if isinstance(usage.get("completion_tokens_details"), dict) else {}
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": pd.get("cached_tokens") or 0,
-                                                             "cache_write_tokens": pd.get("cache_write_tokens") or 0},
-            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": cd.get("reasoning_tokens") or 0},
+    where_pd, where_cd = "usage.prompt_tokens_details", "usage.completion_tokens_details"
+    return {"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": token_count(pd, "cached_tokens", where_pd),
+                                     "cache_write_tokens": token_count(pd, "cache_write_tokens", where_pd)},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": token_count(cd, "reasoning_tokens", where_cd)},
             "total_tokens": prompt + completion}
 
 
 def response_object(rid: str, model: str, created: int | None, finish: Any, output: list[dict[str, Any]],
                     usage: dict[str, Any] | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Responses `response` object with the fields the API always sends."""
-    incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish)
+    incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish) if isinstance(
+        finish, str) else None
     status = "failed" if error else "incomplete" if incomplete else "completed" if usage is not None else \
         "in_progress"
     return {
@@ -57,7 +61,7 @@ class OpenAIToResponsesStream(StreamTranslator):
         self._started = False
         self._output: list[dict[str, Any]] = []  # finished items, in output order
         self._text: dict[str, Any] | None = None  # the open message item: {"id", "index", "text"}
-        self._calls: dict[Any, dict[str, Any]] = {}  # hub tool_calls index → the open function_call item
+        self._calls: dict[int, dict[str, Any]] = {}  # hub tool_calls index → the open function_call item
         self._finish: Any = None
         self._usage: Any = None
 
@@ -107,7 +111,7 @@ class OpenAIToResponsesStream(StreamTranslator):
 
     def _call(self, delta: dict[str, Any]) -> bytes:
         out = b""
-        key = delta.get("index", 0)
+        key = event_index(delta.get("index"), "choices[0].delta.tool_calls[].index")
         fn: dict[str, Any] = delta["function"] if isinstance(delta.get("function"), dict) else {}
         call = self._calls.get(key)
         if call is None:
@@ -146,8 +150,9 @@ class OpenAIToResponsesStream(StreamTranslator):
                                str(error.get("type") or "server_error"), error.get("code"))
         out = self._start()
         if data.get("usage") is not None:
+            responses_usage(data["usage"])  # malformed counts end the stream here, not in finish()
             self._usage = data["usage"]
-        for choice in data.get("choices") or []:
+        for choice in opt_list(data.get("choices"), "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue  # Responses has one output list: choice 0, as the other translators do
             delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
@@ -159,7 +164,7 @@ class OpenAIToResponsesStream(StreamTranslator):
                     out += self._event("response.output_text.delta", {
                         "item_id": text["id"], "output_index": text["index"], "content_index": 0,
                         "delta": delta[key], "logprobs": []})
-            for call in delta.get("tool_calls") or []:
+            for call in opt_list(delta.get("tool_calls"), "choices[0].delta.tool_calls"):
                 if isinstance(call, dict):
                     out += self._call(call)
             if choice.get("finish_reason"):

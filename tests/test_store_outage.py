@@ -40,6 +40,24 @@ def test_asyncpg_connection_failures_are_an_outage():
     assert not is_outage(asyncpg.UndefinedTableError('relation "nope" does not exist'))
 
 
+def test_a_redis_connection_closed_under_a_command_is_an_outage_and_a_bug_is_not():
+    """redis-py 8.1 lets a writer closed by another task escape as AttributeError (redis/redis-py#4287), as a
+    Redis Cluster failover under load does (tests/test_faults.py): that is the connection gone, not our bug."""
+    from redis.asyncio.connection import Connection
+
+    async def closed_under_us() -> BaseException:
+        conn = Connection()
+        conn._writer = None  # what the concurrent disconnect leaves behind
+        try:
+            await conn._send_packed_command([b"PING\r\n"])
+        except AttributeError as exc:
+            return exc
+        raise AssertionError("redis-py raised nothing")
+    leaked = asyncio.run(closed_under_us())
+    assert "NoneType" in str(leaked) and is_outage(leaked)
+    assert not is_outage(AttributeError("'NoneType' object has no attribute 'merchant_id'"))  # ours: a bug
+
+
 def test_a_request_that_needs_a_stopped_database_is_a_503(tmp_path, private_postgres):
     url = private_postgres.create_database()
 

@@ -25,8 +25,25 @@ def is_outage(exc: BaseException) -> bool:
                                                 asyncpg.exceptions.OperatorInterventionError)):
         return True  # cannot connect, the connection died, the server is shutting down or cancelled the query
     redis = sys.modules.get("redis.exceptions")
-    return redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ClusterDownError,
-                                                  redis.TryAgainError))
+    if redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ClusterDownError,
+                                              redis.TryAgainError)):
+        return True
+    return _redis_connection_closed_mid_command(exc)
+
+
+def _redis_connection_closed_mid_command(exc: BaseException) -> bool:
+    """redis-py's asyncio connection, closed by another task while this one writes on it (the cluster client drops
+    a failed node's connections during a failover), leaks the closed writer's AttributeError or TypeError
+    ("'NoneType' object has no attribute 'writelines'") instead of its ConnectionError: redis/redis-py#4287, open in
+    redis 8.1. It is a connection that went away, not a bug of ours, so it is an outage: a 503 to retry."""
+    if not isinstance(exc, (AttributeError, TypeError)) or "NoneType" not in str(exc):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "redis.asyncio.connection":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def store_unavailable() -> ServiceUnavailable:

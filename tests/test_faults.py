@@ -58,6 +58,17 @@ class World:
     def load(self, prefix: str, **kwargs) -> Workload:
         return Workload(self.urls, self.credentials, prefix=prefix, **kwargs)
 
+    def new_customer(self, on_master: int | None = None) -> tuple[Payer, Credential]:
+        """A funded customer no gateway has served yet (so its first requests need Redis and the database), on
+        the cluster master `on_master` if given."""
+        gw = self.gateways["eu"][0]
+        for _ in range(30):
+            payer = Payer("customer", customer(gw, gw.secret_key, "5"))
+            if on_master is None or self.cluster.master_for_key(payer.redis_key) == on_master:
+                return payer, Credential("new_customer", token(gw.secret_key, customer_id=payer.id,
+                                                               meter_slug="chat"))
+        raise AssertionError(f"no new customer landed on the master at {on_master}")
+
     def check(self, prefix: str, answers, before) -> dict[str, int]:
         return audit(self.url, self.env(), self.providers, prefix, answers, before)
 
@@ -142,45 +153,69 @@ def _answered(answers, allowed: set[int]) -> dict[int, int]:
 def test_a_cluster_master_killed_with_kill_9_under_load_fails_over_and_loses_nothing(world):
     before = totals(world.url)
     master = world.cluster.master_for_key(world.payers[1].redis_key)  # the customer's master
+    _, newcomer = world.new_customer(on_master=master)
     with world.load("kill9", requests=300) as load:
         load.wait_for(80)
         world.cluster.kill(master)
-        new = world.cluster.wait_for_failover(master)  # the cluster's own failover (node timeout 1 s)
-        load.wait_for(300, timeout=120)
+        load.add(newcomer)  # its first requests need the dead master's slots: a 503 until the replica takes over
+        try:
+            new = world.cluster.wait_for_failover(master)  # the cluster's own failover (node timeout 1 s)
+            load.wait_for(300, timeout=120)
+        finally:
+            world.cluster.restart(master)  # it rejoins as the new master's replica
+    world.cluster.wait_ok()
     answers = load.answers
-    try:
-        assert new != master
-        by_status = _answered(answers, {200, 503})
-    finally:
-        world.cluster.restart(master)  # it rejoins as the new master's replica
-        world.cluster.wait_ok()
-    world.check("kill9", answers, before)
+    assert new != master
+    by_status = _answered(answers, {200, 503})
     assert sum(by_status.values()) == 300
+    assert any(a.kind == "new_customer" and a.status == 200 for a in answers)  # served once the replica took over
+    world.check("kill9", answers, before)
 
 
 def test_a_slot_migration_under_load_moves_the_payers_keys_and_loses_nothing(world):
     before = totals(world.url)
+    cluster = world.cluster
+    newcomer, credential = world.new_customer()
+    payers = [*world.payers, newcomer]
     with world.load("reshard", requests=300) as load:
         load.wait_for(60)
-        moves = [world.cluster.migrate_slot_of(p.redis_key) for p in world.payers]  # SETSLOT + MIGRATE steps
+        # the steps `redis-cli --cluster reshard` takes, for every payer's slot at once: importing/migrating,
+        # MIGRATE the keys, then hand the slots over; traffic runs through each step
+        slots = [cluster.slot_of(p.redis_key) for p in payers]
+        moves = {}
+        for slot in slots:
+            if slot not in moves:
+                to = next(p for p in cluster.masters() if p != cluster.owner(slot))
+                moves[slot] = (cluster.begin_migration(slot, to), to)
+        load.add(credential)  # a payer first seen while its slot is between owners
+        load.wait_for(len(load.answers) + 30)
+        for slot, (src, dst) in moves.items():
+            cluster.move_keys(slot, src, dst)
+        load.wait_for(len(load.answers) + 30)
+        for slot, (_, dst) in moves.items():
+            cluster.finish_migration(slot, dst)
         load.wait_for(300, timeout=120)
     answers = load.answers
-    for payer, (_, dst) in zip(world.payers, moves):
-        assert world.cluster.master_for_key(payer.redis_key) == dst
+    for slot, (_, dst) in moves.items():
+        assert cluster.owner(slot) == dst
     _answered(answers, {200, 503})
+    assert any(a.kind == "new_customer" and a.status == 200 for a in answers)
     world.check("reshard", answers, before)
 
 
 def test_redis_frozen_then_thawed_then_flushed_and_rebuilt_from_the_ledger(world):
     before = totals(world.url)
     nodes = [n.port for n in world.cluster.nodes]
+    _, newcomer = world.new_customer()
     with world.load("freeze", requests=200) as load:
         load.wait_for(50)
         for port in nodes:  # every node at once, so no replica takes over: the whole cluster stands still
             world.cluster.freeze(port)
         world.standalone.freeze()
         try:
-            load.wait_for(len(load.answers) + 40, timeout=60)  # answers come while both regions' Redis is frozen
+            load.add(newcomer)  # no region holds a lease for it, and no Redis answers: refused, fast
+            frozen_from = len(load.answers)
+            frozen_to = load.wait_for(frozen_from + 40, timeout=60)  # answers while both regions' Redis is frozen
         finally:
             for port in nodes:
                 world.cluster.thaw(port)
@@ -188,6 +223,9 @@ def test_redis_frozen_then_thawed_then_flushed_and_rebuilt_from_the_ledger(world
         load.wait_for(200, timeout=120)
     world.cluster.wait_ok()
     answers = load.answers
+    during = [(a.kind, a.status) for a in answers[frozen_from:frozen_to]]
+    assert ("customer", 200) in during, during  # served from the leases the regions hold
+    assert {status for kind, status in during if kind == "new_customer"} == {503}, during
     _answered(answers, {200, 503})
     world.check("freeze", answers, before)
 
@@ -205,18 +243,21 @@ def test_redis_frozen_then_thawed_then_flushed_and_rebuilt_from_the_ledger(world
 def test_postgresql_restarted_under_load_regions_serve_within_leases_and_records_land_after(world,
                                                                                             private_postgres):
     before = totals(world.url)
+    _, newcomer = world.new_customer()
     with world.load("pgrestart", requests=300) as load:
         load.wait_for(60)
         private_postgres.stop_server()
         try:
+            load.add(newcomer)  # no region holds a lease for it, and none can take one now: refused
             down_from = len(load.answers)
             down_to = load.wait_for(down_from + 60, timeout=60)
         finally:
             private_postgres.start_server()
         load.wait_for(300, timeout=120)
     answers = load.answers
-    during = [a.status for a in answers[down_from:down_to]]
-    assert 200 in during, during  # served from the leases the regions held
+    during = [(a.kind, a.status) for a in answers[down_from:down_to]]
+    assert ("customer", 200) in during and ("merchant", 200) in during, during  # served within the leases held
+    assert {status for kind, status in during if kind == "new_customer"} == {503}, during
     _answered(answers, {200, 503})
     world.check("pgrestart", answers, before)
 

@@ -102,11 +102,10 @@ class Workload:
             time.sleep(0.02)
         return n
 
-    def statuses(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for a in list(self.answers):
-            out[a.status] = out.get(a.status, 0) + 1
-        return out
+    def add(self, credential: Credential) -> None:
+        """Send with `credential` too, from the next request on (a payer no gateway has seen yet, mid-fault)."""
+        with self._lock:
+            self.credentials = [*self.credentials, credential]
 
     # -- the load itself -----------------------------------------------------------------------------------------
     def _main(self) -> None:
@@ -132,9 +131,10 @@ class Workload:
             await asyncio.gather(*(one_client() for _ in range(self.clients)))
 
     def _request(self, n: int) -> tuple[str, Credential, bool, dict]:
-        credential = self.credentials[n % len(self.credentials)]
-        stream = (n // len(self.credentials)) % 2 == 1  # every credential kind, plain and streamed
-        url = self.urls[(n // (2 * len(self.credentials))) % len(self.urls)] if len(self.urls) > 1 else self.urls[0]
+        credentials = self.credentials
+        credential = credentials[n % len(credentials)]
+        stream = (n // len(credentials)) % 2 == 1  # every credential kind, plain and streamed
+        url = self.urls[(n // (2 * len(credentials))) % len(self.urls)]
         body: dict = {"model": self.model, "max_tokens": 20, "user": f"{self.prefix}-{n}",
                       "messages": [{"role": "user", "content": f"request {n} " + "word " * (n % 20)}]}
         if stream:

@@ -13,6 +13,8 @@ from ..errors import ServiceUnavailable
 
 # SQLite reports an unreachable store and a wrong statement with one class; these are the unreachable ones
 _SQLITE_OUTAGE = ("locked", "busy", "not open", "disk i/o", "unable to open", "readonly database")
+# what a transport closed under a write raises (asyncio's loop, uvloop); see _redis_connection_closed_mid_command
+_CLOSED_TRANSPORT = ("'NoneType' object", "the handler is closed")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -33,10 +35,14 @@ def is_outage(exc: BaseException) -> bool:
 
 def _redis_connection_closed_mid_command(exc: BaseException) -> bool:
     """redis-py's asyncio connection, closed by another task while this one writes on it (the cluster client drops
-    a failed node's connections during a failover), leaks the closed writer's AttributeError or TypeError
-    ("'NoneType' object has no attribute 'writelines'") instead of its ConnectionError: redis/redis-py#4287, open in
-    redis 8.1. It is a connection that went away, not a bug of ours, so it is an outage: a 503 to retry."""
-    if not isinstance(exc, (AttributeError, TypeError)) or "NoneType" not in str(exc):
+    a failed node's connections during a failover), leaks the closed transport's own error instead of redis-py's
+    ConnectionError (redis/redis-py#4287, open in redis 8.1): with asyncio's loop "'NoneType' object has no
+    attribute 'writelines'" (or "... is not callable"), with uvloop "RuntimeError: unable to perform operation on
+    <TCPTransport closed=True ...>; the handler is closed". It is a connection that went away, not a bug of ours,
+    so it is an outage: a 503 to retry."""
+    if not isinstance(exc, (AttributeError, TypeError, RuntimeError)):
+        return False
+    if not any(m in str(exc) for m in _CLOSED_TRANSPORT):
         return False
     tb = exc.__traceback__
     while tb is not None:

@@ -306,3 +306,31 @@ def test_a_poll_that_hangs_counts_as_failed(tmp_path):
         await asyncio.wait_for(watcher.tick(), 10 * key_events.STALE_AFTER)  # bounded: STALE_AFTER, then it gives up
         assert watcher.polls == 0 and heard.everything == 0  # a failed poll: nothing learnt, nothing forgotten
     asyncio.run(scenario())
+
+
+def test_the_watcher_subscribes_on_a_redis_cluster_client_that_has_sent_nothing_yet(tmp_path, redis_cluster,
+                                                                                    caplog):
+    """redis-py's cluster pub/sub finds its node in the slot map, which the client loads with its first command:
+    a gateway's watcher subscribes before anything else talks to Redis, and once failed with KeyError(<slot>),
+    falling back to the poll (seen in tests/test_faults.py's logs)."""
+    from edge_proxy.store.redis_client import open_redis
+
+    async def scenario():
+        db, heard = await _db(tmp_path), Heard()
+        client = open_redis(redis_cluster.url, 2)
+        watcher = key_events.KeyEventWatcher(db, heard.forget, heard.forget_all, redis=client)
+        watcher.start()
+        publisher = redis_cluster.nodes[0].client()  # another client: this one must not warm the watcher's
+        try:
+            for _ in range(200):  # until the watcher's subscription is up and hears one
+                await asyncio.to_thread(publisher.publish, key_events.CHANNEL, key_events._encode(["key_heard"]))
+                await asyncio.sleep(0.05)
+                if {"key_heard"} in heard.ids:
+                    break
+        finally:
+            await watcher.stop()
+            await client.aclose()
+            await db.close()
+        assert {"key_heard"} in heard.ids
+        assert "subscription lost" not in caplog.text
+    asyncio.run(scenario())

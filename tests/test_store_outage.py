@@ -11,6 +11,7 @@ import redis.exceptions
 from edge_proxy.store.outage import is_outage
 
 from .inprocess import InProcess
+from .redis_server import RedisServer
 
 UNKNOWN_KEY = "ep_sk_" + "A" * 43  # well formed, so it is looked up
 
@@ -38,6 +39,40 @@ def test_asyncpg_connection_failures_are_an_outage():
     assert is_outage(asyncpg.CannotConnectNowError("the database system is shutting down"))
     assert is_outage(asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"))
     assert not is_outage(asyncpg.UndefinedTableError('relation "nope" does not exist'))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_redis_connection_closed_under_a_command_is_an_outage_and_a_bug_is_not(loop):
+    """redis-py 8.1 lets a transport closed by another task escape as the loop's own error (redis/redis-py#4287),
+    as a Redis Cluster failover under load does (tests/test_faults.py): the connection went away, not our bug.
+    Made here the way it happens: a real connection to a real server, its transport closed under a write."""
+    import uvloop
+    from redis.asyncio.connection import Connection
+
+    server = RedisServer().start()
+
+    async def closed_under_us() -> BaseException:
+        conn = Connection(port=server.port)
+        await conn.connect()
+        if loop == "asyncio":
+            conn._writer = None  # what the concurrent disconnect leaves behind on asyncio's loop
+        else:
+            conn._writer.transport.close()  # uvloop keeps the writer; its transport is closed
+            await asyncio.sleep(0)
+        try:
+            await conn._send_packed_command([b"PING\r\n"])
+        except (AttributeError, TypeError, RuntimeError) as exc:
+            return exc
+        finally:
+            await conn.disconnect()
+        raise AssertionError("redis-py raised nothing")
+    try:
+        leaked = asyncio.run(closed_under_us()) if loop == "asyncio" else uvloop.run(closed_under_us())
+    finally:
+        server.stop()
+    assert is_outage(leaked), repr(leaked)
+    assert not is_outage(AttributeError("'NoneType' object has no attribute 'merchant_id'"))  # ours: a bug
+    assert not is_outage(RuntimeError("the handler is closed"))  # not from redis-py's connection
 
 
 def test_a_request_that_needs_a_stopped_database_is_a_503(tmp_path, private_postgres):

@@ -184,6 +184,10 @@ class KeyEventWatcher:
         while not self._stopping:  # checked too because redis-py's read can swallow a cancellation
             pubsub = None
             try:
+                # a cluster client's pub/sub finds its node in the slot map, which the client loads with its first
+                # command: subscribing before anything else has talked to Redis raises KeyError(<slot>) (redis-py
+                # 8.1). initialize() loads it (a no-op once loaded, and on a plain or Sentinel client).
+                await self.redis.initialize()
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(CHANNEL)
                 backoff = 0.1

@@ -13,6 +13,8 @@ from ..errors import ServiceUnavailable
 
 # SQLite reports an unreachable store and a wrong statement with one class; these are the unreachable ones
 _SQLITE_OUTAGE = ("locked", "busy", "not open", "disk i/o", "unable to open", "readonly database")
+# what a transport closed under a write raises (asyncio's loop, uvloop); see _redis_connection_closed_mid_command
+_CLOSED_TRANSPORT = ("'NoneType' object", "the handler is closed")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -25,8 +27,29 @@ def is_outage(exc: BaseException) -> bool:
                                                 asyncpg.exceptions.OperatorInterventionError)):
         return True  # cannot connect, the connection died, the server is shutting down or cancelled the query
     redis = sys.modules.get("redis.exceptions")
-    return redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ClusterDownError,
-                                                  redis.TryAgainError))
+    if redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ClusterDownError,
+                                              redis.TryAgainError)):
+        return True
+    return _redis_connection_closed_mid_command(exc)
+
+
+def _redis_connection_closed_mid_command(exc: BaseException) -> bool:
+    """redis-py's asyncio connection, closed by another task while this one writes on it (the cluster client drops
+    a failed node's connections during a failover), leaks the closed transport's own error instead of redis-py's
+    ConnectionError (redis/redis-py#4287, open in redis 8.1): with asyncio's loop "'NoneType' object has no
+    attribute 'writelines'" (or "... is not callable"), with uvloop "RuntimeError: unable to perform operation on
+    <TCPTransport closed=True ...>; the handler is closed". It is a connection that went away, not a bug of ours,
+    so it is an outage: a 503 to retry."""
+    if not isinstance(exc, (AttributeError, TypeError, RuntimeError)):
+        return False
+    if not any(m in str(exc) for m in _CLOSED_TRANSPORT):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "redis.asyncio.connection":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def store_unavailable() -> ServiceUnavailable:

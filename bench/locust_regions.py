@@ -7,10 +7,11 @@ On 127.0.0.1 only: a private PostgreSQL (tests/pg.py), the fast upstream (bench/
 provider, and for each Redis deployment asked for (both: standalone first, then Cluster, same machine, same run)
 a fresh ledger database and two regions, "eu" and "us" (bench/two_regions.py: per region its own Redis, two
 gateway processes with EDGE_PROXY_REGION, HAProxy in front). It seeds merchants, meters, customers with forward
-tokens on a meter, and spend keys (half of them with a spend limit), then runs locust headless
+tokens on a meter, and spend keys (with and without a spend limit), then runs locust headless
 (bench/locustfile_regions.py) against both regions' load balancers at once and reports per region: req/s, p50,
-p99, failures, and Redis commands per request (INFO commandstats on the region's masters, before the load and
-after the gateways have drained). Then it audits the ledger: `edge-proxy ledger verify`, no balance below zero,
+p99, failures, Redis commands and round trips per request (INFO on the region's masters, before the load and
+after the gateways have drained), and the Redis calls on the request path: reservations the workers' leases
+could not cover (their /metrics) and limited spend keys' admissions. Then it audits the ledger: `edge-proxy ledger verify`, no balance below zero,
 and one billed record per request locust saw served, in the region that served it. Exit 1 if an audit fails or
 a request failed.
 
@@ -53,7 +54,8 @@ def create_merchants(env: dict[str, str], merchants: int) -> list[str]:
 def seed(api: str, merchant_keys: list[str], customers: int, spend_keys: int) -> dict[str, list[str]]:
     """Over one region's REST API, each merchant's meters, customers and spend keys. Returns the credentials
     locust sends, by kind."""
-    creds: dict[str, list[str]] = {"merchant": list(merchant_keys), "customer": [], "spend_key": []}
+    creds: dict[str, list[str]] = {"merchant": list(merchant_keys), "customer": [], "spend_key": [],
+                                   "limited_key": []}
     for key in merchant_keys:
         for slug, rate_type, tier_type, rate in METERS:
             post_json(f"{api}/v1/meters", key, {"name": slug, "meter_slug": slug, "rate_type": rate_type,
@@ -62,8 +64,9 @@ def seed(api: str, merchant_keys: list[str], customers: int, spend_keys: int) ->
             cid = post_json(f"{api}/v1/customers", key, {"name": f"customer {c}", "balance": "1000"})["customer_id"]
             creds["customer"].append(encode_forward_token(key, customer_id=cid, meter_slug=METERS[c % 2][0]))
         for s in range(spend_keys):
-            limit = {"spend_limit": {"amount": "1000", "cycle": "daily"}} if s % 2 else {}
-            creds["spend_key"].append(post_json(f"{api}/v1/spend_keys", key, {"name": f"key {s}", **limit})["key"])
+            creds["spend_key"].append(post_json(f"{api}/v1/spend_keys", key, {"name": f"key {s}"})["key"])
+            creds["limited_key"].append(post_json(f"{api}/v1/spend_keys", key, {
+                "name": f"limited key {s}", "spend_limit": {"amount": "1000", "cycle": "daily"}})["key"])
     return creds
 
 
@@ -134,6 +137,10 @@ def scenario(deployment: str, args: argparse.Namespace, tmp: Path, pg: PrivatePo
             report[r.name]["redis_round_trips_per_request"] = round(round_trips / n, 3)
             report[r.name]["redis_commands_per_request"] = round(sum(done.values()) / n, 3)
             report[r.name]["reservations"] = leases[r.name]
+            # the request path's Redis calls: a reservation the worker's lease could not cover (some of these are
+            # background top-ups no request waits for: an upper bound), and a limited spend key's admission
+            on_path = leases[r.name]["store_calls"] + report[r.name]["by_credential"].get("limited_key", 0)
+            report[r.name]["request_path_redis_calls_per_request"] = round(on_path / n, 3)
             report[r.name]["redis_commands"] = {k.removeprefix("cmd:"): v for k, v in done.most_common(10)}
     except Exception:
         h.log(f"{deployment}: failed; gateway logs:\n{regions.logs()}")
@@ -145,20 +152,23 @@ def scenario(deployment: str, args: argparse.Namespace, tmp: Path, pg: PrivatePo
 
 def print_table(results: list[dict]) -> None:
     print(f"{'redis':<11}{'region':<7}{'requests':>9}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'failures':>9}"
-          f"{'cmds/req':>9}{'trips/req':>10}  audit")
+          f"{'cmds/req':>9}{'trips/req':>10}{'path/req':>9}  audit")
     for res in results:
         for name, r in res["regions"].items():
             print(f"{res['deployment']:<11}{name:<7}{r['requests']:>9}{r['rps']:>8}{r['p50_ms']!s:>8}"
                   f"{r['p99_ms']!s:>8}{r['failures']:>9}{r['redis_commands_per_request']:>9}"
-                  f"{r['redis_round_trips_per_request']:>10}  "
+                  f"{r['redis_round_trips_per_request']:>10}{r['request_path_redis_calls_per_request']:>9}  "
                   f"{'ok' if res['audit']['ok'] else 'FAILED'}")
         for problem in res["audit"]["problems"]:
             print(f"  audit: {problem}")
         for name, r in res["regions"].items():
-            print(f"  {res['deployment']} {name} reservations: {r['reservations']}; redis commands: "
-                  f"{r['redis_commands']}")
+            print(f"  {res['deployment']} {name}: requests {r['by_credential']}; reservations {r['reservations']}; "
+                  f"redis commands {r['redis_commands']}")
             for error, count in list(r["errors"].items())[:5]:
                 print(f"  {res['deployment']} {name} failure x{count}: {error}")
+    print("cmds/req: Redis commands per request, those Lua scripts run included; trips/req: round trips to Redis "
+          "per request (a pipeline or a script is one), the log writers' batches included; path/req: Redis calls "
+          "on the request path per request (lease misses and top-ups, limited spend keys' admissions)")
 
 
 def main() -> int:
@@ -178,7 +188,8 @@ def run() -> int:
     ap.add_argument("--workers", type=int, default=1, help="workers per gateway process")
     ap.add_argument("--merchants", type=int, default=2)
     ap.add_argument("--customers", type=int, default=3, help="customers (forward tokens) per merchant")
-    ap.add_argument("--spend-keys", type=int, default=2, help="spend keys per merchant (every other one limited)")
+    ap.add_argument("--spend-keys", type=int, default=1,
+                    help="spend keys per merchant, each once without limits and once with a spend limit")
     ap.add_argument("--json", default=str(BENCH / "out" / "locust_regions.json"), help="where the report goes")
     args = ap.parse_args()
     # SIGTERM ends the run as Ctrl-C does: through every `finally`, so everything started is stopped

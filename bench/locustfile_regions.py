@@ -5,10 +5,11 @@ balancer at once. bench/locust_regions.py starts the regions, writes the plan th
       .venv/bin/locust -f bench/locustfile_regions.py --headless -u 4 -r 4 -t 15s
 
 The plan: {"regions": {"eu": "http://127.0.0.1:PORT", ...}, "credentials": {"merchant": [...], "customer": [...],
-"spend_key": [...]}}. Users are dealt to the regions in turn (user 0 to the first region, user 1 to the second,
+"spend_key": [...], "limited_key": [...]}}. Users are dealt to the regions in turn (user 0 to the first region, user 1 to the second,
 ...), so each region gets the same share. Every request is named "<region> <credential> <plain|stream>", so
 locust's table splits by region; at the end the report gathers every name of a region into one line:
-    {"regions": {"eu": {"requests", "failures", "rps", "p50_ms", "p99_ms", "errors": {message: count}}}}
+    {"regions": {"eu": {"requests", "failures", "rps", "p50_ms", "p99_ms", "by_credential": {kind: requests},
+                        "errors": {message: count}}}}
 A response counts as a failure unless it is 200 and, for a stream, ends with `data: [DONE]`.
 """
 from __future__ import annotations
@@ -36,10 +37,11 @@ _next_region = itertools.cycle(REGIONS)
 
 
 # (credential, streamed, path, weight): customers (forward tokens on a meter) are most of the traffic, as they are
-# for a merchant's app
-MIX = [("customer", False, PATH, 4), ("customer", True, PATH, 2), ("customer", False, FORWARD, 1),
-       ("merchant", False, PATH, 2), ("merchant", True, PATH, 1),
-       ("spend_key", False, PATH, 2), ("spend_key", True, PATH, 1)]
+# for a merchant's app; a "limited_key" is a spend key with a spend limit, which costs its request one Redis call
+MIX = [("customer", False, PATH, 8), ("customer", True, PATH, 4), ("customer", False, FORWARD, 2),
+       ("merchant", False, PATH, 4), ("merchant", True, PATH, 2),
+       ("spend_key", False, PATH, 2), ("spend_key", True, PATH, 1),
+       ("limited_key", False, PATH, 2), ("limited_key", True, PATH, 1)]
 
 
 class RegionUser(FastHttpUser):
@@ -72,9 +74,13 @@ def region_summary(entries: list[StatsEntry], errors: dict[str, int]) -> dict[st
         return {"requests": 0, "failures": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": errors}
     for e in entries:
         total.extend(e)
+    by_credential: dict[str, int] = {}
+    for e in entries:
+        kind = e.name.split(" ")[1]
+        by_credential[kind] = by_credential.get(kind, 0) + e.num_requests
     return {"requests": total.num_requests, "failures": total.num_failures, "rps": round(total.total_rps, 1),
             "p50_ms": total.get_response_time_percentile(0.5), "p99_ms": total.get_response_time_percentile(0.99),
-            "errors": errors}
+            "by_credential": by_credential, "errors": errors}
 
 
 @events.quitting.add_listener

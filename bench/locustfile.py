@@ -1,7 +1,7 @@
 """A realistic mixed load against a local gateway: several merchants and customers, plain and streamed chat
 completions, a mix of models, both routes (/providers/openai/... and Lava's /v1/forward?u=...).
 
-Locust is not a test dependency: `.venv/bin/pip install locust`. The credentials come from
+Locust comes with the bench and test extras (scripts/bootstrap.sh --bench). The credentials come from
 bench/locust_setup.py (LOCUST_TOKENS, default bench/out/locust_tokens.json). One command for everything
 (upstream, gateway, setup, 15 s of load, stop): `bash bench/locust_run.sh`. By hand:
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust_checks import judge  # bench/ is on sys.path: locust puts the locustfile's folder there
 
 TOKENS = Path(os.environ.get("LOCUST_TOKENS", Path(__file__).resolve().parent / "out" / "locust_tokens.json"))
 MODELS = ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini"]
@@ -63,12 +64,7 @@ class GatewayUser(FastHttpUser):
         model = random.choice(MODELS)
         with self.client.post(path, data=self._body(model, stream), headers=self.headers, name=name,
                               catch_response=True) as r:
-            if r.status_code != 200:
-                r.failure(f"{r.status_code}: {(r.text or '')[:200]}")
-            elif stream and not (r.content or b"").rstrip().endswith(b"data: [DONE]"):
-                r.failure("stream did not end with data: [DONE]")
-            else:
-                r.success()
+            judge(r, stream)
 
     @task(6)
     def chat(self) -> None:

@@ -70,9 +70,15 @@ WHEN typeof(NEW.balance_nanos) <> 'integer' OR NEW.balance_nanos > {MAX_BALANCE_
   OR NEW.balance_nanos < CASE WHEN NEW.account_id = 'funding' THEN -{MAX_BALANCE_NANOS} ELSE 0 END
 {_ABORT}
 """
+# ALTER TABLE takes an ACCESS EXCLUSIVE lock even when the constraint is already there: gateways starting together
+# then each upgrade their lock on the same table and deadlock, and a gateway starting under load would stall every
+# region's billing. So the constraint is looked up first, and added only where it is missing.
 _POSTGRES_GUARDS = "".join(f"""
 DO $$ BEGIN
-  ALTER TABLE {table} ADD CONSTRAINT {table}_balance_in_range CHECK ({check});
+  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{table}'::regclass
+                 AND conname = '{table}_balance_in_range') THEN
+    ALTER TABLE {table} ADD CONSTRAINT {table}_balance_in_range CHECK ({check});
+  END IF;
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 """ for table, check in (
     ("merchants", f"balance_nanos BETWEEN 0 AND {MAX_BALANCE_NANOS}"),

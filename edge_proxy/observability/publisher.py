@@ -148,6 +148,8 @@ class Publisher:
                                       "a batch (0: healthy).", r, multiprocess_mode="livemax", registry=reg)
         self.counted = {name: pc.Counter("edge_proxy_" + name, help_, r, registry=reg).labels(self.region)
                         for name, help_, _ in _COUNTED}
+        for metric in (self.charge, self.payment_required, self.spend_limit):
+            metric.labels(self.region)  # a series from the start (at 0), so a dashboard finds it before traffic
         self._owed = _OwedDeliveries(pc, self.region)
         if reg is not None:
             reg.register(self._owed)

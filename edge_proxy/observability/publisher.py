@@ -10,6 +10,7 @@ Labels stay bounded: `provider` is a catalogue name, `model` a family (families.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0)
 _BOUNDS = (*BUCKETS, float("inf"))
 _NANOS_PER_USD = 1e9
+_OWED_QUERY_SECONDS = 0.5
 _TOKEN_KINDS = (("input", "input_tokens"), ("output", "output_tokens"), ("cached", "cached_tokens"),
                 ("reasoning", "reasoning_tokens"))
 # per-worker counters kept by other services, published as they grow: (metric suffix, help, how to read it)
@@ -161,8 +163,6 @@ class Publisher:
         finished = svc.metrics.take_finished()
         if finished:
             self._publish_finished(finished)
-            if self.access_log is not None:
-                self.access_log.write([record for record, _ in finished])
         charged = svc.metrics.take_charged()
         if charged:
             self.charge.labels(region).inc(sum(charged) / _NANOS_PER_USD)
@@ -176,6 +176,8 @@ class Publisher:
         self.queue_depth.labels(region).set(queue.depth)
         self.queue_age.labels(region).set(queue.oldest_age())
         self.store_failing.labels(region).set(queue.failing_for())
+        if finished and self.access_log is not None:  # last: a disk that refuses the log costs no figure above
+            self.access_log.write([record for record, _ in finished])
 
     def _publish_finished(self, finished: list[tuple[Any, float]]) -> None:
         region, families = self.region, self.families
@@ -232,9 +234,9 @@ class Publisher:
         return text
 
     async def _deliveries_owed(self) -> float | None:
-        try:
-            row = await self.svc.store.db.fetchone(
-                "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+        try:  # a store that is down or locked must not hold the scrape up
+            row = await asyncio.wait_for(self.svc.store.db.fetchone(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"), _OWED_QUERY_SECONDS)
         except Exception as exc:  # the store is away: the scrape still answers, without this one figure
             log.warning("metrics: cannot count owed webhook deliveries (%s: %s)", type(exc).__name__, exc)
             return None

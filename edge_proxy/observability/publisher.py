@@ -35,8 +35,8 @@ BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1
 _BOUNDS = (*BUCKETS, float("inf"))
 _NANOS_PER_USD = 1e9
 _OWED_QUERY_SECONDS = 0.5
-_TOKEN_KINDS = (("input", "input_tokens"), ("output", "output_tokens"), ("cached", "cached_tokens"),
-                ("reasoning", "reasoning_tokens"))
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+_STATUS_CLASSES = {code: status_class(code) for code in range(100, 600)}
 # per-worker counters kept by other services, published as they grow: (metric suffix, help, how to read it)
 _COUNTED: tuple[tuple[str, str, str], ...] = (
     ("log_records_written_total", "Records committed to the request log from memory.", "log_queue.written"),
@@ -84,15 +84,15 @@ def remove_multiprocess_dir(path: str) -> None:
 
 
 class _Histograms:
-    """Bucket counts and sums per label set, in memory until published."""
+    """Bucket counts and sums per provider, in memory until published."""
 
     __slots__ = ("counts", "sums")
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, ...], list[int]] = {}
-        self.sums: dict[tuple[str, ...], float] = {}
+        self.counts: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
 
-    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+    def observe(self, labels: str, seconds: float) -> None:
         counts = self.counts.get(labels)
         if counts is None:
             counts = self.counts[labels] = [0] * len(_BOUNDS)
@@ -180,43 +180,52 @@ class Publisher:
             self.access_log.write([record for record, _ in finished])
 
     def _publish_finished(self, finished: list[tuple[Any, float]]) -> None:
-        region, families = self.region, self.families
-        requests: Tally[tuple[str, ...]] = Tally()
-        tokens: Tally[tuple[str, ...]] = Tally()
-        cost: Tally[tuple[str, ...]] = Tally()
+        region, families, classes = self.region, self.families, _STATUS_CLASSES
+        requests: Tally[tuple[str, str, str]] = Tally()
+        tokens: dict[tuple[str, str], list[int]] = {}  # input, output, cached, reasoning
+        cost: Tally[tuple[str, str]] = Tally()
         duration, upstream, overhead = _Histograms(), _Histograms(), _Histograms()
         payment_required = spend_limit = 0
         for record, upstream_seconds in finished:
-            provider, model = record.provider or "none", families(record.model)
-            requests[(provider, model, status_class(record.status_code), region)] += 1
-            for kind, field in _TOKEN_KINDS:
-                n = getattr(record, field)
-                if n:
-                    tokens[(provider, model, kind, region)] += n
+            provider = record.provider or "none"
+            pm = (provider, families(record.model))
+            status = record.status_code
+            requests[(*pm, classes.get(status, "other"))] += 1
+            counts = tokens.get(pm)
+            if counts is None:
+                counts = tokens[pm] = [0, 0, 0, 0]
+            counts[0] += record.input_tokens
+            counts[1] += record.output_tokens
+            counts[2] += record.cached_tokens
+            counts[3] += record.reasoning_tokens
             if record.priced and record.cost_nanos:
-                cost[(provider, model, region)] += record.cost_nanos
-            if record.status_code == 402:
+                cost[pm] += record.cost_nanos
+            if status == 402:
                 payment_required += 1
-            if record.error_reason == "spend_limit_reached":
-                spend_limit += 1
-            duration.observe((provider, region), record.latency_ms / 1000)
+                if record.error_reason == "spend_limit_reached":
+                    spend_limit += 1
+            duration.observe(provider, record.latency_ms / 1000)
             if upstream_seconds >= 0:
-                upstream.observe((provider, region), upstream_seconds)
+                upstream.observe(provider, upstream_seconds)
             if record.overhead_ms:
-                overhead.observe((region,), record.overhead_ms / 1000)
-        for labels, n in requests.items():
-            self.requests.labels(*labels).inc(n)
-        for labels, n in tokens.items():
-            self.tokens.labels(*labels).inc(n)
-        for labels, nanos in cost.items():
-            self.cost.labels(*labels).inc(nanos / _NANOS_PER_USD)
+                overhead.observe("", record.overhead_ms / 1000)
+        for (provider, model, status_), n in requests.items():
+            self.requests.labels(provider, model, status_, region).inc(n)
+        for (provider, model), kinds in tokens.items():
+            for kind, n in zip(_TOKEN_KINDS, kinds):
+                if n:
+                    self.tokens.labels(provider, model, kind, region).inc(n)
+        for (provider, model), nanos in cost.items():
+            self.cost.labels(provider, model, region).inc(nanos / _NANOS_PER_USD)
         if payment_required:
             self.payment_required.labels(region).inc(payment_required)
         if spend_limit:
             self.spend_limit.labels(region).inc(spend_limit)
-        for metric, tallied in ((self.duration, duration), (self.upstream, upstream), (self.overhead, overhead)):
-            for labels, counts in tallied.counts.items():
-                _add_to_histogram(metric.labels(*labels), counts, tallied.sums[labels])
+        for metric, tallied in ((self.duration, duration), (self.upstream, upstream)):
+            for provider, buckets in tallied.counts.items():
+                _add_to_histogram(metric.labels(provider, region), buckets, tallied.sums[provider])
+        for buckets in overhead.counts.values():
+            _add_to_histogram(self.overhead.labels(region), buckets, overhead.sums[""])
 
     # -- a scrape ------------------------------------------------------------------------------------------
     async def render(self) -> bytes:

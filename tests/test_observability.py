@@ -102,14 +102,21 @@ def test_business_metrics_count_refusals_and_settled_charges(four_workers):
     broke = gw.create_merchant("broke", "0")  # its wallet cannot cover a request: 402
     r = send(gw, encode_forward_token(broke["secret_key"]))
     assert r.status_code == 402, r.text
+    made = httpx.post(f"{gw.url}/v1/spend_keys", headers={"Authorization": f"Bearer {gw.secret_key}"}, timeout=10,
+                      json={"name": "tiny", "spend_limit": {"amount": "0.000000001", "cycle": "daily"}})
+    assert made.status_code == 201, made.text
+    r = send(gw, made.json()["key"])  # the request's most cost is past the key's limit: 402 spend_limit_reached
+    assert r.status_code == 402 and r.json()["error"]["type"] == "spend_limit_reached", r.text
     wait_for(lambda: total(scrape(gw), "edge_proxy_payment_required_total")
-             == total(before, "edge_proxy_payment_required_total") + 1)
+             == total(before, "edge_proxy_payment_required_total") + 2)
+    wait_for(lambda: total(scrape(gw), "edge_proxy_spend_limit_refusals_total")
+             == total(before, "edge_proxy_spend_limit_refusals_total") + 1)
     # what earlier requests were charged settles through the log writer: the charge counter follows
     wait_for(lambda: total(scrape(gw), "edge_proxy_charge_usd_total", region="eu-test") > 0)
     text = scrape(gw)
     assert total(text, "edge_proxy_log_queue_depth") >= 0
     assert re.search(r'^edge_proxy_webhook_deliveries_owed\{region="eu-test"\} 0\.0$', text, re.M)
-    assert re.search(r'^edge_proxy_spend_limit_refusals_total\{region="eu-test"\} ', text, re.M)
+    assert total(text, "edge_proxy_requests_total", status="4xx") == 2  # the two refusals, and only them
 
 
 def test_the_grafana_dashboard_reads_only_metrics_the_gateway_exports(four_workers):

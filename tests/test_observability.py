@@ -191,16 +191,21 @@ def test_a_request_is_a_server_span_with_a_client_span_per_attempt(traced, recei
     assert request.resource["service.name"] == "edge-proxy"
 
 
-def test_a_callers_traceparent_is_the_request_spans_parent(traced, receiver):
+def test_a_callers_traceparent_is_the_request_spans_parent(traced, receiver, fake):
     gw = traced
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     r = httpx.post(gw.url + FORWARD, json=CHAT, timeout=15, headers={
         "Authorization": f"Bearer {encode_forward_token(gw.secret_key)}",
-        "traceparent": f"00-{caller_trace}-{caller_span}-01"})
+        "traceparent": f"00-{caller_trace}-{caller_span}-01", "tracestate": "vendor=caller"})
     assert r.status_code == 200, r.text
     spans = spans_of(receiver, caller_trace, 2)
     [request] = [s for s in spans if s.kind == SPAN_KIND_SERVER]
-    assert request.parent_span_id == caller_span
+    [attempt] = [s for s in spans if s.kind == SPAN_KIND_CLIENT]
+    assert request.parent_span_id == caller_span and attempt.parent_span_id == request.span_id
+    # the provider sees one trace context: the attempt span's, in the caller's trace (not the caller's own header)
+    sent = fake.last()
+    assert sent.header_values("traceparent") == [f"00-{caller_trace}-{attempt.span_id}-01"]
+    assert sent.header_values("tracestate") in ([], ["vendor=caller"])
 
 
 # -- the access log ------------------------------------------------------------------------------------------

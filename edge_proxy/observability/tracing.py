@@ -36,6 +36,16 @@ def require_otel() -> None:
         raise MissingDriver(EXTRA_MISSING) from None
 
 
+def _without_trace_context(headers: HeaderBlock) -> tuple[bytes, int]:
+    """The upstream headers less a caller's own `traceparent`/`tracestate` (passed through as they came): the
+    provider must see one trace context, the attempt span's, which is already the caller's trace's child."""
+    if headers.find(b"traceparent:") < 0 and headers.find(b"tracestate:") < 0:
+        return bytes(headers), headers.lines
+    kept = [line for line in headers.split(b"\r\n")
+            if line and not line.lower().startswith((b"traceparent:", b"tracestate:"))]
+    return b"".join(line + b"\r\n" for line in kept), len(kept)
+
+
 def traces_url(endpoint: str) -> str:
     endpoint = endpoint.rstrip("/")
     return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
@@ -89,7 +99,8 @@ class Tracer:
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=self._trace.set_span_in_context(span))
         added = "".join(f"{name}: {value}\r\n" for name, value in carrier.items())
-        return HeaderBlock(headers + added.encode("ascii"), headers.lines + len(carrier))
+        kept, lines = _without_trace_context(headers)
+        return HeaderBlock(kept + added.encode("ascii"), lines + len(carrier))
 
     def attempt_finished(self, ex: Exchange, record: RequestRecord) -> None:
         """Close the attempt's span with what its record says; the request span gets the same GenAI figures (the

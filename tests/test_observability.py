@@ -286,3 +286,32 @@ def test_a_model_maps_to_a_bounded_family(model, want):
 @pytest.mark.parametrize("status, want", [(200, "2xx"), (402, "4xx"), (503, "5xx"), (0, "other")])
 def test_status_classes(status, want):
     assert status_class(status) == want
+
+
+def test_published_histograms_match_observing_one_by_one(tmp_path):
+    """The publisher adds a batch's bucket counts at once (prometheus-client has no bulk observe): the exposition
+    must be what observing each value would give."""
+    import prometheus_client as pc
+
+    from edge_proxy.metering.record import RequestRecord
+    from edge_proxy.services import Services
+    svc = Services(Settings(database_url=f"sqlite:///{tmp_path / 'g.db'}", spill_dir=str(tmp_path / "spill"),
+                            region="r1"))
+    latencies_ms = [0.04, 0.3, 4.0, 4.0, 75.0, 2500.0, 200_000.0]
+    for i, ms in enumerate(latencies_ms):
+        record = RequestRecord(request_id=f"req_{i}", created_at="2026-12-03T00:00:00Z", merchant_id="m",
+                               provider="openai", model="gpt-4o-mini", status_code=200, latency_ms=ms)
+        svc.metrics.finished.append((record, -1.0))
+    svc.observability.publisher.publish()
+    text = pc.generate_latest(svc.observability.publisher.registry).decode()
+    want = pc.CollectorRegistry()
+    one_by_one = pc.Histogram("edge_proxy_request_duration_seconds", "x", ("provider", "region"),
+                              buckets=svc.observability.publisher.duration._upper_bounds[:-1], registry=want)
+    for ms in latencies_ms:
+        one_by_one.labels("openai", "r1").observe(ms / 1000)
+    expected = [line for line in pc.generate_latest(want).decode().splitlines()
+                if line.startswith("edge_proxy_request_duration_seconds_") and "_created" not in line]
+    got = [line for line in text.splitlines()
+           if line.startswith("edge_proxy_request_duration_seconds_") and "_created" not in line]
+    assert got == expected and len(got) == len(expected) > 10
+    assert total(text, "edge_proxy_upstream_seconds_count") == 0  # none of them reached a provider's head

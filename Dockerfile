@@ -6,9 +6,11 @@ COPY pyproject.toml setup.py README.md ./
 COPY _fastpath ./_fastpath
 COPY edge_proxy ./edge_proxy
 # Every production driver: asyncpg (the postgres extra) for EDGE_PROXY_DATABASE_URL=postgresql://...; redis-py carries
-# the Redis Cluster and Sentinel clients itself. The check fails the build if the compiled hot path or a driver is missing.
-RUN python -m venv --without-pip /opt/edge-proxy && pip --python /opt/edge-proxy/bin/python install --no-cache-dir '.[postgres]' \
- && /opt/edge-proxy/bin/python -c "import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c, asyncpg, redis.asyncio.cluster, redis.asyncio.sentinel"
+# the Redis Cluster and Sentinel clients itself; the otel extra, so EDGE_PROXY_OTEL_ENDPOINT can turn traces on (they
+# are off, and the SDK is not imported, until it is set). The check fails the build if the compiled hot path or a
+# driver is missing.
+RUN python -m venv --without-pip /opt/edge-proxy && pip --python /opt/edge-proxy/bin/python install --no-cache-dir '.[postgres,otel]' \
+ && /opt/edge-proxy/bin/python -c "import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c, asyncpg, redis.asyncio.cluster, redis.asyncio.sentinel, prometheus_client, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 edge

@@ -63,7 +63,10 @@ class Gateway:
             route, params = self.router.match(scope.method, scope.path)
             caller = await authorize(svc, scope, route.access)
             if route.planner is not None:  # a proxied route: the request path tells its story with this plan
-                await serve(svc, scope, proto, caller, route.planner, error_format)  # type: ignore[arg-type]
+                if svc.tracer is None:
+                    await serve(svc, scope, proto, caller, route.planner, error_format)  # type: ignore[arg-type]
+                else:  # observability hook: the request's span around the story
+                    await svc.tracer.serve(serve, svc, scope, proto, caller, route.planner, error_format)
             else:
                 await route.handler(svc, scope, proto, caller, **params)  # type: ignore[misc]
         except GatewayError as exc:

@@ -89,17 +89,33 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from granian.constants import Interfaces, Loops
-    from granian.log import LogLevels
-    from granian.server import Server
-
     settings = Settings.load(flags={"config": args.config, "host": args.host, "port": args.port,
                                     "workers": args.workers})
     open_store(settings.database_url)  # fail on a bad URL here, not in every worker
     from .providers import Catalogue
     Catalogue.load(settings.upstreams, settings.provider_keys)
+    if settings.otel_endpoint:  # a missing `otel` extra is one line here, not a traceback in every worker
+        from .observability.tracing import require_otel
+        require_otel()
+    # Every worker writes its metrics into one directory, emptied now, so any worker can report the sum.
+    from .observability.publisher import prepare_multiprocess_dir, remove_multiprocess_dir
+    metrics_dir, made_here = prepare_multiprocess_dir(settings, os.environ)
+    settings = settings.with_(metrics_dir=metrics_dir)
     # Workers are separate processes that build their app from the environment: hand them these settings.
     os.environ.update(settings.to_env())
+    try:
+        _run_granian(settings)
+    finally:
+        if made_here:
+            remove_multiprocess_dir(metrics_dir)
+    return 0
+
+
+def _run_granian(settings: Settings) -> None:
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
     Server(
         "edge_proxy.app:create_app",
         factory=True,
@@ -111,7 +127,6 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=LogLevels(settings.log_level),  # one of them: Settings checked it
         workers_kill_timeout=int(settings.shutdown_grace),
     ).serve()
-    return 0
 
 
 def _store_command(fn: Callable[[argparse.Namespace, SQLStore], Awaitable[Any]]

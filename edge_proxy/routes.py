@@ -66,7 +66,7 @@ async def healthz(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None
 
 
 async def metrics(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:
-    proto.response_bytes(200, _PROMETHEUS, svc.metrics.render(svc))
+    proto.response_bytes(200, _PROMETHEUS, await svc.observability.render())
 
 
 async def dashboard_pages(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:

@@ -25,8 +25,8 @@ from .metering.journal import Journal, store_id
 from .metering.log_queue import LogQueue
 from .metering.pricing import PriceTable
 from .metering.record import RequestRecord
-from .metrics import Metrics
 from .money import parse_usd
+from .observability import Observability, WorkerMetrics
 from .providers import Catalogue
 from .settings import Settings
 from .store import open_store
@@ -88,7 +88,10 @@ class Services:
         self.key_events = KeyEventWatcher(self.store.db, self.auth.forget, self.auth.forget_all,
                                           interval=settings.revocation_poll, redis=self.redis)
         self.request_ids = RequestIds()
-        self.metrics = Metrics()
+        self.metrics = WorkerMetrics()
+        self.observability = Observability(self)  # metrics publisher, traces, access log
+        self.tracer = self.observability.tracer  # None when tracing is off: the request path checks only this
+        self.billing.settled = self.observability.settled
         # Set by start(); the request path only runs after it.
         self.upstream: UpstreamPool = None  # type: ignore[assignment]
 
@@ -115,11 +118,13 @@ class Services:
         self.leases.start()
         self.webhooks.start()
         self.key_events.start()
+        self.observability.start()
 
     async def stop(self) -> None:
         await self.key_events.stop()
         await self.log_queue.stop()
         await self.log_writer.close()
+        await self.observability.stop()  # after the log queue's last batches: their figures are published too
         await self.webhooks.stop()
         await self.leases.stop()
         await self.log_sink.close()

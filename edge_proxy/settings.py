@@ -72,6 +72,12 @@ class Settings:
     dashboard_session_lifetime: float = 43200.0
     dashboard_sign_in_attempts: int = 10
     behind_proxy: bool = False
+    # observability (edge_proxy/observability/): where the workers' Prometheus files go (`serve` makes a temporary
+    # one when unset; PROMETHEUS_MULTIPROC_DIR wins), an OTLP/HTTP collector for traces (unset: off), the access log
+    metrics_dir: str | None = None
+    otel_endpoint: str | None = None
+    access_log: bool = False
+    access_log_file: str | None = None   # unset: stdout
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:

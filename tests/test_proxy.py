@@ -319,5 +319,5 @@ def test_metrics_in_prometheus_format(gateway, token):
                  "edge_proxy_principal_cache_hits_total", "edge_proxy_balance_lease_hits_total"):
         assert f"\n{name}{{" in "\n" + text, name
     dropped = [line for line in text.splitlines() if line.startswith("edge_proxy_log_records_dropped_total")]
-    assert dropped and dropped[0].endswith(" 0")
-    assert 'edge_proxy_responses_total{pid="' in text and 'code="200"' in text
+    assert dropped and float(dropped[0].rsplit(" ", 1)[1]) == 0
+    assert 'edge_proxy_requests_total{model="gpt-4o",provider="openai",region="default",status="2xx"}' in text

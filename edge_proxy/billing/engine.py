@@ -80,6 +80,7 @@ class BillingEngine:
         self.redis_pending: list[tuple[Payer, str, int, str | None, int]] = []
         # how long the request log has failed to take a batch (log_queue.LogQueue.failing_for), set at start-up
         self.settle_lag: Callable[[], float] = lambda: 0.0
+        self.settled: Callable[[Committed], None] | None = None  # observability: what each batch charged
 
     # -- the request path ----------------------------------------------------------------------------------
     async def billing_of(self, merchant_id: str, token: ForwardToken) -> Billing:
@@ -196,6 +197,8 @@ class BillingEngine:
         """The serving loop's part of a commit: give back the reservations of the batch's requests (what the
         billed ones consumed is spent), mirror the debits to Redis, and wake the webhook loop for owed events."""
         took = {rid: (payer, merchant) for rid, payer, merchant in done.consumed}
+        if self.settled is not None:  # observability hook (metrics: charge)
+            self.settled(done)
         for request_id in request_ids:
             self._finished(request_id, took.get(request_id, (0, 0)))  # a replay's old record consumed nothing now
         if self.redis_holds is not None:

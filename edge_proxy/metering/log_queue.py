@@ -99,6 +99,11 @@ class LogQueue:
         """Records waiting in memory (the journal's backlog is not counted)."""
         return len(self._queue)
 
+    def oldest_age(self) -> float:
+        """Seconds the oldest record in memory has waited (0 when none waits): measured from when the queue last
+        started filling or last committed a batch, so it never overstates a wait (metrics, observability/)."""
+        return time.monotonic() - self._first_at if self._queue else 0.0
+
     def failing_for(self) -> float:
         """Seconds since the first failed commit (from its start) of a batch that is still uncommitted; 0 while
         the store takes writes. Past the lease TTL, admission should refuse new reservations (503)."""

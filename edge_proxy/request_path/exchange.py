@@ -62,12 +62,6 @@ class Exchange:
             return
         self.done = True
         p, attempt, held, now = self.principal, self.attempt, self.reservation, time.perf_counter()
-        metrics = self.svc.metrics
-        metrics.answered(status)
-        if self.head_at:
-            metrics.upstream_seconds.observe(self.head_at - self.sent_at)
-        if self.replied_at:
-            metrics.overhead_seconds.observe(self.overhead(self.replied_at))
         record = RequestRecord(
             request_id=self.request_id, created_at=now_iso(), merchant_id=p.merchant_id,
             customer_id=p.customer_id, meter_slug=p.meter_slug,
@@ -94,6 +88,7 @@ class Exchange:
         else:
             record.usage_source = "none"
         self.svc.log_queue.put(record)
+        self.svc.observability.finished(self, record)  # observability hook: metrics, access log, trace span
 
 
 def _apply_usage(record: RequestRecord, usage: Usage | None, body: bytes, fmt: str,

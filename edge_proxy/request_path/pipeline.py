@@ -151,6 +151,8 @@ async def _forward(svc: Services, plan: Plan, attempt: Attempt, ex: Exchange) ->
     ex.reservation = await svc.billing.reserve(ex.request_id, principal.billing, attempt.quote)
     target = attempt.target
     headers = plan.upstream_headers(attempt, principal)
+    if svc.tracer is not None:  # observability hook: the attempt's span, and its traceparent for the provider
+        headers = svc.tracer.attempt_started(ex, attempt, headers)
     svc.log_queue.opened(ex)  # journaled before it is sent: if this process dies now, it is still billed
     ex.sent_at = time.perf_counter()
     try:

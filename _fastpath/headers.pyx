@@ -21,31 +21,42 @@ cdef set _connection_tokens(str value):
 
 def request_headers(items, bytes key_header, key, *, bint managed=False):
     # The twin formats one string per line; here the pieces go into one list and are joined once, which
-    # allocates a third as many strings. A header a Connection header names is taken out after the loop,
-    # as in the twin (the Connection header may come after it).
-    cdef list kept = []
+    # allocates no string per line. A Connection header (rare) names more headers to drop, and may come after
+    # them: then the block is built again without them, in _without.
     cdef list parts = ["accept-encoding: identity\r\n"]
     cdef frozenset drop = _DROP_UP_MANAGED if managed else _DROP_UP
     cdef set extra = None
-    cdef tuple pair
     cdef Py_ssize_t lines = 1
     for name, value in items:
         if name in drop:
             if name == "connection":
                 extra = _connection_tokens(value)
             continue
-        kept.append((name, value))
-    if extra and "accept-encoding" in extra:  # the twin filters its first line too
-        parts, lines = [], 0
-    for pair in kept:
-        if extra and pair[0] in extra:
-            continue
-        parts += (pair[0], ": ", pair[1], "\r\n")
+        parts.append(name)
+        parts.append(": ")
+        parts.append(value)
+        parts.append("\r\n")
         lines += 1
+    if extra:
+        parts, lines = _without(items, drop, extra)
     if key:
-        parts += (key_header.decode(), ": ", ("Bearer " + key) if key_header == b"authorization" else key, "\r\n")
+        parts.append(key_header.decode())
+        parts.append(": ")
+        parts.append(("Bearer " + key) if key_header == b"authorization" else key)
+        parts.append("\r\n")
         lines += 1
     return HeaderBlock("".join(parts).encode("utf-8"), lines)
+
+
+cdef tuple _without(items, frozenset drop, set extra):
+    cdef list parts = [] if "accept-encoding" in extra else ["accept-encoding: identity\r\n"]  # as the twin
+    cdef Py_ssize_t lines = len(parts)
+    for name, value in items:
+        if name in drop or name in extra:
+            continue
+        parts += (name, ": ", value, "\r\n")
+        lines += 1
+    return parts, lines
 
 
 def response_headers(raw, *, bint managed=False):

@@ -76,8 +76,8 @@ def main() -> int:
         procs.append(bare)
         time.sleep(0.5)
         bare_pid = h.children(bare.pid)[0]
-        block(gw.workers[0], gw.port, h.GATEWAY_PATH, auth, 5)  # warm-up
-        block(bare_pid, bare_port, h.UPSTREAM_PATH, h.PROVIDER_KEY, 5)
+        block(gw.workers[0], gw.port, h.GATEWAY_PATH, auth, 20)  # warm-up
+        block(bare_pid, bare_port, h.UPSTREAM_PATH, h.PROVIDER_KEY, 20)
         rows = []
         for i in range(args.rounds):
             h.log(f"round {i + 1}/{args.rounds}: {args.streams} streams of {args.events} events each way")

@@ -10,6 +10,7 @@ from setuptools import Extension, setup
 FASTPATH = {
     "edge_proxy._forward_token_c": "_fastpath/forward_token.pyx",
     "edge_proxy.metering._usage_scan_c": "_fastpath/usage_scan.pyx",
+    "edge_proxy._headers_c": "_fastpath/headers.pyx",
 }
 
 setup(

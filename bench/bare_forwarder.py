@@ -30,10 +30,14 @@ class Bare:
         headers = [(k.encode(), v.encode()) for k, v in scope.headers.items() if k not in _DROP]
         target = scope.path + ("?" + scope.query_string if scope.query_string else "")
         resp = await self.pool.request(scope.method, "http", _HOST, int(_PORT), target, headers, body)
-        data = await resp.read()
-        proto.response_bytes(resp.status, [(k.decode(), v.decode()) for k, v in resp.headers
-                                           if k.lower() not in (b"connection", b"transfer-encoding",
-                                                                b"content-length")], data)
+        out = [(k.decode(), v.decode()) for k, v in resp.headers
+               if k.lower() not in (b"connection", b"transfer-encoding", b"content-length")]
+        if resp.content_length is None:  # chunked (every SSE stream): relayed chunk by chunk, as the gateway does
+            transport = proto.response_stream(resp.status, out)
+            async for chunk in resp:
+                await transport.send_bytes(chunk)
+            return
+        proto.response_bytes(resp.status, out, await resp.read())
 
 
 app = Bare()

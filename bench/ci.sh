@@ -2,7 +2,8 @@
 # The benchmarks, short, for CI (well under 60 s on the 2-core machine):
 #   1. the micro-benchmarks (bench/bench_*.py, few rounds)             -> bench/out/micro.json
 #   2. a short bench/overhead.py (300 pairs, 2 s saturation)            -> bench/out/overhead.json
-#   3. bench/check.py: fails only on a LARGE regression of a ratio (compiled/pure, gateway/direct) against
+#   3. a short bench/stream_relay.py (2 x 10 streams of 1,000 events)  -> bench/out/stream.json
+#   4. bench/check.py: fails only on a LARGE regression of a ratio (compiled/pure, gateway/direct) against
 #      bench/baseline.json; never on an absolute time.
 # Needs `scripts/bootstrap.sh --test` to have run. nginx and wrk are apt-get installed when missing and this runs as
 # root; without them the overhead run uses bench/fast_upstream.py and Python load generators, and says so.
@@ -33,7 +34,7 @@ timeout 120 "$PY" -m pytest bench/ -q -p no:cacheprovider --benchmark-enable --b
   --benchmark-columns=median,iqr,rounds --benchmark-json=bench/out/micro.json
 
 echo "== overhead (short)" >&2
-if ! timeout 150 "$PY" bench/overhead.py --requests 300 --seconds 2 --no-install --max-total-seconds 120 \
+if ! timeout 150 "$PY" bench/overhead.py --requests 300 --seconds 2 --no-install --also-token --max-total-seconds 120 \
      --out bench/out/overhead.json; then
   echo "ci.sh: the overhead run with nginx/wrk failed: running it again with bench/fast_upstream.py and Python" \
        "load generators only" >&2
@@ -41,6 +42,9 @@ if ! timeout 150 "$PY" bench/overhead.py --requests 300 --seconds 2 --no-install
     --max-total-seconds 120 --out bench/out/overhead.json
 fi
 
+echo "== stream relay (short)" >&2
+timeout 90 "$PY" bench/stream_relay.py --streams 10 --rounds 2 --out bench/out/stream.json >/dev/null
+
 echo "== check against bench/baseline.json" >&2
-"$PY" bench/check.py --micro bench/out/micro.json --overhead bench/out/overhead.json
+"$PY" bench/check.py --micro bench/out/micro.json --overhead bench/out/overhead.json --stream bench/out/stream.json
 echo "ci.sh: done in $(( $(date +%s) - start )) s" >&2

@@ -78,11 +78,16 @@ def compare(direct: list[float], gateway: list[float]) -> dict:
     }
 
 
-async def interleaved(direct_port: int, gw_port: int, gw_auth: str, body: bytes, n: int, warmup: int) -> dict:
+async def interleaved(direct_port: int, gw_port: int, gw_auth: str, body: bytes, n: int, warmup: int,
+                      bare_port: int | None = None) -> dict:
+    """Pairs A B (direct, gateway), or triples A B C with C the bare forwarder (`bare_port`), one after the other."""
     d = await h.LeanConn.open(direct_port)
     g = await h.LeanConn.open(gw_port)
+    c = await h.LeanConn.open(bare_port) if bare_port else None
     dreq = h.request_bytes(direct_port, h.UPSTREAM_PATH, h.PROVIDER_KEY, body)
     greq = h.request_bytes(gw_port, h.GATEWAY_PATH, gw_auth, body)
+    creq = h.request_bytes(bare_port, h.UPSTREAM_PATH, h.PROVIDER_KEY, body) if bare_port else b""
+    bare: list[float] = []
     try:
         rd = await d.request(dreq, keep_body=True)
         rg = await g.request(greq, keep_body=True)
@@ -94,6 +99,8 @@ async def interleaved(direct_port: int, gw_port: int, gw_auth: str, body: bytes,
         for _ in range(warmup):
             await d.request(dreq)
             await g.request(greq)
+            if c is not None:
+                await c.request(creq)
         gc.collect()
         gc.disable()
         rows = []
@@ -104,11 +111,18 @@ async def interleaved(direct_port: int, gw_port: int, gw_auth: str, body: bytes,
                 if a.status != 200 or b.status != 200:
                     raise RuntimeError(f"status direct={a.status} gateway={b.status}")
                 rows.append((a, b))
+                if c is not None:
+                    r = await c.request(creq)
+                    if r.status != 200:
+                        raise RuntimeError(f"status bare={r.status}")
+                    bare.append((r.t_end - r.t0) * 1e-6)
         finally:
             gc.enable()
     finally:
         d.close()
         g.close()
+        if c is not None:
+            c.close()
     ms = 1e-6
     out = {
         "pairs": n, "warmup_pairs": warmup, "body_bytes": rd.nbytes, "gateway_body_identical": same_body,
@@ -116,6 +130,8 @@ async def interleaved(direct_port: int, gw_port: int, gw_auth: str, body: bytes,
         "ttfb": compare([(a.t_body - a.t0) * ms for a, _ in rows], [(b.t_body - b.t0) * ms for _, b in rows]),
         "head": compare([(a.t_head - a.t0) * ms for a, _ in rows], [(b.t_head - b.t0) * ms for _, b in rows]),
     }
+    if bare:  # what the bare forwarder adds over direct, in the same interleaving: the floor for "added"
+        out["bare_total"] = compare([(a.t_end - a.t0) * ms for a, _ in rows], bare)
     own = [b.overhead_ms for _, b in rows if b.overhead_ms is not None]
     if own:
         out["gateway_reported_overhead_ms"] = {k: v for k, v in stats(own).items() if k != "min"}
@@ -183,6 +199,19 @@ def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:
         return res
     finally:
         p.stop()
+
+
+def token_saturation(args, gw: h.Gateway, token: str, wrk: str, tmp: Path) -> dict:
+    """The same load through the same gateway with a customer forward token on a meter (Lava's main flow)."""
+    script = _load.wrk_script(tmp / "wrk-token.lua", token, h.PLAIN_BODY)
+    h.log(f"saturation [nginx]: through the gateway with a customer forward token, warm-up then {args.seconds:g}s")
+    _load.run_wrk(wrk, script, gw.port, h.GATEWAY_PATH, 1, args.concurrency, args.wrk_threads, {})
+    watch = {f"gateway_worker{i + 1}": p for i, p in enumerate(gw.workers)}
+    res = _load.run_wrk(wrk, script, gw.port, h.GATEWAY_PATH, args.seconds, args.concurrency, args.wrk_threads, watch)
+    cpu = sum(res["cpu_seconds"].get(k, 0) for k in watch)
+    if cpu > 0:
+        res["worker_cpu_us_per_request"] = round(cpu / res["requests"] * 1e6, 2)
+    return res
 
 
 def machine() -> dict:
@@ -291,6 +320,15 @@ def print_table(res: dict) -> None:
                   f"   p99 {b['latency_ms'].get('p99', 0):.3f} ms   "
                   f"{b.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request   "
                   f"gateway/bare {s['ratio_rps_to_bare']:.3f}")
+        if "gateway_token" in s:
+            t = s["gateway_token"]
+            print(f"  gateway, customer forward token on a meter {t['rps']:>10,.0f} req/s   "
+                  f"{t.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request"
+                  + (f"   gateway/bare {s['ratio_rps_token_to_bare']:.3f}" if "ratio_rps_token_to_bare" in s else ""))
+    if "bare_total" in res["latency"]:
+        b, g = res["latency"]["bare_total"]["added_ms"], res["latency"]["total"]["added_ms"]
+        print(f"c=1 added over direct (ms): gateway p50 {g['p50']:.3f} p99 {g['p99']:.3f}; bare forwarder p50 "
+              f"{b['p50']:.3f} p99 {b['p99']:.3f}; gateway - bare p50 {g['p50'] - b['p50']:.3f}")
     for name, gw in res["rss_kb"].items():
         print(f"RSS [{name}] idle: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in gw["idle"].items() if v)
               + " | after: " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in gw["after"].items() if v))
@@ -318,6 +356,8 @@ def main() -> int:
     ap.add_argument("--credential", choices=["secret", "token"], default="secret",
                     help="secret: the merchant's secret key; token: a forward token with the customer_id and "
                          "meter_slug of a customer and a meter created with the CLI")
+    ap.add_argument("--also-token", action="store_true",
+                    help="also saturate with a customer forward token on a meter (ratio rps_nginx_wrk_token_to_bare)")
     ap.add_argument("--also-fast-upstream", action="store_true",
                     help="also measure saturation against the fast upstream (always done when nginx is missing)")
     ap.add_argument("--no-pinned", action="store_true",
@@ -370,11 +410,15 @@ def main() -> int:
         env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{fast_port}/v1", extra)
         merchant = h.create_merchant(env)
         auth = merchant["secret_key"]
-        if args.credential == "token":
+        token = None
+        if args.credential == "token" or args.also_token:
             # a customer with a wallet and a meter, as a merchant billing its customers would have
             meter = h.create_meter(env, merchant["secret_key"], "bench-meter", "percentage", "tokens_1m", "10")
-            customer = h.create_customer(env, merchant["secret_key"], "1000000")
-            auth = h.create_token(env, merchant["secret_key"], customer, meter)
+            # (its wallet is funded from the merchant's: with --also-token the merchant keeps half for its own key)
+            customer = h.create_customer(env, merchant["secret_key"], "1000000" if args.credential == "token" else "500000")
+            token = h.create_token(env, merchant["secret_key"], customer, meter)
+            if args.credential == "token":
+                auth = token
         result["config"] = {k: v for k, v in vars(args).items() if k not in ("out",)}
         result["config"].update({"nginx": nginx, "wrk": wrk, "sdk_like_headers": len(h.SDK_HEADERS) + 3,
                                  "request_body_bytes": len(h.PLAIN_BODY)})
@@ -384,8 +428,14 @@ def main() -> int:
         procs.append(gw.proc)
         time.sleep(1.0)
         rss = {"gateway->fast_upstream": {"idle": gw.rss()}}
-        h.log(f"latency: {args.requests} interleaved non-streaming pairs (+{args.warmup} warm-up)")
-        result["latency"] = uvloop.run(interleaved(fast_port, gw.port, auth, h.PLAIN_BODY, args.requests, args.warmup))
+        bare_port = None
+        if not args.no_bare:
+            bare_fast, bare_port = bare_forwarder.start(tmp, fast_port)
+            procs.append(bare_fast)
+        h.log(f"latency: {args.requests} interleaved non-streaming pairs (+{args.warmup} warm-up)"
+              + (", the bare forwarder interleaved too" if bare_port else ""))
+        result["latency"] = uvloop.run(interleaved(fast_port, gw.port, auth, h.PLAIN_BODY, args.requests, args.warmup,
+                                                   bare_port))
         h.log(f"streams: {args.stream_requests} interleaved SSE pairs")
         st = uvloop.run(interleaved(fast_port, gw.port, auth, h.STREAM_BODY, args.stream_requests, args.warmup))
         st["last_byte"] = st.pop("total")
@@ -426,12 +476,17 @@ def main() -> int:
             sat["nginx"] = saturation(args, "nginx", ng_port,
                                       {f"nginx_worker{i + 1}": p for i, p in enumerate(ng_workers)}, gw2, auth, wrk,
                                       tmp)
+            if token and wrk:
+                sat["nginx"]["gateway_token"] = token_saturation(args, gw2, token, wrk, tmp)
             rss["gateway->nginx"]["after"] = gw2.rss()
             gw2.proc.stop()
             if wrk and not args.no_bare:
                 sat["nginx"]["bare_forwarder"] = bare_saturation(args, ng_port, wrk, tmp)
                 sat["nginx"]["ratio_rps_to_bare"] = round(
                     sat["nginx"]["gateway"]["rps"] / sat["nginx"]["bare_forwarder"]["rps"], 4)
+                if "gateway_token" in sat["nginx"]:
+                    sat["nginx"]["ratio_rps_token_to_bare"] = round(
+                        sat["nginx"]["gateway_token"]["rps"] / sat["nginx"]["bare_forwarder"]["rps"], 4)
         result["saturation"] = sat
         result["rss_kb"] = rss
         result["targets"] = targets(result)
@@ -446,6 +501,14 @@ def main() -> int:
         }
         if "ratio_rps_to_bare" in sat.get("nginx", {}):  # gateway / bare Granian forwarder, both through to nginx
             result["ratios"]["rps_nginx_wrk_to_bare"] = sat["nginx"]["ratio_rps_to_bare"]
+        if "ratio_rps_token_to_bare" in sat.get("nginx", {}):  # a customer forward token on a meter, Lava's main flow
+            result["ratios"]["rps_nginx_wrk_token_to_bare"] = sat["nginx"]["ratio_rps_token_to_bare"]
+        if "bare_total" in result["latency"]:  # added latency at c=1, gateway's over the bare forwarder's
+            lat = result["latency"]
+            for q in ("p50", "p99"):
+                floor = lat["bare_total"]["added_ms"][q]
+                if floor > 0:
+                    result["ratios"][f"latency_added_{q}_to_bare"] = round(lat["total"]["added_ms"][q] / floor, 3)
         if "pinned_one_cpu" in result:
             pr = result["pinned_one_cpu"]
             result["ratios"].update({

@@ -13,69 +13,24 @@ query parameter (Gemini's way to pass a key) from the request-target.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
 from urllib.parse import unquote_plus
 
-from .upstream import HeaderBlock
+from ._headers_py import request_headers, response_headers
+from .header_rules import ACCOUNT_REQUEST_HEADERS, ACCOUNT_RESPONSE_HEADERS, HOP_BY_HOP
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
-    "trailer", "transfer-encoding", "upgrade",
-})
-_DROP_UP = HOP_BY_HOP | {
-    "host", "content-length", "accept-encoding",
-    # the gateway's own credentials
-    "authorization", "x-api-key", "x-goog-api-key",
-    # the gateway's own controls
-    "x-lava-metadata",
-}
-_DROP_DOWN = HOP_BY_HOP | {"content-length"}
-# Headers that pick, or tell, which provider account serves a request: not the client's to pick or see when the
-# account is the operator's (managed requests).
-ACCOUNT_REQUEST_HEADERS = frozenset({"openai-organization", "openai-project", "x-goog-user-project"})
-ACCOUNT_RESPONSE_HEADERS = frozenset({"openai-organization", "openai-project", "anthropic-organization-id"})
-_DROP_UP_MANAGED = _DROP_UP | ACCOUNT_REQUEST_HEADERS
-_DROP_DOWN_MANAGED = _DROP_DOWN | ACCOUNT_RESPONSE_HEADERS
+__all__ = ["ACCOUNT_REQUEST_HEADERS", "ACCOUNT_RESPONSE_HEADERS", "HOP_BY_HOP", "IMPLEMENTATION", "credential",
+           "drop_key_param", "request_headers", "response_headers"]
 
-
-def request_headers(items: Iterable[tuple[str, str]], key_header: bytes, key: str | None, *,
-                    managed: bool = False) -> HeaderBlock:
-    """The headers to send upstream, from the client's (lowercase names), encoded once as one block.
-    `managed`: the key is the operator's, so the client's account-selecting headers are dropped too."""
-    lines = ["accept-encoding: identity\r\n"]
-    drop = _DROP_UP_MANAGED if managed else _DROP_UP
-    extra: set[str] | None = None
-    for name, value in items:
-        if name in drop:
-            if name == "connection":
-                extra = {t.strip().lower() for t in value.split(",")}
-            continue
-        lines.append(f"{name}: {value}\r\n")
-    if extra:
-        lines = [line for line in lines if line.split(":", 1)[0] not in extra]
-    if key:
-        value = ("Bearer " + key) if key_header == b"authorization" else key
-        lines.append(f"{key_header.decode()}: {value}\r\n")
-    # Granian hands over header values decoded as UTF-8 (it drops undecodable ones): encode them back the same way
-    return HeaderBlock("".join(lines).encode("utf-8"), len(lines))
-
-
-def response_headers(raw: Iterable[tuple[bytes, bytes]], *, managed: bool = False) -> list[tuple[str, str]]:
-    """The provider's response headers, less hop-by-hop and framing ones, for Granian.
-    `managed`: the answer came from the operator's account, whose identifying headers are dropped too."""
-    out = []
-    drop = _DROP_DOWN_MANAGED if managed else _DROP_DOWN
-    extra: set[str] | None = None
-    for name_b, value_b in raw:
-        name = name_b.decode("latin-1")
-        if name in drop:
-            if name == "connection":
-                extra = {t.strip().lower() for t in value_b.decode("latin-1").split(",")}
-            continue
-        out.append((name, value_b.decode("latin-1")))
-    if extra:
-        out = [h for h in out if h[0] not in extra]
-    return out
+# The filters are compiled (_fastpath/headers.pyx) unless EDGE_PROXY_PURE_PYTHON forces their twin; reading that
+# one variable at import is deliberate (as yarl does): it chooses code, not behaviour.
+IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._headers_c import request_headers, response_headers  # type: ignore[assignment]  # same API (.pyi)
+        IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
 
 
 def drop_key_param(target: str) -> str:

@@ -135,6 +135,7 @@ def test_the_linter_and_the_type_checker_pass(tool):
 TWINS = [  # (the compiled module's stub, its pure-Python twin)
     ("edge_proxy/_forward_token_c.pyi", "edge_proxy._forward_token_py"),
     ("edge_proxy/metering/_usage_scan_c.pyi", "edge_proxy.metering.usage_scan_py"),
+    ("edge_proxy/_headers_c.pyi", "edge_proxy._headers_py"),
 ]
 
 

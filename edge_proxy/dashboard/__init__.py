@@ -7,6 +7,18 @@ apply to it). Pages read through the same data functions as the REST API, with t
 """
 from __future__ import annotations
 
-from .routes import handle
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol, Scope
+
+    from ..services import Services
 
 __all__ = ["handle"]
+
+
+async def handle(svc: Services, scope: Scope, proto: HTTPProtocol) -> None:
+    # The pages and their templates (jinja2) load on the first dashboard request, not in every worker at start:
+    # the store imports this package for its schema, and a worker that never serves a page saves ~10 MB.
+    from .routes import handle as serve
+    await serve(svc, scope, proto)

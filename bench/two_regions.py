@@ -93,31 +93,26 @@ class Region:
 
 
     def lease_counts(self, workers: int) -> dict[str, int]:
-        """Reservations each worker admitted from its own lease, and those that called the balance store (Redis,
-        and the database when the region's lease must grow), from the gateways' /metrics. A scrape reaches one
-        worker, so each gateway is asked until every one of its `workers` has answered (or 20 times)."""
-        seen: dict[str, tuple[int, int]] = {}
+        """Reservations the workers admitted from their own leases, and those that called the balance store (Redis,
+        and the database when the region's lease must grow), from the gateways' /metrics. Whichever worker answers
+        reports the whole gateway (prometheus-client's multiprocess mode); workers publish a few times a second, so
+        the scrape waits a moment after the load."""
+        time.sleep(0.6)
+        hits = calls = 0
         for port in self.gateway_ports:
-            pids: set[str] = set()
-            for _ in range(20):
-                with urllib.request.urlopen(f"http://{h.HOST}:{port}/metrics", timeout=10) as r:
-                    text = r.read().decode()
-                hits, pid = _counter(text, "edge_proxy_balance_lease_hits_total")
-                calls, _ = _counter(text, "edge_proxy_balance_store_calls_total")
-                seen[pid] = (hits, calls)
-                pids.add(pid)
-                if len(pids) >= workers:
-                    break
-        return {"workers": len(seen), "lease_hits": sum(v[0] for v in seen.values()),
-                "store_calls": sum(v[1] for v in seen.values())}
+            with urllib.request.urlopen(f"http://{h.HOST}:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            hits += _counter(text, "edge_proxy_balance_lease_hits_total")
+            calls += _counter(text, "edge_proxy_balance_store_calls_total")
+        return {"workers": workers * len(self.gateway_ports), "lease_hits": hits, "store_calls": calls}
 
 
-def _counter(metrics: str, name: str) -> tuple[int, str]:
-    """A per-worker counter's value and the worker's pid, from Prometheus text."""
-    found = re.search(rf'^{name}\{{pid="(\d+)"\}} (\d+)$', metrics, re.M)
-    if found is None:
+def _counter(metrics: str, name: str) -> int:
+    """A counter's value summed over its series, from Prometheus text."""
+    found = re.findall(rf'^{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$', metrics, re.M)
+    if not found:
         raise RuntimeError(f"/metrics has no {name}")
-    return int(found.group(2)), found.group(1)
+    return int(sum(float(v) for v in found))
 
 
 def gateway_env(region: str, database_url: str, redis_url: str, upstream_port: int, spill: Path) -> dict[str, str]:

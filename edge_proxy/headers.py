@@ -14,7 +14,11 @@ query parameter (Gemini's way to pass a key) from the request-target.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
+
+if TYPE_CHECKING:
+    from granian.rsgi import Headers as RSGIHeaders
 
 from ._headers_py import request_headers, response_headers
 from .header_rules import ACCOUNT_REQUEST_HEADERS, ACCOUNT_RESPONSE_HEADERS, HOP_BY_HOP
@@ -27,7 +31,7 @@ __all__ = ["ACCOUNT_REQUEST_HEADERS", "ACCOUNT_RESPONSE_HEADERS", "HOP_BY_HOP", 
 IMPLEMENTATION = "py"
 if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
     try:
-        from ._headers_c import request_headers, response_headers  # type: ignore[assignment]  # same API (.pyi)
+        from ._headers_c import request_headers, response_headers  # the same API (.pyi)
         IMPLEMENTATION = "c"
     except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
         pass
@@ -43,12 +47,13 @@ def drop_key_param(target: str) -> str:
     return f"{path}?{'&'.join(kept)}" if kept else path
 
 
-def credential(headers) -> str | None:
+def credential(headers: RSGIHeaders) -> str | None:
     """The gateway credential: `Authorization: Bearer`, then `x-api-key`, then `x-goog-api-key`."""
-    auth = headers.get("authorization")
+    auth: str | None = headers.get("authorization")
     if auth:
         scheme, _, rest = auth.partition(" ")
         if scheme.lower() == "bearer" and rest.strip():
             return rest.strip()
         return None
-    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
+    key: str | None = headers.get("x-api-key") or headers.get("x-goog-api-key")
+    return key or None

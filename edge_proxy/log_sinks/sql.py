@@ -4,7 +4,8 @@ Writes are `INSERT ... ON CONFLICT (merchant_id, request_id) DO NOTHING`, so a r
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import msgspec
@@ -80,7 +81,7 @@ def _json_type(name: str) -> str:
 # PostgreSQL: the same insert with the whole batch as one JSON text (msgspec encodes it at C speed; the server
 # parses it). Binding one parameter per value instead cost asyncpg about 10 us a row on the event loop, a 5 ms
 # stall for a 500-row batch, and the 100-row VALUES text (26 kB) was too long for asyncpg's statement cache.
-def _sql_literal(value) -> str:
+def _sql_literal(value: object) -> str:
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, (int, float)):
@@ -115,7 +116,7 @@ _BOOLS_AT = [COLUMNS.index(n) for n in sorted(_BOOL_COLUMNS)]
 _astuple = msgspec.structs.astuple
 
 
-def to_row(record: RequestRecord) -> list:
+def to_row(record: RequestRecord) -> list[Any]:
     """A record as the table's row: msgspec's C-speed astuple, then metadata as JSON text and booleans as 0/1."""
     row = list(_astuple(record))
     if row[_METADATA_AT] is not None:  # {} too: a dict cannot be bound
@@ -125,7 +126,7 @@ def to_row(record: RequestRecord) -> list:
     return row
 
 
-def from_row(row) -> RequestRecord:
+def from_row(row: Sequence[Any]) -> RequestRecord:
     values = dict(zip(COLUMNS, row))
     if values["metadata"]:
         values["metadata"] = msgspec.json.decode(values["metadata"])
@@ -154,10 +155,10 @@ class Where:
     def __init__(self, placeholder: Callable[[int], str], json_text: Callable[[str, str], str]) -> None:
         self._ph = placeholder
         self._json_text = json_text
-        self.args: list = []
+        self.args: list[object] = []
         self.terms: list[str] = []
 
-    def add(self, template: str, *values) -> None:
+    def add(self, template: str, *values: object) -> None:
         marks = []
         for v in values:
             self.args.append(v)
@@ -193,7 +194,7 @@ class Where:
         return " AND ".join(self.terms) or "TRUE"
 
 
-def list_sql(where: Where, cursor: tuple[str, str] | None, limit: int) -> tuple[str, list]:
+def list_sql(where: Where, cursor: tuple[str, ...] | None, limit: int) -> tuple[str, list[object]]:
     if cursor:  # a row comparison, so the index range starts at the cursor instead of filtering every row above it
         where.add("(created_at, request_id) < ({}, {})", cursor[0], cursor[1])
     where.args.append(limit)
@@ -207,13 +208,13 @@ _USAGE_SUMS = f"count(*), {TOKENS_SUM}, coalesce(sum(cost_nanos), 0), coalesce(s
 USAGE_GROUPS = {"model": "model", "provider": "provider", "customer": "customer_id"}
 
 
-def usage_sql(where: Where) -> tuple[str, list]:
+def usage_sql(where: Where) -> tuple[str, list[object]]:
     query = (f"SELECT substr(created_at, 1, 10) AS day, {_USAGE_SUMS} "
              f"FROM requests WHERE {where.sql} GROUP BY day ORDER BY day")
     return query, where.args
 
 
-def usage_by_sql(where: Where, group: str) -> tuple[str, list]:
+def usage_by_sql(where: Where, group: str) -> tuple[str, list[object]]:
     """Per day and per value of one column (a key of USAGE_GROUPS): day, value, requests, tokens, cost, charge."""
     column = USAGE_GROUPS[group]
     query = (f"SELECT substr(created_at, 1, 10) AS day, {column}, {_USAGE_SUMS} "

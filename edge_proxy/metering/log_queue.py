@@ -55,8 +55,8 @@ class LogQueue:
         self._generation = 0  # bumped when the queue is dropped, so a batch in flight does not pop newer ones
         self._first_at = 0.0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._sync_task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing_since: float | None = None
         self._last_replay = 0.0

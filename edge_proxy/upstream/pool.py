@@ -61,7 +61,7 @@ class HeaderBlock(bytes):
 
 
 def _encode_request(method: str, target: str, host_header: bytes,
-                    headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+                    headers: list[tuple[bytes, bytes]] | HeaderBlock, body: bytes) -> bytes:
     m = _METHODS.get(method)
     if m is None:
         if not _TOKEN.fullmatch(method):
@@ -118,7 +118,7 @@ class _Route:
             self.host_header = name.encode("idna")
         self.idle: list[Connection] = []
         self.active = 0
-        self.waiters: collections.deque[asyncio.Future] = collections.deque()
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
 
 class UpstreamPool:
@@ -343,12 +343,12 @@ class UpstreamPool:
             self._reaper = loop.call_at(oldest + self._idle_ttl + 0.01, self._reap, loop)
 
 
-def _set_none(waiter: asyncio.Future) -> None:
+def _set_none(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
 
-def _wake_one(waiters: collections.deque[asyncio.Future]) -> None:
+def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
     """Wake the oldest request still waiting for a connection of a route (cancelled ones are skipped)."""
     while waiters:
         waiter = waiters.popleft()

@@ -94,6 +94,8 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true", help="profile SSE streams instead of plain JSON requests")
     ap.add_argument("--native", action="store_true", help="py-spy --native (C and Rust frames too)")
     ap.add_argument("--rate", type=int, default=100)
+    ap.add_argument("--bare", action="store_true",
+                    help="profile the bare Granian forwarder (bench/bare_forwarder.py) instead, to compare")
     ap.add_argument("--out-dir", default=str(h.BENCH / "out"))
     args = ap.parse_args()
 
@@ -105,7 +107,7 @@ def main() -> int:
     wrk = h.ensure_tool("wrk", ["wrk"], False)[0]
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = ("_stream" if args.stream else "") + ("_native" if args.native else "")
+    suffix = ("_bare" if args.bare else "") + ("_stream" if args.stream else "") + ("_native" if args.native else "")
     tmp = Path(tempfile.mkdtemp(prefix="edge-profile-"))
     h.snapshot_tree(tmp)
     procs: list[h.Proc] = []
@@ -120,9 +122,18 @@ def main() -> int:
         procs.append(up)
         env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{up_port}/v1")
         auth = h.create_merchant(env)["secret_key"]
-        gw = h.start_gateway(tmp, env)
-        procs.append(gw.proc)
-        worker = gw.workers[0]
+        if args.bare:
+            import bare_forwarder
+            proc, port = bare_forwarder.start(tmp, up_port)
+            procs.append(proc)
+            deadline = time.monotonic() + 20
+            while not (kids := h.children(proc.popen.pid)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            worker = kids[0]
+        else:
+            gw = h.start_gateway(tmp, env)
+            procs.append(gw.proc)
+            worker, port = gw.workers[0], gw.port
         body = h.STREAM_BODY if args.stream else h.PLAIN_BODY
         h.log(f"load: c={args.concurrency} for {load_seconds:.0f}s through the gateway (upstream {upstream}), "
               f"worker pid {worker}")
@@ -131,9 +142,9 @@ def main() -> int:
         def load() -> None:
             if wrk:
                 script = _load.wrk_script(tmp / "profile.lua", auth, body)
-                load_result.update(_load.run_wrk(wrk, script, gw.port, h.GATEWAY_PATH, load_seconds, args.concurrency))
+                load_result.update(_load.run_wrk(wrk, script, port, h.GATEWAY_PATH, load_seconds, args.concurrency))
             else:
-                load_result.update(_load.run_python_load(gw.port, h.GATEWAY_PATH, auth, body, load_seconds,
+                load_result.update(_load.run_python_load(port, h.GATEWAY_PATH, auth, body, load_seconds,
                                                      args.concurrency))
         t = threading.Thread(target=load, daemon=True)
         t.start()

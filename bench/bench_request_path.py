@@ -118,7 +118,7 @@ async def timed(work, profile: bool) -> float:
     return took
 
 
-async def run(n: int, profile: bool, extra: dict[str, str]) -> None:
+async def run(n: int, profile: bool, extra: dict[str, str], only_requests: bool = False) -> None:
     tmp = tempfile.mkdtemp()
     gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
                                     "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
@@ -145,6 +145,9 @@ async def run(n: int, profile: bool, extra: dict[str, str]) -> None:
     cpu = time.thread_time() - cpu  # the loop thread's CPU: what a shared machine's other load does not inflate
     print(f"{n} requests: {took / n * 1e6:.1f} us of gateway Python per request, {cpu / n * 1e6:.1f} us of the loop "
           f"thread's CPU (request path only; the log writer's share is not in this figure)")
+    if only_requests:  # bench/instructions.py counts the instructions of just this part
+        await gw.stop()
+        return
 
     async def writer_batches() -> None:  # bill and write what is queued, log_batch_size at a time
         while svc.log_queue.depth:
@@ -170,7 +173,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--only-requests", action="store_true", help="stop after the timed requests (no writer timing)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="gateway settings, e.g. EDGE_PROXY_DATABASE_URL=postgresql://... EDGE_PROXY_REDIS_URL=...")
     args = ap.parse_args()
-    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set)))
+    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set), args.only_requests))

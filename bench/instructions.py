@@ -1,0 +1,104 @@
+"""Instructions per request of the gateway's own request path: a figure that a busy or slower machine does not move.
+
+Timings on a shared 2-core machine move by 30-50 % between identical runs, which hides a 5 % change. This runs
+`bench_request_path.py --only-requests` (the app in-process, network stubbed: auth, plan, reservation, headers,
+relay, record, journal) under valgrind's callgrind at two request counts and divides the difference by the extra
+requests, so start-up cancels out. It does that for the compiled build and for the pure-Python twins
+(`EDGE_PROXY_PURE_PYTHON=1`), and with --top the C functions that take the most instructions per request
+(callgrind sees C and Cython frames; cProfile, bench/profile_stages.py, sees the Python ones).
+
+    apt-get install valgrind          # not a test dependency
+    .venv/bin/python bench/instructions.py [--requests 1000] [--top 25] [--builds compiled,pure]
+
+Instructions are not time (a cache miss or a system call costs more than its count), so read them beside the
+timed benchmarks, not instead of them. Each run takes about 30 s plus 2-3 s per 100 requests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+_TOTAL = re.compile(r"Collected : (\d+)")
+_LINE = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+(.*?)(?: \[[^\]]*\])?$")
+
+
+def callgrind(requests: int, env: dict[str, str], out: Path) -> int:
+    """Total instructions of one run of the request loop; the per-function profile goes to `out`."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+           str(BENCH / "bench_request_path.py"), "--only-requests", "--requests", str(requests)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    found = _TOTAL.search(r.stderr)
+    if r.returncode != 0 or not found:
+        raise SystemExit(f"callgrind run failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def functions(profile: Path) -> dict[str, int]:
+    """Exclusive instructions per C function, from callgrind_annotate."""
+    text = subprocess.run(["callgrind_annotate", "--threshold=100", str(profile)], capture_output=True, text=True,
+                          timeout=600).stdout
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m and ":" in m.group(2) and not m.group(2).startswith("=>"):
+            name = re.sub(r"^.*?/Python-3[^/]*/", "", m.group(2))
+            out[name] = out.get(name, 0) + int(m.group(1).replace(",", ""))
+    return out
+
+
+def measure(build: str, requests: int, top: int, tmp: Path) -> dict:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env.pop("EDGE_PROXY_PURE_PYTHON", None)
+    if build == "pure":
+        env["EDGE_PROXY_PURE_PYTHON"] = "1"
+    base, more = tmp / f"{build}-base.out", tmp / f"{build}-more.out"
+    warm = 200
+    low = callgrind(warm, env, base)
+    high = callgrind(warm + requests, env, more)
+    result: dict = {"build": build, "requests": requests, "instructions_per_request": round((high - low) / requests)}
+    if top:
+        a, b = functions(more), functions(base)
+        diff = {k: (a.get(k, 0) - b.get(k, 0)) / requests for k in set(a) | set(b)}
+        result["top"] = [{"function": k, "per_request": round(v)}
+                         for k, v in sorted(diff.items(), key=lambda kv: -kv[1])[:top]]
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=1000, help="extra requests between the two runs")
+    ap.add_argument("--top", type=int, default=0, help="also list the C functions with the most instructions")
+    ap.add_argument("--builds", default="compiled,pure")
+    ap.add_argument("--out", default=str(BENCH / "out" / "instructions.json"))
+    args = ap.parse_args()
+    if not shutil.which("valgrind"):
+        print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="edge-proxy-callgrind-"))
+    try:
+        results = [measure(b, args.requests, args.top, tmp) for b in args.builds.split(",")]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for r in results:
+        print(f"{r['build']:>8}: {r['instructions_per_request']:>9,} instructions per request "
+              f"({r['requests']} requests)")
+        for f in r.get("top", []):
+            print(f"          {f['per_request']:>9,}  {f['function'][:110]}")
+    if len(results) == 2 and results[1]["instructions_per_request"]:
+        print(f"compiled / pure: {results[0]['instructions_per_request'] / results[1]['instructions_per_request']:.3f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 _TOTAL = re.compile(r"Collected : (\d+)")
@@ -54,7 +55,7 @@ def functions(profile: Path) -> dict[str, int]:
     return out
 
 
-def measure(build: str, requests: int, top: int, tmp: Path) -> dict:
+def measure(build: str, requests: int, top: int, tmp: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONHASHSEED="0")
     env.pop("EDGE_PROXY_PURE_PYTHON", None)
     if build == "pure":
@@ -63,7 +64,7 @@ def measure(build: str, requests: int, top: int, tmp: Path) -> dict:
     warm = 200
     low = callgrind(warm, env, base)
     high = callgrind(warm + requests, env, more)
-    result: dict = {"build": build, "requests": requests, "instructions_per_request": round((high - low) / requests)}
+    result: dict[str, Any] = {"build": build, "requests": requests, "instructions_per_request": round((high - low) / requests)}
     if top:
         a, b = functions(more), functions(base)
         diff = {k: (a.get(k, 0) - b.get(k, 0)) / requests for k in set(a) | set(b)}

@@ -94,7 +94,7 @@ def test_a_page_a_machine_crash_lost_costs_only_the_lines_it_covered(tmp_path):
 
 def test_the_window_moves_along_a_segment_and_across_rotations_without_losing_a_byte(tmp_path):
     j = Journal(tmp_path, segment_bytes=256 << 10)
-    j.window = 16 << 10  # smaller than its 1 MiB, so a segment takes many windows
+    j.window_bytes = 16 << 10  # smaller than its 1 MiB, so a segment takes many windows
     j.open()
     written: dict[str, list[bytes]] = {}
     windows: dict[str, set[int]] = {}
@@ -108,7 +108,7 @@ def test_the_window_moves_along_a_segment_and_across_rotations_without_losing_a_
         longest = max(longest, len(line))
         now = j.current  # the segment appended to next: seg, or a new one when seg is full
         assert now is not None and now.window is not None and now.window_at <= now.size <= now.window_end
-        assert len(now.window) <= max(j.window, longest + 8192), "never more than a window (or a line) mapped"
+        assert len(now.window) <= max(j.window_bytes, longest + 8192), "never more than a window (or a line) mapped"
         assert [s for s in j.segments if s.window is not None] == [now], "a rotated segment is unmapped"
         windows.setdefault(now.path.name, set()).add(now.window_at)
     assert len(written) >= 3 and min(len(w) for w in windows.values()) > 1

@@ -110,7 +110,7 @@ class Journal:
         self.path = Path(directory)
         self.store = store  # which database the records belong to (store_id): only its segments are replayed
         self.segment_bytes = segment_bytes
-        self.window = min(_WINDOW, -(-segment_bytes // _PAGE) * _PAGE)
+        self.window_bytes = min(_WINDOW, -(-segment_bytes // _PAGE) * _PAGE)  # mapped at a time
         self.fsync = fsync
         self.sync_every = sync_every  # > 0: fdatasync what was written, this often, off the event loop
         self.owner = f"{store}-{os.getpid()}x{os.urandom(3).hex()}"
@@ -177,7 +177,7 @@ class Journal:
     def _slide(self, seg: Segment, n: int) -> mmap.mmap:
         """Map the segment from the page its end is in, with room for `n` more bytes: the next window."""
         at = seg.size & -_PAGE
-        end = at + max(self.window, -(-(seg.size - at + n) // _PAGE) * _PAGE)
+        end = at + max(self.window_bytes, -(-(seg.size - at + n) // _PAGE) * _PAGE)
         if end > seg.allocated:
             _allocate(seg.fd, seg.allocated, end)  # from where the zeros end: never over written entries
             seg.allocated = end

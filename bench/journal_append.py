@@ -29,7 +29,7 @@ from edge_proxy.metering.journal import Journal  # noqa: E402
 
 LINE = b'{"request_id":"req_' + b"x" * 560 + b'"}\n'  # about a final record's size
 OPENED = b'["req_' + b"y" * 280 + b'"]\n'            # about an opened entry's size
-WINDOW = 1 << 20
+WINDOW = 256 << 10  # as metering/journal.py's _WINDOW
 ZEROS = bytes(64 << 10)
 
 

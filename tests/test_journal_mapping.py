@@ -37,7 +37,8 @@ def test_a_segment_is_given_its_space_ahead_and_readers_ignore_the_zeros_after_i
     [segment] = dead_worker(tmp_path, lines, segment_bytes=1 << 20)
     data = segment.read_bytes()
     written = sum(map(len, lines))
-    assert len(data) == 1 << 20 > written, "the file is as long as its first window, not as its entries"
+    window = Journal(tmp_path, segment_bytes=1 << 20).window_bytes
+    assert len(data) == window > written, "the file is as long as its first window, not as its entries"
     assert data[:written] == b"".join(lines) and data[written:] == bytes(len(data) - written)
     commit = Captured()
     with caplog.at_level(logging.WARNING):
@@ -94,7 +95,7 @@ def test_a_page_a_machine_crash_lost_costs_only_the_lines_it_covered(tmp_path):
 
 def test_the_window_moves_along_a_segment_and_across_rotations_without_losing_a_byte(tmp_path):
     j = Journal(tmp_path, segment_bytes=256 << 10)
-    j.window_bytes = 16 << 10  # smaller than its 1 MiB, so a segment takes many windows
+    j.window_bytes = 16 << 10  # smaller than it is, so a segment takes many windows
     j.open()
     written: dict[str, list[bytes]] = {}
     windows: dict[str, set[int]] = {}
@@ -121,26 +122,27 @@ def test_a_disk_that_refuses_a_windows_space_is_a_refused_write_and_the_opened_e
     """A real refusal: the kernel's file size limit (RLIMIT_FSIZE) refuses the zeros of a segment's next window
     (EFBIG), as a full disk would (ENOSPC)."""
     j = open_journal(tmp_path, segment_bytes=1 << 20)
+    limit = j.window_bytes + (64 << 10)  # a segment's second window crosses it; a new segment's first does not
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     finals: dict[str, bool] = {}  # request id -> its final record reached the journal
-    resource.setrlimit(resource.RLIMIT_FSIZE, ((1 << 20) + (64 << 10), hard))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
-        i = 0
-        while j.errors == 0:
+        for i in range(10_000):
             rid = f"req_{i}"
             j.opened(rid, opened_line(attempt(rid)))
             finals[rid] = j.append(rid, to_json_line(record(rid))) is not None
-            i += 1
+            if j.errors:
+                break
         first = j.segments[0]
         assert first.closed and first is not j.current, "the segment the disk refused is not written again"
-        for k in range(i, i + 5):  # the next write starts a new segment, from its first byte: the limit allows it
+        for k in range(i + 1, i + 6):  # the next write starts a new segment, from its first byte: the limit allows it
             rid = f"req_{k}"
             j.opened(rid, opened_line(attempt(rid)))
             finals[rid] = j.append(rid, to_json_line(record(rid))) is not None
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert j.errors == 1 and len(j.segments) == 2
-    assert first.path.stat().st_size <= (1 << 20) + (64 << 10)
+    assert first.path.stat().st_size <= limit
     die(j)
     commit = Captured()
     replay(tmp_path, commit)

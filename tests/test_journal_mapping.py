@@ -93,8 +93,9 @@ def test_a_page_a_machine_crash_lost_costs_only_the_lines_it_covered(tmp_path):
     assert Path(str(segment) + ".bad").read_bytes() == lines[3][20:], "a line cut by them is kept aside"
 
 
-def test_the_window_moves_along_a_segment_and_across_rotations_without_losing_a_byte(tmp_path):
-    j = Journal(tmp_path, segment_bytes=256 << 10)
+@pytest.mark.parametrize("fsync", [False, True], ids=["page cache", "fsync (msync of each line's pages)"])
+def test_the_window_moves_along_a_segment_and_across_rotations_without_losing_a_byte(tmp_path, fsync):
+    j = Journal(tmp_path, segment_bytes=256 << 10, fsync=fsync)
     j.window_bytes = 16 << 10  # smaller than it is, so a segment takes many windows
     j.open()
     written: dict[str, list[bytes]] = {}
@@ -113,6 +114,7 @@ def test_the_window_moves_along_a_segment_and_across_rotations_without_losing_a_
         assert [s for s in j.segments if s.window is not None] == [now], "a rotated segment is unmapped"
         windows.setdefault(now.path.name, set()).add(now.window_at)
     assert len(written) >= 3 and min(len(w) for w in windows.values()) > 1
+    assert j.errors == 0
     for name, lines in written.items():
         assert entries_of(tmp_path / name) == lines
     j.close()

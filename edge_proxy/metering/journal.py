@@ -446,7 +446,8 @@ def _allocate(fd: int, start: int, end: int) -> None:
     into them through a mapping cannot fail (a store the disk has no room for is a SIGBUS, which kills the
     worker). Raises OSError when the disk refuses. Zeros rather than `posix_fallocate`: a page of a fallocated
     extent is still "unwritten", and the first store into each such page then costs about as much as the
-    `os.write` the mapping replaces (bench/journal_append.py)."""
+    `os.write` the mapping replaces (bench/journal_append.py). On a copy-on-write filesystem (btrfs, ZFS) a
+    rewrite needs new space, so nothing claimed ahead holds there (README, *Metering*)."""
     while start < end:
         start += os.pwrite(fd, _ZEROS[:end - start], start)  # a short write (disk full) raises on the next turn
 

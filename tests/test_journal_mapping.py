@@ -1,7 +1,8 @@
 """The journal's segments written through a shared memory mapping: the zero-filled space a segment is given ahead
-is never read as entries, a segment an older version wrote with `os.write` replays the same, the window moves
-along a segment and across rotations without losing a byte, a disk that refuses the space is a refused write,
-and what a killed process copied into its mapping is replayed."""
+is never read as entries, a segment an older version wrote with `os.write` replays the same, a torn copy and a
+page a machine crash lost cost only the lines they touch, the window moves along a segment and across rotations
+without losing a byte (fsync mode too), a disk that refuses the space is a refused write, and what a killed
+process copied into its mapping is replayed."""
 from __future__ import annotations
 
 import errno

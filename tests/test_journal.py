@@ -76,6 +76,14 @@ def open_journal(path: Path, **kw) -> Journal:
     return j
 
 
+def die(j: Journal) -> None:
+    """The worker dies: its files close and its mappings go, and their flocks with them (a mapping holds its file
+    open)."""
+    for seg in j.segments:
+        seg.unmap()
+        os.close(seg.fd)
+
+
 def names(path: Path) -> list[str]:
     return sorted(p.name for p in path.glob("journal-*.jnl"))
 
@@ -193,7 +201,7 @@ def test_two_flushers_of_one_batch_take_each_record_off_its_segment_once(tmp_pat
 def test_a_dead_workers_segments_are_replayed_only_into_their_own_database(tmp_path):
     j = open_journal(tmp_path, store=store_id("postgresql://u:old@db.internal:5432/gateway"))
     j.append("req_1", to_json_line(record("req_1")))
-    os.close(j.current.fd)  # the worker dies
+    die(j)
     assert Journal(tmp_path, store=store_id("sqlite:///other.db")).claim_dead() == []
     [claim] = Journal(tmp_path, store=store_id("postgresql://u:rotated@db.internal:5432/gateway")).claim_dead()
     claim.release()
@@ -209,8 +217,7 @@ def dead_worker(path: Path, lines: list[bytes], segment_bytes: int = 16 << 20) -
         else:
             j.append(json.loads(line)["request_id"], line)
     made = [s.path for s in j.segments]
-    for seg in j.segments:
-        os.close(seg.fd)  # the worker dies: its files close and their flocks go
+    die(j)
     return made
 
 

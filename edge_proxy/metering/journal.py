@@ -2,13 +2,19 @@
 
 One directory (`EDGE_PROXY_SPILL_DIR`) serves every worker of every gateway process on the machine. Each worker
 appends to its own segment files, `journal-<store>-<worker>-<seq>.jnl` (`store_id`: which database), one line
-per entry, each line one `os.write` to a file opened `O_APPEND`:
+per entry:
 - a final record: the `RequestRecord` as a JSON object;
 - an opened entry: an attempt about to be sent upstream, as a JSON array (`metering/opened.py`).
-What a process wrote is in the page cache, which outlives the process, so a process crash needs no fsync. With
-`fsync=True` (`EDGE_PROXY_JOURNAL_FSYNC=1`) every write also reaches the disk before it returns (`O_DSYNC`), for
-machine crashes, at a cost per write; with `sync_every` (`EDGE_PROXY_JOURNAL_SYNC_SECONDS`) a thread puts what was
-written on disk that often, which bounds what a machine crash can lose at almost no cost to requests.
+A line is appended by copying it into a shared memory mapping of the segment (no system call): the worker maps a
+window of the segment (`_WINDOW`, 256 KiB) and moves it along as it fills. What a process stored through a shared
+file mapping is in the page cache, exactly like what `os.write` puts there, and it outlives the process, so a
+process crash needs no fsync. The disk space of a window is claimed before it is mapped, by writing zeros there
+(`_allocate`), so a full disk shows as an OSError there, like a refused write, never as a SIGBUS on a store into
+the mapping; the unwritten rest of a segment therefore reads as zero bytes, which readers ignore. With
+`fsync=True` (`EDGE_PROXY_JOURNAL_FSYNC=1`) every line also reaches the disk before the call returns (`msync` of
+its pages), for machine crashes, at a cost per line; with `sync_every` (`EDGE_PROXY_JOURNAL_SYNC_SECONDS`) a
+thread puts what was written on disk that often (`fdatasync`, which writes a mapping's dirty pages too), which
+bounds what a machine crash can lose at almost no cost to requests.
 
 A worker holds an exclusive `flock` on every segment it has not deleted; the kernel drops a process's locks when
 it dies, however it dies. So a segment that another process can lock belongs to a dead worker: `claim_dead()`
@@ -23,6 +29,7 @@ import asyncio
 import fcntl
 import hashlib
 import logging
+import mmap
 import os
 import time
 from collections.abc import Iterable
@@ -39,19 +46,40 @@ _decode_record = msgspec.json.Decoder(RequestRecord).decode
 _PREFIX, _SUFFIX = "journal-", ".jnl"
 _LEGACY = "spill-"  # whole-file segments an older version wrote to the same directory; replayed the same way
 _STALE_TMP = 60.0   # seconds after which an unlocked half-created segment is a crash's leftover
+_WINDOW = 256 << 10  # bytes of a segment mapped at a time: the pages a worker dirtied through it count in its RSS,
+                     # and claiming a window's space stalls the loop (~0.1 ms here); 1 MiB was no cheaper per line
+_PAGE = mmap.ALLOCATIONGRANULARITY
+_ZEROS = memoryview(bytes(64 << 10))
 
 
 class Segment:
-    __slots__ = ("path", "fd", "size", "synced", "pending", "backlog", "closed")
+    __slots__ = ("path", "fd", "size", "allocated", "window", "window_at", "window_end", "synced", "pending",
+                 "backlog", "closed")
 
     def __init__(self, path: Path, fd: int, backlog: bool) -> None:
         self.path = path
         self.fd = fd
-        self.size = 0
+        self.size = 0          # bytes written: the segment's entries end here, zero bytes follow
+        self.allocated = 0     # bytes of the file claimed from the disk (zeros, then entries)
+        self.window: mmap.mmap | None = None  # the mapped part of the file appended to, from window_at
+        self.window_at = 0
+        self.window_end = 0
         self.synced = 0        # bytes known to be on disk (sync_every)
         self.pending = 0       # final records not yet committed + opened entries without their final record
         self.backlog = backlog  # its records are not in memory: it is replayed from disk
         self.closed = False    # rotated: nothing more is appended
+
+    def map(self, window: mmap.mmap, at: int) -> None:
+        self.unmap()
+        window.seek(self.size - at)
+        self.window, self.window_at, self.window_end = window, at, at + len(window)
+
+    def unmap(self) -> None:
+        """Drop the window. A mapping holds the file open, and with it the segment's flock, until it is closed;
+        what was stored through it stays in the page cache."""
+        if self.window is not None:
+            self.window.close()
+            self.window, self.window_end = None, 0
 
 
 class Claim:
@@ -83,6 +111,7 @@ class Journal:
         self.path = Path(directory)
         self.store = store  # which database the records belong to (store_id): only its segments are replayed
         self.segment_bytes = segment_bytes
+        self.window_bytes = min(_WINDOW, -(-segment_bytes // _PAGE) * _PAGE)  # mapped at a time
         self.fsync = fsync
         self.sync_every = sync_every  # > 0: fdatasync what was written, this often, off the event loop
         self.owner = f"{store}-{os.getpid()}x{os.urandom(3).hex()}"
@@ -127,20 +156,35 @@ class Journal:
         return seg
 
     def _put(self, line: bytes) -> Segment | None:
-        """Write one line; the segment it went to, or None when the disk refused it."""
+        """Copy one line into the current segment; the segment it went to, or None when the disk refused it."""
         seg = self.current
+        n = len(line)
         try:
             if seg is None:
                 seg = self._rotate()
-            n = os.write(seg.fd, line)
+            window = seg.window
+            if window is None or seg.size + n > seg.window_end:
+                window = self._slide(seg, n)
+            window.write(line)  # a memory copy into the page cache, not a system call
+            if self.fsync:
+                start = (seg.size - seg.window_at) & -_PAGE  # msync takes whole pages
+                window.flush(start, seg.size + n - seg.window_at - start)
         except OSError as exc:
             self._failed(exc)
             return None
         seg.size += n
-        if n != len(line):  # a short write (disk full): the torn line must stay the last of its segment
-            self._failed(OSError(f"short write to {seg.path}"))
-            return None
         return seg
+
+    def _slide(self, seg: Segment, n: int) -> mmap.mmap:
+        """Map the segment from the page its end is in, with room for `n` more bytes: the next window."""
+        at = seg.size & -_PAGE
+        end = at + max(self.window_bytes, -(-(seg.size - at + n) // _PAGE) * _PAGE)
+        if end > seg.allocated:
+            _allocate(seg.fd, seg.allocated, end)  # from where the zeros end: never over written entries
+            seg.allocated = end
+        window = mmap.mmap(seg.fd, end - at, offset=at)
+        seg.map(window, at)
+        return window
 
     def _rotate_or_fail(self) -> None:
         try:
@@ -152,6 +196,7 @@ class Journal:
         self.errors += 1
         if self.current is not None:
             self.current.closed = True
+            self.current.unmap()
             self.current = None  # the next write starts a new segment
         now = time.monotonic()
         if now - self._error_logged > 10:
@@ -164,22 +209,24 @@ class Journal:
         self._seq += 1
         name = f"{_PREFIX}{self.owner}-{self._seq:08d}{_SUFFIX}"
         tmp = self.path / f".{name}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | (os.O_DSYNC if self.fsync else 0)
-        fd = os.open(tmp, flags, 0o600)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        seg = Segment(self.path / name, fd, self.parked)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked before it has the name others look for
-            os.rename(tmp, self.path / name)
+            self._slide(seg, 0)  # and its first window claimed from the disk: a full disk fails here
+            os.rename(tmp, seg.path)
             if self.fsync:
                 _fsync_dir(self.path)
         except OSError:
+            seg.unmap()
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        seg = Segment(self.path / name, fd, self.parked)
         old, self.current = self.current, seg
         self.segments.append(seg)
         if old is not None:
             old.closed = True
+            old.unmap()
             self._maybe_delete(old)
         return seg
 
@@ -189,6 +236,7 @@ class Journal:
 
     def delete(self, seg: Segment) -> None:
         seg.path.unlink(missing_ok=True)  # before the lock goes, so no one claims it
+        seg.unmap()
         os.close(seg.fd)
         self.segments.remove(seg)
         if seg is self.current:
@@ -254,6 +302,7 @@ class Journal:
             if not seg.backlog and seg.pending <= 0:
                 self.delete(seg)
             else:
+                seg.unmap()
                 os.close(seg.fd)
                 self.segments.remove(seg)
         self.current = None
@@ -352,6 +401,8 @@ class Entries:
 
     def parse(self, lines: list[bytes]) -> None:
         for line in lines:
+            if line[:1] == b"\0":  # a page that never reached the disk before a machine crash: what follows it
+                line = line.lstrip(b"\0")  # may be a whole entry (a cut one cannot parse, and is kept aside)
             if not line.strip():
                 continue
             try:
@@ -366,9 +417,11 @@ class Entries:
 
 
 def split_lines(data: bytes, where: Path) -> list[bytes]:
-    """The whole lines of a segment. What follows the last newline is a write a crash tore: it is ignored."""
+    """The whole lines of a segment. What follows the last newline is the segment's unwritten space (zero
+    bytes), and before them, if anything, a write a crash tore: it is ignored. A segment an older version wrote
+    (with `os.write`) has no zeros: it is read the same way."""
     lines = data.split(b"\n")
-    torn = lines.pop()
+    torn = lines.pop().rstrip(b"\0")
     if torn:
         log.warning("%s ends in a torn line (%d bytes, a crash in the middle of a write): ignored", where, len(torn))
     return lines
@@ -386,6 +439,17 @@ def read_head(path: Path, limit: int) -> bytes:
     with open(path, "rb") as f:
         data = f.read(limit)
     return data[:data.rfind(b"\n") + 1]
+
+
+def _allocate(fd: int, start: int, end: int) -> None:
+    """Claim the disk space of a segment's bytes from `start` to `end` by writing zeros there, so that storing
+    into them through a mapping cannot fail (a store the disk has no room for is a SIGBUS, which kills the
+    worker). Raises OSError when the disk refuses. Zeros rather than `posix_fallocate`: a page of a fallocated
+    extent is still "unwritten", and the first store into each such page then costs about as much as the
+    `os.write` the mapping replaces (bench/journal_append.py). On a copy-on-write filesystem (btrfs, ZFS) a
+    rewrite needs new space, so nothing claimed ahead holds there (README, *Metering*)."""
+    while start < end:
+        start += os.pwrite(fd, _ZEROS[:end - start], start)  # a short write (disk full) raises on the next turn
 
 
 def _sync_all(fds: list[int]) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from ..billing.engine import NOTHING
 from ..clock import now_iso
 from ..metering.estimate import billed_usage
@@ -62,20 +64,22 @@ class Exchange:
             return
         self.done = True
         p, attempt, held, now = self.principal, self.attempt, self.reservation, time.perf_counter()
-        # milliseconds to 3 places as round(x * 1e6) / 1000: round(ms, 3) costs three times as much
-        record = RequestRecord(
-            request_id=self.request_id, created_at=now_iso(), merchant_id=p.merchant_id,
-            customer_id=p.customer_id, meter_slug=p.meter_slug,
-            provider_key_type="unmanaged" if p.provider_key else "managed",
-            stream=self.stream, status_code=status, outcome=outcome, error_reason=reason,
-            latency_ms=round((now - self.started) * 1e6) / 1000,
-            overhead_ms=round(self.overhead(self.replied_at) * 1e6) / 1000 if self.replied_at else 0.0,
-            metadata=self.metadata, payer=p.billing.payer_kind if p.billing else "merchant",
-            reserved_nanos=held.payer_nanos, hold_id=held.payer.hold_id if held.payer else None,
-            merchant_reserved_nanos=held.merchant_nanos,
-            merchant_hold_id=held.merchant.hold_id if held.merchant else None,
-            spend_key_id=p.spend_key.spend_key_id if p.spend_key else None, region=self.svc.settings.region,
-        )
+        # A copy of a blank record and one store per field: msgspec matches each keyword argument against the 50
+        # field names, which costs twice as much. Milliseconds to 3 places as round(x * 1e6) / 1000: round(ms, 3)
+        # costs three times as much.
+        record = msgspec.structs.replace(_BLANK)
+        record.request_id, record.created_at, record.merchant_id = self.request_id, now_iso(), p.merchant_id
+        record.customer_id, record.meter_slug = p.customer_id, p.meter_slug
+        record.provider_key_type = "unmanaged" if p.provider_key else "managed"
+        record.stream, record.status_code, record.outcome, record.error_reason = self.stream, status, outcome, reason
+        record.latency_ms = round((now - self.started) * 1e6) / 1000
+        record.overhead_ms = round(self.overhead(self.replied_at) * 1e6) / 1000 if self.replied_at else 0.0
+        record.metadata, record.payer = self.metadata, p.billing.payer_kind if p.billing else "merchant"
+        record.reserved_nanos, record.hold_id = held.payer_nanos, held.payer.hold_id if held.payer else None
+        record.merchant_reserved_nanos = held.merchant_nanos
+        record.merchant_hold_id = held.merchant.hold_id if held.merchant else None
+        record.spend_key_id = p.spend_key.spend_key_id if p.spend_key else None
+        record.region = self.svc.settings.region
         svc, request_bytes, fmt, estimate = self.svc, 0, "none", None
         if attempt is not None:
             record.provider = attempt.provider.name
@@ -109,3 +113,4 @@ def _apply_usage(record: RequestRecord, usage: Usage | None, request_bytes: int,
 
 
 _NO_USAGE = Usage()
+_BLANK = RequestRecord(request_id="", created_at="", merchant_id="")  # only ever copied (finish), never changed

@@ -22,9 +22,8 @@ cdef object _round_half_even(object numerator, object denominator):
 
 def cost_of(price, usage):
     """The cost of ``usage`` at ``price``: exact integer arithmetic, rounded half to even (see the twin)."""
-    cdef object w1h, write, ca, cached, audio, inp, floor, reasoning, out_audio, out, c, above, coef
+    cdef object w1h, write, ca, cached, audio, inp, floor, reasoning, out_audio, out, bands, c, above, coef
     cdef object input_nanos, output_nanos
-    cdef tuple bands
     w1h = usage.cache_write_1h_tokens
     w1h = w1h if w1h > 0 else 0
     write = usage.cache_write_tokens

@@ -19,7 +19,7 @@ the provider's when it sent them, else 0.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from .usage_types import Usage
 
@@ -28,10 +28,10 @@ __all__ = ["Billed", "answer_outcome", "billed_usage"]
 _BYTES_PER_INPUT_TOKEN = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Billed:
+class Billed(msgspec.Struct, frozen=True, gc=False):
     """The token counts that go on the request-log row and into pricing, and where they came from."""
 
+    # a msgspec Struct, not a frozen dataclass: one is made per request, and this is ten times cheaper to make
     input_tokens: int
     output_tokens: int
     cached_tokens: int

@@ -227,6 +227,9 @@ def cost_of(price: ModelPrice, usage: Tokens) -> Cost:
     Counts a broken provider reports inconsistently are made consistent by raising the parent, never by
     dropping a reported token: negative counts read as 0, and the prompt is at least its cache reads plus
     writes plus uncached audio (so cached tokens beyond the prompt are still charged, at the cached price).
+
+    This is the specification of its compiled twin, _fastpath/cost.pyx, which pricing.py picks when it is built:
+    a change here is made there too (tests/test_cost_twins.py runs one table over both).
     """
     # Conditional expressions rather than max(): this runs on the request path, and each max() is a call.
     w1h = usage.cache_write_1h_tokens

@@ -14,6 +14,7 @@ ceiling is known. The cost rule and its integer arithmetic are in ``model_price`
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from datetime import UTC, datetime
@@ -27,7 +28,18 @@ from . import genai_source, price_file
 from .genai_source import GENAI_PRICES_IDS, Entry, Schedule, Source
 from .model_price import UNPRICED, Cost, ModelPrice, Tokens, cost_of
 
-__all__ = ["NANO", "Cost", "ModelPrice", "PriceTable", "cost_of", "usd"]
+__all__ = ["COST_IMPLEMENTATION", "NANO", "Cost", "ModelPrice", "PriceTable", "cost_of", "usd"]
+
+# The cost rule is compiled (_fastpath/cost.pyx) unless EDGE_PROXY_PURE_PYTHON forces its twin, model_price.cost_of
+# (the specification); reading that one variable at import is deliberate (as yarl does): it chooses code, not
+# behaviour.
+COST_IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._cost_c import cost_of  # the same API (.pyi)
+        COST_IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
 
 NANO = money.NANOS_PER_USD  # nano-dollars per USD (1_000_000_000)
 PER = 1_000_000  # prices are per this many tokens

@@ -88,8 +88,12 @@ USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_t
 
 def take_usage(record: RequestRecord, usage: Usage) -> None:
     """Copy a provider-reported ``Usage`` (metering/usage_types.py) onto the record, every token count of it."""
-    for name in USAGE_FIELDS:
-        setattr(record, name, getattr(usage, name))
+    # one store per field, not a loop of getattr/setattr: this runs once per request (USAGE_FIELDS lists the same)
+    record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+    record.cached_tokens, record.cache_write_tokens = usage.cached_tokens, usage.cache_write_tokens
+    record.reasoning_tokens, record.cache_write_1h_tokens = usage.reasoning_tokens, usage.cache_write_1h_tokens
+    record.input_audio_tokens, record.cached_audio_tokens = usage.input_audio_tokens, usage.cached_audio_tokens
+    record.output_audio_tokens = usage.output_audio_tokens
 
 
 _encode = msgspec.json.Encoder().encode

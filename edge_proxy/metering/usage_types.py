@@ -183,6 +183,7 @@ class Accumulator(Protocol):
     def feed_body(self, body: bytes) -> None: ...
     def copy(self) -> Accumulator: ...
     def usage(self) -> Usage: ...
+    def last(self) -> Usage: ...  # usage() without its copy: only for an accumulator never copied (body_usage)
 
 
 class _SnapshotAcc:
@@ -200,6 +201,9 @@ class _SnapshotAcc:
 
     def usage(self) -> Usage:
         return msgspec.structs.replace(self._usage)  # the caller owns its copy
+
+    def last(self) -> Usage:
+        return self._usage  # shared only with copies of this accumulator, and the caller made none
 
 
 class _NoUsage(_SnapshotAcc):
@@ -318,6 +322,8 @@ class _AnthropicAcc:
         return Usage(inp, _n(self._out), read, write, 0, self._model, self._found, cache_write_1h_tokens=w1h,
                      final=self._final)
 
+    last = usage  # a new Usage each time already
+
 
 class _GeminiAcc(_SnapshotAcc):
     """Gemini generateContent: the last usageMetadata snapshot wins."""
@@ -425,7 +431,7 @@ def body_usage(fmt: str, body: bytes) -> Usage:
     acc = new_accumulator(fmt)
     body = bytes(body)
     acc.feed_body(body)
-    usage = acc.usage()
+    usage = acc.last()  # this accumulator is ours alone: its usage needs no copy
     usage.content_events = body_content_events(fmt, body)
     usage.error_event = fmt != "none" and body_is_error(body)
     return usage

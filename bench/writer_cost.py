@@ -1,7 +1,8 @@
 """What the log writer process spends per record: its whole step for a batch of journal lines (split, decode,
 `commit_isolating` -> `BillingEngine.commit_tx`, the reply's encoding), in this process, against a throwaway
-SQLite file or PostgreSQL database, in CPU-us per record (every thread of the process: SQLite's too; on
-PostgreSQL the server's CPU is not counted).
+SQLite file or PostgreSQL database, in CPU-us per record: the process's (every thread: SQLite's too), its event
+loop thread's, and on PostgreSQL the server backends' that serve the throwaway database (read from /proc: the
+server must run on this machine).
 
 The records are the gateway's own (request/exchange.py fills the same fields): `merchant` is a merchant's secret
 key on its managed provider key (bench/overhead.py's saturation run), `customer` a customer forward token on a
@@ -11,7 +12,7 @@ request ids; `--replay` sends every batch a second time (a retried batch: it mus
     .venv/bin/python bench/writer_cost.py [--db sqlite|postgres] [--flow merchant|customer|mixed]
         [--batch 500] [--batches 40] [--replay] [--profile]
 
-`--profile` prints cProfile's top functions (cumulative) instead of the timing. For before/after pairs, run the
+`--profile` prints cProfile's top functions (by own time) instead of the timing. For before/after pairs, run the
 same command in two checkouts with the same .venv, alternately.
 """
 from __future__ import annotations
@@ -25,8 +26,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,6 +39,7 @@ from edge_proxy.billing.payer import Payer  # noqa: E402
 from edge_proxy.log_sinks import open_log_sink  # noqa: E402
 from edge_proxy.log_sinks.writer_process import _encode_reply, _Step  # noqa: E402
 from edge_proxy.metering.record import RequestRecord, now_iso, to_json_line  # noqa: E402
+from edge_proxy.services import RequestIds  # noqa: E402
 from edge_proxy.settings import Settings  # noqa: E402
 from edge_proxy.store import open_store  # noqa: E402
 
@@ -56,6 +60,7 @@ class World:
         self.cus = (await accounts.create_customer(store.db, self.mid, {})).customer_id
         await accounts.create_meter(store.db, self.mid, "bench-meter", "Bench", "percentage", "tokens_1m",
                                     [accounts.Tier(0, Decimal("10"))])
+        self.ids = RequestIds()  # the gateway's own: time-ordered, so the log's indexes grow at their end
         worker = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.merchant_hold = f"{worker}:merchant:{self.mid}"
         self.customer_hold = f"{worker}:customer:{self.cus}"
@@ -72,7 +77,7 @@ class World:
     def record(self, i: int, customer: bool) -> RequestRecord:
         inp, out = 900 + i % 200, 120 + i % 50
         r = RequestRecord(
-            request_id=f"req_{secrets.token_hex(12)}", created_at=now_iso(), merchant_id=self.mid,
+            request_id=self.ids.next(), created_at=now_iso(), merchant_id=self.mid,
             provider="openai", model=MODELS[i % 3], endpoint="/v1/chat/completions", stream=bool(i % 2),
             status_code=200, input_tokens=inp, output_tokens=out, cached_tokens=128 if i % 4 == 0 else 0,
             cost_nanos=inp * 150 + out * 600, input_cost_nanos=inp * 150, output_cost_nanos=out * 600, priced=True,
@@ -90,8 +95,12 @@ class World:
                         for i in range(n))
 
 
-async def run(url: str, args: argparse.Namespace) -> tuple[list[float], list[float]]:
-    """CPU-us per record of each batch: the whole process's, and its event loop thread's."""
+ServerCpu = Callable[[], Awaitable[float]]
+
+
+async def run(url: str, args: argparse.Namespace, server_cpu: ServerCpu | None) -> dict[str, list[float]]:
+    """CPU-us per record of each batch: the whole process's, its event loop thread's, and (PostgreSQL) the
+    server's backends' for this database."""
     world = World()
     await world.make(url)
     step = _Step(Settings(database_url=url))
@@ -99,12 +108,12 @@ async def run(url: str, args: argparse.Namespace) -> tuple[list[float], list[flo
     for p in payloads[:2]:  # warm-up: connections, statement caches
         reply = await step.commit(p)
         assert reply.error is None, reply.error
-    per_record: list[float] = []
-    on_loop: list[float] = []  # the event loop's thread alone (SQLite works on a thread of its own)
+    out: dict[str, list[float]] = {"process": [], "event loop thread": [], "server": []}
     profile = cProfile.Profile() if args.profile else None
     try:
         for p in payloads[2:]:
             sends = [p, p] if args.replay else [p]
+            server = await server_cpu() if server_cpu is not None else 0.0
             if profile is not None:
                 profile.enable()
             cpu, main = time.process_time(), time.thread_time()
@@ -115,13 +124,32 @@ async def run(url: str, args: argparse.Namespace) -> tuple[list[float], list[flo
             cpu, main = time.process_time() - cpu, time.thread_time() - main
             if profile is not None:
                 profile.disable()
-            per_record.append(cpu / (args.batch * len(sends)) * 1e6)
-            on_loop.append(main / (args.batch * len(sends)) * 1e6)
+            n = args.batch * len(sends)
+            out["process"].append(cpu / n * 1e6)
+            out["event loop thread"].append(main / n * 1e6)  # SQLite works on a thread of its own
+            if server_cpu is not None:
+                out["server"].append((await server_cpu() - server) / n * 1e6)
     finally:
         await step.close()
     if profile is not None:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(35)
-    return per_record, on_loop
+        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+    return {k: v for k, v in out.items() if v}
+
+
+def backends_cpu(admin: Any, database: str) -> ServerCpu:
+    """The CPU seconds so far of the PostgreSQL backends connected to `database` (the server runs here)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    async def cpu() -> float:
+        total = 0.0
+        for (pid,) in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # it has just ended
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return total
+    return cpu
 
 
 async def main() -> None:
@@ -135,22 +163,24 @@ async def main() -> None:
     args = parser.parse_args()
     if args.db == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
-            per_record, on_loop = await run(f"sqlite:///{tmp}/writer.db", args)
+            got = await run(f"sqlite:///{tmp}/writer.db", args, None)
     else:
         import asyncpg
         name = "edge_proxy_bench_" + secrets.token_hex(4)
         admin = await asyncpg.connect(PG_ADMIN, timeout=10)
         try:
             await admin.execute(f"CREATE DATABASE {name}")
-            per_record, on_loop = await run(PG_ADMIN.rsplit("/", 1)[0] + "/" + name, args)
+            got = await run(PG_ADMIN.rsplit("/", 1)[0] + "/" + name, args, backends_cpu(admin, name))
         finally:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             await admin.close()
     if not args.profile:
         print(f"{args.db} {args.flow}{' replay' if args.replay else ''}: CPU-us per record over {args.batches} "
-              f"batches of {args.batch} (min / median / max): {min(per_record):.1f} / "
-              f"{statistics.median(per_record):.1f} / {max(per_record):.1f}; the event loop's thread: "
-              f"{statistics.median(on_loop):.1f}")
+              f"batches of {args.batch}, median (min-max): " + "; ".join(
+                  f"{k} {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})" for k, v in got.items()
+                  if k != "server"))
+        if "server" in got:  # counted in 10 ms ticks: only the whole run's mean means something
+            print(f"  PostgreSQL server backends: {statistics.mean(got['server']):.1f} CPU-us per record (mean)")
 
 
 if __name__ == "__main__":

@@ -34,14 +34,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_proxy.billing import accounts, ledger  # noqa: E402
-from edge_proxy.billing.payer import Payer  # noqa: E402
-from edge_proxy.log_sinks import open_log_sink  # noqa: E402
-from edge_proxy.log_sinks.writer_process import _encode_reply, _Step  # noqa: E402
-from edge_proxy.metering.record import RequestRecord, now_iso, to_json_line  # noqa: E402
-from edge_proxy.services import RequestIds  # noqa: E402
-from edge_proxy.settings import Settings  # noqa: E402
-from edge_proxy.store import open_store  # noqa: E402
+from edge_proxy.billing import accounts, ledger
+from edge_proxy.billing.payer import Payer
+from edge_proxy.clock import now_iso
+from edge_proxy.log_sinks import open_log_sink
+from edge_proxy.log_sinks.writer_process import _encode_reply, _Step
+from edge_proxy.metering.record import RequestRecord, to_json_line
+from edge_proxy.services import RequestIds
+from edge_proxy.settings import Settings
+from edge_proxy.store import open_store
 
 USD = 1_000_000_000
 PG_ADMIN = os.environ.get("EDGE_PROXY_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
@@ -117,10 +118,11 @@ async def run(url: str, args: argparse.Namespace, server_cpu: ServerCpu | None) 
             if profile is not None:
                 profile.enable()
             cpu, main = time.process_time(), time.thread_time()
-            for body in sends:
+            for again, body in enumerate(sends):
                 reply = await step.commit(body)
                 _encode_reply(reply)
-                assert reply.error is None and not reply.refused, reply.error
+                assert reply.error is None and not reply.refused and reply.done is not None, reply.error
+                assert len(reply.done.consumed) == (0 if again else args.batch)  # a replay bills nothing
             cpu, main = time.process_time() - cpu, time.thread_time() - main
             if profile is not None:
                 profile.disable()

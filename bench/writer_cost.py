@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_proxy.billing import accounts, ledger
 from edge_proxy.billing.payer import Payer
+from edge_proxy.billing.reconcile import verify
 from edge_proxy.clock import now_iso
 from edge_proxy.log_sinks import open_log_sink
 from edge_proxy.log_sinks.writer_process import _encode_reply, _Step
@@ -131,6 +132,8 @@ async def run(url: str, args: argparse.Namespace, server_cpu: ServerCpu | None) 
             out["event loop thread"].append(main / n * 1e6)  # SQLite works on a thread of its own
             if server_cpu is not None:
                 out["server"].append((await server_cpu() - server) / n * 1e6)
+        proof = await verify(step.db)  # what `edge-proxy ledger verify` checks: the money adds up
+        assert proof["ok"], proof["problems"]
     finally:
         await step.close()
     if profile is not None:

@@ -4,10 +4,12 @@ SQLite file or PostgreSQL database, in CPU-us per record: the process's (every t
 loop thread's, and on PostgreSQL the server backends' that serve the throwaway database (read from /proc: the
 server must run on this machine).
 
-The records are the gateway's own (request/exchange.py fills the same fields): `merchant` is a merchant's secret
+The records are the gateway's own (request_path/exchange.py fills the same fields, with time-ordered ids): `merchant` is a merchant's secret
 key on its managed provider key (bench/overhead.py's saturation run), `customer` a customer forward token on a
 percentage meter (Lava's main flow, overhead.py --also-token), `mixed` alternates them. Each batch holds new
-request ids; `--replay` sends every batch a second time (a retried batch: it must bill nothing).
+request ids; `--replay` sends every batch a second time (a retried batch). It checks as it goes that each batch
+bills every record once and a replay none, and at the end that the ledger verifies (`edge-proxy ledger verify`).
+Not counted: the pipe's framing between the worker and its writer process.
 
     .venv/bin/python bench/writer_cost.py [--db sqlite|postgres] [--flow merchant|customer|mixed]
         [--batch 500] [--batches 40] [--replay] [--profile]

@@ -175,6 +175,7 @@ def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume)
     this batch: the same charges as if each had been billed on its own, in order."""
     # A record without a customer (tracked on the meter, charged to nobody) counts under None, only in this batch.
     running = dict(volume)
+    rates: dict[tuple[str, int], str] = {}  # (meter, tier start) -> the charge_rate text: one Decimal format each
     for r, meter in metered:
         key = (meter.meter_id, r.customer_id)
         units_before = running.get(key, 0)
@@ -185,7 +186,11 @@ def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume)
                                     r.input_characters + r.output_characters, r.input_seconds + r.output_seconds,
                                     units_before)
         r.charge_nanos = charge
-        r.charge_rate = f"{meter.rate_type}|{meter.tier_type}|{tier.start}|{format(tier.rate, 'f')}"
+        rate = rates.get((meter.meter_id, tier.start))
+        if rate is None:
+            rate = rates[(meter.meter_id, tier.start)] = (f"{meter.rate_type}|{meter.tier_type}|{tier.start}|"
+                                                          f"{format(tier.rate, 'f')}")
+        r.charge_rate = rate
 
 
 async def _meter_volume(tx: Tx, pairs: set[tuple[str, str]]) -> Volume:

@@ -41,6 +41,13 @@ async def _scenario(url: str) -> None:
             assert await sink.insert_new(tx, [full]) == [full]
         assert await sink.get("mer_a", "req_ins_000900") == full  # every kind of field comes back as it went in
 
+        # values that look like the markers SQLite's rows bind for NULL (sql.to_row) stay what they are
+        edge = record(901, customer_id="", endpoint="0", cost_nanos=0, input_cost_nanos=0, metadata={},
+                      response_id="0", region="")
+        async with sink.db.transaction() as tx:
+            assert await sink.insert_new(tx, [edge]) == [edge]
+        assert await sink.get("mer_a", "req_ins_000901") == edge
+
         nulls = await sink.get("mer_a", "req_ins_000001")  # None fields come back as None, not as text
         assert nulls.customer_id is None and nulls.cost_nanos is None and nulls.metadata is None
         assert nulls.input_tokens == 10 and nulls.stream is False

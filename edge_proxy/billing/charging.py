@@ -37,6 +37,7 @@ from ..metering.pricing import ModelPrice
 from .accounts import Meter, Tier
 
 NANO = Decimal(1_000_000_000)
+_ONE = Decimal(1)
 MILLION = Decimal(1_000_000)
 UNPRICEABLE_METERS = ("characters_1m", "minutes")  # only post-request reports can count their units
 
@@ -60,7 +61,7 @@ class Quote(NamedTuple):
 
 
 def _nanos(value: Decimal) -> int:
-    return int((value * NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return int((value * NANO).quantize(_ONE, rounding=ROUND_HALF_EVEN))
 
 
 def _ceil_div(n: int, d: int) -> int:
@@ -102,8 +103,12 @@ def _tier(meter: Meter, units: int) -> Tier:
     return chosen
 
 
+_UNITS_AT = {"tokens_1m": 0, "characters_1m": 1, "minutes": 2, "requests": 3}  # in meter_units' tuple
+_PER = {"tokens_1m": MILLION, "characters_1m": MILLION, "minutes": Decimal(60), "requests": Decimal(1)}
+
+
 def meter_units(meter: Meter, tokens: int, characters: int, seconds: int) -> int:
-    return {"tokens_1m": tokens, "characters_1m": characters, "minutes": seconds, "requests": 1}[meter.tier_type]
+    return (tokens, characters, seconds, 1)[_UNITS_AT[meter.tier_type]]
 
 
 def meter_charge(meter: Meter, cost_nanos: int, tokens: int, characters: int, seconds: int,
@@ -113,8 +118,7 @@ def meter_charge(meter: Meter, cost_nanos: int, tokens: int, characters: int, se
     if meter.rate_type == "percentage":
         return max(0, _nanos(Decimal(cost_nanos) / NANO * (1 + tier.rate / 100))), tier
     units = meter_units(meter, tokens, characters, seconds)
-    per = {"tokens_1m": MILLION, "characters_1m": MILLION, "minutes": Decimal(60), "requests": Decimal(1)}
-    return _nanos(Decimal(units) * tier.rate / per[meter.tier_type]), tier
+    return _nanos(Decimal(units) * tier.rate / _PER[meter.tier_type]), tier
 
 
 def max_meter_charge(meter: Meter, max_cost_nanos: int, max_tokens: int) -> int:

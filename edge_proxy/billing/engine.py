@@ -59,7 +59,8 @@ class Committed(msgspec.Struct, array_like=True):
     from the writer process."""
 
     consumed: list[tuple[str, int, int]]  # (request id, payer took, merchant took) of each record billed now
-    # the Redis copy of the transfers: (account kind, account id, transfer id, change, hold id, hold used)
+    # the Redis copy of the transfers' debits, with Redis holds only (empty in SQL mode): (account kind,
+    # account id, transfer id, change, hold id, hold used)
     debits: list[tuple[str, str, str, int, str | None, int]]
     fired: int  # autopay events owed by this transaction
 
@@ -188,9 +189,9 @@ class BillingEngine:
             for customer_id, merchant_id, balance, threshold, amount in fired:
                 await deliveries.enqueue(tx, merchant_id, "customer.autopay",
                                          autopay_data(customer_id, balance, threshold, amount), time.time())
+        # without Redis holds (SQL mode) nothing mirrors the debits: they are not built nor sent over the pipe
         return Committed(consumed=[(r.request_id, *consumed(r)) for r in new],
-                         debits=[(p.kind, p.id, marker, change, hold, took)
-                                 for p, marker, change, hold, took in _redis_entries(new, transfers)],
+                         debits=[] if self.redis_holds is None else _redis_debits(new, transfers),
                          fired=len(fired))
 
     async def after_commit(self, request_ids: list[str], done: Committed) -> None:
@@ -227,22 +228,22 @@ class BillingEngine:
             del self.redis_pending[:len(batch)]
 
 
-def _redis_entries(new: list[RequestRecord], transfers: list[Transfer]) -> list[tuple[Payer, str, int, str | None,
-                                                                                       int]]:
-    """The Redis copy of what the transfers did to customers' and merchants' balances: (account, marker id,
-    change, the hold it came out of, how much of that hold it used), each applied once by its marker."""
+def _redis_debits(new: list[RequestRecord], transfers: list[Transfer]) -> list[tuple[str, str, str, int, str | None,
+                                                                                     int]]:
+    """The Redis copy of what the transfers took from customers' and merchants' balances: (account kind, account
+    id, marker id, change, the hold it came out of, how much of that hold it used), each applied once by its
+    marker. Debits only: Redis holds a region's lease on a balance, which a credit leaves as it is
+    (RedisHolds.apply), and the operator's accounts are in SQL only (nothing on the request path reads them)."""
     by_request = {(r.merchant_id, r.request_id): r for r in new}
-    out: list[tuple[Payer, str, int, str | None, int]] = []
+    out: list[tuple[str, str, str, int, str | None, int]] = []
     for t in transfers:
+        kind = t.debit.kind
+        if kind == "operator":
+            continue
         r = by_request[(t.merchant_id or "", t.request_id or "")]
         payer_took, merchant_took = consumed(r)
-        for account, change in ((t.debit, -t.amount), (t.credit, t.amount)):
-            if account.kind == "operator":
-                continue  # the operator's accounts are in SQL only: nothing on the request path reads them
-            hold, took = None, 0
-            if change < 0 and account.kind == "customer":
-                hold, took = r.hold_id, payer_took
-            elif change < 0:
-                hold, took = (r.hold_id, payer_took) if r.payer == "merchant" else (r.merchant_hold_id, merchant_took)
-            out.append((account, t.transfer_id, change, hold, took))
+        if kind == "customer" or r.payer == "merchant":
+            out.append((kind, t.debit.id, t.transfer_id, -t.amount, r.hold_id, payer_took))
+        else:
+            out.append((kind, t.debit.id, t.transfer_id, -t.amount, r.merchant_hold_id, merchant_took))
     return out

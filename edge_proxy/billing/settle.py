@@ -30,14 +30,6 @@ log = logging.getLogger("edge_proxy.billing")
 InsertRows = Callable[[Tx, list[RequestRecord]], Awaitable[list[RequestRecord]]]
 
 
-def payer_of(r: RequestRecord) -> Payer | None:
-    if r.payer == "customer" and r.customer_id:
-        return Payer("customer", r.customer_id)
-    if r.payer == "merchant":
-        return Payer("merchant", r.merchant_id)
-    return None
-
-
 def consumed(r: RequestRecord) -> tuple[int, int]:
     """What a billed record took from (its payer's hold, its merchant's hold): charging.py's reservations."""
     if r.payer == "customer":
@@ -76,8 +68,10 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
     volume = await _meter_volume(tx, {(m.meter_id, r.customer_id) for r, m in metered if r.customer_id})
     _charge_in_order(metered, volume)
     new = await insert_log_rows(tx, records)
-    kept = {id(r) for r in new}
-    metered_new = [(r, m) for r, m in metered if id(r) in kept]
+    metered_new = metered
+    if len(new) < len(records):  # some were logged before (a replay), or are in this batch twice
+        kept = {id(r) for r in new}
+        metered_new = [(r, m) for r, m in metered if id(r) in kept]
     if len(metered_new) < len(metered):
         # Some records were logged before (a replay): their units are already in meter_usage, so price the
         # new ones again without counting the old ones twice, and store the charge that is really made.
@@ -89,19 +83,8 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
                                  "AND request_id = ?", r.charge_nanos, r.charge_rate, r.merchant_id, r.request_id)
     transfers = await _transfers(tx, new)
     await ledger.post(tx, transfers)
-    holds: dict[str, int] = defaultdict(int)
+    holds = _holds_used(new)
     units: dict[tuple[str, str], int] = defaultdict(int)
-    for r in new:
-        payer_took, merchant_took = consumed(r)
-        payer = payer_of(r)
-        if payer_took and payer is not None:
-            if r.hold_id:
-                holds[r.hold_id] += payer_took  # the worker's own hold (SQL mode)
-            holds[region_hold_id(r.region or "default", payer)] += payer_took  # its region's lease (Redis mode)
-        if merchant_took:
-            if r.merchant_hold_id:
-                holds[r.merchant_hold_id] += merchant_took
-            holds[region_hold_id(r.region or "default", Payer("merchant", r.merchant_id))] += merchant_took
     for r, meter in metered_new:
         if r.customer_id:
             units[(meter.meter_id, r.customer_id)] += _units(meter, r)
@@ -115,27 +98,44 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
     return new, transfers
 
 
+def _holds_used(new: list[RequestRecord]) -> dict[str, int]:
+    """What the records billed now took from each hold: their worker's own (SQL mode) and their region's lease
+    on the same payer (Redis mode)."""
+    took: dict[tuple[str | None, str | None, str, str], int] = defaultdict(int)  # (hold, region, payer) -> nanos
+    for r in new:
+        payer_took, merchant_took = consumed(r)
+        if payer_took:
+            if r.payer == "customer" and r.customer_id:
+                took[(r.hold_id, r.region, "customer", r.customer_id)] += payer_took
+            elif r.payer == "merchant":
+                took[(r.hold_id, r.region, "merchant", r.merchant_id)] += payer_took
+        if merchant_took:
+            took[(r.merchant_hold_id, r.region, "merchant", r.merchant_id)] += merchant_took
+    holds: dict[str, int] = defaultdict(int)
+    for (hold_id, region, kind, ident), amount in took.items():
+        if hold_id:
+            holds[hold_id] += amount
+        holds[region_hold_id(region or "default", Payer(kind, ident))] += amount
+    return holds
+
+
 async def _transfers(tx: Tx, new: list[RequestRecord]) -> list[Transfer]:
     """The transfers of the records billed now, in order, each capped at what its payer holds by then (the
     balances are locked for this transaction on PostgreSQL; SQLite's writer lock serializes batches)."""
-    accounts: set[Payer] = set()
-    for r in new:
-        if r.charge_nanos or r.operator_nanos:
-            accounts.add(Payer("merchant", r.merchant_id))
-            if r.payer == "customer" and r.customer_id:
-                accounts.add(Payer("customer", r.customer_id))
-    if not accounts:
+    billed = [r for r in new if r.charge_nanos or r.operator_nanos]
+    if not billed:
         return []
-    balance = await ledger.balances(tx, accounts, lock=True)
+    merchants = {mid: Payer("merchant", mid) for mid in {r.merchant_id for r in billed}}
+    customers = {cid: Payer("customer", cid) for cid in {r.customer_id for r in billed if r.payer == "customer"}
+                 if cid}
+    balance = await ledger.balances(tx, [*merchants.values(), *customers.values()], lock=True)
     out: list[Transfer] = []
-    for r in new:
-        if not (r.charge_nanos or r.operator_nanos):
-            continue
-        merchant, rid, mid = Payer("merchant", r.merchant_id), r.request_id, r.merchant_id
+    for r in billed:
+        merchant, rid, mid = merchants[r.merchant_id], r.request_id, r.merchant_id
         owed = r.charge_nanos, r.operator_nanos
         short = 0
         if r.payer == "customer" and r.customer_id and r.charge_nanos:
-            customer = Payer("customer", r.customer_id)
+            customer = customers[r.customer_id]
             pay = min(r.charge_nanos, balance.get(customer, 0))
             short += r.charge_nanos - pay
             balance[customer] = balance.get(customer, 0) - pay
@@ -175,6 +175,7 @@ def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume)
     this batch: the same charges as if each had been billed on its own, in order."""
     # A record without a customer (tracked on the meter, charged to nobody) counts under None, only in this batch.
     running = dict(volume)
+    rates: dict[tuple[str, int], str] = {}  # (meter, tier start) -> the charge_rate text: one Decimal format each
     for r, meter in metered:
         key = (meter.meter_id, r.customer_id)
         units_before = running.get(key, 0)
@@ -185,7 +186,11 @@ def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume)
                                     r.input_characters + r.output_characters, r.input_seconds + r.output_seconds,
                                     units_before)
         r.charge_nanos = charge
-        r.charge_rate = f"{meter.rate_type}|{meter.tier_type}|{tier.start}|{format(tier.rate, 'f')}"
+        rate = rates.get((meter.meter_id, tier.start))
+        if rate is None:
+            rate = rates[(meter.meter_id, tier.start)] = (f"{meter.rate_type}|{meter.tier_type}|{tier.start}|"
+                                                          f"{format(tier.rate, 'f')}")
+        r.charge_rate = rate
 
 
 async def _meter_volume(tx: Tx, pairs: set[tuple[str, str]]) -> Volume:

@@ -6,7 +6,7 @@ find them.
 from __future__ import annotations
 
 import sqlite3
-
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -68,17 +68,17 @@ class SQLLogSink:
     async def insert_new(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
         """Insert records; returns those whose rows were added now. A record already in the log (a replay),
         or a second record with the same (merchant, request id) in this batch, is left out."""
-        added: set[tuple[str, str]] = set()
+        rows: Rows = []
         step = self._rows_per_insert
         for i in range(0, len(records), step):
             chunk = records[i:i + step]
             if self.db.dialect == "postgres":
-                rows = await tx.fetchall(sql.INSERT_JSON_SQL, _encode(chunk).decode())
+                rows += await tx.fetchall(sql.INSERT_JSON_SQL, _encode(chunk).decode())
             else:
-                rows = await tx.fetchall(sql.insert_many_sql(len(chunk)),
-                                         *[v for r in chunk for v in sql.to_row(r)])
-            added.update((row[1], row[0]) for row in rows)
-        return _first_of_each(records, added)
+                rows += await tx.fetchall(sql.insert_many_sql(len(chunk)), *chain.from_iterable(map(sql.to_row, chunk)))
+        if len(rows) == len(records):  # a row added for each record: none was there, none is here twice
+            return list(records)
+        return _first_of_each(records, {(row[1], row[0]) for row in rows})
 
     def _where(self) -> Where:
         return Where(_ph, self._json)

@@ -8,6 +8,7 @@ gives each request's reservation back, mirrors the balances to Redis and wakes t
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_proxy.billing")
 FREE = Quote(0, 0, 0)
+_RELEASE_SLICE = 100  # reservations given back between two turns of the event loop (after_commit)
 
 
 class Reservation(NamedTuple):
@@ -200,8 +202,10 @@ class BillingEngine:
         took = {rid: (payer, merchant) for rid, payer, merchant in done.consumed}
         if self.settled is not None:  # observability hook (metrics: charge)
             self.settled(done)
-        for request_id in request_ids:
+        for i, request_id in enumerate(request_ids, 1):
             self._finished(request_id, took.get(request_id, (0, 0)))  # a replay's old record consumed nothing now
+            if i % _RELEASE_SLICE == 0:
+                await asyncio.sleep(0)  # a request arriving meanwhile waits for a slice, not for the whole batch
         if self.redis_holds is not None:
             self.redis_pending += [(Payer(kind, pid), marker, change, hold, used)
                                    for kind, pid, marker, change, hold, used in done.debits]

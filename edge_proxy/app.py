@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
@@ -96,13 +97,20 @@ def error_format(svc: Services, scope: Scope) -> str | None:
     return unified_error_format(path)
 
 
+COMPILED_MODULES = (  # setup.py's FASTPATH, one entry per module built from _fastpath/ (tests/test_fastpath_loaded.py)
+    "edge_proxy._forward_token_c", "edge_proxy.metering._usage_scan_c", "edge_proxy._headers_c",
+    "edge_proxy.metering._cost_c",
+)
+
+
 def _warn_if_not_compiled(settings: Settings) -> None:
     """A build that should be compiled but is not still works, slower: say so rather than fall back silently."""
-    from .forward_token import IMPLEMENTATION
-    from .metering.usage import COMPILED
-    if not settings.pure_python and (IMPLEMENTATION != "c" or not COMPILED):
-        log.warning("the compiled hot path (_fastpath/) is not built: running the pure-Python twins, which are "
-                    "slower; build it with `python setup.py build_ext --inplace` or install the package")
+    if settings.pure_python:
+        return
+    missing = [name for name in COMPILED_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        log.warning("the compiled hot path (_fastpath/) is not built (%s missing): running the pure-Python twins, "
+                    "which are slower; build it with `pip install -e .` or install the package", ", ".join(missing))
 
 
 def create_app() -> Gateway:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_proxy.app import COMPILED_MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SELECTED = [  # (compiled module, the module that selects it, a name the selector must take from it)
@@ -25,6 +27,16 @@ SELECTED = [  # (compiled module, the module that selects it, a name the selecto
 def test_every_compiled_module_has_a_row():
     built = set(re.findall(r'"(edge_proxy\.[\w.]+)":\s*"_fastpath/', (ROOT / "setup.py").read_text()))
     assert built == {compiled for compiled, _, _ in SELECTED}
+    assert built == set(COMPILED_MODULES), "the start-up warning (app.py) checks every compiled module"
+
+
+def test_a_missing_compiled_module_is_named_at_start(monkeypatch, caplog):
+    from edge_proxy import app
+    from edge_proxy.settings import Settings
+    monkeypatch.setattr(app, "COMPILED_MODULES", (*COMPILED_MODULES, "edge_proxy._not_built_c"))
+    with caplog.at_level("WARNING", logger="edge_proxy"):
+        app._warn_if_not_compiled(Settings.load(env={}))
+    assert "(edge_proxy._not_built_c missing)" in caplog.text  # and only it: every real module is built
 
 
 @pytest.mark.parametrize("compiled,selector,name", SELECTED, ids=[row[0] for row in SELECTED])

@@ -11,6 +11,7 @@ FASTPATH = {
     "edge_proxy._forward_token_c": "_fastpath/forward_token.pyx",
     "edge_proxy.metering._usage_scan_c": "_fastpath/usage_scan.pyx",
     "edge_proxy._headers_c": "_fastpath/headers.pyx",
+    "edge_proxy.billing._media_scan_c": "_fastpath/media_scan.pyx",
 }
 
 setup(

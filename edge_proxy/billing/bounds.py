@@ -13,18 +13,28 @@ and number forms make no difference.
 """
 from __future__ import annotations
 
-import re
+import os
 from typing import Any, NamedTuple
 
 import msgspec
 
 from ..errors import InvalidRequest
+from ._media_scan_py import has_media_markers
 
 MAX_OUTPUT_TOKENS = 10_000_000  # no model comes near: a larger output limit is a mistake or an attack
 IMAGE_TOKENS = 6_000  # above every provider's cost of one image (OpenAI high detail ~1.5k, Gemini tiles ~4k)
 _BOM = b"\xef\xbb\xbf"
-# What a body with media parts holds somewhere (an escaped key, `\u`, may spell any of them: then parse whole).
-_MEDIA_MARKERS = re.compile(rb"image|file|document|video|\\u")
+
+# A body that names no media anywhere (`has_media_markers`, a scan of every byte) is not parsed whole. The scan is
+# compiled (_fastpath/media_scan.pyx) unless EDGE_PROXY_PURE_PYTHON forces its twin; reading that one variable at
+# import is deliberate (as headers.py does): it chooses code, not behaviour.
+IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._media_scan_c import has_media_markers  # the same API (.pyi)
+        IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
 
 
 class Bounds(NamedTuple):
@@ -72,7 +82,7 @@ def request_bounds(body: bytes) -> Bounds:
     if head.generationConfig is not None or head.generation_config is not None:
         most = _gemini_limit(head, most)
     model = head.model if isinstance(head.model, str) and head.model else None
-    images, unbounded = _media(data) if _MEDIA_MARKERS.search(data) else (0, None)
+    images, unbounded = _media(data) if has_media_markers(data) else (0, None)
     return Bounds(model, most, len(body) + images * IMAGE_TOKENS, unbounded)
 
 

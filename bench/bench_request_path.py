@@ -4,7 +4,7 @@ Runs the app (router, permission check, the request path) in-process against a s
 upstream that answers at once, so what is timed is only our code on the request path (auth cache hit, plan,
 headers, reservation, relay, record), then the log writer's work per record, and how long the event loop stalls while the writer works (set
 EDGE_PROXY_LOG_WRITER=inline to compare with the writer on the loop). Run: .venv/bin/python bench/bench_request_path.py [--requests N]
-[--credential secret|token] [--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
+[--credential secret|token] [--body short|chat] [--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
 """
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ from edge_proxy.app import Gateway  # noqa: E402
 from edge_proxy.settings import Settings  # noqa: E402
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from my agent!"}],"max_tokens":64}'
+_TURN = ("Please summarize the following text for me and explain what it means, then list three questions a "
+         "reader would ask next about the quick brown fox that jumps over the lazy dog. ") * 2
+# --body chat: a conversation of 12 turns, 4.3 KB, as an agent sends a few turns in
+CHAT = ('{"model":"gpt-4o-mini","max_tokens":64,"messages":['
+        + ",".join(f'{{"role":"{"user" if i % 2 == 0 else "assistant"}","content":"{_TURN}"}}' for i in range(12))
+        + ']}').encode()
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":'
           b'{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,'
           b'"completion_tokens":2,"total_tokens":14}}')
@@ -34,20 +40,22 @@ class Headers(dict):
 
 
 class Scope:
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, body: bytes) -> None:
         self.method = "POST"
         self.path = "/providers/openai/v1/chat/completions"
         self.query_string = ""
         self.headers = Headers({
             "host": "127.0.0.1:8080", "authorization": f"Bearer {key}", "content-type": "application/json",
-            "content-length": str(len(BODY)), "user-agent": "OpenAI/Python 1.0", "accept": "application/json",
+            "content-length": str(len(body)), "user-agent": "OpenAI/Python 1.0", "accept": "application/json",
             "x-stainless-lang": "python", "x-stainless-os": "Linux", "x-stainless-arch": "x64",
             "x-stainless-runtime": "CPython", "x-stainless-retry-count": "0", "accept-encoding": "gzip, deflate"})
 
 
 class Proto:
+    body_sent = BODY
+
     async def __call__(self):
-        return BODY
+        return self.body_sent
 
     def response_bytes(self, status, headers, body):
         self.status = status
@@ -137,7 +145,7 @@ async def customer_token(svc, secret_key: str) -> str:
     return encode_forward_token(secret_key, customer.customer_id, "bench-meter")
 
 
-async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "secret") -> None:
+async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "secret", body: str = "short") -> None:
     tmp = tempfile.mkdtemp()
     gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
                                     "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
@@ -146,7 +154,8 @@ async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "s
     svc = gw.svc
     _, key = await svc.store.create_merchant("bench", 10**18)
     svc.upstream = Upstream()
-    scope = Scope(key if credential == "secret" else await customer_token(svc, key))
+    Proto.body_sent = BODY if body == "short" else CHAT
+    scope = Scope(key if credential == "secret" else await customer_token(svc, key), Proto.body_sent)
     for _ in range(200):  # warm the caches and the lease
         proto = Proto()
         await gw.__rsgi__(scope, proto)
@@ -195,7 +204,9 @@ if __name__ == "__main__":
     ap.add_argument("--credential", choices=["secret", "token"], default="secret",
                     help="secret: the merchant's secret key; token: a forward token with a customer_id and a "
                          "percentage meter_slug")
+    ap.add_argument("--body", choices=["short", "chat"], default="short",
+                    help=f"short: one user turn ({len(BODY)} bytes); chat: 12 turns ({len(CHAT)} bytes)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="gateway settings, e.g. EDGE_PROXY_DATABASE_URL=postgresql://... EDGE_PROXY_REDIS_URL=...")
     args = ap.parse_args()
-    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set), args.credential))
+    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set), args.credential, args.body))

@@ -155,13 +155,16 @@ class BillingEngine:
                                      "so spending cannot be settled: the gateway takes no new reservations until "
                                      "it answers again")
         payer = merchant = None
+        leases = self.leases
         if q.payer and billing.payer_id:
-            payer = await self.leases.reserve(Payer(billing.payer_kind, billing.payer_id), q.payer)
+            who = Payer(billing.payer_kind, billing.payer_id)
+            payer = leases.reserve_local(who, q.payer) or await leases.reserve(who, q.payer)
         if q.merchant:
             try:
-                merchant = await self.leases.reserve(Payer("merchant", billing.merchant_id), q.merchant)
+                who = Payer("merchant", billing.merchant_id)
+                merchant = leases.reserve_local(who, q.merchant) or await leases.reserve(who, q.merchant)
             except BaseException:
-                self.leases.finished(payer, q.payer, 0)
+                leases.finished(payer, q.payer, 0)
                 raise
         held = Reservation(payer, q.payer if payer else 0, merchant, q.merchant if merchant else 0)
         self.inflight[request_id] = held

@@ -24,7 +24,9 @@ Every charge is computed in Decimal and rounded once to whole nano-dollars, half
 
 The reservation is the most a request can cost, from its bounds (bounds.py: input bytes as tokens, an allowance
 per image, and its output limit or the model's), at the highest rate that can apply (the provider's highest input
-and output rates, the meter's highest tier). A reservation rounds up, a charge half to even.
+and output rates, the meter's highest tier). A reservation rounds up, a charge half to even. A reservation runs
+on every request, so it is worked out in exact integers (a meter's rates as fractions, derived once per meter):
+the same figures as the Decimal rules, without their cost (tests/test_quote.py holds it to them).
 """
 from __future__ import annotations
 

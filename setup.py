@@ -12,6 +12,7 @@ FASTPATH = {
     "edge_proxy.metering._usage_scan_c": "_fastpath/usage_scan.pyx",
     "edge_proxy._headers_c": "_fastpath/headers.pyx",
     "edge_proxy.metering._cost_c": "_fastpath/cost.pyx",
+    "edge_proxy.billing._media_scan_c": "_fastpath/media_scan.pyx",
 }
 
 setup(

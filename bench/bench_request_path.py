@@ -4,7 +4,7 @@ Runs the app (router, permission check, the request path) in-process against a s
 upstream that answers at once, so what is timed is only our code on the request path (auth cache hit, plan,
 headers, reservation, relay, record), then the log writer's work per record, and how long the event loop stalls while the writer works (set
 EDGE_PROXY_LOG_WRITER=inline to compare with the writer on the loop). Run: .venv/bin/python bench/bench_request_path.py [--requests N]
-[--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
+[--credential secret|token] [--body short|chat] [--set EDGE_PROXY_DATABASE_URL=postgresql://...] [--set EDGE_PROXY_REDIS_URL=redis://...]
 """
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ from edge_proxy.app import Gateway  # noqa: E402
 from edge_proxy.settings import Settings  # noqa: E402
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from my agent!"}],"max_tokens":64}'
+_TURN = ("Please summarize the following text for me and explain what it means, then list three questions a "
+         "reader would ask next about the quick brown fox that jumps over the lazy dog. ") * 2
+# --body chat: a conversation of 12 turns, 4.3 KB, as an agent sends a few turns in
+CHAT = ('{"model":"gpt-4o-mini","max_tokens":64,"messages":['
+        + ",".join(f'{{"role":"{"user" if i % 2 == 0 else "assistant"}","content":"{_TURN}"}}' for i in range(12))
+        + ']}').encode()
 ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":'
           b'{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,'
           b'"completion_tokens":2,"total_tokens":14}}')
@@ -34,23 +40,26 @@ class Headers(dict):
 
 
 class Scope:
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, body: bytes) -> None:
         self.method = "POST"
         self.path = "/providers/openai/v1/chat/completions"
         self.query_string = ""
         self.headers = Headers({
             "host": "127.0.0.1:8080", "authorization": f"Bearer {key}", "content-type": "application/json",
-            "content-length": str(len(BODY)), "user-agent": "OpenAI/Python 1.0", "accept": "application/json",
+            "content-length": str(len(body)), "user-agent": "OpenAI/Python 1.0", "accept": "application/json",
             "x-stainless-lang": "python", "x-stainless-os": "Linux", "x-stainless-arch": "x64",
             "x-stainless-runtime": "CPython", "x-stainless-retry-count": "0", "accept-encoding": "gzip, deflate"})
 
 
 class Proto:
+    body_sent = BODY
+
     async def __call__(self):
-        return BODY
+        return self.body_sent
 
     def response_bytes(self, status, headers, body):
         self.status = status
+        self.body = body
 
 
 class Response:
@@ -118,7 +127,26 @@ async def timed(work, profile: bool) -> float:
     return took
 
 
-async def run(n: int, profile: bool, extra: dict[str, str], only_requests: bool = False) -> None:
+async def customer_token(svc, secret_key: str) -> str:
+    """A forward token of a funded customer on a percentage meter (Lava's main flow), as overhead.py --also-token
+    makes one."""
+    from decimal import Decimal
+
+    from edge_proxy.api.customers import credit_customer
+    from edge_proxy.billing import accounts
+    from edge_proxy.forward_token import encode_forward_token
+
+    principal = await svc.auth.authenticate(secret_key)
+    mid = principal.merchant_id
+    await accounts.create_meter(svc.store.db, mid, "bench-meter", "bench-meter", "percentage", "tokens_1m",
+                                [accounts.Tier(0, Decimal(10))])
+    customer = await accounts.create_customer(svc.store.db, mid, {})
+    await credit_customer(svc.balances, svc.store.db, mid, customer.customer_id, 10**17)
+    return encode_forward_token(secret_key, customer.customer_id, "bench-meter")
+
+
+async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "secret", body: str = "short",
+              only_requests: bool = False) -> None:
     tmp = tempfile.mkdtemp()
     gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
                                     "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
@@ -127,9 +155,13 @@ async def run(n: int, profile: bool, extra: dict[str, str], only_requests: bool 
     svc = gw.svc
     _, key = await svc.store.create_merchant("bench", 10**18)
     svc.upstream = Upstream()
-    scope = Scope(key)
+    Proto.body_sent = BODY if body == "short" else CHAT
+    scope = Scope(key if credential == "secret" else await customer_token(svc, key), Proto.body_sent)
     for _ in range(200):  # warm the caches and the lease
-        await gw.__rsgi__(scope, Proto())
+        proto = Proto()
+        await gw.__rsgi__(scope, proto)
+        if proto.status != 200:  # a refused request would time the refusal, not the request path
+            raise SystemExit(f"the gateway answered {proto.status}, not 200: {proto.body[:300]!r}")
     writer, svc.log_queue._task = svc.log_queue._task, None  # the writer's work is timed on its own, below
     writer.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -173,8 +205,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--credential", choices=["secret", "token"], default="secret",
+                    help="secret: the merchant's secret key; token: a forward token with a customer_id and a "
+                         "percentage meter_slug")
+    ap.add_argument("--body", choices=["short", "chat"], default="short",
+                    help=f"short: one user turn ({len(BODY)} bytes); chat: 12 turns ({len(CHAT)} bytes)")
     ap.add_argument("--only-requests", action="store_true", help="stop after the timed requests (no writer timing)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="gateway settings, e.g. EDGE_PROXY_DATABASE_URL=postgresql://... EDGE_PROXY_REDIS_URL=...")
     args = ap.parse_args()
-    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set), args.only_requests))
+    asyncio.run(run(args.requests, args.profile, dict(kv.split("=", 1) for kv in args.set), args.credential, args.body,
+                    args.only_requests))

@@ -64,9 +64,14 @@ class Authenticator:
     async def authenticate(self, credential: str | None) -> Principal:
         if not credential:
             raise InvalidToken()
-        principal = self.cache.get(credential)
-        if principal is not None:
-            return principal
+        return self.cached(credential) or await self.verify(credential)
+
+    def cached(self, credential: str) -> Principal | None:
+        """The principal of a credential verified within the cache's TTL, without an await; None: `verify` it."""
+        return self.cache.get(credential)
+
+    async def verify(self, credential: str) -> Principal:
+        """Read the credential's key from the store (a cache miss); concurrent misses share one read."""
         task = self._inflight.get(credential)
         if task is None:
             key_hash, token = self._lookup_of(credential)  # refuses what needs no database read, at once

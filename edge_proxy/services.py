@@ -41,15 +41,15 @@ log = logging.getLogger("edge_proxy")
 class RequestIds:
     """Time-ordered, unique request ids: microseconds, a per-process random part, and a counter."""
 
-    __slots__ = ("_n", "_tail")
+    __slots__ = ("_n", "_format")
 
     def __init__(self) -> None:
         self._n = 0
-        self._tail = os.urandom(3).hex()
+        self._format = f"req_%014x{os.urandom(3).hex()}%06x"  # microseconds, the random part, the counter
 
     def next(self) -> str:
-        self._n = (self._n + 1) & 0xFFFFFF
-        return f"req_{time.time_ns() // 1000:014x}{self._tail}{self._n:06x}"
+        self._n = n = (self._n + 1) & 0xFFFFFF
+        return self._format % (time.time_ns() // 1000, n)
 
 
 class Services:

@@ -69,6 +69,32 @@ def test_first_request_grows_the_lease_by_a_chunk_and_the_next_are_local(tmp_pat
     run(tmp_path, scenario, chunk=16)
 
 
+LOCAL = [  # id, what is asked of reserve_local after one reserve of AMOUNT with chunk=4, admitted from the lease
+    ("a request the lease has room for is admitted from it", lambda leases, payer, lease: (payer, AMOUNT), True),
+    ("the last of the lease is admitted", lambda leases, payer, lease: (payer, 3 * AMOUNT), True),
+    ("more than the lease has left goes to the store", lambda leases, payer, lease: (payer, 3 * AMOUNT + 1), False),
+    ("another payer's lease is not this one's", lambda leases, payer, lease: (Payer("customer", "cus_x"), 1), False),
+    ("nothing to reserve is not a reservation", lambda leases, payer, lease: (payer, 0), False),
+    ("an expired lease goes to the store",
+     lambda leases, payer, lease: (setattr(lease, "expires", 0.0), (payer, AMOUNT))[1], False),
+]
+
+
+@pytest.mark.parametrize("ask,admitted", [(a, ok) for _, a, ok in LOCAL], ids=[i for i, _, _ in LOCAL])
+def test_reserve_local_admits_only_what_the_lease_covers_and_never_calls_the_store(tmp_path, ask, admitted):
+    async def scenario(leases, holds, payer, db):
+        lease = await leases.reserve(payer, AMOUNT)
+        used, calls = lease.used, holds.calls
+        who, amount = ask(leases, payer, lease)
+        got = leases.reserve_local(who, amount)
+        assert holds.calls == calls
+        if admitted:
+            assert got is lease and lease.used == used + amount <= lease.total
+        else:
+            assert got is None and lease.used == used
+    run(tmp_path, scenario, chunk=4)
+
+
 def test_the_lease_is_topped_up_in_the_background_so_a_slow_store_never_holds_a_request(tmp_path):
     async def scenario(leases, holds, payer, db):
         loop = asyncio.get_running_loop()

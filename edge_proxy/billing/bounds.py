@@ -13,18 +13,28 @@ and number forms make no difference.
 """
 from __future__ import annotations
 
-import re
+import os
 from typing import Any, NamedTuple
 
 import msgspec
 
 from ..errors import InvalidRequest
+from ._media_scan_py import has_media_markers
 
 MAX_OUTPUT_TOKENS = 10_000_000  # no model comes near: a larger output limit is a mistake or an attack
 IMAGE_TOKENS = 6_000  # above every provider's cost of one image (OpenAI high detail ~1.5k, Gemini tiles ~4k)
 _BOM = b"\xef\xbb\xbf"
-# What a body with media parts holds somewhere (an escaped key, `\u`, may spell any of them: then parse whole).
-_MEDIA_MARKERS = re.compile(rb"image|file|document|video|\\u")
+
+# A body that names no media anywhere (`has_media_markers`, a scan of every byte) is not parsed whole. The scan is
+# compiled (_fastpath/media_scan.pyx) unless EDGE_PROXY_PURE_PYTHON forces its twin; reading that one variable at
+# import is deliberate (as headers.py does): it chooses code, not behaviour.
+IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._media_scan_c import has_media_markers  # the same API (.pyi)
+        IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
 
 
 class Bounds(NamedTuple):
@@ -47,6 +57,7 @@ class _Head(msgspec.Struct):
 
 
 _head = msgspec.json.Decoder(_Head).decode
+EMPTY = Bounds(None, None, 0)
 NOT_JSON = Bounds(None, None, 0, parsed=False)
 
 
@@ -54,30 +65,43 @@ def request_bounds(body: bytes) -> Bounds:
     """The bounds of a request body; a body that is not a JSON object has `parsed` False. Raises InvalidRequest
     for an output limit that is not a whole number in range."""
     data = body[3:] if body.startswith(_BOM) else body
-    if not data.strip():
-        return Bounds(None, None, 0)
+    if not data or data.isspace():
+        return EMPTY
     try:
         head = _head(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return NOT_JSON._replace(input_tokens=len(body))
+    # Each limit the body names is checked, and the largest one counts; most bodies name one or none.
     most = None
-    for name, value in (("max_tokens", head.max_tokens), ("max_completion_tokens", head.max_completion_tokens),
-                        ("max_output_tokens", head.max_output_tokens)):
-        if value is not None:
-            limit = _output_limit(name, value)
-            most = limit if most is None or limit > most else most
+    if head.max_tokens is not None:
+        most = _output_limit("max_tokens", head.max_tokens)
+    if head.max_completion_tokens is not None:
+        most = _larger(most, _output_limit("max_completion_tokens", head.max_completion_tokens))
+    if head.max_output_tokens is not None:
+        most = _larger(most, _output_limit("max_output_tokens", head.max_output_tokens))
+    if head.generationConfig is not None or head.generation_config is not None:
+        most = _gemini_limit(head, most)
+    model = head.model if isinstance(head.model, str) and head.model else None
+    images, unbounded = _media(data) if has_media_markers(data) else (0, None)
+    return Bounds(model, most, len(body) + images * IMAGE_TOKENS, unbounded)
+
+
+def _gemini_limit(head: _Head, most: int | None) -> int | None:
     for config in (head.generationConfig, head.generation_config):
         if isinstance(config, dict):
             for name in ("maxOutputTokens", "max_output_tokens"):
                 if name in config:
-                    limit = _output_limit(f"generationConfig.{name}", config[name])
-                    most = limit if most is None or limit > most else most
-    model = head.model if isinstance(head.model, str) and head.model else None
-    images, unbounded = _media(data) if _MEDIA_MARKERS.search(data) else (0, None)
-    return Bounds(model, most, len(body) + images * IMAGE_TOKENS, unbounded)
+                    most = _larger(most, _output_limit(f"generationConfig.{name}", config[name]))
+    return most
+
+
+def _larger(most: int | None, limit: int) -> int:
+    return limit if most is None or limit > most else most
 
 
 def _output_limit(name: str, value: Any) -> int:
+    if type(value) is int and 1 <= value <= MAX_OUTPUT_TOKENS:  # the usual case; a bool is not an int here
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{name}: must be a whole number of tokens, not {msgspec.json.encode(value).decode()}")
     if not 1 <= value <= MAX_OUTPUT_TOKENS:

@@ -24,11 +24,13 @@ Every charge is computed in Decimal and rounded once to whole nano-dollars, half
 
 The reservation is the most a request can cost, from its bounds (bounds.py: input bytes as tokens, an allowance
 per image, and its output limit or the model's), at the highest rate that can apply (the provider's highest input
-and output rates, the meter's highest tier). A reservation rounds up, a charge half to even.
+and output rates, the meter's highest tier). A reservation rounds up, a charge half to even. A reservation runs
+on every request, so it is worked out in exact integers (a meter's rates as fractions, derived once per meter):
+the same figures as the Decimal rules, without their cost (tests/test_quote.py holds it to them).
 """
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import NamedTuple
 
 import msgspec
@@ -121,14 +123,47 @@ def meter_charge(meter: Meter, cost_nanos: int, tokens: int, characters: int, se
     return _nanos(Decimal(units) * tier.rate / _PER[meter.tier_type]), tier
 
 
+class _MeterRates(NamedTuple):
+    """What a quote needs of a meter, derived once per meter object: its highest and lowest tier rates as exact
+    fractions (numerator, denominator), and the lowest in nano- and pico-dollars, rounded down."""
+
+    high_n: int
+    high_d: int
+    low_n: int
+    low_d: int
+    low_nanos: int  # floor(lowest rate * 1e9)
+    low_pico: int   # floor(lowest rate * 1e12)
+
+
+# id(meter) -> (the meter, its rates). The entry holds its meter, so no other object can take that id while the
+# entry is here. A Meter is frozen and nothing changes its tiers in place: a meter changed in the database is read
+# back as a new object, with rates of its own.
+_METER_RATES: dict[int, tuple[Meter, _MeterRates]] = {}
+
+
+def _rates(meter: Meter) -> _MeterRates:
+    entry = _METER_RATES.get(id(meter))
+    if entry is not None and entry[0] is meter:
+        return entry[1]
+    high_n, high_d = max(t.rate for t in meter.tiers).as_integer_ratio()
+    low_n, low_d = min(t.rate for t in meter.tiers).as_integer_ratio()
+    rates = _MeterRates(high_n, high_d, low_n, low_d, low_n * 10**9 // low_d, low_n * 10**12 // low_d)
+    if len(_METER_RATES) >= 4096:  # meters come and go: keep the memo bounded
+        _METER_RATES.clear()
+    _METER_RATES[id(meter)] = (meter, rates)
+    return rates
+
+
 def max_meter_charge(meter: Meter, max_cost_nanos: int, max_tokens: int) -> int:
-    rate = max(t.rate for t in meter.tiers)
-    if meter.rate_type == "percentage":
-        return _ceil_nanos(Decimal(max_cost_nanos) / NANO * (1 + rate / 100))
-    if meter.tier_type == "tokens_1m":
-        return _ceil_nanos(Decimal(max_tokens) * rate / MILLION)
+    """The most a meter can charge a request of at most `max_cost_nanos` provider cost and `max_tokens` tokens,
+    at its highest tier: the Decimal rules of `meter_charge`, rounded up, in exact integer arithmetic."""
+    r = _rates(meter)
+    if meter.rate_type == "percentage":  # cost * (1 + rate / 100)
+        return max(0, _ceil_div(max_cost_nanos * (100 * r.high_d + r.high_n), 100 * r.high_d))
+    if meter.tier_type == "tokens_1m":  # tokens * rate / 1M, in nanos
+        return max(0, _ceil_div(max_tokens * r.high_n * 1000, r.high_d))
     if meter.tier_type == "requests":
-        return _ceil_nanos(rate)
+        return max(0, _ceil_div(r.high_n * 10**9, r.high_d))
     raise ValueError(f"a {meter.tier_type} meter cannot price a proxied request")  # UNPRICEABLE_METERS
 
 
@@ -137,17 +172,13 @@ def max_shortfall(meter: Meter, price: ModelPrice | None, max_cost: int, input_t
     pays that difference, so it is reserved from the merchant's wallet. Zero for a percentage meter without a
     discount; for a fixed meter, each token (or the request) at the provider's highest rate less the meter's
     lowest."""
-    low = min(t.rate for t in meter.tiers)
-    if meter.rate_type == "percentage":
-        return 0 if low >= 0 else _ceil_nanos(Decimal(max_cost) / NANO * (-low / 100))
+    r = _rates(meter)
+    if meter.rate_type == "percentage":  # a discount (a negative rate) leaves cost * -rate / 100 unpaid
+        return 0 if r.low_n >= 0 else max(0, _ceil_div(max_cost * -r.low_n, 100 * r.low_d))
     if meter.tier_type == "requests":
-        return max(0, max_cost - int((low * NANO).to_integral_value(ROUND_FLOOR)))
+        return max(0, max_cost - r.low_nanos)
     if price is None:
         return 0
     p_in, p_out = price.reserve_rates(input_tokens)  # pico-dollars per 1M tokens
-    r = int((low * 10**12).to_integral_value(ROUND_FLOOR))  # the meter's rate, in the same unit
-    return _ceil_div(input_tokens * max(0, p_in - r) + max_out * max(0, p_out - r), 10**9)
-
-
-def _ceil_nanos(usd: Decimal) -> int:
-    return max(0, int((usd * NANO).to_integral_value(rounding="ROUND_CEILING")))
+    low = r.low_pico  # the meter's rate, in the same unit
+    return _ceil_div(input_tokens * max(0, p_in - low) + max_out * max(0, p_out - low), 10**9)

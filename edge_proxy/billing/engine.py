@@ -123,12 +123,12 @@ class BillingEngine:
         if attempt.free:  # a token count (the catalogue's free endpoints): no fee, no meter, no reservation
             return FREE
         unmanaged = principal.provider_key is not None
-        price = self.prices.lookup(provider, model)
-        limit = self.prices.output_limit(provider, model)
+        price = self.prices.lookup(provider, model)  # one lookup: the output limit is the price's own
+        limit = price.max_output_tokens if price is not None else None  # PriceTable.output_limit
         if bounds.max_output is not None and limit is not None and bounds.max_output > limit:
             raise InvalidRequest(f"max_tokens: {model} writes at most {limit} tokens, not {bounds.max_output}")
-        if unmanaged:
-            max_out = bounds.max_output or limit or self.prices.max_output_tokens(provider, model)
+        if unmanaged:  # a BYOK request's ceiling may be a guess: PriceTable.max_output_tokens
+            max_out = bounds.max_output or (limit if limit is not None else self.prices.default_max_output_tokens)
             return quote(billing, price, bounds.input_tokens, max_out, True)
         if not bounds.parsed:
             raise InvalidRequest("the request body is not a JSON object, so the gateway cannot bound what it costs "
@@ -158,13 +158,16 @@ class BillingEngine:
                                      "so spending cannot be settled: the gateway takes no new reservations until "
                                      "it answers again")
         payer = merchant = None
+        leases = self.leases
         if q.payer and billing.payer_id:
-            payer = await self.leases.reserve(Payer(billing.payer_kind, billing.payer_id), q.payer)
+            who = Payer(billing.payer_kind, billing.payer_id)
+            payer = leases.reserve_local(who, q.payer) or await leases.reserve(who, q.payer)
         if q.merchant:
             try:
-                merchant = await self.leases.reserve(Payer("merchant", billing.merchant_id), q.merchant)
+                who = Payer("merchant", billing.merchant_id)
+                merchant = leases.reserve_local(who, q.merchant) or await leases.reserve(who, q.merchant)
             except BaseException:
-                self.leases.finished(payer, q.payer, 0)
+                leases.finished(payer, q.payer, 0)
                 raise
         held = Reservation(payer, q.payer if payer else 0, merchant, q.merchant if merchant else 0)
         self.inflight[request_id] = held

@@ -74,16 +74,24 @@ class Leases:
         """Set `amount` aside for one request. Raises InsufficientBalance (402) or ServiceUnavailable (503)."""
         if amount <= 0:
             return None
+        return self.reserve_local(payer, amount) or await self._grow(payer, amount)
+
+    def reserve_local(self, payer: Payer, amount: int) -> Lease | None:
+        """`reserve` when this worker's lease has room for a positive `amount` (no store call, no await), else
+        None: then the caller awaits `reserve`, which asks the store."""
         lease = self._leases.get(payer)
-        if lease is not None and lease.total - lease.used >= amount and lease.expires > time.monotonic():
-            lease.used += amount
-            lease.admitted += 1
-            lease.last_used = time.monotonic()
-            self.local_hits += 1
-            if not lease.refilling and (lease.total - lease.used) * 2 < lease.target:
-                self._refill_soon(lease, amount)
-            return lease
-        return await self._grow(payer, amount)
+        if lease is None or lease.total - lease.used < amount or amount <= 0:
+            return None
+        now = time.monotonic()
+        if lease.expires <= now:
+            return None
+        lease.used += amount
+        lease.admitted += 1
+        lease.last_used = now
+        self.local_hits += 1
+        if not lease.refilling and (lease.total - lease.used) * 2 < lease.target:
+            self._refill_soon(lease, amount)
+        return lease
 
     def _chunk_nanos(self, lease: Lease, amount: int, now: float) -> int:
         """How much a grown lease should hold: `chunk` requests' worth, or what the payer's requests used in

@@ -1,0 +1,82 @@
+"""One table of media-scan cases, run against the compiled scan and its pure-Python twin (the regular expression).
+
+A body the scan passes over is reserved for without parsing it whole, so a marker it misses would let an image
+(6,000 tokens each) or content by reference through at the price of its bytes: every marker, at every place in a
+body, must be found.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import random
+
+import pytest
+
+from edge_proxy.billing import _media_scan_py, bounds
+
+PURE_PYTHON = os.environ.get("EDGE_PROXY_PURE_PYTHON", "") not in ("", "0")
+MARKERS = [b"image", b"file", b"document", b"video", b"\\u"]
+
+
+def compiled():
+    """The compiled scan, which must be built (tests/test_fastpath_loaded.py says so when it is not)."""
+    if PURE_PYTHON:
+        pytest.skip("EDGE_PROXY_PURE_PYTHON is set: only the pure-Python twin is under test")
+    return importlib.import_module("edge_proxy.billing._media_scan_c")
+
+
+@pytest.fixture(params=["py", "c"])
+def build(request):
+    """The media-scan module under test: the twin, or the compiled module."""
+    return _media_scan_py if request.param == "py" else compiled()
+
+
+CASES = [  # id, body, holds a marker
+    ("an empty body holds none", b"", False),
+    ("a plain chat body holds none",
+     b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}],"max_tokens":64}', False),
+    ("an OpenAI image part", b'{"messages":[{"content":[{"type":"image_url","image_url":{"url":"x"}}]}]}', True),
+    ("a Responses file by id", b'{"input":[{"content":[{"type":"input_file","file_id":"f1"}]}]}', True),
+    ("an Anthropic document", b'{"messages":[{"content":[{"type":"document","source":{}}]}]}', True),
+    ("a Gemini video by URI", b'{"contents":[{"parts":[{"fileData":{"fileUri":"gs://v"}}]}]}', True),
+    ("a video URL", b'{"messages":[{"content":[{"type":"video_url","video_url":"u"}]}]}', True),
+    ("a key spelled with an escape", b'{"\\u0069mage_url":1}', True),
+    ("a marker at the very start", b"image", True),
+    ("a marker at the very end", b'{"a":"b"}video', True),
+    ("a backslash at the very end is not an escape of u", b'{"a":"b\\', False),
+    ("a marker cut short at the end is not one", b'{"a":"b"}imag', False),
+    ("a cut `file` at the end is not one", b"fil", False),
+    ("a cut `document` at the end is not one", b"documen", False),
+    ("capitals are not markers (JSON keys and types are lower case)", b'{"Image":"File Document Video"}', False),
+    ("a backslash before another letter is no marker", b'{"a":"line\\nbreak \\t"}', False),
+    ("bytes past ASCII do not confuse it", "{\"a\":\"caf\u00e9 \u6587\u4ef6 \U0001f5bc\"}".encode(), False),
+    ("a marker after bytes past ASCII", "\u00e9\u00e9image".encode(), True),
+    ("a NUL byte before a marker", b"\x00\x00file", True),
+]
+
+
+@pytest.mark.parametrize("body,found", [(b, f) for _, b, f in CASES], ids=[i for i, _, _ in CASES])
+def test_media_markers(build, body, found):
+    assert build.has_media_markers(body) is found
+
+
+def test_random_bodies_agree_with_the_regular_expression():
+    scan = compiled()
+    rng = random.Random(17)
+    alphabet = b'ifdvuaegmcnlotmo\\"{}: '
+    for _ in range(5000):
+        body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        if rng.random() < 0.3:
+            at = rng.randrange(0, len(body) + 1)
+            body = body[:at] + rng.choice(MARKERS)[:rng.randrange(1, 9)] + body[at:]
+        assert scan.has_media_markers(body) is _media_scan_py.has_media_markers(body), body
+
+
+def test_an_image_in_a_long_body_is_still_counted():
+    body = b'{"max_tokens":10,"messages":[{"content":"' + b"x" * 100_000 + b'"},{"type":"image_url"}]}'
+    assert bounds.request_bounds(body).input_tokens == len(body) + bounds.IMAGE_TOKENS
+
+
+def test_the_compiled_scan_refuses_what_is_not_bytes():
+    with pytest.raises(TypeError):
+        compiled().has_media_markers(None)

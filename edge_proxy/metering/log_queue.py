@@ -132,8 +132,9 @@ class LogQueue:
                 continue
             if not self._queue:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.replay_every)
+                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296)
+                    async with asyncio.timeout(self.replay_every):
+                        await self._wake.wait()
                 except TimeoutError:
                     await self._maybe_replay()
                 continue
@@ -141,7 +142,8 @@ class LogQueue:
             if len(self._queue) < self.batch_size and wait > 0:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 if len(self._queue) < self.batch_size and time.monotonic() - self._first_at < self.max_age:
@@ -179,7 +181,8 @@ class LogQueue:
     async def _commit(self, request_ids: list[str], lines: list[bytes]) -> bool:
         started = time.monotonic()
         try:
-            await asyncio.wait_for(self.commit(request_ids, lines), 30)
+            async with asyncio.timeout(30):
+                await self.commit(request_ids, lines)
         except Exception as exc:  # any store or writer failure: the records stay, and are tried again
             self.write_failures += 1
             if self._failing_since is None:

@@ -8,10 +8,12 @@ requests, so start-up cancels out. It does that for the compiled build and for t
 (callgrind sees C and Cython frames; cProfile, bench/profile_stages.py, sees the Python ones).
 
     apt-get install valgrind          # not a test dependency
-    .venv/bin/python bench/instructions.py [--requests 1000] [--top 25] [--builds compiled,pure]
+    .venv/bin/python bench/instructions.py [--requests 3000] [--top 25] [--builds compiled,pure]
 
 Instructions are not time (a cache miss or a system call costs more than its count), so read them beside the
-timed benchmarks, not instead of them. Each run takes about 30 s plus 2-3 s per 100 requests.
+timed benchmarks, not instead of them. The count also takes in the time-driven background work (lease top-ups,
+the metrics publisher, key-event polls) that runs during the extra requests, slowed 50x by valgrind: with 1,000
+requests one run in a few was off by a third, so the default is 3,000. About 30 s plus 2-3 s per 100 requests.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def measure(build: str, requests: int, top: int, tmp: Path) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=1000, help="extra requests between the two runs")
+    ap.add_argument("--requests", type=int, default=3000, help="extra requests between the two runs")
     ap.add_argument("--top", type=int, default=0, help="also list the C functions with the most instructions")
     ap.add_argument("--builds", default="compiled,pure")
     ap.add_argument("--out", default=str(BENCH / "out" / "instructions.json"))

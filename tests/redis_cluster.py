@@ -133,9 +133,24 @@ class LocalRedisCluster(processes.ServerSet):
     def master_for_key(self, key: str) -> int:
         return self.owner(self.slot_of(key))
 
-    def promote(self, master: int) -> None:
-        """A manual failover of `master`: CLUSTER FAILOVER on its replica."""
-        self.failover(self.replica_of(master))
+    def promote(self, master: int, attempts: int = 3) -> None:
+        """A manual failover of `master`: CLUSTER FAILOVER on its replica. Redis gives a manual failover 5 s for the
+        replica to catch up and win the vote, and otherwise drops it silently (a busy machine under traffic); so
+        it is asked again, up to `attempts` times, until the replica is a master."""
+        replica = self.replica_of(master)
+
+        def promoted() -> bool:
+            return bool(self.node(replica).client().info("replication")["role"] == "master")
+        for attempt in range(attempts):
+            if attempt and promoted():  # the last request went through just after its wait ended
+                return
+            self.failover(replica)
+            try:
+                processes.wait_until(promoted, 8, f"{replica} to take over from {master}", 0.1)
+                return
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
 
     def wait_ok(self, timeout: float = 30) -> None:
         """Until every live node says cluster_state:ok, they all agree who owns every slot, and every live

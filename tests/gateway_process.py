@@ -76,11 +76,22 @@ class GatewayProcess:
                 raise RuntimeError(f"gateway exited early:\n{self.log()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    self._wait_all_workers(deadline)
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"gateway did not come up:\n{self.log()}")
+
+    def _wait_all_workers(self, deadline: float) -> None:
+        """The first worker answers /healthz; the others may still be starting, and a signal sent to a worker
+        that has not finished starting is not one it drains on (a test's SIGTERM once caught the second worker
+        there, and its records waited in the journal for the next start). Granian logs "Started worker-N" when
+        a worker is up; with its log level above INFO there is nothing to wait for."""
+        while time.monotonic() < deadline and "Started worker" in (text := self.log()):
+            if all(f"Started worker-{i}\n" in text for i in range(1, self.workers + 1)):
+                return
+            time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

@@ -16,6 +16,13 @@ from .redis_fixtures import redis_cluster, redis_deployments, redis_topology  # 
 from .trust_world import trust_world  # noqa: F401
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Name a failure the moment it happens (pytest -n 2 prints them only at the end, which a run cut short by
+    CI's time limit never reaches)."""
+    if report.failed:
+        print(f"\nFAILED {report.nodeid} ({report.when}, {report.duration:.1f} s)", flush=True)
+
+
 @pytest.fixture(scope="session")
 def fake() -> FakeProvider:
     server = FakeProvider()

@@ -51,6 +51,7 @@ class LocalRedisCluster(processes.ServerSet):
         self.dir: Path | None = None
         self.nodes: list[Node] = []
         self.frozen: set[int] = set()
+        self.owned: dict[int, set[int]] = {}  # the slots a master owned when a fault was done to it
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -138,6 +139,7 @@ class LocalRedisCluster(processes.ServerSet):
         replica to catch up and win the vote, and otherwise drops it silently (a busy machine under traffic); so
         it is asked again, up to `attempts` times, until the replica is a master."""
         replica = self.replica_of(master)
+        self._remember_slots(master)
 
         def promoted() -> bool:
             return bool(self.node(replica).client().info("replication")["role"] == "master")
@@ -172,6 +174,7 @@ class LocalRedisCluster(processes.ServerSet):
     def kill(self, port: int) -> None:
         """kill -9 a node."""
         node = self.node(port)
+        self._remember_slots(port)
         self.frozen.discard(port)
         processes.kill(node.proc, signal.SIGKILL)
 
@@ -188,8 +191,9 @@ class LocalRedisCluster(processes.ServerSet):
 
     def wait_for_failover(self, old_master: int, timeout: float = 30) -> int:
         """Until the slots `old_master` owned belong to another live master and the cluster is ok; returns that
-        master's port."""
-        slots = set(next(n["slots"] for n in self.topology() if n["port"] == old_master))
+        master's port. The slots are those `old_master` owned before the fault: read after it, a node that already
+        saw the failover shows the old master with none, and no take-over of nothing would ever be seen."""
+        slots = self.owned.get(old_master) or set(next(n["slots"] for n in self.topology() if n["port"] == old_master))
 
         def taken_over():
             for n in self.topology():
@@ -200,7 +204,11 @@ class LocalRedisCluster(processes.ServerSet):
         self.wait_ok(timeout)
         return new
 
+    def _remember_slots(self, port: int) -> None:
+        self.owned[port] = set(next(n["slots"] for n in self.topology() if n["port"] == port))
+
     def freeze(self, port: int) -> None:
+        self._remember_slots(port)
         self.node(port).proc.send_signal(signal.SIGSTOP)
         self.frozen.add(port)
 

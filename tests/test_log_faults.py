@@ -17,6 +17,7 @@ from edge_proxy.metering.log_queue import LogQueue
 from edge_proxy.metering.record import RequestRecord, from_json_line, now_iso, to_json_line
 
 from .gateway_process import GatewayProcess, base_env
+from .processes import wait_until
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -170,19 +171,25 @@ def test_a_spill_segment_of_an_older_version_is_replayed(tmp_path):
 
 # -- a real gateway under load ----------------------------------------------------------------------------
 
-def _load(gw: GatewayProcess, n: int, workers: int = 8, codes: list[int] | None = None) -> list[str]:
-    """n requests from several threads; returns the request ids of the ones answered 200."""
+def _load(gw: GatewayProcess, n: int, workers: int = 8, codes: list[int] | None = None,
+          answered: list[str] | None = None) -> list[str]:
+    """n requests from several threads; returns the request ids of the ones answered 200 (also appended to
+    `answered` as they come, for a test that acts in the middle of the load)."""
+    answered = [] if answered is None else answered
+
     def one(_):
         try:
             r = httpx.post(gw.url + "/providers/openai/v1/chat/completions", json=CHAT,
                            headers={"Authorization": f"Bearer {gw.secret_key}"}, timeout=10)
         except httpx.TransportError:
-            return None
+            return
         if codes is not None:
             codes.append(r.status_code)
-        return r.headers.get("x-lava-request-id") if r.status_code == 200 else None
+        if r.status_code == 200:
+            answered.append(r.headers["x-lava-request-id"])
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return [rid for rid in pool.map(one, range(n)) if rid]
+        list(pool.map(one, range(n)))
+    return answered
 
 
 def test_sigterm_under_load_drains_the_queue_before_exit(fake, tmp_path):
@@ -191,11 +198,11 @@ def test_sigterm_under_load_drains_the_queue_before_exit(fake, tmp_path):
     gw = GatewayProcess(env, workers=2).start(tmp_path)
     answered: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(_load, gw, 400)
-        time.sleep(0.5)
+        future = pool.submit(_load, gw, 400, answered=answered)
+        # SIGTERM in the middle of the load: once answers come (a fixed sleep on a busy machine came before any)
+        wait_until(lambda: len(answered) >= 20, 30, "20 answers before SIGTERM", 0.02)
         gw.stop(signal.SIGTERM)
-        answered = future.result(timeout=60)
-    assert answered, "some requests must have been answered before shutdown"
+        future.result(timeout=60)
     with sqlite3.connect(tmp_path / "g.db") as conn:
         logged = {r[0] for r in conn.execute("SELECT request_id FROM requests")}
     assert not (set(answered) - logged), "with the store up, the drain writes everything"

@@ -197,7 +197,8 @@ def load(ids: set[str]) -> tuple[str, dict[str, Source]]:
         raise ValueError(f"genai-prices has no provider {sorted(missing)}: update GENAI_PRICES_IDS")
     # One provider at a time: its decoded JSON is garbage before the next is read. Decoding the whole snapshot at
     # once peaked at about 2 MB of short-lived objects, and a worker's heap keeps the pages they touched.
-    return tag, {pid: _convert(_revive(msgspec.json.decode(by_id[pid])), tag) for pid in sorted(ids)}
+    decimals: dict[str, Decimal] = {}  # one object per price value: ~1,700 prices share ~230 values
+    return tag, {pid: _convert(_revive(msgspec.json.decode(by_id[pid]), decimals), tag) for pid in sorted(ids)}
 
 
 # --- the snapshot: genai-prices' own objects, as plain JSON ----------------------------------------------------
@@ -242,22 +243,27 @@ def _plain(value: Any) -> Any:
 _KINDS: dict[str, type] = {}
 
 
-def _revive(value: Any) -> Any:
-    """The snapshot's JSON as objects with genai-prices' type names and attributes (what _convert reads)."""
+def _revive(value: Any, decimals: dict[str, Decimal]) -> Any:
+    """The snapshot's JSON as objects with genai-prices' type names and attributes (what _convert reads); equal
+    Decimals are one object, kept in ``decimals``."""
     if isinstance(value, list):
-        return [_revive(v) for v in value]
+        return [_revive(v, decimals) for v in value]
     if not isinstance(value, dict):
         return value
     if "@decimal" in value:
-        return Decimal(value["@decimal"])
+        text = value["@decimal"]
+        found = decimals.get(text)
+        if found is None:
+            found = decimals[text] = Decimal(text)
+        return found
     if "@date" in value:
         return date.fromisoformat(value["@date"])
     if "@time" in value:
         return time.fromisoformat(value["@time"])
     if "@" in value:
         kind = _KINDS.get(value["@"]) or _KINDS.setdefault(value["@"], type(value["@"], (SimpleNamespace,), {}))
-        return kind(**{k: _revive(v) for k, v in value.items() if k != "@"})
-    return {k: _revive(v) for k, v in value.items()}
+        return kind(**{k: _revive(v, decimals) for k, v in value.items() if k != "@"})
+    return {k: _revive(v, decimals) for k, v in value.items()}
 
 
 def write_snapshot(path: Path = SNAPSHOT) -> None:

@@ -21,14 +21,13 @@ from .access import Access
 from .api import admin, customers, meters, models, requests, secret_keys, spend_keys, usage, wallet, webhooks
 from .errors import MethodNotAllowed, NotFound
 from .request_path.plan import forward_plan, providers_plan
-from .unified.count_tokens_plan import count_tokens_plan
-from .unified.embeddings_plan import embeddings_plan
 from .unified.planner import chat_completions_plan, messages_plan, responses_plan, rewrite_plan
 
 if TYPE_CHECKING:
     from granian.rsgi import HTTPProtocol, Scope
 
     from .request_path.pipeline import Planner
+    from .request_path.plan import Plan
     from .services import Services
 
 Handler = Callable[..., Awaitable[None]]
@@ -67,6 +66,18 @@ async def healthz(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None
 
 async def metrics(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:
     proto.response_bytes(200, _PROMETHEUS, await svc.observability.render())
+
+
+def count_tokens_plan(svc: Services, scope: Scope, query: str, raw: bytes) -> Plan:
+    # The token-count and embeddings planners import the format translators: they load with the first request
+    # to their route, not in every worker at start (unified/planner.py loads its translators the same way).
+    from .unified.count_tokens_plan import count_tokens_plan as plan
+    return plan(svc, scope, query, raw)
+
+
+def embeddings_plan(svc: Services, scope: Scope, query: str, raw: bytes) -> Plan:
+    from .unified.embeddings_plan import embeddings_plan as plan  # loaded when first used: see count_tokens_plan
+    return plan(svc, scope, query, raw)
 
 
 async def dashboard_pages(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:

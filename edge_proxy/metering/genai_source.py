@@ -178,15 +178,27 @@ def _dash_date(m: re.Match[str]) -> str:
 SNAPSHOT = Path(__file__).with_name("genai_prices.json")
 
 
+class _Snapshot(msgspec.Struct):
+    version: str
+    providers: list[msgspec.Raw]  # each provider's JSON, decoded only when it is converted
+
+
+class _ProviderId(msgspec.Struct):
+    id: str
+
+
 def load(ids: set[str]) -> tuple[str, dict[str, Source]]:
     """genai-prices' version and its providers ``ids`` converted (an id it does not have is an error)."""
-    data = msgspec.json.decode(SNAPSHOT.read_bytes())
-    tag = f"genai-prices {data['version']}"
-    by_id = {p.id: p for p in (_revive(p) for p in data["providers"])}
+    data = msgspec.json.decode(SNAPSHOT.read_bytes(), type=_Snapshot)
+    tag = f"genai-prices {data.version}"
+    by_id = {msgspec.json.decode(raw, type=_ProviderId).id: raw for raw in data.providers}
     missing = ids - set(by_id)
     if missing:
         raise ValueError(f"genai-prices has no provider {sorted(missing)}: update GENAI_PRICES_IDS")
-    return tag, {pid: _convert(by_id[pid], tag) for pid in sorted(ids)}
+    # One provider at a time: its decoded JSON is garbage before the next is read. Decoding the whole snapshot at
+    # once peaked at about 2 MB of short-lived objects, and a worker's heap keeps the pages they touched.
+    decimals: dict[str, Decimal] = {}  # one object per price value: ~1,700 prices share ~230 values
+    return tag, {pid: _convert(_revive(msgspec.json.decode(by_id[pid]), decimals), tag) for pid in sorted(ids)}
 
 
 # --- the snapshot: genai-prices' own objects, as plain JSON ----------------------------------------------------
@@ -231,22 +243,27 @@ def _plain(value: Any) -> Any:
 _KINDS: dict[str, type] = {}
 
 
-def _revive(value: Any) -> Any:
-    """The snapshot's JSON as objects with genai-prices' type names and attributes (what _convert reads)."""
+def _revive(value: Any, decimals: dict[str, Decimal]) -> Any:
+    """The snapshot's JSON as objects with genai-prices' type names and attributes (what _convert reads); equal
+    Decimals are one object, kept in ``decimals``."""
     if isinstance(value, list):
-        return [_revive(v) for v in value]
+        return [_revive(v, decimals) for v in value]
     if not isinstance(value, dict):
         return value
     if "@decimal" in value:
-        return Decimal(value["@decimal"])
+        text = value["@decimal"]
+        found = decimals.get(text)
+        if found is None:
+            found = decimals[text] = Decimal(text)
+        return found
     if "@date" in value:
         return date.fromisoformat(value["@date"])
     if "@time" in value:
         return time.fromisoformat(value["@time"])
     if "@" in value:
         kind = _KINDS.get(value["@"]) or _KINDS.setdefault(value["@"], type(value["@"], (SimpleNamespace,), {}))
-        return kind(**{k: _revive(v) for k, v in value.items() if k != "@"})
-    return {k: _revive(v) for k, v in value.items()}
+        return kind(**{k: _revive(v, decimals) for k, v in value.items() if k != "@"})
+    return {k: _revive(v, decimals) for k, v in value.items()}
 
 
 def write_snapshot(path: Path = SNAPSHOT) -> None:

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -217,10 +217,13 @@ def _under(path: str, base: str) -> bool:
     return path == base or path.startswith(base + "/") or base == ""
 
 
-def _read_toml(path: str | None) -> dict[str, Any]:
-    if path is None:
-        return tomllib.loads(resources.files(__package__).joinpath("catalogue.toml").read_text("utf-8"))
-    with open(path, "rb") as fh:
+# Beside this module, as genai_prices.json is beside metering/genai_source.py (importlib.resources would bring in
+# zipfile, tempfile and shutil for one read of a file on disk).
+_SHIPPED = Path(__file__).with_name("catalogue.toml")
+
+
+def _read_toml(path: str | Path | None) -> dict[str, Any]:
+    with open(path or _SHIPPED, "rb") as fh:
         return tomllib.load(fh)
 
 

@@ -30,13 +30,9 @@ from ..errors import InvalidRequest, NotFound
 from ..request_path.body import json_object
 from ..request_path.plan import Attempt, Plan, Translation
 from ._common import dumps, include_usage
-from .anthropic import anthropic_request_to_openai, openai_request_to_anthropic
-from .gemini import gemini_path, gemini_request_to_openai, openai_request_to_gemini
 from .models import Fallback, guess_provider, parse_fallbacks, split_model
-from .responses import responses_request_to_openai
 from .rewrite import parse_rewrite_path
 from .stream_usage import StripUsage, with_usage_requested
-from .translation import FormatTranslation
 
 if TYPE_CHECKING:
     from granian.rsgi import Scope
@@ -163,6 +159,8 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
         data = raw if raw and (up == "gemini" or body.get("model") == model) else dumps(upstream)
         translation = None
     else:
+        # The translators load with the first request that needs one, not in every worker at start (~1 MB).
+        from .translation import FormatTranslation
         upstream = _from_hub(up, _to_hub(client, body, model, stream, provider))
         data = dumps(upstream)
         translation = FormatTranslation(up, client, model, usage)
@@ -219,6 +217,7 @@ def _upstream_format(provider: Provider, client: str) -> str:
 def _endpoint(base: str, up: str, model: str, stream: bool) -> tuple[str, str]:
     """The path (from the origin) and query of a provider's chat endpoint, under its base path."""
     if up == "gemini":
+        from .gemini import gemini_path  # a translator: loaded when first needed (see _attempt)
         if _URL_UNSAFE.search(model.removeprefix("models/")):
             raise ValueError(f"model: {model!r} is not a Gemini model name")
         path = gemini_path(model, stream)  # checks the model name; its "/v1beta" is the public base's
@@ -230,10 +229,13 @@ def _to_hub(client: str, body: dict[str, Any], model: str, stream: bool, provide
     """The client's request as an OpenAI chat completions request (the hub format)."""
     param = "max_completion_tokens" if provider.name == "openai" else "max_tokens"
     if client == "anthropic":
+        from .anthropic import anthropic_request_to_openai  # translators: loaded when first needed (see _attempt)
         hub = anthropic_request_to_openai(body, max_tokens_param=param)
     elif client == "gemini":
+        from .gemini import gemini_request_to_openai
         hub = gemini_request_to_openai(body, model, stream, max_tokens_param=param)
     elif client == "responses":
+        from .responses import responses_request_to_openai
         hub = responses_request_to_openai(body, max_tokens_param=param)
     else:
         hub = dict(body)
@@ -243,8 +245,10 @@ def _to_hub(client: str, body: dict[str, Any], model: str, stream: bool, provide
 
 def _from_hub(up: str, hub: dict[str, Any]) -> dict[str, Any]:
     if up == "anthropic":
+        from .anthropic import openai_request_to_anthropic  # translators: loaded when first needed (see _attempt)
         return openai_request_to_anthropic(hub)
     if up == "gemini":
+        from .gemini import openai_request_to_gemini
         return openai_request_to_gemini(hub)[0]
     return hub
 

@@ -1,0 +1,125 @@
+"""What a gateway worker imports at start, in the default configuration (SQLite, no Redis, tracing off): only what
+serving needs. Features that are off, and parts of a feature that few requests use (the format translators, the
+dashboard's pages), load with their first use; each saves every worker's memory (bench/RESULTS.md, "wave/rss").
+
+Each case runs in a fresh interpreter: this test process has imported everything already.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .gateway_process import ROOT, base_env
+
+# `edge-proxy serve` up to Granian's fork (settings, the catalogue, the metrics directory), then what a worker does
+# after it (the app built and started on uvloop): a worker is a fork of that process, so it holds both.
+WORKER = """
+import asyncio, json, sys
+import uvloop
+from edge_proxy import cli
+
+def worker(settings):
+    import edge_proxy.app
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = edge_proxy.app.create_app()
+    app.__rsgi_init__(loop)
+    try:
+        print(json.dumps(sorted(sys.modules)))
+    finally:
+        app.__rsgi_del__(loop)
+
+cli._run_granian = worker
+sys.exit(cli.main(["serve", "--port", "1"]))
+"""
+
+NOT_AT_START = [
+    ("the dashboard's pages", "edge_proxy.dashboard.routes"),
+    ("jinja2, the dashboard's templates", "jinja2"),
+    ("the Anthropic request translator", "edge_proxy.unified.anthropic"),
+    ("the Gemini request translator", "edge_proxy.unified.gemini"),
+    ("the Responses request translator", "edge_proxy.unified.responses"),
+    ("the answers' translation", "edge_proxy.unified.translation"),
+    ("the token-count planner", "edge_proxy.unified.count_tokens_plan"),
+    ("the embeddings planner", "edge_proxy.unified.embeddings_plan"),
+    ("the MCP server", "edge_proxy.mcp.server"),
+    ("the MCP SDK", "mcp"),
+    ("the Python client", "edge_proxy.client"),
+    ("asyncpg on SQLite", "asyncpg"),
+    ("redis-py without a Redis URL", "redis"),
+    ("OpenTelemetry with tracing off", "opentelemetry"),
+    ("the tracer with tracing off", "edge_proxy.observability.tracing"),
+    ("genai-prices, the price-source tooling", "genai_prices"),
+    ("pydantic", "pydantic"),
+    ("importlib.resources (zipfile with it)", "importlib.resources"),
+]
+
+
+@pytest.fixture(scope="module")
+def worker_modules(tmp_path_factory) -> set[str]:
+    tmp = tmp_path_factory.mktemp("worker")
+    done = subprocess.run([sys.executable, "-c", WORKER], cwd=ROOT, env=base_env(tmp / "g.db", None),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    # the run reached a started worker: what serving needs is there (so an empty list cannot pass the table below)
+    assert {"edge_proxy.request_path.pipeline", "edge_proxy.services", "prometheus_client"} <= modules
+    return modules
+
+
+@pytest.mark.parametrize("what, module", NOT_AT_START, ids=[f"a worker starts without {w}" for w, _ in NOT_AT_START])
+def test_a_worker_starts_without(worker_modules, what, module):
+    assert module not in worker_modules, f"{module} ({what}) is imported at a worker's start"
+
+
+# Each lazily loaded part, used once in a fresh gateway (in-process, the fake provider upstream): it was not loaded
+# before the request, the request is answered as usual, and the part is loaded after it.
+FIRST_USE = """
+import asyncio, json, sys, tempfile
+from pathlib import Path
+from tests.fake_provider import FakeProvider
+from tests.inprocess import InProcess
+
+method, path, body, module = json.loads(sys.argv[1])
+
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        async with FakeProvider() as fake, InProcess(Path(tmp), fake.url) as gw:
+            before = module in sys.modules
+            answer = await gw.call(method, path, body=body, key=gw.secret_key)
+            print(json.dumps({"before": before, "after": module in sys.modules, "status": answer.status,
+                              "body": answer.body.decode("utf-8", "replace")}))
+
+asyncio.run(main())
+"""
+
+ASK = [{"role": "user", "content": "Say hello"}]
+FIRST_USES = [
+    ("an Anthropic-format request to an OpenAI model loads the translators",
+     "POST", "/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 20, "messages": ASK},
+     "edge_proxy.unified.translation", "content"),
+    ("an OpenAI-format request to a Claude model loads the Anthropic translator",
+     "POST", "/v1/chat/completions", {"model": "claude-haiku-4-5", "messages": ASK},
+     "edge_proxy.unified.anthropic", "choices"),
+    ("a token count loads its planner", "POST", "/v1/messages/count_tokens",
+     {"model": "claude-haiku-4-5", "messages": ASK}, "edge_proxy.unified.count_tokens_plan", "input_tokens"),
+    ("an embeddings request loads its planner", "POST", "/v1/embeddings",
+     {"model": "text-embedding-3-small", "input": "hello"}, "edge_proxy.unified.embeddings_plan", "embedding"),
+    ("the dashboard's sign-in page loads the pages", "GET", "/dashboard/login", None,
+     "edge_proxy.dashboard.routes", "<form"),
+]
+
+
+@pytest.mark.parametrize("why, method, path, body, module, needle", FIRST_USES, ids=[c[0] for c in FIRST_USES])
+def test_a_lazily_loaded_part_works_on_first_use(tmp_path, why, method, path, body, module, needle):
+    done = subprocess.run([sys.executable, "-c", FIRST_USE, json.dumps([method, path, body, module])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not seen["before"], f"{module} was loaded before its first use"
+    assert seen["status"] == 200, seen["body"][:500]
+    assert needle in seen["body"], seen["body"][:500]
+    assert seen["after"], f"{module} did not load on first use"

@@ -2,20 +2,17 @@
 """Compiled twin of edge_proxy.metering.usage_scan_py (built as edge_proxy.metering._usage_scan_c).
 
 The pure-Python twin is the specification; read its docstring for the rules. This module does the
-per-chunk work in C: newline search (memchr / a reverse scan), the usage-marker search (memmem)
-and the exact "usage object" test, so a chunk without usage costs a couple of C scans and no
-Python-level slicing. The JSON decode step is shared: candidate lines go to the same accumulators
-(msgspec view Structs in usage_types), so both twins return identical results.
+per-chunk work in C: newline search (memchr / a reverse scan), then one pass over the quotes of each
+data: line for the content keys, "delta" and the exact "usage object" test (where the twin runs a
+search per key), so a chunk without usage costs a few C scans and no Python-level slicing. The JSON
+decode step is shared: candidate lines go to the same accumulators (msgspec view Structs in
+usage_types), so both twins return identical results.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp
 
 from edge_proxy.metering.usage_types import (MAX_BODY, MAX_LINE, Usage, body_content_events, body_is_error, body_usage,
                                             new_accumulator)
-
-cdef extern from "string.h":
-    # GNU/BSD extension; Python.h defines _GNU_SOURCE before string.h is read.
-    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen) nogil
 
 __all__ = ["StreamScanner", "Usage", "usage_from_body"]
 
@@ -33,7 +30,6 @@ cdef enum:  # which content test a format's lines get (the twin's _CONTENT)
 
 cdef Py_ssize_t _MAX_LINE = MAX_LINE
 cdef Py_ssize_t _MAX_BODY = MAX_BODY
-cdef const char *_MARKER = b'"usage'
 
 
 def usage_from_body(fmt, body):
@@ -67,50 +63,84 @@ cdef const char *_value_of(const char *q, const char *end) noexcept nogil:
     return q
 
 
-cdef bint _object_at(const char *hit, const char *end) noexcept nogil:
-    """True when some '"usage' at or after hit (before end) reads '"usage(Metadata)?"' ws ':' ws '{'."""
-    cdef const char *q
-    while hit != NULL:
-        q = hit + 6
-        if end - q >= 8 and memcmp(q, b"Metadata", 8) == 0:
-            q += 8
-        if q < end and q[0] == b'"':
-            q = _value_of(q + 1, end)
-            if q != NULL and q < end and q[0] == b'{':
-                return True
-        hit += 1
-        hit = <const char *>memmem(hit, end - hit, _MARKER, 6) if hit < end else NULL
-    return False
+cdef inline bint _key(const char *r, const char *end, const char *key, Py_ssize_t klen) noexcept nogil:
+    """True when the bytes at r are `key` (its closing quote included)."""
+    return end - r >= klen and memcmp(r, key, klen) == 0
 
 
-cdef bint _string_value(const char *p, Py_ssize_t n, const char *key, Py_ssize_t klen) noexcept nogil:
-    """True when some `key` (quotes included) in p[:n] reads key ws ':' ws '"' and a byte that is not '"'."""
+cdef inline bint _string_after(const char *q, const char *end) noexcept nogil:
+    """Past a key's closing quote at q: ws ':' ws '"' and a byte that is not '"' (a non-empty string value)."""
+    q = _value_of(q, end)
+    return q != NULL and q + 1 < end and q[0] == b'"' and q[1] != b'"'
+
+
+cdef enum:  # what one pass over a data: line found (_scan_data)
+    CONTENT = 1  # a content key of the format with a non-empty string value ("functionCall" for Gemini)
+    DELTA = 2  # a "delta" key (OpenAI content counts only on such a line)
+    USAGE = 4  # a "usage" or "usageMetadata" key whose value is an object
+
+
+cdef int _scan_data(int kind, const char *p, Py_ssize_t n) noexcept nogil:
+    """The twin's _is_content and _wanted for the data: line p[:n], in one pass over its quotes.
+
+    The twin searches for each key on its own; every place one of its searches can match starts with a '"', so
+    looking at what follows each '"' of the line, once, finds exactly what they find."""
     cdef const char *end = p + n
-    cdef const char *hit = <const char *>memmem(p, n, key, klen)
-    cdef const char *q
-    while hit != NULL:
-        q = _value_of(hit + klen, end)
-        if q != NULL and q + 1 < end and q[0] == b'"' and q[1] != b'"':
-            return True
-        hit += 1
-        hit = <const char *>memmem(hit, end - hit, key, klen) if hit < end else NULL
-    return False
+    cdef const char *q = p + 5
+    cdef const char *r
+    cdef int found = 0
+    cdef char c
+    while True:
+        q = <const char *>memchr(q, b'"', end - q)
+        if q == NULL:
+            break
+        r = q + 1
+        q = r
+        if r >= end:
+            break
+        c = r[0]
+        if c == b'u':
+            if _key(r, end, b'usage', 5):
+                r += 5
+                if _key(r, end, b'Metadata', 8):
+                    r += 8
+                if r < end and r[0] == b'"':
+                    r = _value_of(r + 1, end)
+                    if r != NULL and r < end and r[0] == b'{':
+                        found |= USAGE
+        elif kind == OPENAI:
+            if c == b'd':
+                if _key(r, end, b'delta"', 6):
+                    found |= DELTA
+                    if _string_after(r + 6, end):
+                        found |= CONTENT
+            elif c == b'c':
+                if _key(r, end, b'content"', 8) and _string_after(r + 8, end):
+                    found |= CONTENT
+            elif c == b'a':
+                if _key(r, end, b'arguments"', 10) and _string_after(r + 10, end):
+                    found |= CONTENT
+            elif c == b'r':
+                if ((_key(r, end, b'refusal"', 8) and _string_after(r + 8, end))
+                        or (_key(r, end, b'reasoning"', 10) and _string_after(r + 10, end))
+                        or (_key(r, end, b'reasoning_content"', 18) and _string_after(r + 18, end))):
+                    found |= CONTENT
+        elif kind == ANTHROPIC:
+            if ((c == b't' and ((_key(r, end, b'text"', 5) and _string_after(r + 5, end))
+                                or (_key(r, end, b'thinking"', 9) and _string_after(r + 9, end))))
+                    or (c == b'p' and _key(r, end, b'partial_json"', 13) and _string_after(r + 13, end))):
+                found |= CONTENT
+        elif kind == GEMINI:
+            if ((c == b't' and _key(r, end, b'text"', 5) and _string_after(r + 5, end))
+                    or (c == b'f' and _key(r, end, b'functionCall"', 13))):
+                found |= CONTENT
+    if kind == OPENAI and not found & DELTA:
+        found &= ~CONTENT
+    return found
 
 
-cdef bint _is_content(int kind, const char *p, Py_ssize_t n) noexcept nogil:
-    """The twin's _is_content: a data: line that carried content, for the format's content keys."""
-    if kind == NO_CONTENT or n < 5 or memcmp(p, b"data:", 5) != 0:
-        return False
-    if kind == ANTHROPIC:
-        return (_string_value(p, n, b'"text"', 6) or _string_value(p, n, b'"partial_json"', 14)
-                or _string_value(p, n, b'"thinking"', 10))
-    if kind == GEMINI:
-        return _string_value(p, n, b'"text"', 6) or memmem(p, n, b'"functionCall"', 14) != NULL
-    if memmem(p, n, b'"delta"', 7) == NULL:
-        return False
-    return (_string_value(p, n, b'"content"', 9) or _string_value(p, n, b'"arguments"', 11)
-            or _string_value(p, n, b'"refusal"', 9) or _string_value(p, n, b'"reasoning_content"', 19)
-            or _string_value(p, n, b'"reasoning"', 11) or _string_value(p, n, b'"delta"', 7))
+cdef inline bint _is_data(const char *p, Py_ssize_t n) noexcept nogil:
+    return n >= 5 and memcmp(p, b"data:", 5) == 0
 
 
 cdef inline const char *_skip_ws(const char *q, const char *end) noexcept nogil:
@@ -148,13 +178,6 @@ cdef bint _is_error(const char *p, Py_ssize_t n) noexcept nogil:
         return False
     q = _skip_ws(q + 1, end)
     return end - q >= 7 and memcmp(q, b'"error"', 7) == 0
-
-
-cdef bint _wanted(const char *p, Py_ssize_t n) noexcept nogil:
-    """The twin's _wanted: a data: line holding a usage object."""
-    if n < 5 or memcmp(p, b"data:", 5) != 0:
-        return False
-    return _object_at(<const char *>memmem(p + 5, n - 5, _MARKER, 6), p + n)
 
 
 cdef class StreamScanner:
@@ -245,14 +268,14 @@ cdef class StreamScanner:
         return 0
 
     cdef int _line(self, const char *p, Py_ssize_t n) except -1:
-        cdef const char *hit
-        if _is_content(self._kind, p, n):
-            self._events += 1
+        cdef int found
         if not self._error and _is_error(p, n):
             self._error = True
-        if n >= 5 and memcmp(p, b"data:", 5) == 0:
-            hit = <const char *>memmem(p + 5, n - 5, _MARKER, 6)
-            if hit != NULL and _object_at(hit, p + n):
+        if _is_data(p, n):
+            found = _scan_data(self._kind, p, n)
+            if found & CONTENT:
+                self._events += 1
+            if found & USAGE:
                 self._acc.feed(PyBytes_FromStringAndSize(p + 5, n - 5))
         return 0
 
@@ -269,6 +292,9 @@ cdef class StreamScanner:
     def result(self):
         """The usage seen so far; may be called repeatedly and before the stream ends."""
         cdef bytes line, body
+        cdef const char *p
+        cdef Py_ssize_t n
+        cdef int found
         cdef Py_ssize_t events = self._events
         cdef bint error = self._error
         acc = self._acc
@@ -280,11 +306,14 @@ cdef class StreamScanner:
             error = body_is_error(body)
         elif self._tail_len and not self._skip:
             line = b"".join(self._tail)  # a final line that lost its newline
-            if _wanted(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)):
+            p = PyBytes_AS_STRING(line)
+            n = PyBytes_GET_SIZE(line)
+            found = _scan_data(self._kind, p, n) if _is_data(p, n) else 0
+            if found & USAGE:
                 acc = acc.copy()
                 acc.feed(line[5:])
-            events += _is_content(self._kind, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
-            error = error or _is_error(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line))
+            events += (found & CONTENT) != 0
+            error = error or _is_error(p, n)
         usage = acc.usage()
         usage.content_events = events
         usage.error_event = error

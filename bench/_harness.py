@@ -183,23 +183,38 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def _task_files(pid: int, name: str) -> dict[int, str] | None:
+    """The text of /proc/<pid>/task/<tid>/<name> for each thread, by tid; None when the process is gone. A thread
+    that ended meanwhile is left out (its time is in no file any more)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    out = {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                out[int(tid)] = f.read()
+        except OSError:
+            continue
+    return out
+
+
+def cpu_ns(pid: int) -> int | None:
+    """CPU time of a live process in nanoseconds, summed over its threads' schedstat (cpu_seconds counts clock
+    ticks, 10 ms each: too coarse for a block of a few hundred milliseconds)."""
+    files = _task_files(pid, "schedstat")
+    return None if files is None else sum(int(text.split()[0]) for text in files.values())
+
+
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds per thread of a process, keyed "name/tid" (Granian names its Rust threads)."""
     out: dict[str, float] = {}
     tck = os.sysconf("SC_CLK_TCK")
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
+    for tid, raw in (_task_files(pid, "stat") or {}).items():
         name = raw[raw.index("(") + 1: raw.rindex(")")]
         fields = raw.rpartition(")")[2].split()
-        out[f"{'main' if int(tid) == pid else name}/{tid}"] = (int(fields[11]) + int(fields[12])) / tck
+        out[f"{'main' if tid == pid else name}/{tid}"] = (int(fields[11]) + int(fields[12])) / tck
     return out
 
 
@@ -414,12 +429,13 @@ def request_bytes(port: int, path: str, auth: str, body: bytes, headers: list[tu
 
 # -- the lean client -----------------------------------------------------------------------------------------
 class Result:
-    __slots__ = ("t0", "t_head", "t_body", "t_end", "status", "nbytes", "overhead_ms", "body")
+    __slots__ = ("t0", "t_head", "t_body", "t_end", "status", "nbytes", "chunks", "overhead_ms", "body")
 
     def __init__(self) -> None:
         self.t0 = self.t_head = self.t_body = self.t_end = 0
         self.status = 0
         self.nbytes = 0
+        self.chunks = 0  # HTTP chunks of a chunked body, the empty last one included
         self.overhead_ms: float | None = None
         self.body: list[bytes] | None = None
 
@@ -473,6 +489,9 @@ class LeanConn(asyncio.Protocol):
         r.nbytes += len(body)
         if r.body is not None:
             r.body.append(body)
+
+    def on_chunk_complete(self) -> None:
+        self.res.chunks += 1
 
     def on_message_complete(self) -> None:
         r = self.res

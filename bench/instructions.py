@@ -35,8 +35,13 @@ _LINE = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+(.*?)(?: \[[^\]]*\])?$")
 
 def callgrind(requests: int, env: dict[str, str], out: Path) -> int:
     """Total instructions of one run of the request loop; the per-function profile goes to `out`."""
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-           str(BENCH / "bench_request_path.py"), "--only-requests", "--requests", str(requests)]
+    return instructions_of([sys.executable, str(BENCH / "bench_request_path.py"), "--only-requests", "--requests",
+                            str(requests)], env, out)
+
+
+def instructions_of(cmd: list[str], env: dict[str, str], out: Path) -> int:
+    """Total instructions of one run of `cmd` under callgrind; the per-function profile goes to `out`."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     found = _TOTAL.search(r.stderr)
     if r.returncode != 0 or not found:

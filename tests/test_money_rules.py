@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +22,7 @@ from edge_proxy.billing.reconcile import verify
 from edge_proxy.forward_token import encode_forward_token
 
 from .fake_provider import FakeProvider
-from .inprocess import Answer, InProcess
+from .inprocess import Answer, InProcess, Proto, Scope
 
 CHAT = "/providers/openai/v1/chat/completions"
 PROMPT = [{"role": "user", "content": "Say hello"}]
@@ -244,7 +245,32 @@ async def after_requests_and_credits_the_ledger_verifies(c: Case) -> None:
     assert tampered["ok"] is False and any("sum to 1 nanos" in p for p in tampered["problems"])
 
 
+async def a_stream_whose_handler_is_cancelled_midway_is_logged_once_and_relays_no_more(c: Case) -> None:
+    # The chunks of a stream are relayed by a task of their own (request_path/relay.py): cancelling the handler,
+    # as a server stopping does, must stop that task too, and the request is still logged, once, with what passed.
+    c.fake.slow_seconds = 0.2
+    body = json.dumps({**BODY, "model": "gpt-4o+fake-slow-stream", "stream": True}).encode()
+    proto = Proto(body)
+    token = encode_forward_token(c.gw.secret_key, provider_key="sk-callers-own")  # the fake's model is unpriced
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
+               "content-length": str(len(body))}
+    handler = asyncio.ensure_future(c.gw.app.__rsgi__(Scope("POST", CHAT, "", headers), proto))
+    async with asyncio.timeout(5):
+        while not proto.answer.body:  # the first event has passed (the head was sent before it)
+            await asyncio.sleep(0.01)
+    handler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await handler
+    relayed = proto.answer.body
+    await asyncio.sleep(0.5)  # the provider would have sent two more events by now
+    assert proto.answer.body == relayed
+    await c.gw.drain()
+    [record] = (await c.rest("GET", "/v1/requests")).json()["data"]
+    assert record["stream"] is True and record["model_usage"]["input_tokens"] > 0, record
+
+
 RULES: list[Callable[[Case], Awaitable[None]]] = [
+    a_stream_whose_handler_is_cancelled_midway_is_logged_once_and_relays_no_more,
     a_body_with_leading_whitespace_is_priced_like_any_other,
     a_body_with_a_byte_order_mark_is_priced_like_any_other,
     an_output_limit_above_the_models_is_a_400,

@@ -146,6 +146,56 @@ def test_usage_scan_c_loaded():
 OPENAI_FINAL = b'data: {"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\n'
 
 
+# One data: line each: is it a content event, and is its usage read? The compiled twin tests every key in one pass
+# over the line's quotes, the pure one searches for each key on its own: these rows hold both to the same answers.
+LINES = [
+    ("openai chat content", "openai", b'data: {"choices":[{"delta":{"content":"Hi"}}],"usage":null}', 1, False),
+    ("openai empty content is framing", "openai", b'data: {"choices":[{"delta":{"content":""}}]}', 0, False),
+    ("openai content without a delta key is not counted", "openai", b'data: {"message":{"content":"Hi"}}', 0, False),
+    ("openai delta after the content key", "openai", b'data: {"content" : "Hi","x":{"delta":{}}}', 1, False),
+    ("openai tool arguments", "openai", b'data: {"delta":{"tool_calls":[{"arguments":"{"}]}}', 1, False),
+    ("openai refusal", "openai", b'data: {"delta":{"refusal":"no"}}', 1, False),
+    ("openai reasoning", "openai", b'data: {"delta":{"reasoning":"hm"}}', 1, False),
+    ("openai reasoning_content", "openai", b'data: {"delta":{"reasoning_content":"hm"}}', 1, False),
+    ("openai a longer key is not a content key", "openai", b'data: {"delta":{"contents":"x","reasoning_x":"y"}}',
+     0, False),
+    ("openai responses delta string", "openai", b'data: {"type":"response.output_text.delta","delta":"Hi"}', 1,
+     False),
+    ("openai null content", "openai", b'data: {"delta":{"content":null}}', 0, False),
+    ("openai usage object", "openai", b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}', 0,
+     True),
+    ("openai usage with spaces before the object", "openai", b'data: {"usage" :\t{"prompt_tokens":3}}', 0, True),
+    ("openai usage null is skipped", "openai", b'data: {"choices":[],"usage":null}', 0, False),
+    ("openai usage key inside a string value", "openai", b'data: {"delta":{"content":"\\"usage\\": {"}}', 1,
+     False),
+    ("openai a quote at the end of the line", "openai", b'data: {"delta":{"content":"', 0, False),
+    ("anthropic text", "anthropic", b'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}',
+     1, False),
+    ("anthropic empty text is framing", "anthropic", b'data: {"content_block":{"type":"text","text":""}}', 0, False),
+    ("anthropic partial_json", "anthropic", b'data: {"delta":{"partial_json":"{\\"a"}}', 1, False),
+    ("anthropic thinking", "anthropic", b'data: {"delta":{"thinking":"hm"}}', 1, False),
+    ("anthropic message_delta usage", "anthropic", b'data: {"type":"message_delta","usage":{"output_tokens":9}}', 0,
+     True),
+    ("gemini text", "gemini", b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]}', 1, False),
+    ("gemini function call", "gemini", b'data: {"candidates":[{"content":{"parts":[{"functionCall":{}}]}}]}', 1,
+     False),
+    ("gemini usageMetadata", "gemini", b'data: {"usageMetadata":{"promptTokenCount":2}}', 0, True),
+    ("gemini usage alone is not usageMetadata's prefix", "gemini", b'data: {"usageX":{"promptTokenCount":2}}', 0,
+     False),
+    ("a line that is not data: is not read", "openai", b'event: {"delta":{"content":"Hi"},"usage":{"x":1}}', 0,
+     False),
+]
+
+
+@pytest.mark.parametrize("fmt,line,events,found", [r[1:] for r in LINES], ids=[r[0] for r in LINES])
+@pytest.mark.parametrize("newline", [True, False], ids=["line", "last line without newline"])
+def test_one_line(scan, fmt, line, events, found, newline):
+    s = scan.StreamScanner(fmt)
+    s.feed(line + (b"\n\n" if newline else b""))
+    u = s.result()
+    assert (u.content_events, u.found) == (events, found)
+
+
 def test_unknown_format_is_a_configuration_error(scan):
     with pytest.raises(ValueError, match="unknown usage format"):
         scan.StreamScanner("cohere-v9")

@@ -121,6 +121,8 @@ Switches combine (e.g. model ``"fake-big+fake-die-midstream"``).
                         ``event: error``, Gemini ``data: {"error":{...}}``) and ends.
 ``fake-cached``         cached prompt tokens + reasoning tokens in usage (see above).
 ``fake-cache-write``    Anthropic cache-creation tokens (see above).
+``fake-linger``         sends the whole answer, then waits ``server.linger_seconds`` (1.0)
+                        before the stream's end (the client may leave in between).
 ``fake-big``            the reply is ``" ".join(["lorem"] * 350_000)`` (2 099 999 bytes,
                         350 000 words; tool calls still win if tools are offered); streams
                         send it 1 000 words per event.
@@ -143,7 +145,7 @@ loop, or ``start_in_thread()``/``stop_thread()`` (own loop in a daemon thread; b
 listening). Also usable as ``with FakeProvider() as fp`` / ``async with``. ``port``,
 ``url`` (``"http://127.0.0.1:PORT"``), ``received``, ``last()``, ``clear()``.
 
-Instance knobs (class defaults): ``slow_seconds`` (5.0), ``retry_after`` ("1"),
+Instance knobs (class defaults): ``slow_seconds`` (5.0), ``linger_seconds`` (1.0), ``retry_after`` ("1"),
 ``die_after_events`` (2), ``reply_text`` (:data:`REPLY_TEXT`), ``gemini_sse_terminator``
 (``b"\\r\\n\\r\\n"``), ``client_max_size`` (64 MiB).
 
@@ -320,6 +322,7 @@ def switches_for(model: str) -> set[str]:
             "fake-cached",
             "fake-cache-write",
             "fake-big",
+            "fake-linger",
         )
         if s in model
     }
@@ -744,6 +747,7 @@ class FakeProvider:
     """Fake OpenAI/Anthropic/Gemini server. See the module docstring."""
 
     slow_seconds: float = 5.0
+    linger_seconds: float = 1.0
     retry_after: str = "1"
     die_after_events: int = 2
     reply_text: str = REPLY_TEXT
@@ -944,6 +948,8 @@ class FakeProvider:
             if slow and i > 0:
                 await asyncio.sleep(self.slow_seconds)
             await resp.write(frame)
+        if "fake-linger" in sw:  # the whole answer is out; the connection's end comes later (a slow proxy's FIN)
+            await asyncio.sleep(self.linger_seconds)
         await resp.write_eof()
         return resp
 

@@ -32,6 +32,10 @@ FREE = Quote(0, 0, 0)
 class StreamTranslator(Protocol):
     """Bytes of one format's SSE stream in, the client format's out (unified/_common.py has the contract)."""
 
+    @property
+    def closed(self) -> bool:
+        """The client's stream is over (its end marker or an error event went out): nothing more is sent."""
+
     def feed(self, chunk: bytes) -> bytes: ...
     def finish(self, complete: bool = True) -> bytes: ...
 

@@ -114,7 +114,9 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         try:
             await pump
         except UpstreamError:
-            if watcher.done():
+            if translator is not None and translator.closed:
+                pass  # the client had its whole answer, end marker included, before the upstream's end: not cut
+            elif watcher.done():
                 outcome, reason, complete = "partial", "client_disconnected", None
             else:
                 outcome, reason, complete = "error", "upstream_interrupted", False

@@ -343,6 +343,10 @@ class ChainStream:
     def __init__(self, first: Stream, second: Stream) -> None:
         self.first, self.second = first, second
 
+    @property
+    def closed(self) -> bool:
+        return self.second.closed  # what the client sees is the second's stream
+
     def feed(self, chunk: bytes) -> bytes:
         return self.second.feed(self.first.feed(chunk))
 

@@ -38,10 +38,11 @@ class UsageChunkStrip:
     through unchanged, event by event. Same feed/finish contract as the translators (`_common.StreamTranslator`),
     so it chains with them; an upstream error event is passed on as it came, and a cut ends in an error event."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "closed")
 
     def __init__(self) -> None:
         self._buf = b""
+        self.closed = False  # the provider's [DONE] went out: the client has the whole stream
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._buf + chunk
@@ -54,6 +55,7 @@ class UsageChunkStrip:
             event = data[start:end + sep]
             if not _is_usage_chunk(event):
                 out.append(event)
+                self.closed = self.closed or event.startswith(b"data: [DONE]")
             start = end + sep
         self._buf = data[start:]
         return b"".join(out)

@@ -62,3 +62,38 @@ def test_cut_stream_is_billed_by_content_events(gateway, fake, path, body, api, 
     else:
         assert row["model_usage"]["input_tokens"] == len(rec.body) // 4, row
     json.dumps(row)  # the row is plain JSON
+
+
+ENDED_EARLY = [  # (id, path, body, what ends the client's answer)
+    ("anthropic relayed to an OpenAI-format client", "/v1/chat/completions",
+     {"model": "claude-haiku-4-5 fake-linger", "stream": True, "stream_options": {"include_usage": True}},
+     b"data: [DONE]"),
+    ("anthropic relayed to a Responses client", "/v1/responses",
+     {"model": "claude-haiku-4-5 fake-linger", "stream": True}, b"response.completed"),
+    ("openai, the usage chunk the gateway asked for taken out", "/v1/chat/completions",
+     {"model": "gpt-4o-mini fake-linger", "stream": True}, b"data: [DONE]"),
+]
+
+
+@pytest.mark.parametrize("path,body,end", [pytest.param(*c[1:], id=c[0]) for c in ENDED_EARLY])
+def test_a_client_that_leaves_after_its_translated_answer_ended_was_not_cut(gateway, fake, path, body, end):
+    """The translator sends the client's end marker on the provider's last event; the provider's connection ends
+    later (here 1 s). A client (the OpenAI SDK) that stops reading at its end marker and closes has had the whole
+    answer: the row says completed, billed on the provider's own count, not a partial answer."""
+    case = nonce()
+    text = f"{case} tell me a story about a gateway"
+    body = {**body, "input": text} if path == "/v1/responses" else {**body, "messages": [{"role": "user",
+                                                                                         "content": text}]}
+    headers = {"authorization": f"Bearer {gateway.secret_key}", **metadata_header(case)}
+    raw = b""
+    with httpx.stream("POST", gateway.url + path, json=body, headers=headers, timeout=20) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            raw += chunk
+            if end in raw:
+                break  # and the connection closes, as the SDK's does
+    assert end in raw
+    [rec] = received_for(fake, case)
+    [row] = rows(gateway, case)
+    assert (row["outcome"], row["usage_source"]) == ("completed", "provider"), row
+    assert row["model_usage"]["output_tokens"] == rec.tokens()[1], row

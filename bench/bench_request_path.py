@@ -40,15 +40,21 @@ class Headers(dict):
 
 
 class Scope:
+    """Granian's scope builds a new headers object at every `scope.headers` (~0.4 us): so does this one."""
+
     def __init__(self, key: str, body: bytes) -> None:
         self.method = "POST"
         self.path = "/providers/openai/v1/chat/completions"
         self.query_string = ""
-        self.headers = Headers({
+        self._headers = Headers({
             "host": "127.0.0.1:8080", "authorization": f"Bearer {key}", "content-type": "application/json",
             "content-length": str(len(body)), "user-agent": "OpenAI/Python 1.0", "accept": "application/json",
             "x-stainless-lang": "python", "x-stainless-os": "Linux", "x-stainless-arch": "x64",
             "x-stainless-runtime": "CPython", "x-stainless-retry-count": "0", "accept-encoding": "gzip, deflate"})
+
+    @property
+    def headers(self) -> Headers:
+        return Headers(self._headers)
 
 
 class Proto:

@@ -60,6 +60,10 @@ _COUNTED: tuple[tuple[str, str, str], ...] = (
     ("errors_total", "Requests the gateway itself answered with an error.", "metrics.errors"),
 )
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+# a group of records' sums in `_publish_finished`, by index: counts, tokens by kind, cost, spend-limit refusals,
+# then each histogram's sum and bucket counts
+_N, _INPUT, _OUTPUT, _CACHED, _REASONING, _COST, _SPEND_LIMIT = range(7)
+_DURATION_SUM, _DURATION, _UPSTREAM_SUM, _UPSTREAM = range(7, 11)
 
 
 def prepare_multiprocess_dir(settings: Settings, environ: MutableMapping[str, str]) -> tuple[str, bool]:
@@ -81,23 +85,6 @@ def prepare_multiprocess_dir(settings: Settings, environ: MutableMapping[str, st
 
 def remove_multiprocess_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-class _Histograms:
-    """Bucket counts and sums per provider, in memory until published."""
-
-    __slots__ = ("counts", "sums")
-
-    def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}
-        self.sums: dict[str, float] = {}
-
-    def observe(self, labels: str, seconds: float) -> None:
-        counts = self.counts.get(labels)
-        if counts is None:
-            counts = self.counts[labels] = [0] * len(_BOUNDS)
-        counts[bisect_left(_BOUNDS, seconds)] += 1
-        self.sums[labels] = self.sums.get(labels, 0.0) + seconds
 
 
 class Publisher:
@@ -180,35 +167,59 @@ class Publisher:
             self.access_log.write([record for record, _ in finished])
 
     def _publish_finished(self, finished: list[tuple[Any, float]]) -> None:
-        region, families, classes = self.region, self.families, _STATUS_CLASSES
+        region, families = self.region, self.families
+        # One pass over the records, summed by (provider, model, status) with no call per record but bisect's;
+        # the labels (model family, status class) are worked out once per group afterwards.
+        groups: dict[tuple[str, str | None, int], list[Any]] = {}
+        overhead, overhead_sum = [0] * len(_BOUNDS), 0.0
+        for record, upstream_seconds in finished:
+            provider = record.provider or "none"
+            status = record.status_code
+            key = (provider, record.model, status)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = [0, 0, 0, 0, 0, 0, 0, 0.0, [0] * len(_BOUNDS), 0.0, [0] * len(_BOUNDS)]
+            g[_N] += 1
+            g[_INPUT] += record.input_tokens
+            g[_OUTPUT] += record.output_tokens
+            g[_CACHED] += record.cached_tokens
+            g[_REASONING] += record.reasoning_tokens
+            if record.priced:
+                g[_COST] += record.cost_nanos
+            if status == 402 and record.error_reason == "spend_limit_reached":
+                g[_SPEND_LIMIT] += 1
+            seconds = record.latency_ms / 1000
+            g[_DURATION_SUM] += seconds
+            g[_DURATION][bisect_left(_BOUNDS, seconds)] += 1
+            if upstream_seconds >= 0:
+                g[_UPSTREAM_SUM] += upstream_seconds
+                g[_UPSTREAM][bisect_left(_BOUNDS, upstream_seconds)] += 1
+            if record.overhead_ms:
+                seconds = record.overhead_ms / 1000
+                overhead_sum += seconds
+                overhead[bisect_left(_BOUNDS, seconds)] += 1
         requests: Tally[tuple[str, str, str]] = Tally()
         tokens: dict[tuple[str, str], list[int]] = {}  # input, output, cached, reasoning
         cost: Tally[tuple[str, str]] = Tally()
-        duration, upstream, overhead = _Histograms(), _Histograms(), _Histograms()
+        duration: dict[str, tuple[list[int], float]] = {}
+        upstream: dict[str, tuple[list[int], float]] = {}
         payment_required = spend_limit = 0
-        for record, upstream_seconds in finished:
-            provider = record.provider or "none"
-            pm = (provider, families(record.model))
-            status = record.status_code
-            requests[(*pm, classes.get(status, "other"))] += 1
+        for (provider, model, status), g in groups.items():
+            pm = (provider, families(model))
+            requests[(*pm, _STATUS_CLASSES.get(status, "other"))] += g[_N]
             counts = tokens.get(pm)
             if counts is None:
                 counts = tokens[pm] = [0, 0, 0, 0]
-            counts[0] += record.input_tokens
-            counts[1] += record.output_tokens
-            counts[2] += record.cached_tokens
-            counts[3] += record.reasoning_tokens
-            if record.priced and record.cost_nanos:
-                cost[pm] += record.cost_nanos
+            for i in range(4):
+                counts[i] += g[_INPUT + i]
+            if g[_COST]:
+                cost[pm] += g[_COST]
             if status == 402:
-                payment_required += 1
-                if record.error_reason == "spend_limit_reached":
-                    spend_limit += 1
-            duration.observe(provider, record.latency_ms / 1000)
-            if upstream_seconds >= 0:
-                upstream.observe(provider, upstream_seconds)
-            if record.overhead_ms:
-                overhead.observe("", record.overhead_ms / 1000)
+                payment_required += g[_N]
+                spend_limit += g[_SPEND_LIMIT]
+            _merge(duration, provider, g[_DURATION], g[_DURATION_SUM])
+            if any(g[_UPSTREAM]):
+                _merge(upstream, provider, g[_UPSTREAM], g[_UPSTREAM_SUM])
         for (provider, model, status_), n in requests.items():
             self.requests.labels(provider, model, status_, region).inc(n)
         for (provider, model), kinds in tokens.items():
@@ -222,10 +233,10 @@ class Publisher:
         if spend_limit:
             self.spend_limit.labels(region).inc(spend_limit)
         for metric, tallied in ((self.duration, duration), (self.upstream, upstream)):
-            for provider, buckets in tallied.counts.items():
-                _add_to_histogram(metric.labels(provider, region), buckets, tallied.sums[provider])
-        for buckets in overhead.counts.values():
-            _add_to_histogram(self.overhead.labels(region), buckets, overhead.sums[""])
+            for provider, (buckets, total) in tallied.items():
+                _add_to_histogram(metric.labels(provider, region), buckets, total)
+        if any(overhead):
+            _add_to_histogram(self.overhead.labels(region), overhead, overhead_sum)
 
     # -- a scrape ------------------------------------------------------------------------------------------
     async def render(self) -> bytes:
@@ -281,6 +292,15 @@ class _OwedDeliveries:
                              labels=("region",))
         gauge.add_metric((self.region,), self.value)
         return [gauge]
+
+
+def _merge(histograms: dict[str, tuple[list[int], float]], provider: str, counts: list[int], total: float) -> None:
+    """Add a group's bucket counts and sum to its provider's."""
+    found = histograms.get(provider)
+    if found is None:
+        histograms[provider] = (list(counts), total)
+    else:
+        histograms[provider] = ([a + b for a, b in zip(found[0], counts, strict=True)], found[1] + total)
 
 
 def _add_to_histogram(child: Any, counts: list[int], total: float) -> None:

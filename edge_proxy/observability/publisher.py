@@ -16,11 +16,11 @@ import os
 import re
 import shutil
 import tempfile
-from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ._tally_py import BUCKETS, tally
 from .families import Families, status_class
 
 if TYPE_CHECKING:
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_proxy")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# seconds: from 50 µs to 10 s, for the gateway's overhead as much as for a provider's answer
-BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0)
-_BOUNDS = (*BUCKETS, float("inf"))
 _NANOS_PER_USD = 1e9
 _OWED_QUERY_SECONDS = 0.5
 _TOKEN_KINDS = ("input", "output", "cached", "reasoning")
@@ -60,10 +57,16 @@ _COUNTED: tuple[tuple[str, str, str], ...] = (
     ("errors_total", "Requests the gateway itself answered with an error.", "metrics.errors"),
 )
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
-# a group of records' sums in `_publish_finished`, by index: counts, tokens by kind, cost, spend-limit refusals,
-# then each histogram's sum and bucket counts
-_N, _INPUT, _OUTPUT, _CACHED, _REASONING, _COST, _SPEND_LIMIT = range(7)
-_DURATION_SUM, _DURATION, _UPSTREAM_SUM, _UPSTREAM = range(7, 11)
+
+# The batch's sums are compiled (_fastpath/tally.pyx) unless EDGE_PROXY_PURE_PYTHON forces their twin, _tally_py;
+# reading that one variable at import is deliberate (as yarl does): it chooses code, not behaviour.
+TALLY_IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._tally_c import tally  # the same API (.pyi)
+        TALLY_IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
 
 
 def prepare_multiprocess_dir(settings: Settings, environ: MutableMapping[str, str]) -> tuple[str, bool]:
@@ -168,36 +171,7 @@ class Publisher:
 
     def _publish_finished(self, finished: list[tuple[Any, float]]) -> None:
         region, families = self.region, self.families
-        # One pass over the records, summed by (provider, model, status) with no call per record but bisect's;
-        # the labels (model family, status class) are worked out once per group afterwards.
-        groups: dict[tuple[str, str | None, int], list[Any]] = {}
-        overhead, overhead_sum = [0] * len(_BOUNDS), 0.0
-        for record, upstream_seconds in finished:
-            provider = record.provider or "none"
-            status = record.status_code
-            key = (provider, record.model, status)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = [0, 0, 0, 0, 0, 0, 0, 0.0, [0] * len(_BOUNDS), 0.0, [0] * len(_BOUNDS)]
-            g[_N] += 1
-            g[_INPUT] += record.input_tokens
-            g[_OUTPUT] += record.output_tokens
-            g[_CACHED] += record.cached_tokens
-            g[_REASONING] += record.reasoning_tokens
-            if record.priced:
-                g[_COST] += record.cost_nanos
-            if status == 402 and record.error_reason == "spend_limit_reached":
-                g[_SPEND_LIMIT] += 1
-            seconds = record.latency_ms / 1000
-            g[_DURATION_SUM] += seconds
-            g[_DURATION][bisect_left(_BOUNDS, seconds)] += 1
-            if upstream_seconds >= 0:
-                g[_UPSTREAM_SUM] += upstream_seconds
-                g[_UPSTREAM][bisect_left(_BOUNDS, upstream_seconds)] += 1
-            if record.overhead_ms:
-                seconds = record.overhead_ms / 1000
-                overhead_sum += seconds
-                overhead[bisect_left(_BOUNDS, seconds)] += 1
+        groups, overhead = tally(finished)  # summed by (provider, model, status): labels once per group, below
         requests: Tally[tuple[str, str, str]] = Tally()
         tokens: dict[tuple[str, str], list[int]] = {}  # input, output, cached, reasoning
         cost: Tally[tuple[str, str]] = Tally()
@@ -206,20 +180,23 @@ class Publisher:
         payment_required = spend_limit = 0
         for (provider, model, status), g in groups.items():
             pm = (provider, families(model))
-            requests[(*pm, _STATUS_CLASSES.get(status, "other"))] += g[_N]
+            requests[(*pm, _STATUS_CLASSES.get(status, "other"))] += g.requests
             counts = tokens.get(pm)
             if counts is None:
                 counts = tokens[pm] = [0, 0, 0, 0]
-            for i in range(4):
-                counts[i] += g[_INPUT + i]
-            if g[_COST]:
-                cost[pm] += g[_COST]
+            counts[0] += g.input_tokens
+            counts[1] += g.output_tokens
+            counts[2] += g.cached_tokens
+            counts[3] += g.reasoning_tokens
+            if g.cost_nanos:
+                cost[pm] += g.cost_nanos
             if status == 402:
-                payment_required += g[_N]
-                spend_limit += g[_SPEND_LIMIT]
-            _merge(duration, provider, g[_DURATION], g[_DURATION_SUM])
-            if any(g[_UPSTREAM]):
-                _merge(upstream, provider, g[_UPSTREAM], g[_UPSTREAM_SUM])
+                payment_required += g.requests
+                spend_limit += g.spend_limit
+            _merge(duration, provider, g.duration, g.duration_sum)
+            up = g.upstream
+            if any(up):
+                _merge(upstream, provider, up, g.upstream_sum)
         for (provider, model, status_), n in requests.items():
             self.requests.labels(provider, model, status_, region).inc(n)
         for (provider, model), kinds in tokens.items():
@@ -235,8 +212,9 @@ class Publisher:
         for metric, tallied in ((self.duration, duration), (self.upstream, upstream)):
             for provider, (buckets, total) in tallied.items():
                 _add_to_histogram(metric.labels(provider, region), buckets, total)
-        if any(overhead):
-            _add_to_histogram(self.overhead.labels(region), overhead, overhead_sum)
+        over = overhead.counts
+        if any(over):
+            _add_to_histogram(self.overhead.labels(region), over, overhead.total)
 
     # -- a scrape ------------------------------------------------------------------------------------------
     async def render(self) -> bytes:

@@ -11,9 +11,10 @@ requests, so start-up cancels out. It does that for the compiled build and for t
     .venv/bin/python bench/instructions.py [--requests 3000] [--top 25] [--builds compiled,pure] [--credential token]
 
 Instructions are not time (a cache miss or a system call costs more than its count), so read them beside the
-timed benchmarks, not instead of them. The count also takes in the time-driven background work (lease top-ups,
-the metrics publisher, key-event polls) that runs during the extra requests, slowed 50x by valgrind: with 1,000
-requests one run in a few was off by a third, so the default is 3,000. About 30 s plus 2-3 s per 100 requests.
+timed benchmarks, not instead of them. Work that runs by the clock would count more the slower valgrind runs (on a
+busy machine, two runs of one tree were 5 % apart), so the key-event poll and the metrics publisher's ticks are
+stopped for the run; the publisher's work per record is still counted, by one publish after the requests. Lease
+top-ups, which requests start, are counted. About 30 s plus 2-3 s per 100 requests.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ requests, so start-up cancels out. It does that for the compiled build and for t
 Instructions are not time (a cache miss or a system call costs more than its count), so read them beside the
 timed benchmarks, not instead of them. Work that runs by the clock would count more the slower valgrind runs (on a
 busy machine, two runs of one tree were 5 % apart), so the key-event poll and the metrics publisher's ticks are
-stopped for the run; the publisher's work per record is still counted, by one publish after the requests. Lease
+stopped for the run; the publisher's work per record is still counted, by a publish every 100 requests. Lease
 top-ups, which requests start, are counted. About 30 s plus 2-3 s per 100 requests.
 """
 from __future__ import annotations

@@ -8,12 +8,13 @@ requests, so start-up cancels out. It does that for the compiled build and for t
 (callgrind sees C and Cython frames; cProfile, bench/profile_stages.py, sees the Python ones).
 
     apt-get install valgrind          # not a test dependency
-    .venv/bin/python bench/instructions.py [--requests 3000] [--top 25] [--builds compiled,pure]
+    .venv/bin/python bench/instructions.py [--requests 3000] [--top 25] [--builds compiled,pure] [--credential token]
 
 Instructions are not time (a cache miss or a system call costs more than its count), so read them beside the
-timed benchmarks, not instead of them. The count also takes in the time-driven background work (lease top-ups,
-the metrics publisher, key-event polls) that runs during the extra requests, slowed 50x by valgrind: with 1,000
-requests one run in a few was off by a third, so the default is 3,000. About 30 s plus 2-3 s per 100 requests.
+timed benchmarks, not instead of them. Work that runs by the clock would count more the slower valgrind runs (on a
+busy machine, two runs of one tree were 5 % apart), so the key-event poll and the metrics publisher's ticks are
+stopped for the run; the publisher's work per record is still counted, by a publish every 100 requests. Lease
+top-ups, which requests start, are counted. About 30 s plus 2-3 s per 100 requests.
 """
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ _TOTAL = re.compile(r"Collected : (\d+)")
 _LINE = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+(.*?)(?: \[[^\]]*\])?$")
 
 
-def callgrind(requests: int, env: dict[str, str], out: Path) -> int:
+def callgrind(requests: int, env: dict[str, str], out: Path, credential: str = "secret") -> int:
     """Total instructions of one run of the request loop; the per-function profile goes to `out`."""
     return instructions_of([sys.executable, str(BENCH / "bench_request_path.py"), "--only-requests", "--requests",
-                            str(requests)], env, out)
+                            str(requests), "--credential", credential], env, out)
 
 
 def instructions_of(cmd: list[str], env: dict[str, str], out: Path) -> int:
@@ -62,16 +63,16 @@ def functions(profile: Path) -> dict[str, int]:
     return out
 
 
-def measure(build: str, requests: int, top: int, tmp: Path) -> dict[str, Any]:
+def measure(build: str, requests: int, top: int, tmp: Path, credential: str = "secret") -> dict[str, Any]:
     env = dict(os.environ, PYTHONHASHSEED="0")
     env.pop("EDGE_PROXY_PURE_PYTHON", None)
     if build == "pure":
         env["EDGE_PROXY_PURE_PYTHON"] = "1"
     base, more = tmp / f"{build}-base.out", tmp / f"{build}-more.out"
     warm = 200
-    low = callgrind(warm, env, base)
-    high = callgrind(warm + requests, env, more)
-    result: dict[str, Any] = {"build": build, "requests": requests, "instructions_per_request": round((high - low) / requests)}
+    low = callgrind(warm, env, base, credential)
+    high = callgrind(warm + requests, env, more, credential)
+    result: dict[str, Any] = {"build": build, "credential": credential, "requests": requests, "instructions_per_request": round((high - low) / requests)}
     if top:
         a, b = functions(more), functions(base)
         diff = {k: (a.get(k, 0) - b.get(k, 0)) / requests for k in set(a) | set(b)}
@@ -85,6 +86,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=3000, help="extra requests between the two runs")
     ap.add_argument("--top", type=int, default=0, help="also list the C functions with the most instructions")
     ap.add_argument("--builds", default="compiled,pure")
+    ap.add_argument("--credential", choices=["secret", "token"], default="secret",
+                    help="a merchant's secret key, or a customer's forward token on a meter")
     ap.add_argument("--out", default=str(BENCH / "out" / "instructions.json"))
     args = ap.parse_args()
     if not shutil.which("valgrind"):
@@ -92,7 +95,7 @@ def main() -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="edge-proxy-callgrind-"))
     try:
-        results = [measure(b, args.requests, args.top, tmp) for b in args.builds.split(",")]
+        results = [measure(b, args.requests, args.top, tmp, args.credential) for b in args.builds.split(",")]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for r in results:

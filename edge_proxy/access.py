@@ -25,7 +25,7 @@ from .errors import Forbidden, InvalidToken
 from .headers import credential
 
 if TYPE_CHECKING:
-    from granian.rsgi import Scope
+    from granian.rsgi import Headers
 
     from .auth import Principal
     from .services import Services
@@ -44,16 +44,16 @@ class SpendKeyForbidden(Forbidden):
                "need the merchant's secret key")
 
 
-async def authorize(svc: Services, scope: Scope, access: Access) -> Principal | None:
+async def authorize(svc: Services, headers: Headers, access: Access) -> Principal | None:
     """The caller of a route with this access, or the 401/403 that refuses it. None for public and operator
     routes (their handlers act for nobody's account, or for the operator's) and for the dashboard (its pages
     check their own session)."""
     if access is Access.PUBLIC or access is Access.DASHBOARD:
         return None
     if access is Access.OPERATOR:
-        require_operator(svc, scope)
+        require_operator(svc, headers)
         return None
-    given = credential(scope.headers)
+    given = credential(headers)
     if not given:
         raise InvalidToken()
     principal = svc.auth.cached(given) or await svc.auth.verify(given)  # authenticate, without its await on a hit
@@ -68,11 +68,11 @@ async def authorize(svc: Services, scope: Scope, access: Access) -> Principal | 
     return principal
 
 
-def require_operator(svc: Services, scope: Scope) -> None:
+def require_operator(svc: Services, headers: Headers) -> None:
     token = svc.settings.admin_token
     if not token:
         raise Forbidden("the admin API is disabled: set EDGE_PROXY_ADMIN_TOKEN to enable it")
-    got = scope.headers.get("authorization") or ""
+    got = headers.get("authorization") or ""
     scheme, _, value = got.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
         raise InvalidToken("admin API: send Authorization: Bearer <EDGE_PROXY_ADMIN_TOKEN>")

@@ -58,16 +58,19 @@ class Gateway:
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
         svc = self.svc
         svc.metrics.requests += 1
+        headers = scope.headers  # Granian builds a new object at each `scope.headers`: read once, passed down
         try:
-            if (scope.method == "OPTIONS" or "origin" in scope.headers) and not self.router.allows_browser(scope.path):
+            method, path = scope.method, scope.path
+            if (method == "OPTIONS" or "origin" in headers) and not self.router.allows_browser(path):
                 raise BrowserRequest()  # Lava blocks frontend requests: only the dashboard answers a browser
-            route, params = self.router.match(scope.method, scope.path)
-            caller = await authorize(svc, scope, route.access)
+            route, params = self.router.match(method, path)
+            caller = await authorize(svc, headers, route.access)
             if route.planner is not None:  # a proxied route: the request path tells its story with this plan
                 if svc.tracer is None:
-                    await serve(svc, scope, proto, caller, route.planner, error_format)  # type: ignore[arg-type]
+                    await serve(svc, scope, headers, proto, caller,  # type: ignore[arg-type]
+                                route.planner, error_format)
                 else:  # observability hook: the request's span around the story
-                    await svc.tracer.serve(serve, svc, scope, proto, caller, route.planner, error_format)
+                    await svc.tracer.serve(serve, svc, scope, headers, proto, caller, route.planner, error_format)
             else:
                 await route.handler(svc, scope, proto, caller, **params)  # type: ignore[misc]
         except GatewayError as exc:
@@ -99,7 +102,7 @@ def error_format(svc: Services, scope: Scope) -> str | None:
 
 COMPILED_MODULES = (  # setup.py's FASTPATH, one entry per module built from _fastpath/ (tests/test_fastpath_loaded.py)
     "edge_proxy._forward_token_c", "edge_proxy.metering._usage_scan_c", "edge_proxy._headers_c",
-    "edge_proxy.metering._cost_c", "edge_proxy.billing._media_scan_c",
+    "edge_proxy.metering._cost_c", "edge_proxy.billing._media_scan_c", "edge_proxy.observability._tally_c",
 )
 
 

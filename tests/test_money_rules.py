@@ -131,8 +131,8 @@ async def an_image_by_url_is_reserved_for_its_pixels_not_its_bytes(c: Case) -> N
     from .inprocess import Scope
     scope = Scope("POST", CHAT, "", {})
     principal = await c.gw.svc.auth.authenticate(c.gw.secret_key)
-    with_image = q(principal, providers_plan(c.gw.svc, scope, "", json.dumps(body).encode()).attempts[0])
-    without = q(principal, providers_plan(c.gw.svc, scope, "", json.dumps(plain).encode()).attempts[0])
+    with_image = q(principal, providers_plan(c.gw.svc, scope, scope.headers, "", json.dumps(body).encode()).attempts[0])
+    without = q(principal, providers_plan(c.gw.svc, scope, scope.headers, "", json.dumps(plain).encode()).attempts[0])
     assert with_image.payer - without.payer >= 6_000 * 2_500  # gpt-4o input: $2.50 per 1M tokens = 2,500 nanos
 
 

@@ -315,3 +315,72 @@ def test_published_histograms_match_observing_one_by_one(tmp_path):
            if line.startswith("edge_proxy_request_duration_seconds_") and "_created" not in line]
     assert got == expected and len(got) == len(expected) > 10
     assert total(text, "edge_proxy_upstream_seconds_count") == 0  # none of them reached a provider's head
+
+
+def samples(text: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("edge_proxy_") and "_created" not in line}
+
+
+def test_a_mixed_batch_publishes_what_counting_each_record_at_once_would(tmp_path):
+    """The publisher sums a batch by provider, model and status before it touches a metric: every figure must be
+    what counting each record on its own (prometheus-client's inc and observe, one call per record) gives."""
+    import prometheus_client as pc
+
+    from edge_proxy.metering.record import RequestRecord
+    from edge_proxy.observability.publisher import BUCKETS
+    from edge_proxy.services import Services
+    svc = Services(Settings(database_url=f"sqlite:///{tmp_path / 'g.db'}", spill_dir=str(tmp_path / "spill"),
+                            region="r1"))
+    rows = [  # provider, model, status, error_reason, tokens (in, out, cached, reasoning), cost, latency, overhead, upstream
+        ("openai", "gpt-4o-mini", 200, None, (12, 30, 4, 0), 1234, 12.5, 0.15, 0.01),
+        ("openai", "gpt-4o-mini-2024-07-18", 200, None, (7, 3, 0, 2), 99, 0.04, 0.0, 0.002),
+        ("openai", "gpt-4o", 502, "upstream_unreachable", (0, 0, 0, 0), 0, 3.0, 0.2, -1.0),
+        ("anthropic", "claude-sonnet-4", 200, None, (100, 50, 0, 10), 5000, 2500.0, 0.3, 2.4),
+        ("anthropic", "claude-sonnet-4", 402, "spend_limit_reached", (0, 0, 0, 0), 0, 0.3, 0.0, -1.0),
+        ("anthropic", "claude-sonnet-4", 402, "insufficient_balance", (0, 0, 0, 0), 0, 0.3, 0.1, -1.0),
+        (None, None, 401, "invalid_token", (0, 0, 0, 0), 0, 0.2, 0.0, -1.0),
+        ("openai", "gpt-4o-mini", 200, None, (1, 1, 0, 0), 0, 200_000.0, 0.05, 199.0),
+    ]
+    want = pc.CollectorRegistry()
+    r = ("region",)
+    requests = pc.Counter("edge_proxy_requests_total", "x", ("provider", "model", "status", *r), registry=want)
+    tokens = pc.Counter("edge_proxy_tokens_total", "x", ("provider", "model", "kind", *r), registry=want)
+    cost = pc.Counter("edge_proxy_cost_usd_total", "x", ("provider", "model", *r), registry=want)
+    payment_required = pc.Counter("edge_proxy_payment_required_total", "x", r, registry=want)
+    spend_limit = pc.Counter("edge_proxy_spend_limit_refusals_total", "x", r, registry=want)
+    duration = pc.Histogram("edge_proxy_request_duration_seconds", "x", ("provider", *r), buckets=BUCKETS,
+                            registry=want)
+    upstream = pc.Histogram("edge_proxy_upstream_seconds", "x", ("provider", *r), buckets=BUCKETS, registry=want)
+    overhead = pc.Histogram("edge_proxy_overhead_seconds", "x", r, buckets=BUCKETS, registry=want)
+    payment_required.labels("r1")
+    spend_limit.labels("r1")
+    for i, (provider, model, status, reason, counts, nanos, latency, over, up) in enumerate(rows):
+        record = RequestRecord(request_id=f"req_{i}", created_at="2026-12-03T00:00:00Z", merchant_id="m",
+                               provider=provider, model=model, status_code=status, error_reason=reason,
+                               input_tokens=counts[0], output_tokens=counts[1], cached_tokens=counts[2],
+                               reasoning_tokens=counts[3], cost_nanos=nanos, priced=True, latency_ms=latency,
+                               overhead_ms=over)
+        svc.metrics.finished.append((record, up))
+        p, fam = provider or "none", family(model) if model else OTHER
+        requests.labels(p, fam, status_class(status), "r1").inc()
+        for kind, n in zip(("input", "output", "cached", "reasoning"), counts, strict=True):
+            if n:
+                tokens.labels(p, fam, kind, "r1").inc(n)
+        if nanos:
+            cost.labels(p, fam, "r1").inc(nanos / 1e9)
+        if status == 402:
+            payment_required.labels("r1").inc()
+            if reason == "spend_limit_reached":
+                spend_limit.labels("r1").inc()
+        duration.labels(p, "r1").observe(latency / 1000)
+        if up >= 0:
+            upstream.labels(p, "r1").observe(up)
+        if over:
+            overhead.labels("r1").observe(over / 1000)
+    svc.observability.publisher.publish()
+    got = samples(pc.generate_latest(svc.observability.publisher.registry).decode())
+    expected = samples(pc.generate_latest(want).decode())
+    assert len(expected) > 60
+    assert {k: v for k, v in got.items() if k.split("{")[0] in {n.split("{")[0] for n in expected}} == \
+        pytest.approx(expected)

@@ -16,11 +16,11 @@ import os
 import re
 import shutil
 import tempfile
-from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ._tally_py import BUCKETS, tally
 from .families import Families, status_class
 
 if TYPE_CHECKING:
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_proxy")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# seconds: from 50 µs to 10 s, for the gateway's overhead as much as for a provider's answer
-BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0)
-_BOUNDS = (*BUCKETS, float("inf"))
 _NANOS_PER_USD = 1e9
 _OWED_QUERY_SECONDS = 0.5
 _TOKEN_KINDS = ("input", "output", "cached", "reasoning")
@@ -61,6 +58,16 @@ _COUNTED: tuple[tuple[str, str, str], ...] = (
 )
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
+# The batch's sums are compiled (_fastpath/tally.pyx) unless EDGE_PROXY_PURE_PYTHON forces their twin, _tally_py;
+# reading that one variable at import is deliberate (as yarl does): it chooses code, not behaviour.
+TALLY_IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._tally_c import tally  # the same API (.pyi)
+        TALLY_IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
+
 
 def prepare_multiprocess_dir(settings: Settings, environ: MutableMapping[str, str]) -> tuple[str, bool]:
     """The directory every worker of this gateway start writes its metrics to, emptied of an earlier start's files:
@@ -81,23 +88,6 @@ def prepare_multiprocess_dir(settings: Settings, environ: MutableMapping[str, st
 
 def remove_multiprocess_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-class _Histograms:
-    """Bucket counts and sums per provider, in memory until published."""
-
-    __slots__ = ("counts", "sums")
-
-    def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}
-        self.sums: dict[str, float] = {}
-
-    def observe(self, labels: str, seconds: float) -> None:
-        counts = self.counts.get(labels)
-        if counts is None:
-            counts = self.counts[labels] = [0] * len(_BOUNDS)
-        counts[bisect_left(_BOUNDS, seconds)] += 1
-        self.sums[labels] = self.sums.get(labels, 0.0) + seconds
 
 
 class Publisher:
@@ -180,35 +170,33 @@ class Publisher:
             self.access_log.write([record for record, _ in finished])
 
     def _publish_finished(self, finished: list[tuple[Any, float]]) -> None:
-        region, families, classes = self.region, self.families, _STATUS_CLASSES
+        region, families = self.region, self.families
+        groups, overhead = tally(finished)  # summed by (provider, model, status): labels once per group, below
         requests: Tally[tuple[str, str, str]] = Tally()
         tokens: dict[tuple[str, str], list[int]] = {}  # input, output, cached, reasoning
         cost: Tally[tuple[str, str]] = Tally()
-        duration, upstream, overhead = _Histograms(), _Histograms(), _Histograms()
+        duration: dict[str, tuple[list[int], float]] = {}
+        upstream: dict[str, tuple[list[int], float]] = {}
         payment_required = spend_limit = 0
-        for record, upstream_seconds in finished:
-            provider = record.provider or "none"
-            pm = (provider, families(record.model))
-            status = record.status_code
-            requests[(*pm, classes.get(status, "other"))] += 1
+        for (provider, model, status), g in groups.items():
+            pm = (provider, families(model))
+            requests[(*pm, _STATUS_CLASSES.get(status, "other"))] += g.requests
             counts = tokens.get(pm)
             if counts is None:
                 counts = tokens[pm] = [0, 0, 0, 0]
-            counts[0] += record.input_tokens
-            counts[1] += record.output_tokens
-            counts[2] += record.cached_tokens
-            counts[3] += record.reasoning_tokens
-            if record.priced and record.cost_nanos:
-                cost[pm] += record.cost_nanos
+            counts[0] += g.input_tokens
+            counts[1] += g.output_tokens
+            counts[2] += g.cached_tokens
+            counts[3] += g.reasoning_tokens
+            if g.cost_nanos:
+                cost[pm] += g.cost_nanos
             if status == 402:
-                payment_required += 1
-                if record.error_reason == "spend_limit_reached":
-                    spend_limit += 1
-            duration.observe(provider, record.latency_ms / 1000)
-            if upstream_seconds >= 0:
-                upstream.observe(provider, upstream_seconds)
-            if record.overhead_ms:
-                overhead.observe("", record.overhead_ms / 1000)
+                payment_required += g.requests
+                spend_limit += g.spend_limit
+            _merge(duration, provider, g.duration, g.duration_sum)
+            up = g.upstream
+            if any(up):
+                _merge(upstream, provider, up, g.upstream_sum)
         for (provider, model, status_), n in requests.items():
             self.requests.labels(provider, model, status_, region).inc(n)
         for (provider, model), kinds in tokens.items():
@@ -222,10 +210,11 @@ class Publisher:
         if spend_limit:
             self.spend_limit.labels(region).inc(spend_limit)
         for metric, tallied in ((self.duration, duration), (self.upstream, upstream)):
-            for provider, buckets in tallied.counts.items():
-                _add_to_histogram(metric.labels(provider, region), buckets, tallied.sums[provider])
-        for buckets in overhead.counts.values():
-            _add_to_histogram(self.overhead.labels(region), buckets, overhead.sums[""])
+            for provider, (buckets, total) in tallied.items():
+                _add_to_histogram(metric.labels(provider, region), buckets, total)
+        over = overhead.counts
+        if any(over):
+            _add_to_histogram(self.overhead.labels(region), over, overhead.total)
 
     # -- a scrape ------------------------------------------------------------------------------------------
     async def render(self) -> bytes:
@@ -281,6 +270,15 @@ class _OwedDeliveries:
                              labels=("region",))
         gauge.add_metric((self.region,), self.value)
         return [gauge]
+
+
+def _merge(histograms: dict[str, tuple[list[int], float]], provider: str, counts: list[int], total: float) -> None:
+    """Add a group's bucket counts and sum to its provider's."""
+    found = histograms.get(provider)
+    if found is None:
+        histograms[provider] = (list(counts), total)
+    else:
+        histograms[provider] = ([a + b for a, b in zip(found[0], counts, strict=True)], found[1] + total)
 
 
 def _add_to_histogram(child: Any, counts: list[int], total: float) -> None:

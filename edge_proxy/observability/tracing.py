@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MissingDriver
 
 if TYPE_CHECKING:
-    from granian.rsgi import Scope
+    from granian.rsgi import Headers, Scope
 
     from ..metering.record import RequestRecord
     from ..request_path.exchange import Exchange
@@ -73,17 +73,18 @@ class Tracer:
         self._error = trace.Status(trace.StatusCode.ERROR)
         self._attempts: dict[str, Any] = {}
 
-    async def serve(self, serve: Callable[..., Awaitable[None]], svc: Any, scope: Scope, *args: Any) -> None:
+    async def serve(self, serve: Callable[..., Awaitable[None]], svc: Any, scope: Scope, headers: Headers,
+                    *args: Any) -> None:
         """Run the request path inside a request span (a child of the caller's `traceparent`, if it sent one)."""
         parent = None
-        incoming = scope.headers.get("traceparent")
+        incoming = headers.get("traceparent")
         if incoming is not None:
             parent = self._propagator.extract({"traceparent": incoming})
         span = self._tracer.start_span(f"{scope.method} {scope.path}", context=parent, kind=self._server,
                                        attributes={"http.request.method": scope.method, "url.path": scope.path})
         token = self._context.attach(self._trace.set_span_in_context(span))
         try:
-            await serve(svc, scope, *args)
+            await serve(svc, scope, headers, *args)
         finally:
             self._context.detach(token)
             span.end()

@@ -36,14 +36,14 @@ from .relay import BodyBroken, relay
 from .replies import send_error
 
 if TYPE_CHECKING:
-    from granian.rsgi import HTTPProtocol, Scope
+    from granian.rsgi import Headers, HTTPProtocol, Scope
 
     from ..auth import Principal
     from ..services import Services
     from ..upstream import UpstreamResponse
     from .plan import Attempt, Plan
 
-    Planner = Callable[[Services, Scope, str, bytes], Plan]
+    Planner = Callable[[Services, Scope, Headers, str, bytes], Plan]
     RouteFormat = Callable[[Services, Scope], str | None]
 
 log = logging.getLogger("edge_proxy")
@@ -51,23 +51,24 @@ FELL_BACK = "fell_back"  # the error_reason of an attempt that failed and was fo
 _RETRYABLE = (UpstreamTimedOut, UpstreamUnreachable)
 
 
-async def serve(svc: Services, scope: Scope, proto: HTTPProtocol, principal: Principal, planner: Planner,
-                route_format: RouteFormat) -> None:
-    """Tell one request's story. ``route_format`` gives the route's error shape for a refusal before a plan
-    exists (a plan knows its own); it runs only then."""
+async def serve(svc: Services, scope: Scope, headers: Headers, proto: HTTPProtocol, principal: Principal,
+                planner: Planner, route_format: RouteFormat) -> None:
+    """Tell one request's story. ``headers`` is ``scope.headers``, read once by the app (Granian builds a new
+    object at each read). ``route_format`` gives the route's error shape for a refusal before a plan exists (a
+    plan knows its own); it runs only then."""
     ex = Exchange(svc, svc.request_ids.next(), principal, time.perf_counter())
     fmt = None
     plan = None
     try:
         try:
             query, meta = split_metadata_param(scope.query_string)
-            raw_meta = scope.headers.get("x-lava-metadata")
+            raw_meta = headers.get("x-lava-metadata")
             if raw_meta is not None:
                 ex.metadata = parse_metadata(raw_meta, "x-lava-metadata")
             elif meta is not None:
                 ex.metadata = parse_metadata(meta, "metadata")
-            body = await read_body(proto, scope.headers, svc.settings.max_body_bytes)
-            plan = planner(svc, scope, query, body)
+            body = await read_body(proto, headers, svc.settings.max_body_bytes)
+            plan = planner(svc, scope, headers, query, body)
             fmt = plan.error_format
             ex.attempt = plan.attempts[0]
             for attempt in plan.attempts:  # every attempt is priced and bounded before anything is sent

@@ -18,7 +18,7 @@ from ..errors import InvalidRequest
 from ..providers.catalogue import decode_forward_url
 
 if TYPE_CHECKING:
-    from granian.rsgi import Scope
+    from granian.rsgi import Headers, Scope
 
     from ..auth import Principal
     from ..providers import Provider, Target
@@ -105,11 +105,11 @@ class Plan:
 
 # --- the forward routes: one pass-through attempt --------------------------------------------------------------
 
-def forward_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+def forward_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`/v1/forward?u=<url>[&more]`: `u` percent-encoded or raw; the other parameters go upstream. A path after
     `/v1/forward/` is appended to `u`'s path, which is what HTTP clients that treat `<gateway>/v1/forward?u=<base>`
     as a base URL send."""
-    return _pass_through(scope, forward_target(svc, scope.path[len("/v1/forward"):], query), body)
+    return _pass_through(scope, headers, forward_target(svc, scope.path[len("/v1/forward"):], query), body)
 
 
 def forward_target(svc: Services, suffix: str, query: str) -> Target:
@@ -124,10 +124,10 @@ def forward_target(svc: Services, suffix: str, query: str) -> Target:
     return svc.catalogue.resolve_url(svc.catalogue.join_forward_url(url, suffix), "&".join(rest))
 
 
-def providers_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+def providers_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`/providers/{name}/{path}`: the provider's own path from its origin."""
     name, _, rest = scope.path[len("/providers/"):].partition("/")
-    return _pass_through(scope, svc.catalogue.resolve_provider_path(name, "/" + rest, query), body)
+    return _pass_through(scope, headers, svc.catalogue.resolve_provider_path(name, "/" + rest, query), body)
 
 
 def provider_path(path: str) -> tuple[str, str]:
@@ -135,7 +135,7 @@ def provider_path(path: str) -> tuple[str, str]:
     return name, "/" + rest
 
 
-def _pass_through(scope: Scope, target: Target, body: bytes) -> Plan:
+def _pass_through(scope: Scope, headers: Headers, target: Target, body: bytes) -> Plan:
     bounds = request_bounds(body)
     model = bounds.model  # the model a request names: in its body, or (Gemini) in its path
     if "/models/" in target.path:
@@ -143,4 +143,4 @@ def _pass_through(scope: Scope, target: Target, body: bytes) -> Plan:
         if ":" in bare:
             model = bare.rsplit("/models/", 1)[1].split(":", 1)[0] or None
     attempt = Attempt(target.provider, target, model, body, bounds, scope.method)
-    return Plan([attempt], scope.headers.items(), error_format=target.provider.error_format)
+    return Plan([attempt], headers.items(), error_format=target.provider.error_format)

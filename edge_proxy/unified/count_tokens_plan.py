@@ -19,16 +19,16 @@ from .planner import one_attempt_plan, one_model, provider_target
 from .translation import JSONAnswer
 
 if TYPE_CHECKING:
-    from granian.rsgi import Scope
+    from granian.rsgi import Headers, Scope
 
     from ..services import Services
 
 _NO_FALLBACKS = "a count is of one model's tokenizer, and another model's count would be a wrong answer"
 
 
-def count_tokens_plan(svc: Services, scope: Scope, query: str, raw: bytes) -> Plan:
+def count_tokens_plan(svc: Services, scope: Scope, headers: Headers, query: str, raw: bytes) -> Plan:
     """`POST /v1/messages/count_tokens`: an Anthropic count_tokens request for any model that can count."""
-    return one_attempt_plan(scope, raw, lambda body, raw: _attempt(svc, body, raw), "anthropic")
+    return one_attempt_plan(headers, raw, lambda body, raw: _attempt(svc, body, raw), "anthropic")
 
 
 def _attempt(svc: Services, body: dict[str, Any], raw: bytes) -> Attempt:

@@ -24,16 +24,16 @@ from .planner import one_attempt_plan, one_model, provider_target
 from .translation import JSONAnswer
 
 if TYPE_CHECKING:
-    from granian.rsgi import Scope
+    from granian.rsgi import Headers, Scope
 
     from ..services import Services
 
 _NO_FALLBACKS = "embeddings from another model are vectors of another space"
 
 
-def embeddings_plan(svc: Services, scope: Scope, query: str, raw: bytes) -> Plan:
+def embeddings_plan(svc: Services, scope: Scope, headers: Headers, query: str, raw: bytes) -> Plan:
     """`POST /v1/embeddings`: an OpenAI embeddings request for any embedding model in the catalogue."""
-    return one_attempt_plan(scope, raw, lambda body, raw: _attempt(svc, body, raw))
+    return one_attempt_plan(headers, raw, lambda body, raw: _attempt(svc, body, raw))
 
 
 def _attempt(svc: Services, body: dict[str, Any], raw: bytes) -> Attempt:

@@ -35,7 +35,7 @@ from .rewrite import parse_rewrite_path
 from .stream_usage import StripUsage, with_usage_requested
 
 if TYPE_CHECKING:
-    from granian.rsgi import Scope
+    from granian.rsgi import Headers, Scope
 
     from ..metering.pricing import PriceTable
     from ..providers import Catalogue, Provider, Target
@@ -48,28 +48,28 @@ _GEMINI_MODEL = re.compile(r"/models/([^/:?#]+):(generateContent|streamGenerateC
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f\\%:]")  # a Gemini model name goes in the URL path
 
 
-def chat_completions_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+def chat_completions_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`POST /v1/chat/completions`: an OpenAI chat completions request for any model."""
-    return plan(svc, scope, "openai", None, body)
+    return plan(svc, headers, "openai", None, body)
 
 
-def messages_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+def messages_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`POST /v1/messages`: an Anthropic Messages request for any model."""
-    return plan(svc, scope, "anthropic", None, body)
+    return plan(svc, headers, "anthropic", None, body)
 
 
-def responses_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+def responses_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`POST /v1/responses`: an OpenAI Responses request for any model."""
-    return plan(svc, scope, "responses", None, body)
+    return plan(svc, headers, "responses", None, body)
 
 
-def rewrite_plan(svc: Services, scope: Scope, query: str, body: bytes) -> Plan:
+def rewrite_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`POST /v1/rewrite/{client_format}/{provider_url}`, as Lava's SDK `gateway(url, {format})` sends it."""
     try:
         client_format, url = parse_rewrite_path(scope.path, query)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    return plan(svc, scope, client_format, url, body)
+    return plan(svc, headers, client_format, url, body)
 
 
 def error_format(path: str) -> str | None:
@@ -82,14 +82,14 @@ def error_format(path: str) -> str | None:
     return None
 
 
-def plan(svc: Services, scope: Scope, client_format: str, url: str | None, raw: bytes) -> Plan:
+def plan(svc: Services, headers: Headers, client_format: str, url: str | None, raw: bytes) -> Plan:
     fmt = _FORMAT.get(client_format, client_format)
     body = json_object(raw)
     try:
         attempts = _attempts(svc, fmt, url, body, raw, svc.models)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    return Plan(attempts, scope.headers.items(), error_format=fmt if fmt != "openai" else None, unified=True)
+    return Plan(attempts, headers.items(), error_format=fmt if fmt != "openai" else None, unified=True)
 
 
 def _attempts(svc: Services, fmt: str, url: str | None, body: dict[str, Any], raw: bytes,
@@ -167,7 +167,7 @@ def _attempt(cat: Catalogue, index: ModelIndex, client: str, body: dict[str, Any
     return Attempt(provider, target, model, data, request_bounds(data), "POST", stream, translation)
 
 
-def one_attempt_plan(scope: Scope, raw: bytes, attempt: Callable[[dict[str, Any], bytes], Attempt],
+def one_attempt_plan(headers: Headers, raw: bytes, attempt: Callable[[dict[str, Any], bytes], Attempt],
                      error_format: str | None = None) -> Plan:
     """The plan of a route with one attempt only (embeddings, token counts): `attempt(body, raw)` builds it from the
     client's JSON object; its ValueErrors are 400s."""
@@ -176,7 +176,7 @@ def one_attempt_plan(scope: Scope, raw: bytes, attempt: Callable[[dict[str, Any]
         built = attempt(body, raw)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    return Plan([built], scope.headers.items(), error_format=error_format, unified=True)
+    return Plan([built], headers.items(), error_format=error_format, unified=True)
 
 
 def one_model(svc: Services, body: dict[str, Any], why_no_fallbacks: str) -> tuple[Provider, str, bool]:

@@ -25,6 +25,7 @@ from .unified.planner import chat_completions_plan, messages_plan, responses_pla
 
 if TYPE_CHECKING:
     from granian.rsgi import HTTPProtocol, Scope
+    from granian.rsgi import Headers as RSGIHeaders
 
     from .request_path.pipeline import Planner
     from .request_path.plan import Plan
@@ -68,16 +69,16 @@ async def metrics(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None
     proto.response_bytes(200, _PROMETHEUS, await svc.observability.render())
 
 
-def count_tokens_plan(svc: Services, scope: Scope, query: str, raw: bytes) -> Plan:
+def count_tokens_plan(svc: Services, scope: Scope, headers: RSGIHeaders, query: str, raw: bytes) -> Plan:
     # The token-count and embeddings planners import the format translators: they load with the first request
     # to their route, not in every worker at start (unified/planner.py loads its translators the same way).
     from .unified.count_tokens_plan import count_tokens_plan as plan
-    return plan(svc, scope, query, raw)
+    return plan(svc, scope, headers, query, raw)
 
 
-def embeddings_plan(svc: Services, scope: Scope, query: str, raw: bytes) -> Plan:
+def embeddings_plan(svc: Services, scope: Scope, headers: RSGIHeaders, query: str, raw: bytes) -> Plan:
     from .unified.embeddings_plan import embeddings_plan as plan  # loaded when first used: see count_tokens_plan
-    return plan(svc, scope, query, raw)
+    return plan(svc, scope, headers, query, raw)
 
 
 async def dashboard_pages(svc: Services, scope: Scope, proto: HTTPProtocol, caller: None) -> None:

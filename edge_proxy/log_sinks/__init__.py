@@ -6,7 +6,6 @@ find them.
 from __future__ import annotations
 
 import sqlite3
-from itertools import chain
 from typing import Any
 
 import msgspec
@@ -68,6 +67,8 @@ class SQLLogSink:
     async def insert_new(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
         """Insert records; returns those whose rows were added now. A record already in the log (a replay),
         or a second record with the same (merchant, request id) in this batch, is left out."""
+        if self.db.dialect == "sqlite" and await self._insert_all_new(tx, records):
+            return list(records)
         rows: Rows = []
         step = self._rows_per_insert
         for i in range(0, len(records), step):
@@ -75,10 +76,25 @@ class SQLLogSink:
             if self.db.dialect == "postgres":
                 rows += await tx.fetchall(sql.INSERT_JSON_SQL, _encode(chunk).decode())
             else:
-                rows += await tx.fetchall(sql.insert_many_sql(len(chunk)), *chain.from_iterable(map(sql.to_row, chunk)))
+                rows += await tx.fetchall(sql.insert_many_sql(len(chunk)), *sql.sqlite_params(chunk))
         if len(rows) == len(records):  # a row added for each record: none was there, none is here twice
             return list(records)
         return _first_of_each(records, {(row[1], row[0]) for row in rows})
+
+    async def _insert_all_new(self, tx: Tx, records: list[RequestRecord]) -> bool:
+        """SQLite: insert the records without RETURNING (which costs about a fifth of the insert), and keep them
+        only if every one added a row, the usual case. Otherwise (a replay, or a request twice in the batch) the
+        inserts are undone, and insert_new does them again with RETURNING to learn which rows are new."""
+        await tx.execute("SAVEPOINT log_rows")
+        added = 0
+        step = self._rows_per_insert
+        for i in range(0, len(records), step):
+            chunk = records[i:i + step]
+            added += await tx.execute(sql.insert_many_sql(len(chunk), returning=False), *sql.sqlite_params(chunk))
+        if added != len(records):
+            await tx.execute("ROLLBACK TO log_rows")
+        await tx.execute("RELEASE log_rows")
+        return added == len(records)
 
     def _where(self) -> Where:
         return Where(_ph, self._json)

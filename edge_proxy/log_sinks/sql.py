@@ -131,11 +131,12 @@ def _json_column(n: str) -> str:
     return f"coalesce({expr}, {_DEFAULTS[n]})" if n in _DEFAULTS else expr
 
 
-INSERT_JSON_SQL = (
+INSERT_JSON_QUIET_SQL = (  # the count of rows added is all it answers (the status line)
     f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(_json_column(n) for n in COLUMNS)
     + " FROM json_to_recordset(?::json) AS r(" + ", ".join(f"{n} {_json_type(n)}" for n in COLUMNS) + ") "
-    "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id, merchant_id")
+    "ON CONFLICT (merchant_id, request_id) DO NOTHING")
+INSERT_JSON_SQL = INSERT_JSON_QUIET_SQL + " RETURNING request_id, merchant_id"
 
 
 def to_row(record: RequestRecord) -> list[Any]:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
+
+import msgspec
 
 from ..clock import now_iso
 from ..store.db import Database, Tx
@@ -148,7 +150,9 @@ def is_range_error(exc: BaseException) -> bool:
             and ("balance" in str(exc) or "out of range" in str(exc)))
 
 
-class Transfer(NamedTuple):
+class Transfer(msgspec.Struct, frozen=True):
+    """One movement of money (a Struct: the log writer makes one or two per billed request, at C speed)."""
+
     transfer_id: str
     debit: Payer
     credit: Payer

@@ -173,8 +173,12 @@ def parse_account(text: str) -> Payer:
     return Payer(kind, ident)
 
 
-_INSERT_UNNEST = ("INSERT INTO transfers SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], "
-                  "?::text[], ?::text[], ?::text[])")
+# PostgreSQL: a batch's rows as one JSON text (msgspec encodes it at C speed; the server parses it once, as jsonb).
+# Eight array parameters for unnest() cost asyncpg two isinstance() checks against abstract classes per value,
+# about 4 us per transfer in the writer process.
+_INSERT_JSON = ("INSERT INTO transfers SELECT t->>0, t->>1, t->>2, (t->>3)::bigint, t->>4, t->>5, t->>6, t->>7 "
+                "FROM jsonb_array_elements(?::jsonb) AS t")
+_encode = msgspec.json.encode
 
 
 async def post(tx: Tx, transfers: Iterable[Transfer], *, once: bool = False) -> list[Transfer]:
@@ -193,8 +197,8 @@ async def post(tx: Tx, transfers: Iterable[Transfer], *, once: bool = False) -> 
                                  "DO NOTHING RETURNING transfer_id", *row):
                 kept.append(t)
         posted = kept
-    elif rows and tx.dialect == "postgres":  # the columns as arrays: the server runs one statement, not one a row
-        await tx.execute(_INSERT_UNNEST, *(list(column) for column in zip(*rows)))
+    elif rows and tx.dialect == "postgres":  # one statement for the batch, not one a row
+        await tx.execute(_INSERT_JSON, _encode(rows).decode())
     elif rows:  # one prepared statement for the batch: a billing batch posts hundreds
         await tx.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     await apply(tx, posted)

@@ -184,7 +184,8 @@ class _Step:
     """The child's own connections and billing engine (prices are not needed: records arrive priced)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.db = open_database(settings.database_url, APPLICATION_NAME)
+        # SQLite on this process's loop thread: the loop has nothing else to serve while a batch commits
+        self.db = open_database(settings.database_url, APPLICATION_NAME, sqlite_on_loop=True)
         self.sink = SQLLogSink(self.db)
         self.redis = None
         redis_holds = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -87,7 +88,8 @@ class SQLiteDB:
     def __init__(self, url: str, *, on_loop: bool = False) -> None:
         """`on_loop`: run each statement on the event loop's own thread, for a process whose loop serves
         nothing while the database works (the log writer process): handing every statement to the SQLite thread
-        and back cost that process about a quarter of its CPU per record (bench/RESULTS.md)."""
+        and back cost that process about a quarter of its CPU per record (bench/RESULTS.md). It yields the CPU
+        after each statement (see _call)."""
         self.path = sqlite_path(url)
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-proxy-sqlite")
@@ -104,7 +106,13 @@ class SQLiteDB:
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._on_loop:
-            return fn(*args)
+            try:
+                return fn(*args)
+            finally:
+                # Let a runnable process on this core (a worker) in between statements: run back to back, a
+                # batch's statements held a worker's request behind them and the c=1 p99.9 rose from ~5 to ~7 ms
+                # (bench/tail_probe.py; the thread handoffs used to make these pauses).
+                os.sched_yield()
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def open(self) -> None:

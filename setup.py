@@ -14,6 +14,7 @@ FASTPATH = {
     "edge_proxy.metering._cost_c": "_fastpath/cost.pyx",
     "edge_proxy.billing._media_scan_c": "_fastpath/media_scan.pyx",
     "edge_proxy.observability._tally_c": "_fastpath/tally.pyx",
+    "edge_proxy.log_sinks._rows_c": "_fastpath/log_rows.pyx",
 }
 
 setup(

@@ -12,7 +12,7 @@ bills every record once and a replay none, and at the end that the ledger verifi
 Not counted: the pipe's framing between the worker and its writer process.
 
     .venv/bin/python bench/writer_cost.py [--db sqlite|postgres] [--flow merchant|customer|mixed]
-        [--batch 500] [--batches 40] [--replay] [--profile]
+        [--batch 500] [--batches 40] [--replay] [--profile] [--redis redis://127.0.0.1:6379/13]
 
 `--profile` prints cProfile's top functions (by own time) instead of the timing. For before/after pairs, run the
 same command in two checkouts with the same .venv, alternately.
@@ -107,7 +107,7 @@ async def run(url: str, args: argparse.Namespace, server_cpu: ServerCpu | None) 
     server's backends' for this database."""
     world = World()
     await world.make(url)
-    step = _Step(Settings(database_url=url))
+    step = _Step(Settings(database_url=url, redis_url=args.redis))  # with Redis: the debits it mirrors too
     payloads = [world.payload(args.batch, args.flow) for _ in range(args.batches + 2)]
     for p in payloads[:2]:  # warm-up: connections, statement caches
         reply = await step.commit(p)
@@ -167,6 +167,8 @@ async def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--replay", action="store_true", help="send each batch twice (the second bills nothing)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the batches instead")
+    parser.add_argument("--redis", metavar="URL", help="Redis holds too (EDGE_PROXY_REDIS_URL): the writer then "
+                        "builds the Redis copy of each batch's debits")
     args = parser.parse_args()
     if args.db == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -182,7 +184,7 @@ async def main() -> None:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             await admin.close()
     if not args.profile:
-        print(f"{args.db} {args.flow}{' replay' if args.replay else ''}: CPU-us per record over {args.batches} "
+        print(f"{args.db}{' + Redis' if args.redis else ''} {args.flow}{' replay' if args.replay else ''}: CPU-us per record over {args.batches} "
               f"batches of {args.batch}, median (min-max): " + "; ".join(
                   f"{k} {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})" for k, v in got.items()
                   if k != "server"))

@@ -103,6 +103,7 @@ def error_format(svc: Services, scope: Scope) -> str | None:
 COMPILED_MODULES = (  # setup.py's FASTPATH, one entry per module built from _fastpath/ (tests/test_fastpath_loaded.py)
     "edge_proxy._forward_token_c", "edge_proxy.metering._usage_scan_c", "edge_proxy._headers_c",
     "edge_proxy.metering._cost_c", "edge_proxy.billing._media_scan_c", "edge_proxy.observability._tally_c",
+    "edge_proxy.log_sinks._rows_c",
 )
 
 

@@ -61,6 +61,6 @@ fi
 # Python (and Granian, which puts the working directory first on sys.path) imports edge_proxy from this tree,
 # so the compiled twins must sit beside the pure ones. The editable install above builds them there (setuptools
 # runs build_ext --inplace for an editable install); say so loudly if it did not.
-if ! .venv/bin/python -c 'import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c, edge_proxy._headers_c, edge_proxy.metering._cost_c, edge_proxy.billing._media_scan_c, edge_proxy.observability._tally_c' 2>/dev/null; then
+if ! .venv/bin/python -c 'import edge_proxy._forward_token_c, edge_proxy.metering._usage_scan_c, edge_proxy._headers_c, edge_proxy.metering._cost_c, edge_proxy.billing._media_scan_c, edge_proxy.observability._tally_c, edge_proxy.log_sinks._rows_c' 2>/dev/null; then
   echo "bootstrap: the compiled hot path did not build; the gateway will run its pure-Python twins" >&2
 fi

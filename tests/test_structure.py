@@ -138,6 +138,7 @@ TWINS = [  # (the compiled module's stub, its pure-Python twin)
     ("edge_proxy/_headers_c.pyi", "edge_proxy._headers_py"),
     ("edge_proxy/billing/_media_scan_c.pyi", "edge_proxy.billing._media_scan_py"),
     ("edge_proxy/observability/_tally_c.pyi", "edge_proxy.observability._tally_py"),
+    ("edge_proxy/log_sinks/_rows_c.pyi", "edge_proxy.log_sinks._rows_py"),
 ]
 
 

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from itertools import chain
+from typing import Any
+
+import msgspec
 
 from ..clock import now_iso
 from ..store.db import Database, Tx
@@ -52,8 +55,23 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 CREATE INDEX IF NOT EXISTS transfers_by_debit ON transfers (debit_account, created_at, transfer_id);
 CREATE INDEX IF NOT EXISTS transfers_by_credit ON transfers (credit_account, created_at, transfer_id);
-CREATE INDEX IF NOT EXISTS transfers_by_request ON transfers (merchant_id, request_id);
 """
+# An index on (merchant_id, request_id) is no longer kept: no query looks transfers up by request (verify reads
+# them all; a request's transfer ids begin with "<merchant>:<request>:", so the primary key finds them), and every
+# transfer the log writer posted paid for one more B-tree insert. A database made before drops it once, best
+# effort: on PostgreSQL DROP INDEX waits for every transaction on `transfers`, so it gives up after 2 s (the
+# index then stays until a later start) rather than hold up this one.
+_DROP_OLD_INDEXES = {
+    "sqlite": "DROP INDEX IF EXISTS transfers_by_request",
+    "postgres": """
+DO $$ BEGIN
+  IF to_regclass('transfers_by_request') IS NOT NULL THEN
+    SET LOCAL lock_timeout = '2s';
+    DROP INDEX IF EXISTS transfers_by_request;
+  END IF;
+EXCEPTION WHEN lock_not_available THEN NULL; END $$;
+""",
+}
 
 # An overdraft, or a balance past the range (SQLite turns an integer overflow into a float), aborts the
 # transaction that tried it.
@@ -89,6 +107,11 @@ EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 
 def schema(dialect: str) -> str:
     return SCHEMA + (_POSTGRES_GUARDS if dialect == "postgres" else _SQLITE_GUARDS)
+
+
+async def drop_old_indexes(db: Database) -> None:
+    """Drop the ledger's indexes that are no longer kept (_DROP_OLD_INDEXES); nothing when they are gone."""
+    await db.execute(_DROP_OLD_INDEXES[db.dialect])
 
 
 async def open_accounts(db: Database) -> None:
@@ -128,7 +151,9 @@ def is_range_error(exc: BaseException) -> bool:
             and ("balance" in str(exc) or "out of range" in str(exc)))
 
 
-class Transfer(NamedTuple):
+class Transfer(msgspec.Struct, frozen=True):
+    """One movement of money (a Struct: the log writer makes one or two per billed request, at C speed)."""
+
     transfer_id: str
     debit: Payer
     credit: Payer
@@ -149,8 +174,19 @@ def parse_account(text: str) -> Payer:
     return Payer(kind, ident)
 
 
-_INSERT_UNNEST = ("INSERT INTO transfers SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], "
-                  "?::text[], ?::text[], ?::text[])")
+# PostgreSQL: a batch's rows as one JSON text (msgspec encodes it at C speed; the server parses it once, as jsonb).
+# Eight array parameters for unnest() cost asyncpg two isinstance() checks against abstract classes per value,
+# about 4 us per transfer in the writer process.
+_INSERT_JSON = ("INSERT INTO transfers SELECT t->>0, t->>1, t->>2, (t->>3)::bigint, t->>4, t->>5, t->>6, t->>7 "
+                "FROM jsonb_array_elements(?::jsonb) AS t")
+_encode = msgspec.json.encode
+
+
+def _insert_many_sql(n: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - memo of statement text
+    text = _cache.get(n)
+    if text is None:
+        text = _cache[n] = "INSERT INTO transfers VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+    return text
 
 
 async def post(tx: Tx, transfers: Iterable[Transfer], *, once: bool = False) -> list[Transfer]:
@@ -169,10 +205,12 @@ async def post(tx: Tx, transfers: Iterable[Transfer], *, once: bool = False) -> 
                                  "DO NOTHING RETURNING transfer_id", *row):
                 kept.append(t)
         posted = kept
-    elif rows and tx.dialect == "postgres":  # the columns as arrays: the server runs one statement, not one a row
-        await tx.execute(_INSERT_UNNEST, *(list(column) for column in zip(*rows)))
-    elif rows:  # one prepared statement for the batch: a billing batch posts hundreds
-        await tx.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    elif rows and tx.dialect == "postgres":  # one statement for the batch, not one a row
+        await tx.execute(_INSERT_JSON, _encode(rows).decode())
+    elif rows:  # SQLite: 100 rows a statement (a billing batch posts hundreds; ~7 % cheaper a row than executemany)
+        for i in range(0, len(rows), 100):
+            chunk = rows[i:i + 100]
+            await tx.execute(_insert_many_sql(len(chunk)), *chain.from_iterable(chunk))
     await apply(tx, posted)
     return posted
 

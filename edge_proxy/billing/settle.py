@@ -128,26 +128,31 @@ async def _transfers(tx: Tx, new: list[RequestRecord]) -> list[Transfer]:
     merchants = {mid: Payer("merchant", mid) for mid in {r.merchant_id for r in billed}}
     customers = {cid: Payer("customer", cid) for cid in {r.customer_id for r in billed if r.payer == "customer"}
                  if cid}
-    balance = await ledger.balances(tx, [*merchants.values(), *customers.values()], lock=True)
+    held = await ledger.balances(tx, [*merchants.values(), *customers.values()], lock=True)
+    # what each payer holds by now, by its id
+    wallet = {mid: held.get(p, 0) for mid, p in merchants.items()}
+    balance = {cid: held.get(p, 0) for cid, p in customers.items()}
     out: list[Transfer] = []
     for r in billed:
-        merchant, rid, mid = merchants[r.merchant_id], r.request_id, r.merchant_id
-        owed = r.charge_nanos, r.operator_nanos
+        mid, rid = r.merchant_id, r.request_id
+        charge, operator = r.charge_nanos, r.operator_nanos
         short = 0
-        if r.payer == "customer" and r.customer_id and r.charge_nanos:
-            customer = customers[r.customer_id]
-            pay = min(r.charge_nanos, balance.get(customer, 0))
-            short += r.charge_nanos - pay
-            balance[customer] = balance.get(customer, 0) - pay
-            balance[merchant] = balance.get(merchant, 0) + pay
-            out.append(Transfer(f"{mid}:{rid}:charge", customer, merchant, pay, "charge", mid, rid))
+        if charge and r.payer == "customer" and r.customer_id:
+            cid = r.customer_id
+            pay = charge if charge <= balance[cid] else balance[cid]
+            short = charge - pay
+            balance[cid] -= pay
+            wallet[mid] += pay
+            if pay:
+                out.append(Transfer(f"{mid}:{rid}:charge", customers[cid], merchants[mid], pay, "charge", mid, rid))
             r.charge_nanos = pay
-        if r.operator_nanos:
-            pay = min(r.operator_nanos, balance.get(merchant, 0))
-            short += r.operator_nanos - pay
-            balance[merchant] = balance.get(merchant, 0) - pay
+        if operator:
+            pay = operator if operator <= wallet[mid] else wallet[mid]
+            short += operator - pay
+            wallet[mid] -= pay
             kind = "fee" if r.provider_key_type == "unmanaged" else "provider_cost"
-            out.append(Transfer(f"{mid}:{rid}:{kind}", merchant, REVENUE, pay, kind, mid, rid))
+            if pay:
+                out.append(Transfer(f"{mid}:{rid}:{kind}", merchants[mid], REVENUE, pay, kind, mid, rid))
             r.operator_nanos = pay
             if r.payer == "merchant":
                 r.charge_nanos = pay
@@ -157,9 +162,9 @@ async def _transfers(tx: Tx, new: list[RequestRecord]) -> list[Transfer]:
             await tx.execute("UPDATE requests SET charge_nanos = ?, operator_nanos = ?, uncollected_nanos = ? "
                              "WHERE merchant_id = ? AND request_id = ?", r.charge_nanos, r.operator_nanos, short,
                              mid, rid)
-        elif (r.charge_nanos, r.operator_nanos) != owed:  # unreachable: nothing capped means nothing changed
+        elif (r.charge_nanos, r.operator_nanos) != (charge, operator):  # unreachable: nothing capped, so unchanged
             raise AssertionError(rid)
-    return [t for t in out if t.amount > 0]
+    return out
 
 
 def _units(meter: Meter, r: RequestRecord) -> int:

@@ -324,20 +324,22 @@ async def record_spend(tx: Tx, records: list[RequestRecord], redis_holds: RedisH
         if r.charge_nanos:
             for label in labels_at(r.created_at):
                 spent[(key, label)] += r.charge_nanos
-    for key, (spend, served, last) in totals.items():
-        if served:
-            await tx.execute("UPDATE spend_keys SET total_spend_nanos = total_spend_nanos + ?, total_requests = "
+    # one statement for every key of the batch (in key order, so two writers lock shared rows in the same order)
+    used = [(spend, served, last, last, key) for key, (spend, served, last) in sorted(totals.items()) if served]
+    if used:
+        await tx.executemany("UPDATE spend_keys SET total_spend_nanos = total_spend_nanos + ?, total_requests = "
                              "total_requests + ?, last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? "
-                             "THEN ? ELSE last_used_at END WHERE spend_key_id = ?", spend, served, last, last, key)
-        elif spend:
-            await tx.execute("UPDATE spend_keys SET total_spend_nanos = total_spend_nanos + ? WHERE spend_key_id = ?",
-                             spend, key)
+                             "THEN ? ELSE last_used_at END WHERE spend_key_id = ?", used)
+    spent_only = [(spend, key) for key, (spend, served, _) in sorted(totals.items()) if spend and not served]
+    if spent_only:
+        await tx.executemany("UPDATE spend_keys SET total_spend_nanos = total_spend_nanos + ? WHERE spend_key_id = ?",
+                             spent_only)
     if spent:
         await tx.execute(
             "INSERT INTO spend_key_counters (spend_key_id, period, spend_nanos, requests) VALUES "
             + ", ".join(["(?, ?, ?, 0)"] * len(spent))
             + " ON CONFLICT (spend_key_id, period) DO UPDATE SET spend_nanos = spend_key_counters.spend_nanos + "
-            "excluded.spend_nanos", *(v for (key, label), n in spent.items() for v in (key, label, n)))
+            "excluded.spend_nanos", *(v for (key, label), n in sorted(spent.items()) for v in (key, label, n)))
     redis = getattr(redis_holds, "redis", None)
     if redis is None:
         for i in range(0, len(mine), 500):

@@ -6,7 +6,6 @@ find them.
 from __future__ import annotations
 
 import sqlite3
-from itertools import chain
 from typing import Any
 
 import msgspec
@@ -68,17 +67,35 @@ class SQLLogSink:
     async def insert_new(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
         """Insert records; returns those whose rows were added now. A record already in the log (a replay),
         or a second record with the same (merchant, request id) in this batch, is left out."""
+        if await self._insert_all_new(tx, records):
+            return list(records)
         rows: Rows = []
-        step = self._rows_per_insert
-        for i in range(0, len(records), step):
-            chunk = records[i:i + step]
-            if self.db.dialect == "postgres":
-                rows += await tx.fetchall(sql.INSERT_JSON_SQL, _encode(chunk).decode())
-            else:
-                rows += await tx.fetchall(sql.insert_many_sql(len(chunk)), *chain.from_iterable(map(sql.to_row, chunk)))
+        for i in range(0, len(records), self._rows_per_insert):
+            rows += await tx.fetchall(*self._insert(records[i:i + self._rows_per_insert], returning=True))
         if len(rows) == len(records):  # a row added for each record: none was there, none is here twice
             return list(records)
         return _first_of_each(records, {(row[1], row[0]) for row in rows})
+
+    async def _insert_all_new(self, tx: Tx, records: list[RequestRecord]) -> bool:
+        """Insert the records without RETURNING (on SQLite it costs about a fifth of the insert; on PostgreSQL
+        the writer decodes a row per record), and keep them only if every one added a row, the usual case.
+        Otherwise (a replay, or a request twice in the batch) the inserts are undone, and insert_new does them
+        again with RETURNING to learn which rows are new."""
+        await tx.execute("SAVEPOINT log_rows")
+        added = 0
+        for i in range(0, len(records), self._rows_per_insert):
+            added += await tx.execute(*self._insert(records[i:i + self._rows_per_insert], returning=False))
+        if added != len(records):
+            await tx.execute("ROLLBACK TO SAVEPOINT log_rows")
+        await tx.execute("RELEASE SAVEPOINT log_rows")
+        return added == len(records)
+
+    def _insert(self, chunk: list[RequestRecord], *, returning: bool) -> tuple[Any, ...]:
+        """The statement and arguments that insert `chunk`: on PostgreSQL the records as one JSON text, on
+        SQLite one row of values each."""
+        if self.db.dialect == "postgres":
+            return sql.INSERT_JSON_SQL if returning else sql.INSERT_JSON_QUIET_SQL, _encode(chunk).decode()
+        return sql.insert_many_sql(len(chunk), returning), *sql.sqlite_params(chunk)
 
     def _where(self) -> Where:
         return Where(_ph, self._json)

@@ -4,13 +4,26 @@ Writes are `INSERT ... ON CONFLICT (merchant_id, request_id) DO NOTHING`, so a r
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from typing import Any, get_args
+from typing import Any
 from dataclasses import dataclass, field
 
 import msgspec
 
 from ..metering.record import RequestRecord
+from ._rows_py import KINDS, NULL_MARKS
+from ._rows_py import sqlite_params as sqlite_params  # re-exported: the build picked below
+
+# A batch's row values are built compiled (_fastpath/log_rows.pyx) unless EDGE_PROXY_PURE_PYTHON forces the twin,
+# _rows_py.sqlite_params (the specification); as metering/pricing.py chooses its cost rule.
+ROWS_IMPLEMENTATION = "py"
+if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._rows_c import sqlite_params  # the same API (.pyi)
+        ROWS_IMPLEMENTATION = "c"
+    except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
+        pass
 
 COLUMNS = list(RequestRecord.__struct_fields__)
 # column kinds come from the record's own types, so a new field can never get the wrong column type
@@ -54,12 +67,10 @@ def add_column_sql(name: str, dialect: str) -> str:
     return f"ALTER TABLE requests ADD COLUMN {guard}{name} {_column_type(name, 'BIGINT', 'DOUBLE PRECISION')}"
 
 
-# A NULL in a row (`to_row`): Python's sqlite3 binds None only after looking for an adapter, which fails through an
-# AttributeError, several times the cost of binding a number (about 3 us for a typical record's NULLs). So a
-# nullable column's None is bound as a marker of the type that column never holds, and NULLIF turns it back into
-# NULL: the integer 0 for a text column (no text equals an integer in SQLite), '' for a numeric one.
-_NULL_MARKS = {n: ("" if _column_type(n, "int", "real") != "TEXT" else 0) for n, t in _KIND.items()
-               if type(None) in get_args(t)}
+# A NULL in a row (`sqlite_params`): a nullable column's None is bound as a marker of the type that column never
+# holds, and NULLIF turns it back into NULL: the integer 0 for a text column (no text equals an integer in SQLite),
+# '' for a numeric one (_rows_py says why).
+_NULL_MARKS = {name: NULL_MARKS[kind] for name, kind in zip(COLUMNS, KINDS) if kind in NULL_MARKS}
 
 
 def _value(name: str, mark: str) -> str:
@@ -75,14 +86,17 @@ def insert_sql(placeholder: Callable[[int], str]) -> str:
             "ON CONFLICT (merchant_id, request_id) DO NOTHING")
 
 
-def insert_many_sql(n: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - memo of statement text
-    """One INSERT of n rows as `to_row` makes them (SQLite), that returns the (request id, merchant id) of each
-    row it added."""
-    text = _cache.get(n)
+def insert_many_sql(n: int, returning: bool = True,
+                    _cache: dict[tuple[int, bool], str] = {}) -> str:  # noqa: B006 - memo of statement text
+    """One INSERT of n rows as `sqlite_params` makes them (SQLite); with `returning`, it returns the (request id,
+    merchant id) of each row it added."""
+    text = _cache.get((n, returning))
     if text is None:
         row = "(" + ", ".join(_value(name, "?") for name in COLUMNS) + ")"
-        text = _cache[n] = (f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES {', '.join([row] * n)} "
-                            "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id, merchant_id")
+        text = _cache[(n, returning)] = (
+            f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES {', '.join([row] * n)} "
+            "ON CONFLICT (merchant_id, request_id) DO NOTHING" + (" RETURNING request_id, merchant_id" if returning
+                                                                   else ""))
     return text
 
 
@@ -117,35 +131,17 @@ def _json_column(n: str) -> str:
     return f"coalesce({expr}, {_DEFAULTS[n]})" if n in _DEFAULTS else expr
 
 
-INSERT_JSON_SQL = (
+INSERT_JSON_QUIET_SQL = (  # the count of rows added is all it answers (the status line)
     f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(_json_column(n) for n in COLUMNS)
     + " FROM json_to_recordset(?::json) AS r(" + ", ".join(f"{n} {_json_type(n)}" for n in COLUMNS) + ") "
-    "ON CONFLICT (merchant_id, request_id) DO NOTHING RETURNING request_id, merchant_id")
-
-
-_encode = msgspec.json.encode
-
-
-_METADATA_AT = COLUMNS.index("metadata")
-_BOOLS_AT = [COLUMNS.index(n) for n in sorted(_BOOL_COLUMNS)]
-_NULL_MARKS_AT = [(COLUMNS.index(n), mark) for n, mark in _NULL_MARKS.items()]
-_astuple = msgspec.structs.astuple
+    "ON CONFLICT (merchant_id, request_id) DO NOTHING")
+INSERT_JSON_SQL = INSERT_JSON_QUIET_SQL + " RETURNING request_id, merchant_id"
 
 
 def to_row(record: RequestRecord) -> list[Any]:
-    """A record as the table's row for SQLite (`insert_sql`, `insert_many_sql`): msgspec's C-speed astuple, then
-    metadata as JSON text, booleans as 0/1 (sqlite3 adapts a bool as slowly as None) and None as its column's
-    marker (`_NULL_MARKS`)."""
-    row = list(_astuple(record))
-    if row[_METADATA_AT] is not None:  # {} too: a dict cannot be bound
-        row[_METADATA_AT] = _encode(row[_METADATA_AT]).decode()
-    for i in _BOOLS_AT:
-        row[i] = int(row[i])
-    for i, mark in _NULL_MARKS_AT:
-        if row[i] is None:
-            row[i] = mark
-    return row
+    """A record as the table's row for SQLite (`insert_sql`): `sqlite_params` of one record."""
+    return sqlite_params((record,))
 
 
 def from_row(row: Sequence[Any]) -> RequestRecord:

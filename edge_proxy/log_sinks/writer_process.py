@@ -36,7 +36,7 @@ from . import APPLICATION_NAME, SQLLogSink
 
 log = logging.getLogger("edge_proxy.log_writer")
 _HEAD = struct.Struct("<QI")
-_decode_record = msgspec.json.Decoder(RequestRecord).decode
+_decode_lines = msgspec.json.Decoder(RequestRecord).decode_lines  # a batch's lines in one call
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -53,10 +53,6 @@ class WriterFailed(Exception):
     """The log writer process could not commit a batch (the store failed, or the process did)."""
 
 
-def _decode(lines: list[bytes]) -> list[RequestRecord]:
-    return [_decode_record(line) for line in lines]
-
-
 def _refused(exc: BaseException) -> bool:
     """Whether the store refused the records themselves (they can never be written as they are), rather than
     being unavailable (locked, unreachable, restarting), which passes."""
@@ -67,14 +63,16 @@ def _refused(exc: BaseException) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
-async def commit_isolating(billing: BillingEngine, lines: list[bytes]) -> tuple[Committed, list[int]]:
-    """Bill and write a batch in one transaction. If the store refuses it for its data, the batch is split in
-    halves, each its own transaction, down to the records the store refuses alone: the others are committed and
-    the refused ones returned (their indices), so one bad record cannot hold up every record after it. When
-    every record is refused the error is raised instead: then the fault is not in the records."""
+async def commit_isolating(billing: BillingEngine, payload: bytes) -> tuple[Committed, list[int]]:
+    """Bill and write a batch (journal lines, each ending in a newline) in one transaction. If the store refuses
+    it for its data, the batch is split in halves, each its own transaction, down to the records the store
+    refuses alone: the others are committed and the refused ones returned (their indices), so one bad record
+    cannot hold up every record after it. When every record is refused the error is raised instead: then the
+    fault is not in the records."""
     try:
-        return await billing.commit_tx(_decode(lines)), []
+        return await billing.commit_tx(_decode_lines(payload)), []
     except Exception as exc:
+        lines = [line + b"\n" for line in payload.split(b"\n")[:-1]]
         if len(lines) == 1 or not _refused(exc):
             raise
         first = exc
@@ -92,7 +90,7 @@ async def _halves(billing: BillingEngine, lines: list[bytes], offset: int, done:
     mid = len(lines) // 2
     for part, at in ((lines[:mid], offset), (lines[mid:], offset + mid)):
         try:
-            got = await billing.commit_tx(_decode(part))
+            got = await billing.commit_tx(_decode_lines(b"".join(part)))  # afresh: a failed try changed records
         except Exception as exc:
             if not _refused(exc):
                 raise
@@ -175,7 +173,7 @@ class InlineWriter:
         pass
 
     async def commit(self, lines: list[bytes]) -> tuple[Committed, list[int]]:
-        return await commit_isolating(self.billing, lines)
+        return await commit_isolating(self.billing, b"".join(lines))
 
     async def close(self) -> None:
         pass
@@ -186,7 +184,8 @@ class _Step:
     """The child's own connections and billing engine (prices are not needed: records arrive priced)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.db = open_database(settings.database_url, APPLICATION_NAME)
+        # SQLite on this process's loop thread: the loop has nothing else to serve while a batch commits
+        self.db = open_database(settings.database_url, APPLICATION_NAME, sqlite_on_loop=True)
         self.sink = SQLLogSink(self.db)
         self.redis = None
         redis_holds = None
@@ -202,7 +201,7 @@ class _Step:
     async def commit(self, payload: bytes) -> Reply:
         try:
             await self.db.open()
-            done, refused = await commit_isolating(self.billing, payload.split(b"\n")[:-1])
+            done, refused = await commit_isolating(self.billing, payload)
             return Reply(done=done, refused=refused)
         except Exception as exc:  # the worker retries; say why
             return Reply(error=f"{type(exc).__name__}: {exc}")

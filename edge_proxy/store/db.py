@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -84,10 +85,15 @@ def sqlite_path(url: str) -> str:
 class SQLiteDB:
     dialect = "sqlite"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, on_loop: bool = False) -> None:
+        """`on_loop`: run each statement on the event loop's own thread, for a process whose loop serves
+        nothing while the database works (the log writer process): handing every statement to the SQLite thread
+        and back cost that process about a quarter of its CPU per record (bench/RESULTS.md). It yields the CPU
+        after each statement (see _call)."""
         self.path = sqlite_path(url)
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-proxy-sqlite")
+        self._on_loop = on_loop
         self._lock = asyncio.Lock()
         self.commit_listeners: list[CommitListener] = []
 
@@ -99,6 +105,14 @@ class SQLiteDB:
         self._conn = conn
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._on_loop:
+            try:
+                return fn(*args)
+            finally:
+                # Let a runnable process on this core (a worker) in between statements: run back to back, a
+                # batch's statements held a worker's request behind them and the c=1 p99.9 rose from ~5 to ~7 ms
+                # (bench/tail_probe.py; the thread handoffs used to make these pauses).
+                os.sched_yield()
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def open(self) -> None:
@@ -152,7 +166,10 @@ class SQLiteDB:
                 # Cancelled (a caller's timeout) while BEGIN waits for another process's lock: the thread still
                 # takes it when it can, and nothing would ever end that transaction, so every other writer would
                 # find the database locked for good. The thread runs one job at a time, in order: end it there.
-                self._thread.submit(self._end_abandoned)
+                if self._on_loop:  # nothing ran elsewhere: BEGIN itself failed, or took the lock and is here
+                    self._end_abandoned()
+                else:
+                    self._thread.submit(self._end_abandoned)
                 raise
             tx = _SQLiteTx(self)
             try:
@@ -271,10 +288,11 @@ class PostgresDB(_PgOps):
             _tell(self.commit_listeners, tx.notes)
 
 
-def open_database(url: str, application_name: str = "edge_proxy") -> Database:
+def open_database(url: str, application_name: str = "edge_proxy", *, sqlite_on_loop: bool = False) -> Database:
+    """`sqlite_on_loop`: see SQLiteDB (PostgreSQL's client is asynchronous already)."""
     from ..errors import MissingDriver, SettingsError
     if url.startswith("sqlite:"):
-        return SQLiteDB(url)
+        return SQLiteDB(url, on_loop=sqlite_on_loop)
     if url.startswith(("postgresql://", "postgres://")):
         try:  # here, before any worker starts, rather than as a traceback at the first connection
             import asyncpg  # noqa: F401

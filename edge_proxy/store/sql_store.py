@@ -48,6 +48,7 @@ class SQLStore:
         await self.db.open()
         await self.db.executescript(SCHEMA + BILLING_SCHEMA + SPEND_KEY_SCHEMA + DASHBOARD_SCHEMA
                                     + key_events.SCHEMA + ledger.schema(self.db.dialect))
+        await ledger.drop_old_indexes(self.db)  # its own statement: PostgreSQL's lock on `transfers` comes alone
         await ledger.open_accounts(self.db)
 
     async def close(self) -> None:

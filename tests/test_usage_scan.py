@@ -229,6 +229,30 @@ def test_chunks_may_be_bytearray_or_memoryview(scan):
     assert s.result().input_tokens == 3
 
 
+ERROR_BODIES = [  # (name, fmt, body, error_event): body_is_error answers most bodies from their first key's first byte
+    ("openai error", "openai", b'{"error":{"message":"x","type":"requests"}}', True),
+    ("anthropic error", "anthropic", b'{"type":"error","error":{"type":"overloaded_error"}}', True),
+    ("gemini error", "gemini", b'{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}', True),
+    ("error after whitespace", "openai", b' \r\n{ "error" : {}}', True),
+    ("type error spaced", "anthropic", b'{"type" : "error"}', True),
+    ("a key starting with e", "openai", b'{"embedding":[1],"error":null}', False),
+    ("a key starting with t", "anthropic", b'{"type":"message","usage":{"input_tokens":1,"output_tokens":2}}', False),
+    ("an answer", "openai", b'{"id":"c","error":{},"usage":{"prompt_tokens":1}}', False),
+    ("error not the first key", "gemini", b'{"candidates":[],"error":{}}', False),
+    ("just the opening", "openai", b'{"', False),
+    ("empty", "openai", b"", False),
+    ("an error body in format none", "none", b'{"error":{}}', False),
+]
+
+
+@pytest.mark.parametrize("fmt,body,error", [r[1:] for r in ERROR_BODIES], ids=[r[0] for r in ERROR_BODIES])
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_body_error_event(scan, fmt, body, error, wrap):
+    u = scan.usage_from_body(fmt, wrap(body))
+    assert u.error_event is error
+    assert u == scan.usage_from_body(fmt, body)  # a bytearray or memoryview reads like its bytes
+
+
 def test_over_long_line_is_dropped_and_scanning_resyncs(scan):
     s = scan.StreamScanner("openai")
     s.feed(b'data: {"usage":{"prompt_tokens":1},"pad":"')

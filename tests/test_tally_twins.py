@@ -56,6 +56,8 @@ BATCHES = [  # id, [(record, upstream seconds)], {key: {field: want}}, overhead 
       {"requests": 1}, ("none", None, 200): {"requests": 1}}, ([0] * N, 0.0)),
     ("an unpriced record's cost is not counted",
      [(rec(cost=100, priced=False), -1.0), (rec(cost=7), -1.0)], {OPENAI: {"cost_nanos": 7}}, ([0] * N, 0.0)),
+    ("a priced record without a cost adds nothing (never None to the sum)",
+     [(rec(cost=None), -1.0), (rec(cost=7), -1.0)], {OPENAI: {"requests": 2, "cost_nanos": 7}}, ([0] * N, 0.0)),
     ("only a 402 whose reason is the spend limit counts as a spend-limit refusal",
      [(rec(status=402, reason="spend_limit_reached"), -1.0), (rec(status=402, reason="insufficient_balance"), -1.0),
       (rec(status=403, reason="spend_limit_reached"), -1.0)],

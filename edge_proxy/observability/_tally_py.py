@@ -57,7 +57,7 @@ def tally(finished: list[tuple[Any, float]]) -> tuple[dict[Key, Group], Overhead
         g.output_tokens += record.output_tokens
         g.cached_tokens += record.cached_tokens
         g.reasoning_tokens += record.reasoning_tokens
-        if record.priced:
+        if record.priced and record.cost_nanos:  # as the publisher always summed: a None never reaches the sum
             g.cost_nanos += record.cost_nanos
         if status == 402 and record.error_reason == SPEND_LIMIT:
             g.spend_limit += 1

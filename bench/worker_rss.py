@@ -1,7 +1,8 @@
 """A gateway worker's resident memory after N requests, and the size of its journal segments on disk.
 
 Starts bench/fast_upstream.py and the gateway (1 worker) from `--src` (a folder holding an edge_proxy/, by default
-this checkout: point it at an export of another commit to compare), sends 400 requests to warm it up, reads
+this checkout: point it at an export of another commit to compare), reads the worker's memory at idle (after
+start-up and one /healthz, as bench/overhead.py does), sends 400 requests to warm it up, reads
 /proc/<worker>/status, sends `--requests` more over 8 keep-alive connections, and reads it again.
 
     .venv/bin/python bench/worker_rss.py [--requests 20000] [--src PATH]
@@ -58,6 +59,7 @@ def main() -> None:
             gw = h.start_gateway(tmp, env)
             try:
                 worker = gw.workers[0]
+                idle = memory(worker)
                 asyncio.run(load(gw.port, key, 400))
                 before = memory(worker)
                 asyncio.run(load(gw.port, key, args.requests))
@@ -67,7 +69,7 @@ def main() -> None:
                 gw.proc.stop()
         finally:
             upstream.stop()
-    print(f"{args.src}: worker kB after 400 requests {before}, after {args.requests} more {after}; "
+    print(f"{args.src}: worker kB idle {idle}, after 400 requests {before}, after {args.requests} more {after}; "
           f"journal segments, bytes on disk: {sizes}")
 
 

@@ -31,7 +31,6 @@ from .providers import Catalogue
 from .settings import Settings
 from .store import open_store
 from .store.key_events import KeyEventWatcher
-from .store.redis_client import open_redis
 from .unified.planner import ModelIndex
 from .upstream import UpstreamPool
 
@@ -66,6 +65,7 @@ class Services:
         redis_holds = None
         holds: HoldBackend = SQLHolds(self.store.db)
         if settings.redis_url:
+            from .store.redis_client import open_redis  # its URL parsing and drivers: only with a Redis URL
             self.redis = open_redis(settings.redis_url, settings.redis_timeout)
             holds = redis_holds = RedisHolds(self.redis, self.store.db, settings.region, settings.region_lease_ttl)
         self.leases = Leases(holds, ttl=settings.lease_ttl, timeout=max(1.0, settings.redis_timeout * 2))

@@ -55,6 +55,7 @@ NOT_AT_START = [
     ("genai-prices, the price-source tooling", "genai_prices"),
     ("pydantic", "pydantic"),
     ("importlib.resources (zipfile with it)", "importlib.resources"),
+    ("the Redis URL parser without a Redis URL", "edge_proxy.store.redis_client"),
 ]
 
 

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from edge_proxy.app import Gateway  # noqa: E402
+from edge_proxy.app import Gateway, settle_gc  # noqa: E402
 from edge_proxy.settings import Settings  # noqa: E402
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from my agent!"}],"max_tokens":64}'
@@ -213,6 +213,11 @@ async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "s
           f"CPU per record (the serving process; a writer process's own CPU is not in it)")
     for _ in range(n):  # the same again, with a task beside it that measures the event loop's gaps
         await gw.__rsgi__(scope, Proto())
+    # As in a worker: these requests never yielded, so the metrics publisher (every 0.25 s) has not seen them,
+    # and a worker has frozen what it built at start (app.settle_gc). Otherwise the longest gap below is one
+    # publish of all n records, or a full collection walking every module's objects, not the writer.
+    svc.observability.publisher.publish()
+    settle_gc()
     lag = LoopLag()
     await writer_batches()
     await lag.stop()

@@ -9,16 +9,27 @@ at the log writer. The summary line counts bursts: runs of slow requests less th
 log writer on the event loop they came one per flush (every 0.2 s at c=1), several slow requests each; with
 the writer in its own process, what is left should be single slow requests, not bursts.
 
+The flushes themselves are read from the store afterwards: a batch's transfers share one `created_at` (the
+writer's clock when it posts them), and at c=1 the requests are logged in the order they were sent, so the last
+request of each batch says when its flush began (within a request or two), and the transfers' time about when
+the writer finished it. The "at flushes" line compares the share of slow requests among those that ran while a
+flush was under way with the share among the others: a ratio of 1 means no clustering at flushes. Other load on a
+shared machine adds slow requests evenly, so the ratio and the slow requests the flushes added (per 1000) stay
+readable where the burst count does not.
+
     .venv/bin/python bench/tail_probe.py [--requests 4000] [--slow-ms 1] [--set EDGE_PROXY_LOG_BATCH_SIZE=100]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import shutil
+import sqlite3
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import _harness as h
@@ -61,6 +72,49 @@ def bursts(slow: list[tuple[float, float]], gap: float) -> str:
             f"{sum(map(len, big))} of {len(slow)} slow requests; median time between bursts {median}")
 
 
+def flush_windows(db: Path, rows: list[tuple[float, float]], wall_offset: float) -> list[tuple[float, float]] | None:
+    """When each flush began and when its writer posted the batch's transfers (monotonic), from the store; None
+    when the store's requests cannot be lined up with `rows` (the last len(rows) requests in the order they were
+    logged, which at c=1 is the order they were sent). `wall_offset`: time.time() - time.monotonic()."""
+    with sqlite3.connect(db) as conn:
+        batch_of = dict(conn.execute("SELECT request_id, min(created_at) FROM transfers GROUP BY request_id"))
+        logged = [rid for (rid,) in conn.execute("SELECT request_id FROM requests ORDER BY rowid")]
+    if len(logged) < len(rows):
+        return None
+    batches = [batch_of.get(rid) for rid in logged[len(logged) - len(rows):]]
+    windows = []
+    for i in range(len(rows) - 1):
+        posted, following = batches[i], batches[i + 1]
+        if posted is None or following is None:
+            return None  # a request without a transfer: its batch cannot be told
+        if following != posted:  # request i was the last of its batch: its flush began as it ended
+            at, ms = rows[i]
+            began = at + ms / 1000
+            posted_at = datetime.fromisoformat(posted).timestamp() - wall_offset
+            windows.append((began, max(began, posted_at) + 0.005))  # the commit and its reply follow the post
+    return windows
+
+
+def at_flushes(rows: list[tuple[float, float]], slow_ms: float, windows: list[tuple[float, float]]) -> str:
+    """Slow requests while a flush was under way (from its start to its writer's post, + 5 ms) and elsewhere."""
+    starts = [a for a, _ in windows]
+
+    def during(at: float, ms: float) -> bool:
+        i = bisect.bisect_right(starts, at + ms / 1000) - 1
+        return i >= 0 and at <= windows[i][1]
+    inside = [ms for at, ms in rows if during(at, ms)]
+    slow_in = sum(ms > slow_ms for ms in inside)
+    slow_out = sum(ms > slow_ms for _, ms in rows) - slow_in
+    rate_in = slow_in / max(1, len(inside))
+    rate_out = slow_out / max(1, len(rows) - len(inside))
+    lengths = sorted(b - a for a, b in windows)
+    median = lengths[len(lengths) // 2] * 1000 if lengths else 0.0
+    return (f"at flushes ({len(windows)}, median {median:.0f} ms from start to post): {len(inside) / len(rows):.1%} "
+            f"of requests ran during one; slow there {rate_in:.1%}, elsewhere {rate_out:.1%} (ratio "
+            f"{rate_in / rate_out if rate_out else float('nan'):.2f}); slow requests the flushes added: "
+            f"{(rate_in - rate_out) * len(inside) * 1000 / len(rows):.1f} per 1000 requests")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=4000)
@@ -78,7 +132,8 @@ def main() -> None:
         try:
             rows = asyncio.run(sequential(gw.port, auth, args.requests))
         finally:
-            gw.proc.stop()
+            gw.proc.stop()  # drains the log queue: every request is in the store after this
+        windows = flush_windows(tmp / "bench.db", rows, time.time() - time.monotonic())
     finally:
         up.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -88,6 +143,10 @@ def main() -> None:
     print(f"{len(rows)} requests, ms: p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  p99 {q[0.99]:.3f}  p99.9 {q[0.999]:.3f}  "
           f"max {lat[-1]:.2f}  over {args.slow_ms:g} ms: {len(slow)} ({100 * len(slow) / len(rows):.1f}%)")
     print(bursts(slow, args.burst_ms / 1000))
+    if windows is None:
+        print("at flushes: the store's requests could not be lined up with the requests sent")
+    else:
+        print(at_flushes(rows, args.slow_ms, windows))
     start = rows[0][0]
     for at, ms in slow:
         print(f"  at +{(at - start) * 1000:9.1f} ms (monotonic {at:.4f}): {ms:.2f} ms")

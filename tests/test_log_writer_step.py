@@ -9,7 +9,7 @@ import pytest
 
 from edge_proxy.billing.reconcile import verify
 from edge_proxy.log_sinks import open_log_sink
-from edge_proxy.log_sinks.writer_process import _Step
+from edge_proxy.log_sinks.writer_process import _PIECE, WriterProcess, _pieces, _Step
 from edge_proxy.metering.record import RequestRecord, now_iso, to_json_line
 from edge_proxy.settings import Settings
 from edge_proxy.store import open_store
@@ -72,3 +72,23 @@ def test_a_refused_record_is_kept_aside_and_the_rest_billed_once(tmp_path, diale
         asyncio.run(_scenario(url))
     finally:
         asyncio.run(pg.drop_database(url))
+
+
+async def _through_the_pipe(url: str) -> None:
+    mid = await _world(url)
+    lines = [line(mid, i) for i in range(3 * _PIECE // 300)]  # several pieces' worth
+    pieces = list(_pieces(lines))
+    assert len(pieces) >= 3 and b"".join(pieces) == b"".join(lines)
+    assert all(p.endswith(b"\n") for p in pieces)  # whole lines only
+    writer = WriterProcess(Settings(database_url=url))
+    try:
+        done, refused = await writer.commit(lines)
+        assert refused == [] and len(done.consumed) == len(lines)
+        again, _ = await writer.commit(lines)  # the same batch again bills nothing
+        assert again.consumed == []
+    finally:
+        await writer.close()
+
+
+def test_a_batch_goes_to_the_writer_process_in_pieces_and_is_billed_once(tmp_path):
+    asyncio.run(_through_the_pipe(f"sqlite:///{tmp_path}/pipe.db"))

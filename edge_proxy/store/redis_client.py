@@ -186,8 +186,8 @@ def _sentinel(target: RedisTarget, timeout: float) -> Any:
         sentinel_kwargs["password"] = options.pop("sentinel_password")
     if "sentinel_username" in options:
         sentinel_kwargs["username"] = options.pop("sentinel_username")
-    # redis-py's Sentinel constructor carries no annotations
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs,  # type: ignore[no-untyped-call]
+    # redis-py's Sentinel constructor carries no annotations before redis 8.2
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs,  # type: ignore[no-untyped-call,unused-ignore]
                         socket_timeout=timeout, socket_connect_timeout=timeout, username=target.username,
                         password=target.password, ssl=target.tls, db=target.db, **options)
 

@@ -45,7 +45,7 @@ async def run(n: int) -> None:
 
     Exchange.finish = keep  # type: ignore[method-assign]  # to see a real request's principal and attempt
     for _ in range(200):  # warm the caches and the lease, as bench_request_path does
-        await gw.__rsgi__(Scope(key), Proto())
+        await gw.__rsgi__(Scope(key, Proto.body_sent), Proto())
     Exchange.finish = finish  # type: ignore[method-assign]
     real = seen[-1]
     writer, svc.log_queue._task = svc.log_queue._task, None  # the writer's work is not this stage's

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..request_path.exchange import Exchange
 
 log = logging.getLogger("edge_proxy.log_queue")
-_encode = msgspec.json.Encoder().encode
+_encode_lines = msgspec.json.Encoder().encode_lines  # of a 1-tuple: the JSON and its newline in one buffer
 _PARSE_SLICE = 1000  # lines parsed between two turns of the event loop while replaying
 _PROBE_BYTES = 1 << 20
 
@@ -75,7 +75,7 @@ class LogQueue:
 
     def put(self, record: RequestRecord) -> None:
         request_id = record.request_id
-        line = _encode(record) + b"\n"
+        line = _encode_lines((record,))
         seg = self.journal.append(request_id, line)
         if seg is not None and self._parked:
             self.spilled += 1
@@ -268,7 +268,7 @@ class LogQueue:
                 record = cut_record(o)
                 if self.price is not None:
                     self.price(record)
-                finals[o.request_id] = _encode(record) + b"\n"
+                finals[o.request_id] = _encode_lines((record,))
                 cuts.append(record)
         if not await self._commit_all(list(finals.items())):
             return False

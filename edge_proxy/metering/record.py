@@ -16,19 +16,16 @@ logged as free just because its usage was not reported.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import msgspec
 
 from ..clock import now_iso  # noqa: F401 - re-exported: records are stamped with it
 
-if TYPE_CHECKING:
-    from .usage_types import Usage
-
 OUTCOMES = ("completed", "error", "partial")
 
 
-class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+# Not kw_only: `Exchange.finish` (request_path/exchange.py) builds each record in one positional call, every field
+# in this order (tests/test_exchange_record.py pins it). A new field goes at the end, or into that call too.
+class RequestRecord(msgspec.Struct, omit_defaults=True):
     request_id: str
     created_at: str
     merchant_id: str
@@ -81,27 +78,12 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     free: bool = False  # an endpoint the catalogue marks free (a token count): nobody is charged for it
 
 
-# Every token count a scanner's Usage carries, under the same name on the record: what a price applies to.
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
-                "cache_write_1h_tokens", "input_audio_tokens", "cached_audio_tokens", "output_audio_tokens")
-
-
-def take_usage(record: RequestRecord, usage: Usage) -> None:
-    """Copy a provider-reported ``Usage`` (metering/usage_types.py) onto the record, every token count of it."""
-    # one store per field, not a loop of getattr/setattr: this runs once per request (USAGE_FIELDS lists the same)
-    record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
-    record.cached_tokens, record.cache_write_tokens = usage.cached_tokens, usage.cache_write_tokens
-    record.reasoning_tokens, record.cache_write_1h_tokens = usage.reasoning_tokens, usage.cache_write_1h_tokens
-    record.input_audio_tokens, record.cached_audio_tokens = usage.input_audio_tokens, usage.cached_audio_tokens
-    record.output_audio_tokens = usage.output_audio_tokens
-
-
-_encode = msgspec.json.Encoder().encode
+_encode_lines = msgspec.json.Encoder().encode_lines
 _decode = msgspec.json.Decoder(RequestRecord).decode
 
 
 def to_json_line(record: RequestRecord) -> bytes:
-    return _encode(record) + b"\n"
+    return _encode_lines((record,))  # the JSON and its newline in one buffer
 
 
 def from_json_line(line: bytes) -> RequestRecord:

@@ -13,12 +13,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from ..billing.engine import NOTHING
 from ..clock import now_iso
 from ..metering.estimate import billed_usage
-from ..metering.record import RequestRecord, take_usage
+from ..metering.record import RequestRecord
 from ..metering.usage_types import Usage
 
 if TYPE_CHECKING:
@@ -63,54 +61,58 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        p, attempt, held, now = self.principal, self.attempt, self.reservation, time.perf_counter()
-        # A copy of a blank record and one store per field: msgspec matches each keyword argument against the 50
-        # field names, which costs twice as much. Milliseconds to 3 places as round(x * 1e6) / 1000: round(ms, 3)
-        # costs three times as much.
-        record = msgspec.structs.replace(_BLANK)
-        record.request_id, record.created_at, record.merchant_id = self.request_id, now_iso(), p.merchant_id
-        record.customer_id, record.meter_slug = p.customer_id, p.meter_slug
-        record.provider_key_type = "unmanaged" if p.provider_key else "managed"
-        record.stream, record.status_code, record.outcome, record.error_reason = self.stream, status, outcome, reason
-        record.latency_ms = round((now - self.started) * 1e6) / 1000
-        record.overhead_ms = round(self.overhead(self.replied_at) * 1e6) / 1000 if self.replied_at else 0.0
-        record.metadata, record.payer = self.metadata, p.billing.payer_kind if p.billing else "merchant"
-        record.reserved_nanos, record.hold_id = held.payer_nanos, held.payer.hold_id if held.payer else None
-        record.merchant_reserved_nanos = held.merchant_nanos
-        record.merchant_hold_id = held.merchant.hold_id if held.merchant else None
-        record.spend_key_id = p.spend_key.spend_key_id if p.spend_key else None
-        record.region = self.svc.settings.region
-        svc, request_bytes, fmt, estimate = self.svc, 0, "none", None
+        p, attempt, held, svc, stream, now = (self.principal, self.attempt, self.reservation, self.svc, self.stream,
+                                              time.perf_counter())
+        provider: str | None
+        model: str | None
+        endpoint: str | None
         if attempt is not None:
-            record.provider = attempt.provider.name
-            record.endpoint = attempt.target.path.split("?", 1)[0]
-            record.model = attempt.model
-            record.free = attempt.free  # a token count: the catalogue says it costs nothing
-            request_bytes, fmt, estimate = len(attempt.body), attempt.provider.usage_format, attempt.input_estimate
-        if self.sent_at:
-            _apply_usage(record, self.usage, request_bytes, fmt, estimate)
-            svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
+            provider, model, free = attempt.provider.name, attempt.model, attempt.free  # free: a token count
+            endpoint = attempt.target.path.split("?", 1)[0]
+            fmt, request_bytes, estimate = attempt.provider.usage_format, len(attempt.body), attempt.input_estimate
         else:
-            record.usage_source = "none"
+            provider = model = endpoint = estimate = None
+            free, fmt, request_bytes = False, "none", 0
+        # The tokens billed: the provider's final count, else the estimate (metering/estimate.py); the audio and
+        # 1-hour cache-write parts only as the provider sent them. Nothing was sent: nothing used.
+        w1h = in_audio = cached_audio = out_audio = 0
+        if self.sent_at:
+            usage = self.usage
+            if usage is None:
+                usage = _NO_USAGE
+            elif usage.found:
+                w1h, in_audio = usage.cache_write_1h_tokens, usage.input_audio_tokens
+                cached_audio, out_audio = usage.cached_audio_tokens, usage.output_audio_tokens
+                if usage.model:
+                    model = usage.model
+            billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
+                                  input_estimate=estimate)
+            inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
+                                                          billed.cached_tokens, billed.cache_write_tokens,
+                                                          billed.reasoning_tokens, billed.usage_source)
+        else:
+            inp = out = cached = write = reasoning = 0
+            source = "none"
+        billing, key = p.billing, p.spend_key
+        # One positional call, every field in RequestRecord's order (tests/test_exchange_record.py pins it): msgspec
+        # matches each keyword against the 48 field names, and a blank copy plus a store per field costs twice as
+        # much. Milliseconds to 3 places as round(x * 1e6) / 1000: round(ms, 3) costs three times as much.
+        record = RequestRecord(
+            self.request_id, now_iso(), p.merchant_id, p.customer_id, p.meter_slug, None,  # meter_id
+            provider, "unmanaged" if p.provider_key else "managed", model, endpoint, stream, status, outcome,
+            reason, inp, out, cached, write, reasoning, w1h, in_audio, cached_audio, out_audio,
+            0, 0, 0, 0,  # input/output characters and seconds: only post-request reports count them
+            source, None, None, None, False, 0, None,  # cost, input/output cost, priced, charge: pricing's, billing's
+            billing.payer_kind if billing else "merchant", held.payer_nanos,
+            held.payer.hold_id if held.payer else None, key.spend_key_id if key else None,
+            round((now - self.started) * 1e6) / 1000,
+            round(self.overhead(self.replied_at) * 1e6) / 1000 if self.replied_at else 0.0,
+            self.metadata, None, 0, 0,  # response_id; operator and uncollected nanos: billing's
+            held.merchant_nanos, held.merchant.hold_id if held.merchant else None, svc.settings.region, free)
+        if self.sent_at:
+            svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
         svc.log_queue.put(record)
         svc.observability.finished(self, record)  # observability hook: metrics, access log, trace span
 
 
-def _apply_usage(record: RequestRecord, usage: Usage | None, request_bytes: int, fmt: str,
-                 input_estimate: int | None) -> None:
-    """The tokens the record is billed for: the provider's final count, else the estimate (metering/estimate.py)."""
-    if usage is None:
-        usage = _NO_USAGE
-    elif usage.found:
-        take_usage(record, usage)  # every count the provider sent (audio, 1-hour cache writes...)
-        if usage.model:
-            record.model = usage.model
-    billed = billed_usage(usage, fmt=fmt, stream=record.stream, status=record.status_code,
-                          request_bytes=request_bytes, input_estimate=input_estimate)
-    record.input_tokens, record.output_tokens = billed.input_tokens, billed.output_tokens
-    record.cached_tokens, record.cache_write_tokens = billed.cached_tokens, billed.cache_write_tokens
-    record.reasoning_tokens, record.usage_source = billed.reasoning_tokens, billed.usage_source
-
-
 _NO_USAGE = Usage()
-_BLANK = RequestRecord(request_id="", created_at="", merchant_id="")  # only ever copied (finish), never changed

@@ -45,7 +45,10 @@ def request_headers(items, bytes key_header, key, *, bint managed=False):
         parts.append(("Bearer " + key) if key_header == b"authorization" else key)
         parts.append("\r\n")
         lines += 1
-    return HeaderBlock("".join(parts).encode("utf-8"), lines)
+    # HeaderBlock(data, lines) would run its Python-level __new__ per request; bytes' own constructor is C
+    block = bytes.__new__(HeaderBlock, "".join(parts).encode("utf-8"))
+    block.lines = lines
+    return block
 
 
 cdef tuple _without(items, frozenset drop, set extra):

@@ -56,7 +56,9 @@ async def authorize(svc: Services, headers: Headers, access: Access) -> Principa
     given = credential(headers)
     if not given:
         raise InvalidToken()
-    principal = svc.auth.cached(given) or await svc.auth.verify(given)  # authenticate, without its await on a hit
+    auth = svc.auth
+    # authenticate, without its await or its call on a hit: the cache is the one `forget` empties (revocation)
+    principal = auth.cache.get(given) or await auth.verify(given)
     key = principal.spend_key
     if key is not None:
         if key.status != "active":

@@ -64,11 +64,8 @@ class Authenticator:
     async def authenticate(self, credential: str | None) -> Principal:
         if not credential:
             raise InvalidToken()
-        return self.cached(credential) or await self.verify(credential)
-
-    def cached(self, credential: str) -> Principal | None:
-        """The principal of a credential verified within the cache's TTL, without an await; None: `verify` it."""
-        return self.cache.get(credential)
+        # `cache` holds the principals verified within its TTL (access.authorize reads it the same way)
+        return self.cache.get(credential) or await self.verify(credential)
 
     async def verify(self, credential: str) -> Principal:
         """Read the credential's key from the store (a cache miss); concurrent misses share one read."""

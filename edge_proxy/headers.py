@@ -51,6 +51,8 @@ def credential(headers: RSGIHeaders) -> str | None:
     """The gateway credential: `Authorization: Bearer`, then `x-api-key`, then `x-goog-api-key`."""
     auth: str | None = headers.get("authorization")
     if auth:
+        if auth.startswith("Bearer "):  # what every client sends: the general parse below gives the same answer
+            return auth[7:].strip() or None
         scheme, _, rest = auth.partition(" ")
         if scheme.lower() == "bearer" and rest.strip():
             return rest.strip()

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from edge_proxy import _headers_py
+from edge_proxy.upstream import HeaderBlock
 
 PURE_PYTHON = os.environ.get("EDGE_PROXY_PURE_PYTHON", "") not in ("", "0")
 
@@ -53,6 +54,7 @@ UP = [  # id, client headers, key header, key, managed, the block's lines after 
                          ids=[row[0] for row in UP])
 def test_request_headers(build, items, key_header, key, managed, expected):
     block = build.request_headers(items, key_header, key, managed=managed)
+    assert type(block) is HeaderBlock  # what the upstream client sends as it is (pool._encode_request)
     lines = bytes(block).decode("utf-8").split("\r\n")
     assert lines[-1] == ""
     identity = [] if "accept-encoding" in dict(items).get("connection", "").lower() else ["accept-encoding: identity"]

@@ -73,6 +73,8 @@ LOCAL = [  # id, what is asked of reserve_local after one reserve of AMOUNT with
     ("a request the lease has room for is admitted from it", lambda leases, payer, lease: (payer, AMOUNT), True),
     ("the last of the lease is admitted", lambda leases, payer, lease: (payer, 3 * AMOUNT), True),
     ("more than the lease has left goes to the store", lambda leases, payer, lease: (payer, 3 * AMOUNT + 1), False),
+    ("a plain (kind, id) tuple finds the payer's lease, as the billing engine looks it up",
+     lambda leases, payer, lease: ((payer.kind, payer.id), AMOUNT), True),
     ("another payer's lease is not this one's", lambda leases, payer, lease: (Payer("customer", "cus_x"), 1), False),
     ("nothing to reserve is not a reservation", lambda leases, payer, lease: (payer, 0), False),
     ("an expired lease goes to the store",

@@ -172,6 +172,16 @@ async def metadata_reaches_the_record_and_not_the_provider(c: Case) -> None:
     assert record["metadata"] == {"team": "search"}
 
 
+async def metadata_in_the_query_string_reaches_the_record_and_not_the_provider(c: Case) -> None:
+    route = ROUTES[c.route]  # `serve` splits it off only when there is a query string: with and without another
+    path = route.path + ("&" if "?" in route.path else "?") + "metadata=%7B%22team%22%3A%22search%22%7D"
+    answer = await c.gw.call("POST", path, body=route.body(100), key=c.gw.secret_key)
+    assert answer.status == 200, answer.body
+    assert "metadata" not in c.fake.last().query
+    [record] = await c.records()
+    assert record["metadata"] == {"team": "search"}
+
+
 async def reservation_is_released_once_the_request_is_logged(c: Case) -> None:
     answer = await c.send(c.gw.secret_key)
     assert answer.status == 200, answer.body
@@ -214,6 +224,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     customer_who_cannot_cover_the_reservation_is_402,
     bad_metadata_is_400_and_nothing_is_sent,
     metadata_reaches_the_record_and_not_the_provider,
+    metadata_in_the_query_string_reaches_the_record_and_not_the_provider,
     reservation_is_released_once_the_request_is_logged,
     crlf_in_provider_key_is_401_and_nothing_is_sent,
     a_bug_is_a_json_500_logged_once_and_its_reservation_released,

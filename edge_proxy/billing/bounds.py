@@ -72,9 +72,9 @@ def request_bounds(body: bytes) -> Bounds:
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return NOT_JSON._replace(input_tokens=len(body))
     # Each limit the body names is checked, and the largest one counts; most bodies name one or none.
-    most = None
-    if head.max_tokens is not None:
-        most = _output_limit("max_tokens", head.max_tokens)
+    most = head.max_tokens  # the usual case, a whole number in range, is checked here without a call
+    if most is not None and not (type(most) is int and 1 <= most <= MAX_OUTPUT_TOKENS):
+        most = _output_limit("max_tokens", most)
     if head.max_completion_tokens is not None:
         most = _larger(most, _output_limit("max_completion_tokens", head.max_completion_tokens))
     if head.max_output_tokens is not None:

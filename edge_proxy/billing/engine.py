@@ -159,13 +159,14 @@ class BillingEngine:
                                      "it answers again")
         payer = merchant = None
         leases = self.leases
+        # a lease with room is found by a plain (kind, id) tuple; a Payer is built only to ask the store
         if q.payer and billing.payer_id:
-            who = Payer(billing.payer_kind, billing.payer_id)
-            payer = leases.reserve_local(who, q.payer) or await leases.reserve(who, q.payer)
+            payer = leases.reserve_local((billing.payer_kind, billing.payer_id), q.payer) \
+                or await leases.reserve(Payer(billing.payer_kind, billing.payer_id), q.payer)
         if q.merchant:
             try:
-                who = Payer("merchant", billing.merchant_id)
-                merchant = leases.reserve_local(who, q.merchant) or await leases.reserve(who, q.merchant)
+                merchant = leases.reserve_local(("merchant", billing.merchant_id), q.merchant) \
+                    or await leases.reserve(Payer("merchant", billing.merchant_id), q.merchant)
             except BaseException:
                 leases.finished(payer, q.payer, 0)
                 raise

@@ -62,7 +62,8 @@ class Leases:
         self.idle_release = idle_release
         self.timeout = timeout
         self.worker_id = f"{os.getpid()}-{os.urandom(4).hex()}"
-        self._leases: dict[Payer, Lease] = {}
+        # keyed by (kind, id): a Payer is that tuple, so the request path looks a lease up without building one
+        self._leases: dict[tuple[str, str], Lease] = {}
         self._task: asyncio.Task[None] | None = None
         self._refills: set[asyncio.Task[None]] = set()
         self.local_hits = 0
@@ -76,9 +77,9 @@ class Leases:
             return None
         return self.reserve_local(payer, amount) or await self._grow(payer, amount)
 
-    def reserve_local(self, payer: Payer, amount: int) -> Lease | None:
+    def reserve_local(self, payer: tuple[str, str], amount: int) -> Lease | None:
         """`reserve` when this worker's lease has room for a positive `amount` (no store call, no await), else
-        None: then the caller awaits `reserve`, which asks the store."""
+        None: then the caller awaits `reserve`, which asks the store. `payer` may be a plain (kind, id) tuple."""
         lease = self._leases.get(payer)
         if lease is None or lease.total - lease.used < amount or amount <= 0:
             return None
@@ -197,10 +198,11 @@ class Leases:
         while True:
             await asyncio.sleep(min(self.ttl / 3, self.idle_release))
             now = time.monotonic()
-            for payer, lease in list(self._leases.items()):
+            for key, lease in list(self._leases.items()):
+                payer = lease.payer
                 try:
                     if lease.used == 0 and now - lease.last_used > self.idle_release:
-                        del self._leases[payer]
+                        del self._leases[key]
                         await self.backend.release(payer, lease.hold_id)
                     elif lease.total and lease.expires - now < self.ttl * 0.5:
                         async with lease.lock:
@@ -215,9 +217,9 @@ class Leases:
             self._task.cancel()
         for task in list(self._refills):
             task.cancel()
-        for payer, lease in list(self._leases.items()):
+        for lease in list(self._leases.values()):
             try:
-                await asyncio.wait_for(self.backend.release(payer, lease.hold_id), self.timeout)
+                await asyncio.wait_for(self.backend.release(lease.payer, lease.hold_id), self.timeout)
             except Exception as exc:  # the hold expires by itself after ttl
-                log.warning("releasing the hold for %s failed: %s", payer, exc)
+                log.warning("releasing the hold for %s failed: %s", lease.payer, exc)
         self._leases.clear()

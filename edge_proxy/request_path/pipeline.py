@@ -61,7 +61,9 @@ async def serve(svc: Services, scope: Scope, headers: Headers, proto: HTTPProtoc
     plan = None
     try:
         try:
-            query, meta = split_metadata_param(scope.query_string)
+            query, meta = scope.query_string, None
+            if query:  # most requests have no query string, so nothing to take `metadata=` out of
+                query, meta = split_metadata_param(query)
             raw_meta = headers.get("x-lava-metadata")
             if raw_meta is not None:
                 ex.metadata = parse_metadata(raw_meta, "x-lava-metadata")

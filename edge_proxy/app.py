@@ -10,9 +10,11 @@ import asyncio
 import gc
 import importlib.util
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from .access import authorize
+from .affinity import pin_worker
 from .errors import BrowserRequest, GatewayError
 from .request_path.pipeline import serve
 from .request_path.plan import forward_target, provider_path
@@ -56,6 +58,10 @@ class Gateway:
     async def start(self) -> None:
         _warn_if_not_compiled(self.svc.settings)
         await self.svc.start()
+        if self.svc.settings.pin_workers:  # after start: the spill directory exists, and the writer runs free
+            cpu = pin_worker(self.svc.settings.spill_dir)
+            if cpu is not None:
+                log.info("worker %d pinned to CPU %d (EDGE_PROXY_PIN_WORKERS)", os.getpid(), cpu)
 
     async def stop(self) -> None:
         await self.svc.stop()

@@ -46,6 +46,7 @@ class Settings:
     log_flush_seconds: float = 0.2
     log_spill_after: float = 5.0
     log_writer: str = "process"  # process | inline
+    pin_workers: bool = False  # one CPU per worker, its log writer left free (affinity.py)
     journal_fsync: bool = False
     journal_sync_seconds: float = 0.0
     journal_segment_bytes: int = 16 * 1024 * 1024

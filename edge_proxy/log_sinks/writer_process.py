@@ -28,6 +28,7 @@ from collections.abc import Iterator
 
 import msgspec
 
+from ..affinity import unpin_writer, writer_env
 from ..billing.engine import BillingEngine, Committed
 from ..metering.record import RequestRecord
 from ..money import parse_usd
@@ -138,7 +139,7 @@ class WriterProcess:
                 log.warning("the log writer process exited (%s); starting another", self._proc.returncode)
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "edge_proxy.log_sinks.writer_process", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, env=self._env)
+                stdout=asyncio.subprocess.PIPE, env={**self._env, **writer_env()})  # a pinned worker's writer runs free
 
     async def commit(self, lines: list[bytes]) -> tuple[Committed, list[int]]:
         """Bill and write a batch of journal lines; returns what changed and the indices of refused records."""
@@ -255,6 +256,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def main() -> None:
+    unpin_writer()  # EDGE_PROXY_PIN_WORKERS: not on its worker's CPU only
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker ends this process by closing its stdin
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out = os.dup(1)

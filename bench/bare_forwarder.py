@@ -24,6 +24,9 @@ class Bare:
         async def start() -> None:
             self.pool = UpstreamPool()
         loop.run_until_complete(start())
+        if os.environ.get("BARE_PIN_DIR"):  # pinned as the gateway's workers are with EDGE_PROXY_PIN_WORKERS=1
+            from edge_proxy.affinity import pin_worker
+            pin_worker(os.environ["BARE_PIN_DIR"])
 
     async def __rsgi__(self, scope, proto) -> None:
         body = await proto()
@@ -43,11 +46,16 @@ class Bare:
 app = Bare()
 
 
-def start(tmp, upstream_port: int):
-    """Run it as a subprocess on a free loopback port in front of 127.0.0.1:upstream_port: (Proc, port)."""
+def start(tmp, upstream_port: int, pin: bool = False):
+    """Run it as a subprocess on a free loopback port in front of 127.0.0.1:upstream_port: (Proc, port). `pin`: its
+    worker pins itself to a CPU as a gateway worker does with EDGE_PROXY_PIN_WORKERS=1 (a comparison of like with
+    like when the gateway runs so)."""
     import _harness as h
     port = h.free_port()
     env = dict(os.environ, BARE_UPSTREAM=f"{h.HOST}:{upstream_port}", PYTHONPATH=str(h.BENCH))
+    if pin:
+        (tmp / "bare-pins").mkdir(exist_ok=True)
+        env["BARE_PIN_DIR"] = str(tmp / "bare-pins")
     p = h.Proc("bare_forwarder", [h.PYTHON, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--workers",
                                   "1", "--host", h.HOST, "--port", str(port), "bare_forwarder:app"],
                tmp / "bare_forwarder.log", env=env).start()

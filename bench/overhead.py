@@ -181,10 +181,15 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
     return out
 
 
+def _pinned(args) -> bool:
+    """The gateway's workers pin themselves (--set EDGE_PROXY_PIN_WORKERS=1): then so does the bare forwarder's."""
+    return dict(kv.split("=", 1) for kv in args.set).get("EDGE_PROXY_PIN_WORKERS", "0").lower() in ("1", "true", "yes", "on")
+
+
 def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:
     """The same load through bench/bare_forwarder.py (Granian + the gateway's upstream client, nothing else):
     the most any Granian-based forwarder does on this machine, so gateway/bare is what our own work costs."""
-    p, port = bare_forwarder.start(tmp, ng_port)
+    p, port = bare_forwarder.start(tmp, ng_port, pin=_pinned(args))
     try:
         time.sleep(0.5)
         workers = h.children(p.pid)
@@ -426,7 +431,7 @@ def main() -> int:
         rss = {"gateway->fast_upstream": {"idle": gw.rss()}}
         bare_port = None
         if not args.no_bare:
-            bare_fast, bare_port = bare_forwarder.start(tmp, fast_port)
+            bare_fast, bare_port = bare_forwarder.start(tmp, fast_port, pin=_pinned(args))
             procs.append(bare_fast)
         h.log(f"latency: {args.requests} interleaved non-streaming pairs (+{args.warmup} warm-up)"
               + (", the bare forwarder interleaved too" if bare_port else ""))

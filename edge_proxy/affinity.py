@@ -2,9 +2,10 @@
 
 A trade of throughput for latency, off by default. A pinned worker is not moved between cores when its log writer
 process wakes, and its event loop and Granian's threads hand each request over on one core. On 2 cores
-(bench/RESULTS.md, "Fourth session on issue 17") that halved the slow requests each log flush adds at c=1 and
-brought the gateway's added c=1 p50 to within 0.02 ms of the bare forwarder's; at saturation the worker did
-~15 % fewer requests per second, because its Granian threads then share its one core. On a host whose cores other
+(bench/RESULTS.md, "Fourth session on issue 17") it cut the slow requests each log flush adds at c=1 by more than
+half, the c=1 p50 through the gateway by ~0.05 ms and its p99 by ~0.3-0.5 ms; the bare forwarder pinned the same
+way gains about as much, so what the gateway adds over forwarding stays as it was. At saturation a pinned worker
+did 10-18 % fewer requests per second: its Granian threads then share its one core. On a host whose cores other
 programs also need, a pinned worker cannot move away from them either.
 
 Each worker claims a CPU of the set it may run on (`os.sched_getaffinity`) that no other worker of this gateway

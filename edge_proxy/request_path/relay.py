@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 WHOLE_BODY_LIMIT = 1 << 20
 _JSON_TYPE = ("content-type", "application/json")
 _SSE_TYPES = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
+# How the last event of a provider's stream begins, by usage format: a pass-through client that had it had the whole
+# answer (the OpenAI SDK closes its connection there), even if the provider's connection then ends late or badly.
+_END_EVENTS = {"openai": (b"data: [DONE]", b"event: response.completed"), "anthropic": (b"event: message_stop",)}
 
 
 class BodyBroken(GatewayError):
@@ -93,6 +96,13 @@ async def relay(proto: HTTPProtocol, plan: Plan, attempt: Attempt, ex: Exchange,
     ex.finish(response.status, *answer_outcome(response.status, usage))
 
 
+def _ends_answer(fmt: str, chunk: bytes) -> bool:
+    """Whether a relayed chunk ends with its format's last event (`_END_EVENTS`), so what the client had is whole."""
+    tail = chunk.rstrip()
+    at = tail.rfind(b"\n\n")  # where the chunk's last event begins
+    return tail.startswith(_END_EVENTS.get(fmt, ()), at + 2 if at >= 0 else 0)
+
+
 def _is_sse(response: UpstreamResponse) -> bool:
     return any(n == b"content-type" and v.startswith(b"text/event-stream") for n, v in response.headers)
 
@@ -106,7 +116,12 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
     transport = proto.response_stream(response.status, out_headers)
     watcher = asyncio.ensure_future(proto.client_disconnect())
     watcher.add_done_callback(lambda _: response.abort())
-    pump = asyncio.get_running_loop().create_task(_pass(response, transport, feed) if translator is None
+    last = [b""]  # the last chunk relayed as it came (pass-through): did the client have the provider's end?
+
+    def whole() -> bool:  # the client had its whole answer, end marker included
+        return translator.closed if translator is not None else _ends_answer(ex.usage_format, last[0])
+
+    pump = asyncio.get_running_loop().create_task(_pass(response, transport, feed, last) if translator is None
                                                   else _translate(response, transport, feed, translator))
     outcome, reason = "completed", None
     try:
@@ -114,7 +129,7 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         try:
             await pump
         except UpstreamError:
-            if translator is not None and translator.closed:
+            if whole():
                 pass  # the client had its whole answer, end marker included, before the upstream's end: not cut
             elif watcher.done():
                 outcome, reason, complete = "partial", "client_disconnected", None
@@ -127,7 +142,8 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
             await transport.send_bytes(sse_error_event(ex.usage_format))
     except (ProtocolClosed, ProtocolError):
         response.abort()
-        outcome, reason = "partial", "client_disconnected"
+        if not whole():
+            outcome, reason = "partial", "client_disconnected"
     finally:
         watcher.cancel()
         pump.cancel()  # if this was cancelled while the pump ran: nothing is fed to the scanner after this
@@ -143,12 +159,14 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
 # Each chunk is relayed by one of these two, run as a task of its own by _stream: a chunk that arrives then
 # resumes only this coroutine, not every caller up to the app (4 frames fewer per chunk). An error's traceback keeps
 # the frame alive, and Granian ends the body only when the transport is freed: hence the `del`.
-async def _pass(response: UpstreamResponse, transport: StreamTransport, feed: Callable[[bytes], None]) -> None:
-    """Relay every chunk unchanged, each scanned for usage first."""
+async def _pass(response: UpstreamResponse, transport: StreamTransport, feed: Callable[[bytes], None],
+                last: list[bytes]) -> None:
+    """Relay every chunk unchanged, each scanned for usage first; `last` holds the last one sent."""
     try:
         async for chunk in response:
             feed(chunk)
             await transport.send_bytes(chunk)
+            last[0] = chunk
     finally:
         del transport
 

@@ -51,6 +51,8 @@ import _harness as h  # noqa: E402
 import _load  # noqa: E402
 import bare_forwarder  # noqa: E402
 
+from edge_proxy.settings import Settings  # noqa: E402
+
 TARGETS = {  # issue 17's, as ratios against the bare Granian forwarder in the same run (and idle RSS)
     "rps_to_bare_min": 0.8,          # 1 worker, c=32, nginx upstream, merchant secret key
     "rps_token_to_bare_min": 0.75,   # the same with a customer forward token on a meter
@@ -183,7 +185,7 @@ def saturation(args, name: str, up_port: int, up_pids: dict[str, int], gw: h.Gat
 
 def _pinned(args) -> bool:
     """The gateway's workers pin themselves (--set EDGE_PROXY_PIN_WORKERS=1): then so does the bare forwarder's."""
-    return dict(kv.split("=", 1) for kv in args.set).get("EDGE_PROXY_PIN_WORKERS", "0").lower() in ("1", "true", "yes", "on")
+    return Settings.load(env=dict(kv.split("=", 1) for kv in args.set)).pin_workers  # read as the gateway reads it
 
 
 def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:

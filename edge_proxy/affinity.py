@@ -24,13 +24,13 @@ log = logging.getLogger("edge_proxy")
 WRITER_CPUS = "EDGE_PROXY_WRITER_CPUS"  # the log writer's CPUs: its worker's set before the worker pinned itself
 _ROUNDS = 64  # workers per CPU at most; beyond that a worker is left unpinned
 _held: list[int] = []  # the lock files' descriptors: open for the worker's life
-_before: set[int] | None = None
+_writer_cpus: str | None = None  # this worker's CPU set before it pinned itself, as WRITER_CPUS says it
 
 
 def pin_worker(lock_dir: str) -> int | None:
     """Pin every thread of this process to one CPU that no other worker holds; that CPU, or None when there is
     only one CPU to run on (nothing to gain) or every slot is taken."""
-    global _before
+    global _writer_cpus
     if not hasattr(os, "sched_setaffinity"):  # Linux only
         log.warning("EDGE_PROXY_PIN_WORKERS: this system cannot pin a process to a CPU; the worker is not pinned")
         return None
@@ -46,7 +46,7 @@ def pin_worker(lock_dir: str) -> int | None:
                 os.close(fd)
                 continue
             _held.append(fd)
-            _before = set(allowed)
+            _writer_cpus = ",".join(map(str, allowed))
             for tid in os.listdir("/proc/self/task"):  # Granian's threads too: they serve the same requests
                 try:
                     os.sched_setaffinity(int(tid), {cpu})
@@ -60,7 +60,7 @@ def pin_worker(lock_dir: str) -> int | None:
 
 def writer_env() -> dict[str, str]:
     """What a pinned worker adds to its log writer's environment, so that the writer runs on every CPU."""
-    return {WRITER_CPUS: ",".join(map(str, sorted(_before)))} if _before is not None else {}
+    return {WRITER_CPUS: _writer_cpus} if _writer_cpus is not None else {}
 
 
 def unpin_writer() -> None:

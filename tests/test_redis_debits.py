@@ -66,6 +66,77 @@ def test_debits_land_once_each_and_wait_while_redis_is_down():
             await client.aclose()
             await store.close()
 
+    _run(main, server)
+
+
+def test_the_writer_process_mirrors_a_batch_and_hands_back_what_redis_did_not_take(tmp_path):
+    """With Redis holds, the log writer process mirrors a committed batch's debits itself, so the worker gets none
+    to send; while Redis is down the batch still commits and its debits come back in the answer, for the worker's
+    after_commit to keep and retry once Redis is back. Each lands once."""
+    from edge_proxy.log_sinks import open_log_sink
+    from edge_proxy.log_sinks.writer_process import _Step
+    from edge_proxy.metering.record import RequestRecord, now_iso, to_json_line
+    from edge_proxy.settings import Settings
+
+    server = RedisServer().start()
+    url = f"sqlite:///{tmp_path}/w.db"
+    usd = 10**9
+
+    def lines(mid: str, ids: range) -> bytes:
+        return b"".join(to_json_line(RequestRecord(
+            request_id=f"req_m{i}", created_at=now_iso(), merchant_id=mid, provider="openai", model="gpt-4o-mini",
+            status_code=200, input_tokens=10, output_tokens=5, cost_nanos=1000 + i, priced=True,
+            reserved_nanos=5000, hold_id="w1")) for i in ids)
+
+    async def main():
+        store, sink = open_store(url), open_log_sink(url)
+        await store.open()
+        await sink.open()  # the request log's tables
+        await sink.close()
+        merchant, _ = await store.create_merchant("m", 100 * usd)
+        mid = merchant.merchant_id
+        payer = Payer("merchant", mid)
+        client = redis.asyncio.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+        await client.hset(payer.redis_key, mapping={"b": 100 * usd, "h:w1": "50000:9999999999"})
+        step = _Step(Settings(database_url=url, redis_url=server.url, redis_timeout=1.0))
+        worker = BillingEngine(None, None, None, None, redis_holds=RedisHolds(client, store.db))
+        try:
+            first = await step.commit(lines(mid, range(3)))
+            assert first.error is None and first.done is not None
+            assert sorted(first.done.consumed) == [(f"req_m{i}", 1000 + i, 0) for i in range(3)]
+            assert first.done.debits == []  # mirrored by the writer process: nothing for the worker to send
+            assert await client.hmget(payer.redis_key, ["b", "h:w1"]) == [
+                str(100 * usd - 3003).encode(), b"46997:9999999999"]
+
+            again = await step.commit(lines(mid, range(3)))  # the worker retries a batch whose answer it lost
+            assert again.done is not None and again.done.consumed == [] and again.done.debits == []
+            assert int(await client.hget(payer.redis_key, "b")) == 100 * usd - 3003
+
+            server.stop()
+            down = await step.commit(lines(mid, range(3, 5)))  # SQL takes it; Redis cannot
+            assert down.error is None and down.done is not None
+            assert sorted(down.done.consumed) == [("req_m3", 1003, 0), ("req_m4", 1004, 0)]
+            back = sorted(down.done.debits)
+            assert [(kind, pid, change, hold, took) for kind, pid, _, change, hold, took in back] == [
+                ("merchant", mid, -1003, "w1", 1003), ("merchant", mid, -1004, "w1", 1004)]
+            assert all(marker.startswith(f"{mid}:req_m") for _, _, marker, _, _, _ in back)
+
+            server.start()  # empty, as after a restart: the balance is reloaded from SQL, the durable record
+            await client.hset(payer.redis_key, mapping={"b": 100 * usd - 3003, "h:w1": "46997:9999999999"})
+            await worker.after_commit(["req_m3", "req_m4"], down.done)  # the worker's side retries them
+            assert worker.redis_pending == []
+            await worker.after_commit(["req_m3", "req_m4"], down.done)  # and the same answer twice lands once
+            assert await client.hmget(payer.redis_key, ["b", "h:w1"]) == [
+                str(100 * usd - 5010).encode(), b"44990:9999999999"]
+        finally:
+            await step.close()
+            await client.aclose()
+            await store.close()
+
+    _run(main, server)
+
+
+def _run(main, server: RedisServer) -> None:
     try:
         asyncio.run(main())
     finally:

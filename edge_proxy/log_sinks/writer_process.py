@@ -2,10 +2,11 @@
 
 Each worker starts one child process (`python -m edge_proxy.log_sinks.writer_process`) with its own database
 connections, and feeds it batches of encoded records (the journal's lines) over a pipe. The child decodes them
-and runs `BillingEngine.commit_tx`, the one transaction that writes the log rows and bills them, then answers
-with what changed (`Committed`); the worker applies that to its own state (`after_commit`: reservations, Redis
-debit mirroring, autopay) on its event loop. Row building, SQLite's parameter binding and the settle logic hold
-the child's GIL, not the worker's, so a flush no longer stalls requests (bench/RESULTS.md).
+and runs `BillingEngine.commit_tx`, the one transaction that writes the log rows and bills them, mirrors the
+batch's debits to Redis (with Redis holds), then answers with what changed (`Committed`); the worker applies that
+to its own state (`after_commit`: reservations, the Redis debits the child could not mirror, autopay) on its event
+loop. Row building, SQLite's parameter binding, the settle logic and the Redis commands hold the child's GIL, not
+the worker's, so a flush no longer stalls requests (bench/RESULTS.md).
 
 Frames, both ways: 12 bytes (sequence number, payload length, little-endian), then the payload. Worker to
 child: the batch's lines. Child to worker: a msgpack `Reply`. The child ignores SIGINT and SIGTERM and exits when
@@ -221,6 +222,8 @@ class _Step:
         try:
             await self.db.open()
             done, refused = await commit_isolating(self.billing, payload)
+            if done.debits:  # Redis holds: mirrored from here; what Redis did not take, the worker retries
+                done.debits = await self.billing.mirror(done.debits)
             return Reply(done=done, refused=refused)
         except Exception as exc:  # the worker retries; say why
             return Reply(error=f"{type(exc).__name__}: {exc}")

@@ -69,6 +69,32 @@ def test_debits_land_once_each_and_wait_while_redis_is_down():
     _run(main, server)
 
 
+def test_large_debits_land_exactly():
+    """Amounts past 2^53 nanos (9 million USD) up to the most one amount may be land to the nano: summed as a Lua
+    double they were inexact, and 1e17 reached Redis as 1e+17, which HINCRBY refused."""
+    server = RedisServer().start()
+
+    async def main():
+        client = redis.asyncio.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+        store = open_store(f"sqlite:///{tempfile.mkdtemp()}/d.db")
+        await store.open()
+        engine = BillingEngine(None, None, None, None, redis_holds=RedisHolds(client, store.db))
+        try:
+            await client.hset(CAROL.redis_key, mapping={"b": 4 * 10**18, "h:w1": "5000:9999999999"})
+            engine.redis_pending = [(CAROL, "req_big1", -(10**17), None, 0),
+                                    (CAROL, "req_big2", -123_456_789_012_345_678, None, 0),
+                                    (CAROL, "req_big3", -(10**18), "w1", 1_000)]
+            await engine.flush_redis()
+            assert engine.redis_pending == []
+            assert await client.hmget(CAROL.redis_key, ["b", "h:w1"]) == [
+                str(4 * 10**18 - 10**17 - 123_456_789_012_345_678 - 10**18).encode(), b"4000:9999999999"]
+        finally:
+            await client.aclose()
+            await store.close()
+
+    _run(main, server)
+
+
 def test_the_writer_process_mirrors_a_batch_and_hands_back_what_redis_did_not_take(tmp_path):
     """With Redis holds, the log writer process mirrors a committed batch's debits itself, so the worker gets none
     to send; while Redis is down the batch still commits and its debits come back in the answer, for the worker's

@@ -95,21 +95,23 @@ return current + add
 # KEYS[1] account hash, KEYS[2..] one marker per transfer. ARGV[1] marker ttl, then per transfer: the change to the
 # balance (negative for a debit), the hold it came out of ('-': none) and how much of that hold it used. Applies
 # each transfer once; shrinks each worker's hold by what its requests used (never below 0). Returns how many it
-# applied. Whole numbers are formatted with %d: tostring() would give 2e+15.
+# applied. Each change goes to HINCRBY as the text it came as, which Redis adds as a 64-bit integer: a sum in Lua
+# is a double, exact only below 2^53 (9 million USD in nanos), and one such as 1e17 reaches Redis as "1e+17",
+# which HINCRBY refuses. A hold's amount is a Lua double here (exact below 2^53 nanos), written with %d.
 _APPLY = """
-local total, applied, shrink = 0, 0, {}
+local applied, shrink = 0, {}
+local balance = redis.call('HEXISTS', KEYS[1], 'b') == 1
 for i = 2, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-    local change, hold, took = tonumber(ARGV[3 * i - 4]), ARGV[3 * i - 3], tonumber(ARGV[3 * i - 2])
-    total = total + change
+    local change, hold, took = ARGV[3 * i - 4], ARGV[3 * i - 3], tonumber(ARGV[3 * i - 2])
+    if balance and change ~= '0' then
+      redis.call('HINCRBY', KEYS[1], 'b', change)
+    end
     applied = applied + 1
     if hold ~= '-' and took > 0 then
       shrink[hold] = (shrink[hold] or 0) + took
     end
   end
-end
-if total ~= 0 and redis.call('HEXISTS', KEYS[1], 'b') == 1 then
-  redis.call('HINCRBY', KEYS[1], 'b', total)
 end
 for hold, amount in pairs(shrink) do
   local f = 'h:' .. hold

@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .access import authorize
-from .affinity import pin_worker
+from .affinity import pin_worker, place_writer
 from .errors import BrowserRequest, GatewayError
 from .request_path.pipeline import serve
 from .request_path.plan import forward_target, provider_path
@@ -58,9 +58,10 @@ class Gateway:
     async def start(self) -> None:
         _warn_if_not_compiled(self.svc.settings)
         await self.svc.start()
-        if self.svc.settings.pin_workers:  # after start: the spill directory exists, and the writer runs free
+        if self.svc.settings.pin_workers:  # after start: the spill directory exists
             cpu = pin_worker(self.svc.settings.spill_dir)
             if cpu is not None:
+                place_writer(self.svc.log_writer.pid)  # off this worker's CPU: a flush never takes its core
                 log.info("worker %d pinned to CPU %d (EDGE_PROXY_PIN_WORKERS)", os.getpid(), cpu)
 
     async def stop(self) -> None:

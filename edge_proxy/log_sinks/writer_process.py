@@ -140,7 +140,12 @@ class WriterProcess:
                 log.warning("the log writer process exited (%s); starting another", self._proc.returncode)
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "edge_proxy.log_sinks.writer_process", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, env={**self._env, **writer_env()})  # a pinned worker's writer runs free
+                stdout=asyncio.subprocess.PIPE, env={**self._env, **writer_env()})  # a pinned worker's: off its CPU
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (EDGE_PROXY_PIN_WORKERS moves it off its worker's CPU)."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     async def commit(self, lines: list[bytes]) -> tuple[Committed, list[int]]:
         """Bill and write a batch of journal lines; returns what changed and the indices of refused records."""
@@ -185,6 +190,8 @@ class WriterProcess:
 
 class InlineWriter:
     """The same step on the worker's own event loop (`EDGE_PROXY_LOG_WRITER=inline`)."""
+
+    pid = None  # no process of its own
 
     def __init__(self, billing: BillingEngine) -> None:
         self.billing = billing
@@ -259,7 +266,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def main() -> None:
-    unpin_writer()  # EDGE_PROXY_PIN_WORKERS: not on its worker's CPU only
+    unpin_writer()  # EDGE_PROXY_PIN_WORKERS: off its worker's CPU
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker ends this process by closing its stdin
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out = os.dup(1)

@@ -7,10 +7,15 @@ request hands it: `relay` (the whole end of a whole-body answer: response header
 call with its `now_iso`), `now_iso`, `billed` (`billed_usage`), `price` (`Services.price`), `cost`
 (`PriceTable.cost`), `encode` (the journal line), `append` (`Journal.append`), `put` (`LogQueue.put`: encode and
 append), `finished` (the observability hook), `usage` (`usage_from_body`), `headers` (`response_headers`),
-`stamp`. Each runs under valgrind's callgrind at two call counts and the difference is divided by the extra calls,
-so start-up cancels out (as bench/instructions.py does for whole requests).
+`stamp`. Each runs under valgrind's callgrind at two call counts, counting only inside the loop (the loop runs in
+builtin `any`, and callgrind collects only there), and the difference is divided by the extra calls. Garbage
+collection is off for the loop: what piles up (the queue, the metrics' list) is a gateway's writer's and publisher's
+to take away, not the piece's.
 
     .venv/bin/python bench/finish_instructions.py [--calls 20000] [--pieces relay,finish,...] [--credential token]
+
+To measure another tree, run that tree's copy of this file: bench_request_path.py puts its own repository first on
+sys.path, so PYTHONPATH alone does not choose the tree.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ import asyncio
 import contextlib
 import gc
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_request_path import ANSWER, Proto, Response, Scope, Upstream, customer_token  # noqa: E402
 from front_instructions import _run  # noqa: E402
-from instructions import functions, instructions_of  # noqa: E402
+from instructions import functions  # noqa: E402
 
 
 async def _setup(credential: str) -> tuple[Any, Any, Any]:
@@ -186,9 +193,23 @@ async def child(name: str, n: int, credential: str) -> None:
     # writer and publisher take it away, and a full collection walking it would count per call as noise.
     gc.collect()
     gc.disable()
-    for _ in range(n):
+
+    def step(_: int) -> None:
         call()
+
+    any(map(step, range(n)))  # the loop runs inside builtin `any`: callgrind counts only there (--toggle-collect)
     # what piled up in memory is not the piece's: the writer is not run, nothing is flushed
+
+
+def _counted(cmd: list[str], env: dict[str, str], out: Path) -> int:
+    """Instructions inside builtin `any` only, where the child runs its loop: the gateway's start and warm-up wait on
+    threads and a process, and how many turns the event loop takes meanwhile varies by millions between runs."""
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=builtin_any",
+                        f"--callgrind-out-file={out}", *cmd], env=env, capture_output=True, text=True, timeout=1800)
+    found = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode != 0 or not found:
+        raise SystemExit(f"callgrind run failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return int(found.group(1))
 
 
 def main() -> int:
@@ -206,8 +227,8 @@ def main() -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
     tmp = Path(tempfile.mkdtemp(prefix="edge-proxy-finish-"))
     for name in args.pieces.split(","):
-        runs = [instructions_of([sys.executable, __file__, "--child", name, "--n", str(n), "--credential",
-                                 args.credential], env, tmp / f"{name}-{n}") for n in (1_000, 1_000 + args.calls)]
+        runs = [_counted([sys.executable, __file__, "--child", name, "--n", str(n), "--credential", args.credential],
+                         env, tmp / f"{name}-{n}") for n in (1_000, 1_000 + args.calls)]
         print(f"{name:>10}: {round((runs[1] - runs[0]) / args.calls):>7,} instructions per call", flush=True)
         if args.top:
             a, b = functions(tmp / f"{name}-{1_000 + args.calls}"), functions(tmp / f"{name}-1000")

@@ -3,17 +3,24 @@ from __future__ import annotations
 
 import time
 
-_second: tuple[int, str] = (-1, "")  # the last whole second formatted: strftime runs once a second, not per request
+_NS = 1_000_000_000
+# The current whole second, formatted: (its first ns, the next second's first ns, text). strftime runs once a
+# second, not per request; a request within the second costs a subtraction and a small division.
+_second: tuple[int, int, str] = (0, 0, "")
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # every request's tail: a concatenation, not a format
 
 
 def now_iso() -> str:
     """UTC time with milliseconds (truncated, never rounded up), sortable as text."""
     global _second
-    sec, ms = divmod(time.time_ns() // 1_000_000, 1000)
-    if sec != _second[0]:
-        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return _second[1] + _MILLIS[ms]
+    ns = time.time_ns()
+    start, end, text = _second
+    if not start <= ns < end:  # a new second (or a clock that went back)
+        sec = ns // _NS
+        start = sec * _NS
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _second = (start, start + _NS, text)
+    return text + _MILLIS[(ns - start) // 1_000_000]
 
 
 def iso_at(seconds: float) -> str:

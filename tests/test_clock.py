@@ -32,3 +32,14 @@ def test_now_iso_is_now(_):
     after = time.time()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
     assert clock.iso_at(before - 0.001) <= stamp <= clock.iso_at(after + 0.001)
+
+
+def test_now_iso_across_the_kept_second(monkeypatch):
+    """The second kept formatted covers its own nanoseconds only: its last one, the next second's first, and a clock
+    that steps back into it each read as themselves."""
+    s = 1_764_770_400_000_000_000
+    for ns, expected in [(s + 999_999_999, "2025-12-03T14:00:00.999Z"), (s + 1_000_000_000, "2025-12-03T14:00:01.000Z"),
+                         (s + 999_999_999, "2025-12-03T14:00:00.999Z"), (s - 1, "2025-12-03T13:59:59.999Z"),
+                         (s, "2025-12-03T14:00:00.000Z"), (s + 1_999_999, "2025-12-03T14:00:00.001Z")]:
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        assert clock.now_iso() == expected, ns

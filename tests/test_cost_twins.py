@@ -69,6 +69,18 @@ COSTS = [  # id, price, usage, input nano-dollars, output nano-dollars
     ("cache reads beyond the prompt are still charged", PLAIN, Usage(100, 0, cached_tokens=900), 1_125_000, 0),
     # 10**20 x $2.50/M = $2.5 x 10**14 = 2.5 x 10**23 nano-dollars; 10**20 x $10/M = $10**15: far past 64 bits
     ("counts past 64-bit arithmetic stay exact", PLAIN, Usage(10**20, 10**20), 25 * 10**22, 10**24),
+    # The compiled rule runs on 64-bit C integers only when every count is within 2**60 and no product or sum
+    # overflows; these rows sit on each side of those edges.
+    # 10**10 x $2.50/M = $25,000: the count fits, its product with 2,500,000,000,000 pico-dollars does not
+    ("a product past 64 bits stays exact", PLAIN, Usage(10**10, 0), 25 * 10**12, 0),
+    # 3,689,348 x $2.50/M = 9,223,370,000 nano-dollars; its product (9.22 x 10**18) just fits 64 bits
+    ("a product just within 64 bits", PLAIN, Usage(3_689_348, 0), 9_223_370_000, 0),
+    # (2**60 - 1) x $2.50/M and 2**60 x $10/M: one count just within the C path's bound (its product overflows), one
+    # on it
+    ("counts at the 64-bit path's bound", PLAIN, Usage(2**60 - 1, 2**60), (2**60 - 1) * 2500, 2**60 * 10_000),
+    ("a negative count past the bound reads as 0", PLAIN, Usage(-(2**61), 7), 0, 70_000),
+    # a tier picked on the C path: 200,001 x $2.50/M = 500,002,500; 3 reasoning tokens in 3 output at $15/M
+    ("a tier on the 64-bit path, with reasoning", TIERED, Usage(200_001, 3, reasoning_tokens=3), 500_002_500, 45_000),
 ]
 
 
@@ -76,6 +88,21 @@ COSTS = [  # id, price, usage, input nano-dollars, output nano-dollars
                          ids=[row[0] for row in COSTS])
 def test_cost_of(build, price, usage, input_nanos, output_nanos):
     assert build.cost_of(price, usage) == Cost(input_nanos + output_nanos, input_nanos, output_nanos, True)
+
+
+# No real price has a negative coefficient, but the rule is Python's floor division rounded half to even: both
+# builds must agree on it. Coefficients in pico-dollars per 1M tokens, so -500,000,000 is -0.5 nano-dollar a token.
+NEGATIVE = ModelPrice(Decimal(0), Decimal(0), bands=((-1, (-300_000_000, 0, 0, 0, 0, 0, -500_000_000, 0, 0)),))
+
+
+@pytest.mark.parametrize("usage,input_nanos,output_nanos", [
+    (Usage(1, 1), 0, 0),  # -0.3 -> 0; -0.5 -> 0 (the even one)
+    (Usage(5, 3), -2, -2),  # -1.5 -> -2 (even); -1.5 -> -2
+    (Usage(4, 5), -1, -2),  # -1.2 -> -1; -2.5 -> -2 (even)
+    (Usage(10, 7), -3, -4),  # -3.0; -3.5 -> -4 (even)
+])
+def test_negative_coefficients_round_as_floor_division_does(build, usage, input_nanos, output_nanos):
+    assert build.cost_of(NEGATIVE, usage) == Cost(input_nanos + output_nanos, input_nanos, output_nanos, True)
 
 
 def test_a_record_is_priced_like_the_usage_it_carries(build):

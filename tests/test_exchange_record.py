@@ -154,6 +154,25 @@ CASES = {
              "error", "insufficient_balance", sent=False, replied=True),
     "an error before an attempt was planned":
         Case(MERCHANT, None, None, 400, "error", "invalid_request", sent=False, replied=False),
+    # finish reads a final count itself (billed_usage's provider rule): these rows are on the edges of that shortcut
+    "a final count from a provider whose usage format is none is not billed":
+        Case(MERCHANT, attempt("openai", "none", "gpt-4o-mini", "/v1/chat/completions"),
+             Usage(10, 5, found=True, final=True), 200, "completed"),
+    "a stream's final count is the provider's, not its content events":
+        Case(MERCHANT, attempt("openai", "openai", "gpt-4o-mini", "/v1/chat/completions", stream=True),
+             Usage(10, 5, 2, found=True, final=True, content_events=50), 200, "completed", stream=True),
+    "a final count beats the planner's input estimate":
+        Case(MERCHANT, attempt("google", "gemini", "text-embedding-004", "/v1beta/models/x:embedContent",
+                               input_estimate=321), Usage(10, 0, found=True, final=True), 200, "completed"),
+    "a final count on a provider error status is the provider's":
+        Case(MERCHANT, attempt("openai", "openai", "gpt-4o-mini", "/v1/chat/completions"),
+             Usage(7, 0, found=True, final=True), 500, "error", "provider_status_500"),
+    "a final flag without found usage goes by the rule (none)":
+        Case(MERCHANT, attempt("openai", "openai", "gpt-4o-mini", "/v1/chat/completions"),
+             Usage(final=True), 200, "completed"),
+    "a final flag without found usage goes by the rule (the input estimate)":
+        Case(MERCHANT, attempt("google", "gemini", "text-embedding-004", "/v1beta/models/x:embedContent",
+                               input_estimate=321), Usage(final=True), 200, "completed"),
 }
 
 

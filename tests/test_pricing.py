@@ -189,6 +189,25 @@ def test_unknown_model_is_unpriced_never_free(table):
     assert cost.nanos is None and not cost.priced
 
 
+@pytest.mark.parametrize("provider,model,want", [
+    ("openai", "gpt-4o-mini", Cost(450_000, 150_000, 300_000, True)),  # $0.15 and $0.60 per 1M tokens
+    ("openai", "openai/gpt-4o-mini-2024-07-18", Cost(450_000, 150_000, 300_000, True)),  # found by the fallbacks
+    ("openai", "no-such-model-anywhere", Cost(None, None, None, False)),  # resolved to nothing: memoised too
+    ("nobody", "gpt-4o-mini", Cost(None, None, None, False)),  # no such provider
+    ("openai", None, Cost(None, None, None, False)),
+    ("openai", "", Cost(None, None, None, False)),
+])
+def test_cost_the_same_before_and_after_its_lookup_is_memoised(provider, model, want):
+    """`cost` reads the lookup memo itself on a hit: the first call (which resolves), the second (a hit), and a
+    call after the memo was emptied agree to the nano-dollar."""
+    table = PriceTable.load()
+    usage = Usage(1000, 500, found=True)
+    assert table.cost(provider, model, usage) == want
+    assert table.cost(provider, model, usage) == want
+    table._cache.clear()
+    assert table.cost(provider, model, usage) == want
+
+
 def test_alias_prices_like_its_target(table):
     assert table.cost("mirror", "plain", Usage(1000, 500)) == table.cost("acme", "plain", Usage(1000, 500))
 

@@ -253,6 +253,45 @@ def test_body_error_event(scan, fmt, body, error, wrap):
     assert u == scan.usage_from_body(fmt, body)  # a bytearray or memoryview reads like its bytes
 
 
+# OpenAI-style counts a provider sends null or negative read as 0, each on its own (usage_types._openai_usage writes
+# `_n` out per field): one row per field, the Usage given whole, positionally in its field order.
+ODD_OPENAI_COUNTS = [
+    ("negative prompt, null completion, output_tokens instead",
+     b'{"usage":{"prompt_tokens":-5,"completion_tokens":null,"output_tokens":7}}',
+     Usage(0, 7, 0, 0, 0, None, True, 0, 0, 0, 0, True)),
+    ("negative details, an output audio count",
+     b'{"model":"m","usage":{"prompt_tokens":9,"completion_tokens":8,"prompt_tokens_details":{"cached_tokens":-1,'
+     b'"cache_write_tokens":-2,"audio_tokens":null},"completion_tokens_details":{"reasoning_tokens":-3,'
+     b'"audio_tokens":4}}}',
+     Usage(9, 8, 0, 0, 0, "m", True, 0, 0, 0, 4, True)),
+    ("every detail positive",
+     b'{"usage":{"prompt_tokens":20,"completion_tokens":10,"prompt_tokens_details":{"cached_tokens":3,'
+     b'"cache_write_tokens":2,"audio_tokens":5},"completion_tokens_details":{"reasoning_tokens":6,"audio_tokens":1}}}',
+     Usage(20, 10, 3, 2, 6, None, True, 0, 5, 0, 1, True)),
+    ("DeepSeek's cache hits, the details silent on them",
+     b'{"usage":{"prompt_tokens":20,"completion_tokens":10,"prompt_cache_hit_tokens":12,'
+     b'"prompt_tokens_details":{"cached_tokens":null}}}',
+     Usage(20, 10, 12, 0, 0, None, True, 0, 0, 0, 0, True)),
+    ("DeepSeek's cache hits negative", b'{"usage":{"prompt_tokens":20,"prompt_cache_hit_tokens":-4}}',
+     Usage(20, 0, 0, 0, 0, None, True, 0, 0, 0, 0, True)),
+    ("xAI: reasoning outside completion_tokens",
+     b'{"usage":{"prompt_tokens":5,"completion_tokens":10,"total_tokens":19,'
+     b'"completion_tokens_details":{"reasoning_tokens":4}}}',
+     Usage(5, 14, 0, 0, 4, None, True, 0, 0, 0, 0, True)),
+    ("Responses: in response, with its model",
+     b'{"type":"response.completed","response":{"model":"r","usage":{"input_tokens":3,"output_tokens":-1,'
+     b'"input_tokens_details":{"cached_tokens":2},"output_tokens_details":{"reasoning_tokens":1}}}}',
+     Usage(3, 0, 2, 0, 1, "r", True, 0, 0, 0, 0, True)),
+]
+
+
+@pytest.mark.parametrize("body,want", [r[1:] for r in ODD_OPENAI_COUNTS], ids=[r[0] for r in ODD_OPENAI_COUNTS])
+def test_openai_counts_null_or_negative_read_as_zero(scan, body, want):
+    assert scan.usage_from_body("openai", body) == want
+    got = scan_stream(scan, "openai", [b"data: " + body + b"\n\n"])  # the same document as a stream's event
+    assert got == msgspec.structs.replace(want, content_events=got.content_events)
+
+
 def test_over_long_line_is_dropped_and_scanning_resyncs(scan):
     s = scan.StreamScanner("openai")
     s.feed(b'data: {"usage":{"prompt_tokens":1},"pad":"')

@@ -242,8 +242,12 @@ def _openai_usage(ev: _OAIEvent, model: str | None) -> Usage | None:
     if u is None:
         return None
     model = ev.model or (holder.model if holder is not None else None) or model
-    inp = _n(u.prompt_tokens if u.prompt_tokens is not None else u.input_tokens)
-    out = _n(u.completion_tokens if u.completion_tokens is not None else u.output_tokens)
+    # `_n` written out (a conditional expression, not a call): every OpenAI answer comes through here, most with
+    # both details objects, and each call of `_n` is a Python frame.
+    inp = u.prompt_tokens if u.prompt_tokens is not None else u.input_tokens
+    inp = inp if inp is not None and inp > 0 else 0
+    out = u.completion_tokens if u.completion_tokens is not None else u.output_tokens
+    out = out if out is not None and out > 0 else 0
     pd = u.prompt_tokens_details or u.input_tokens_details
     cd = u.completion_tokens_details or u.output_tokens_details
     cached = u.prompt_cache_hit_tokens  # DeepSeek's spelling, when the details do not say
@@ -251,14 +255,19 @@ def _openai_usage(ev: _OAIEvent, model: str | None) -> Usage | None:
     if pd is not None:
         if pd.cached_tokens is not None:
             cached = pd.cached_tokens
-        write, in_audio = _n(pd.cache_write_tokens), _n(pd.audio_tokens)
+        wr, au = pd.cache_write_tokens, pd.audio_tokens
+        write = wr if wr is not None and wr > 0 else 0
+        in_audio = au if au is not None and au > 0 else 0
     if cd is not None:
-        reasoning, out_audio = _n(cd.reasoning_tokens), _n(cd.audio_tokens)
+        rs, au = cd.reasoning_tokens, cd.audio_tokens
+        reasoning = rs if rs is not None and rs > 0 else 0
+        out_audio = au if au is not None and au > 0 else 0
         # xAI-style: reasoning billed as output but left out of completion_tokens.
         if reasoning and u.total_tokens is not None and u.total_tokens == inp + out + reasoning:
             out += reasoning
-    return Usage(inp, out, _n(cached), write, reasoning, model, True, input_audio_tokens=in_audio,
-                 output_audio_tokens=out_audio, final=True)
+    cached = cached if cached is not None and cached > 0 else 0
+    # Positional, in Usage's field order: a keyword is matched against every field name
+    return Usage(inp, out, cached, write, reasoning, model, True, 0, in_audio, 0, out_audio, True)
 
 
 class _AnthropicAcc:

@@ -55,7 +55,8 @@ class Exchange:
         """The answer goes out now: note when, and tell the client what the gateway added."""
         self.replied_at = now = time.perf_counter()
         self.answered = True
-        headers.append(("x-edge-proxy-overhead-ms", f"{self.overhead(now) * 1000:.3f}"))
+        ms = ((self.sent_at - self.started) + (now - self.head_at)) * 1000  # overhead(now): a frame fewer
+        headers.append(("x-edge-proxy-overhead-ms", f"{ms:.3f}"))
 
     def finish(self, status: int, outcome: str, reason: str | None = None) -> None:
         if self.done:
@@ -68,7 +69,9 @@ class Exchange:
         endpoint: str | None
         if attempt is not None:
             provider, model, free = attempt.provider.name, attempt.model, attempt.free  # free: a token count
-            endpoint = attempt.target.path.split("?", 1)[0]
+            endpoint = attempt.target.path
+            if "?" in endpoint:  # most paths have no query: no split, no list
+                endpoint = endpoint.split("?", 1)[0]
             fmt, request_bytes, estimate = attempt.provider.usage_format, len(attempt.body), attempt.input_estimate
         else:
             provider = model = endpoint = estimate = None
@@ -85,11 +88,18 @@ class Exchange:
                 cached_audio, out_audio = usage.cached_audio_tokens, usage.output_audio_tokens
                 if usage.model:
                     model = usage.model
-            billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
-                                  input_estimate=estimate)
-            inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
-                                                          billed.cached_tokens, billed.cache_write_tokens,
-                                                          billed.reasoning_tokens, billed.usage_source)
+            if usage.final and usage.found and fmt != "none":
+                # The provider's final count: what billed_usage returns for it (its third rule; the first two need
+                # `not found` or a "none" format), read here without the call and its Billed.
+                inp, out, cached, write, reasoning, source = (usage.input_tokens, usage.output_tokens,
+                                                              usage.cached_tokens, usage.cache_write_tokens,
+                                                              usage.reasoning_tokens, "provider")
+            else:
+                billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
+                                      input_estimate=estimate)
+                inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
+                                                              billed.cached_tokens, billed.cache_write_tokens,
+                                                              billed.reasoning_tokens, billed.usage_source)
         else:
             inp = out = cached = write = reasoning = 0
             source = "none"
@@ -106,7 +116,8 @@ class Exchange:
             billing.payer_kind if billing else "merchant", held.payer_nanos,
             held.payer.hold_id if held.payer else None, key.spend_key_id if key else None,
             round((now - self.started) * 1e6) / 1000,
-            round(self.overhead(self.replied_at) * 1e6) / 1000 if self.replied_at else 0.0,
+            round(((self.sent_at - self.started) + (self.replied_at - self.head_at)) * 1e6) / 1000  # overhead()
+            if self.replied_at else 0.0,
             self.metadata, None, 0, 0,  # response_id; operator and uncollected nanos: billing's
             held.merchant_nanos, held.merchant.hold_id if held.merchant else None, svc.settings.region, free)
         if self.sent_at:

@@ -92,7 +92,8 @@ async def relay(proto: HTTPProtocol, plan: Plan, attempt: Attempt, ex: Exchange,
         out_headers.append(_JSON_TYPE)
     ex.stamp(out_headers)
     proto.response_bytes(response.status, out_headers, data)
-    ex.usage = usage = usage_from_body(ex.usage_format, raw)  # the provider's own bytes, in its own format
+    # the provider's own bytes, in its own format (ex.usage_format without the property's frame: ex.attempt is attempt)
+    ex.usage = usage = usage_from_body(attempt.provider.usage_format, raw)
     ex.finish(response.status, *answer_outcome(response.status, usage))
 
 

@@ -47,3 +47,18 @@ def test_the_output_limit_of_a_body(fields, expected):
         bounds = request_bounds(body)
         assert (bounds.model, bounds.max_output, bounds.input_tokens, bounds.parsed) == ("gpt-4o", expected,
                                                                                        len(body), True)
+
+
+def test_bounds_are_a_bounds_tuple_with_every_field():
+    """request_bounds builds its Bounds by tuple.__new__ (a NamedTuple's own __new__ costs twice as much): the same
+    type and fields as Bounds(...), `parsed` True."""
+    from edge_proxy.billing.bounds import IMAGE_TOKENS, Bounds
+    body = b'{"model":"gpt-4o","max_tokens":64}'
+    b = request_bounds(body)
+    assert type(b) is Bounds and b == Bounds("gpt-4o", 64, len(body), None, True)
+    assert (b.model, b.max_output, b.input_tokens, b.unbounded, b.parsed) == ("gpt-4o", 64, 34, None, True)
+    image = b'{"model":"m","messages":[{"content":[{"type":"image_url","image_url":{"url":"data:x"}},' \
+            b'{"type":"file","file":{"file_id":"f1"}}]}]}'
+    b = request_bounds(image)
+    assert type(b) is Bounds and b == Bounds("m", None, len(image) + IMAGE_TOKENS, "a file by id", True)
+    assert request_bounds(b"[1]") == Bounds(None, None, 3, None, False)

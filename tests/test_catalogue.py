@@ -187,3 +187,46 @@ def test_join_forward_url_without_base_paths_only_joins():
 def test_joined_forward_url_resolves_to_the_provider_path(cat):
     target = cat.resolve_url(cat.join_forward_url("https://api.anthropic.com/v1messages", "/"))
     assert (target.provider.name, target.path) == ("anthropic", "/v1/messages")
+
+
+ROUTE_PATHS = [  # (the request path, its query) -> what resolve_provider_path gives for its name and rest
+    ("/providers/openai/v1/chat/completions", ""), ("/providers/openai/v1/chat/completions", "a=1"),
+    ("/providers/anthropic/v1/messages", "beta=true"), ("/providers/openai", ""), ("/providers/openai/", ""),
+    ("/providers/google/v1beta/models/gemini-2.5-flash:generateContent", "alt=sse"),
+]
+
+
+@pytest.mark.parametrize("path,query", ROUTE_PATHS)
+def test_a_providers_route_resolves_as_its_name_and_path(cat, path, query):
+    name, _, rest = path[len("/providers/"):].partition("/")
+    expected = cat.resolve_provider_path(name, "/" + rest, query)
+    for _ in range(2):  # the first resolves, the second is the memo's: the same target
+        assert cat.resolve_providers_route(path, query) == expected
+
+
+def test_a_providers_route_that_is_refused_is_refused_every_time():
+    cat = Catalogue.load()
+    for _ in range(2):
+        with pytest.raises(NotFound, match="no provider named 'nope' in the catalogue"):
+            cat.resolve_providers_route("/providers/nope/v1", "")
+        with pytest.raises(DisallowedUpstream):
+            cat.resolve_providers_route("/providers/openai/v1/x\r\nHost: evil", "")
+    assert cat._routed == {}
+
+
+def test_the_providers_route_memo_is_bounded():
+    cat = Catalogue.load()
+    for i in range(5000):
+        assert cat.resolve_providers_route(f"/providers/openai/v1/x{i}", "").path == f"/v1/x{i}"
+    assert len(cat._routed) == 4096 and len(cat._resolved) == 4096
+
+
+def test_key_header_is_the_auth_schemes_header():
+    import dataclasses
+    cat = Catalogue.load()
+    by_auth = {p.auth: p.key_header for p in cat.providers.values()}
+    assert by_auth == {"bearer": b"authorization", "x-api-key": b"x-api-key", "x-goog-api-key": b"x-goog-api-key",
+                       "xi-api-key": b"xi-api-key"}
+    openai = cat.by_name("openai")
+    assert dataclasses.replace(openai, auth="x-api-key").key_header == b"x-api-key"
+    assert dataclasses.replace(openai) == openai and "key_header" not in repr(openai)

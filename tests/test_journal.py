@@ -346,3 +346,23 @@ def test_a_journal_directory_that_cannot_be_written_stops_the_start(tmp_path):
         await gw.app.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_opened_line_holds_every_field_in_order(monkeypatch):
+    """opened_line unpacks the reservation once: each field still in its place, with both holds, with none (a quote
+    of nothing), and for a merchant with its own key and no spend key."""
+    from edge_proxy.billing.engine import NOTHING
+    from edge_proxy.metering import opened
+    monkeypatch.setattr(opened.time, "time", lambda: 1767225600.5)
+    assert opened_line(attempt("req_O")) == (
+        b'["req_O",1767225600.5,"mer_j","cus_1","chat","customer","managed","spk_1","w1:customer:cus_1",12345,'
+        b'"w1:merchant:mer_j",678,"openai","gpt-4o-mini","/v1/chat/completions?api-version=1",true,401,false,"eu",'
+        b'{"n":"7"}]\n')
+    ex = attempt("req_P", body_bytes=3, customer_id=None, meter_slug=None, provider_key="sk-own", spend_key=None,
+                 billing=None)
+    ex.reservation = NOTHING
+    assert opened_line(ex) == (
+        b'["req_P",1767225600.5,"mer_j",null,null,"merchant","unmanaged",null,null,0,null,0,"openai","gpt-4o-mini",'
+        b'"/v1/chat/completions?api-version=1",true,3,false,"eu",{"n":"7"}]\n')
+    ex.reservation = Reservation(SimpleNamespace(hold_id="w1:merchant:mer_j"), 9)  # type: ignore[arg-type]
+    assert b',"w1:merchant:mer_j",9,null,0,' in opened_line(ex)

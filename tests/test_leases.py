@@ -159,3 +159,32 @@ def test_charges_committed_while_a_top_up_is_out_are_not_counted_twice(tmp_path)
         total = await top_up
         assert total <= await held_in_store(db, lease)  # never more than the store holds for this worker
     run(tmp_path, scenario, chunk=16, delay=0.02)
+
+
+def test_billing_reserve_holds_a_reservation_of_the_quote():
+    """BillingEngine.reserve builds its Reservation by tuple.__new__: the same type and fields as Reservation(...),
+    for a customer and its merchant, a merchant alone, and a quote of nothing (leases with room: no store)."""
+    import time
+
+    from edge_proxy.billing.charging import Billing, Quote
+    from edge_proxy.billing.engine import NOTHING, BillingEngine, Reservation
+    from edge_proxy.billing.leases import Lease
+
+    leases = Leases(None)  # type: ignore[arg-type]  # leases with room never call the store
+    made = {}
+    for payer in (Payer("customer", "cus_1"), Payer("merchant", "mer_1")):
+        lease = made[payer] = leases._leases[payer] = Lease(payer, f"hold_{payer.kind}")
+        lease.total, lease.expires = 10**6, time.monotonic() + 10**6
+    engine = BillingEngine(None, None, leases, None)  # type: ignore[arg-type]
+
+    async def scenario():
+        held = await engine.reserve("req_1", Billing("customer", "cus_1", merchant_id="mer_1"), Quote(5, 1_000, 300))
+        assert type(held) is Reservation
+        assert held == Reservation(made[Payer("customer", "cus_1")], 1_000, made[Payer("merchant", "mer_1")], 300)
+        alone = await engine.reserve("req_2", Billing("merchant", "mer_1", merchant_id="mer_1"), Quote(5, 700, 0))
+        assert type(alone) is Reservation and alone == Reservation(made[Payer("merchant", "mer_1")], 700, None, 0)
+        assert await engine.reserve("req_3", Billing("merchant", "mer_1", merchant_id="mer_1"), Quote(0, 0, 0)) \
+            is NOTHING
+        assert engine.inflight == {"req_1": held, "req_2": alone}
+
+    asyncio.run(scenario())

@@ -434,3 +434,17 @@ def test_the_readme_example_overrides_file_loads(tmp_path):
     assert t.lookup("openai", "gpt-4o").cache_write_1h == Decimal("5.00")
     assert t.lookup("kluster", "anything").input == Decimal("0.20")
     assert t.output_limit("groq", "openai/gpt-oss-120b") == 65536
+
+
+def test_lookup_reads_the_memo_and_answers_as_before():
+    """`lookup` reads `_entry`'s memo itself: a first lookup, a repeat, one after `is_priced` filled the memo, and the
+    ids that are never memoised (none, empty) all answer as `_entry` does."""
+    fresh = PriceTable.load()
+    first = fresh.lookup("openai", "gpt-4o-mini")
+    assert first is not None and first.input == Decimal("0.15") and first.output == Decimal("0.6")
+    assert fresh.lookup("openai", "gpt-4o-mini") is first and ("openai", "gpt-4o-mini") in fresh._cache
+    assert fresh.is_priced("anthropic", "claude-sonnet-4-5")
+    assert fresh.lookup("anthropic", "claude-sonnet-4-5") is fresh._entry("anthropic", "claude-sonnet-4-5")[0]
+    for provider, model in [("openai", None), ("openai", ""), ("nope", "gpt-4o-mini"), ("openai", "no-such-model")]:
+        assert fresh.lookup(provider, model) is None and fresh.lookup(provider, model) is None
+    assert ("openai", None) not in fresh._cache and ("openai", "") not in fresh._cache

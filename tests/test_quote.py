@@ -12,7 +12,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import pytest
 
 from edge_proxy.billing.accounts import Meter, Tier
-from edge_proxy.billing.charging import max_meter_charge, max_shortfall, meter_charge
+from edge_proxy.billing.charging import Billing, Quote, _rates, max_meter_charge, max_shortfall, meter_charge, quote
 from edge_proxy.metering.pricing import PriceTable
 
 NANO = Decimal(1_000_000_000)
@@ -105,3 +105,83 @@ def test_a_meter_changed_in_the_database_is_quoted_at_its_new_rates():
 def test_a_meter_that_cannot_price_a_proxied_request_still_raises():
     with pytest.raises(ValueError):
         max_meter_charge(meter("fixed", "minutes", "1"), 1, 1)
+
+
+# --- the whole quote: who is reserved what (charging.quote builds its Quote by tuple.__new__ and reads a meter's
+# rates once; these rows hold it to the module's table, from the Decimal rules above and the price's own rates)
+
+def _list_cost(price, input_tokens: int, max_out: int) -> int:
+    if price is None:
+        return 0
+    p_in, p_out = price.reserve_rates(input_tokens)
+    return -(-(input_tokens * p_in + max_out * p_out) // 10**9)
+
+
+def _table_quote(payer_kind: str, m: Meter | None, price, input_tokens: int, max_out: int, unmanaged: bool,
+                 fee: int) -> tuple[int, int, int]:
+    cost = _list_cost(price, input_tokens, max_out)
+    operator = fee if unmanaged else cost
+    if payer_kind == "merchant":
+        return cost, operator, 0
+    if payer_kind == "none":
+        return cost, 0, operator
+    assert m is not None
+    charge = decimal_max_meter_charge(m, cost, input_tokens + max_out)
+    rates = None if price is None else price.reserve_rates(input_tokens)
+    return cost, charge, operator if unmanaged else decimal_max_shortfall(m, rates, cost, input_tokens, max_out)
+
+
+PRICES = ["gpt-4o-mini (one tier)", "claude-sonnet-4-5 (a long-context tier)", "no price"]
+
+
+@pytest.mark.parametrize("price_id", PRICES)
+@pytest.mark.parametrize("m", [m for _, m in METERS], ids=[i for i, _ in METERS])
+@pytest.mark.parametrize("payer_kind", ["customer", "merchant", "none"])
+@pytest.mark.parametrize("unmanaged", [False, True], ids=["managed", "byok"])
+def test_a_quote_is_the_module_table(price_id, m, payer_kind, unmanaged):
+    table = PriceTable.load()
+    price = {PRICES[0]: table.lookup("openai", "gpt-4o-mini"), PRICES[1]: table.lookup("anthropic", "claude-sonnet-4-5"),
+             PRICES[2]: None}[price_id]
+    assert price_id == PRICES[2] or len(price.reserve_bands) == (1 if price_id == PRICES[0] else 2)
+    billing = Billing(payer_kind, None if payer_kind == "none" else "cus_1", m, 2_500_000, "mer_1")
+    for input_tokens, max_out in [(0, 0), (1, 1), (120, 64), (200_000, 4096), (200_001, 4096), (10**7, 128_000)]:
+        q = quote(billing, price, input_tokens, max_out, unmanaged)
+        assert type(q) is Quote and q._fields == ("max_cost", "payer", "merchant")
+        assert tuple(q) == _table_quote(payer_kind, m, price, input_tokens, max_out, unmanaged, 2_500_000), \
+            (input_tokens, max_out)
+        assert (q.max_cost, q.payer, q.merchant) == tuple(q)
+
+
+def test_the_quotes_of_known_prices_in_nanos():
+    """Exact figures: gpt-4o-mini ($0.15 in, $0.60 out per 1M) and claude-sonnet-4-5 across its 200k tier."""
+    table = PriceTable.load()
+    mini, sonnet = table.lookup("openai", "gpt-4o-mini"), table.lookup("anthropic", "claude-sonnet-4-5")
+    pct = meter("percentage", "tokens_1m", "10")
+    # gpt-4o-mini, 120 + 64 tokens: 120 x $0.15/M + 64 x $0.60/M = 56,400 nanos
+    assert quote(Billing("merchant", "mer_1"), mini, 120, 64, False) == Quote(56_400, 56_400, 0)
+    assert quote(Billing("merchant", "mer_1", byok_fee_nanos=1_000), mini, 120, 64, True) == Quote(56_400, 1_000, 0)
+    assert quote(Billing("none", None, pct), mini, 120, 64, False) == Quote(56_400, 0, 56_400)
+    assert quote(Billing("customer", "cus_1", pct), mini, 120, 64, False) == Quote(56_400, 62_040, 0)
+    assert quote(Billing("customer", "cus_1", pct), None, 120, 64, True) == Quote(0, 0, 0)
+    assert quote(Billing("customer", "cus_1", meter("fixed", "requests", "0.002")), mini, 120, 64, False) == \
+        Quote(56_400, 2_000_000, 0)
+    assert quote(Billing("customer", "cus_1", meter("fixed", "requests", "0.00001")), mini, 120, 64, False) == \
+        Quote(56_400, 10_000, 46_400)
+    # claude-sonnet-4-5: $6/M (1-hour writes) and $15/M under 200k tokens; $12/M and $22.50/M above
+    assert quote(Billing("merchant", "mer_1"), sonnet, 1000, 100, False) == Quote(7_500_000, 7_500_000, 0)
+    assert quote(Billing("merchant", "mer_1"), sonnet, 300_000, 100, False) == \
+        Quote(3_602_250_000, 3_602_250_000, 0)
+
+
+def test_a_quote_on_a_meter_that_cannot_price_a_proxied_request_raises():
+    with pytest.raises(ValueError, match="a minutes meter cannot price a proxied request"):
+        quote(Billing("customer", "cus_1", meter("fixed", "minutes", "1")), None, 1, 1, False)
+
+
+def test_a_meter_changed_in_the_database_is_quoted_at_its_new_rates_by_quote_too():
+    before, after = meter("percentage", "tokens_1m", "10"), meter("percentage", "tokens_1m", "-20")
+    assert quote(Billing("customer", "cus_1", before), None, 0, 0, False) == Quote(0, 0, 0)
+    assert _rates(before).pct_n * 10 == _rates(before).pct_d * 11  # 1 + 10 / 100
+    assert _rates(after).pct_n * 10 == _rates(after).pct_d * 8
+    assert max_meter_charge(before, 1_000, 0) == 1_100 and max_meter_charge(after, 1_000, 0) == 800
+    assert max_shortfall(after, None, 1_000, 0, 0) == 200 and max_shortfall(before, None, 1_000, 0, 0) == 0

@@ -56,13 +56,14 @@ def opened_line(ex: Exchange) -> bytes:
     """The journal line for an attempt about to be sent: a tuple, not an `Opened`, because building a Struct
     per request costs more than the tuple and encodes to the same JSON array; `encode_lines` of a 1-tuple writes the
     array and its newline in one buffer, where `encode(x) + b"\\n"` copies it again."""
-    p, a, held, key, billing = ex.principal, ex.attempt, ex.reservation, ex.principal.spend_key, ex.principal.billing
+    p, a, key, billing = ex.principal, ex.attempt, ex.principal.spend_key, ex.principal.billing
+    payer, payer_nanos, merchant, merchant_nanos = ex.reservation  # one unpacking, not six NamedTuple properties
     assert a is not None  # an attempt is sent only once planned
     return _encode_lines(((
         ex.request_id, time.time(), p.merchant_id, p.customer_id, p.meter_slug,
         billing.payer_kind if billing is not None else "merchant", "managed" if p.provider_key is None else "unmanaged",
-        key.spend_key_id if key is not None else None, held.payer.hold_id if held.payer is not None else None,
-        held.payer_nanos, held.merchant.hold_id if held.merchant is not None else None, held.merchant_nanos,
+        key.spend_key_id if key is not None else None, payer.hold_id if payer is not None else None,
+        payer_nanos, merchant.hold_id if merchant is not None else None, merchant_nanos,
         a.provider.name, a.model, a.target.path, a.stream, len(a.body), a.free, ex.svc.settings.region, ex.metadata),))
 
 

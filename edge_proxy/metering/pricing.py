@@ -130,7 +130,8 @@ class PriceTable:
         id as given; without a provider prefix ("openai/gpt-4o"); without a date/version suffix ("-2024-07-18",
         "-20250514", "-001", "-latest"); each first in the price files (exactly, then case-insensitively) and
         then in genai-prices' match rules."""
-        entry = self._entry(provider, model)[0]
+        found = self._cache.get((provider, model or ""))  # `_entry`'s memo (never of ""): one call less per quote
+        entry = (found if found is not None else self._entry(provider, model))[0]
         return entry.at(datetime.now(UTC)) if isinstance(entry, Schedule) else entry
 
     def is_priced(self, provider: str, model: str | None) -> bool:

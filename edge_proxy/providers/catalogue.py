@@ -99,10 +99,11 @@ class Provider:
     # the shape of the gateway's own errors that this provider's SDKs read (request_path/replies.py)
     error_format: str | None = None
     managed_endpoints: tuple[Endpoint, ...] = ()
+    # the header its key goes in, from `auth`: a field, not a property, as every request reads it
+    key_header: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def key_header(self) -> bytes:
-        return _KEY_HEADERS[self.auth]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_header", _KEY_HEADERS[self.auth])
 
     @property
     def env_name(self) -> str:
@@ -137,6 +138,7 @@ class Catalogue:
             entries.sort(key=lambda e: len(e[0]), reverse=True)
         self._routes = routes
         self._resolved: dict[tuple[str, str, str], Target] = {}  # provider paths seen, bounded below
+        self._routed: dict[tuple[str, str], Target] = {}  # whole `/providers/` request paths seen, bounded below
 
     @classmethod
     def load(cls, upstreams: Mapping[str, str] | None = None, provider_keys: Mapping[str, str] | None = None,
@@ -199,6 +201,18 @@ class Catalogue:
         target = self._target(provider, path or "/", True, query)
         if len(self._resolved) < 4096:
             self._resolved[key] = target
+        return target
+
+    def resolve_providers_route(self, route_path: str, query: str) -> Target:
+        """`resolve_provider_path` of a whole request path, `/providers/{name}/{path}`, memoised by that path as it
+        arrives (up to 4096): a repeated path is one dict lookup, without splitting it first."""
+        key = (route_path, query)
+        target = self._routed.get(key)
+        if target is None:
+            name, _, rest = route_path[len("/providers/"):].partition("/")
+            target = self.resolve_provider_path(name, "/" + rest, query)
+            if len(self._routed) < 4096:
+                self._routed[key] = target
         return target
 
     @staticmethod

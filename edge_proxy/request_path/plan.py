@@ -79,7 +79,7 @@ class Plan:
     _items: Iterable[tuple[str, str]]
     _anthropic_items: Iterable[tuple[str, str]]
 
-    def __init__(self, attempts: list[Attempt], header_items: Iterable[tuple[str, str]], *,
+    def __init__(self, attempts: list[Attempt], header_items: Iterable[tuple[str, str]],
                  error_format: str | None = None, unified: bool = False) -> None:
         self.attempts = attempts
         self.error_format = error_format
@@ -126,8 +126,7 @@ def forward_target(svc: Services, suffix: str, query: str) -> Target:
 
 def providers_plan(svc: Services, scope: Scope, headers: Headers, query: str, body: bytes) -> Plan:
     """`/providers/{name}/{path}`: the provider's own path from its origin."""
-    name, _, rest = scope.path[len("/providers/"):].partition("/")
-    return _pass_through(scope, headers, svc.catalogue.resolve_provider_path(name, "/" + rest, query), body)
+    return _pass_through(scope, headers, svc.catalogue.resolve_providers_route(scope.path, query), body)
 
 
 def provider_path(path: str) -> tuple[str, str]:
@@ -143,4 +142,5 @@ def _pass_through(scope: Scope, headers: Headers, target: Target, body: bytes) -
         if ":" in bare:
             model = bare.rsplit("/models/", 1)[1].split(":", 1)[0] or None
     attempt = Attempt(target.provider, target, model, body, bounds, scope.method)
-    return Plan([attempt], headers.items(), error_format=target.provider.error_format)
+    # positional: a keyword argument makes the call cost ~1.2k instructions more (bench/RESULTS.md wave/front5)
+    return Plan([attempt], headers.items(), target.provider.error_format)

@@ -45,7 +45,7 @@ def per_thread(data: Path) -> dict[str, collections.Counter[str]]:
     for line in out.splitlines():
         if not line.strip():
             continue
-        if not line[0].isspace():  # a sample's head: its thread id
+        if not line.startswith("\t"):  # a sample's head: its thread id (padded: it may start with a space)
             tid, first = line.split()[0], True
             continue
         if tid is None or not first:

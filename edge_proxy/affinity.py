@@ -5,9 +5,10 @@ process wakes, and its event loop and Granian's threads hand each request over o
 on every CPU of the worker's set but the worker's own, so a flush never takes the worker's core. On 2 cores
 (bench/RESULTS.md, "Fourth session on issue 17" and "Fifth session") pinning cut the c=1 p50 through the gateway by
 ~0.05 ms and its p99 by ~0.3-0.5 ms (the bare forwarder pinned the same way gains about as much, so what the
-gateway adds over forwarding stays as it was), and the writer off the worker's core took the slow requests that
-log flushes add at c=1 from several per 1000 to about none. At saturation a pinned worker did 10-18 % fewer
-requests per second: its Granian threads then share its one core. On a host whose cores other programs also need,
+gateway adds over forwarding stays as it was) and the slow requests that log flushes add at c=1 by more than half;
+with other load on the cores, keeping the writer off the worker's core took those from 6-13 per 1000 to 0-5 (on a
+quiet machine both placements left ~3 per 1000). At saturation a pinned worker did 10-18 % fewer requests per
+second: its Granian threads then share its one core. On a host whose cores other programs also need,
 a pinned worker cannot move away from them either; with as many workers as CPUs, each writer runs on the other
 workers' CPUs.
 

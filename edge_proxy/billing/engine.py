@@ -229,7 +229,7 @@ class BillingEngine:
     async def mirror(self, debits: list[tuple[str, str, str, int, str | None, int]]
                      ) -> list[tuple[str, str, str, int, str | None, int]]:
         """In the log writer process, right after its commit: mirror the batch's debits to Redis from there, so
-        the serving loop neither encodes nor sends them (bench/RESULTS.md: ~6 us a record on the worker). What
+        the serving loop neither encodes nor sends them (bench/RESULTS.md: 7-9 us a record on the worker). What
         Redis does not take is returned; it goes back to the worker with the batch's answer, and the worker's
         `after_commit` keeps it and retries it with its next batches, as it does for every debit without this."""
         self.redis_pending += [(Payer(kind, pid), marker, change, hold, used)

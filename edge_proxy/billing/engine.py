@@ -25,7 +25,7 @@ from ..metering.pricing import PriceTable
 from ..metering.record import RequestRecord
 from . import accounts
 from . import webhook_deliveries as deliveries
-from .charging import UNPRICEABLE_METERS, Billing, Quote, _tuple_new, quote
+from .charging import UNPRICEABLE_METERS, Billing, Quote, quote
 from .holds import RedisHolds
 from .leases import Lease, Leases
 from .ledger import Transfer
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .webhooks import WebhookSender
 
 log = logging.getLogger("edge_proxy.billing")
+_tuple_new = tuple.__new__  # builds a NamedTuple from its fields in order, without its Python-level __new__
 FREE = Quote(0, 0, 0)
 _RELEASE_SLICE = 100  # reservations given back between two turns of the event loop (after_commit)
 
@@ -171,7 +172,7 @@ class BillingEngine:
             except BaseException:
                 leases.finished(payer, q.payer, 0)
                 raise
-        # tuple.__new__: the NamedTuple's Python-level __new__ costs twice as much (charging._tuple_new)
+        # tuple.__new__: the NamedTuple's Python-level __new__ costs twice as much (charging.py says more)
         held = _tuple_new(Reservation, (payer, q.payer if payer else 0, merchant, q.merchant if merchant else 0))
         self.inflight[request_id] = held
         return held

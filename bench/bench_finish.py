@@ -10,32 +10,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_request_path import ANSWER, Proto, Scope, Upstream  # noqa: E402
+from bench_request_path import ANSWER, Proto, Scope, started_gateway, stop_log_writer  # noqa: E402
 
-from edge_proxy.app import Gateway  # noqa: E402
 from edge_proxy.billing.engine import NOTHING  # noqa: E402
 from edge_proxy.metering.estimate import answer_outcome  # noqa: E402
 from edge_proxy.metering.usage import usage_from_body  # noqa: E402
 from edge_proxy.request_path.exchange import Exchange  # noqa: E402
-from edge_proxy.settings import Settings  # noqa: E402
 
 
 async def run(n: int) -> None:
-    tmp = tempfile.mkdtemp()
-    gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
-                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k"}))
-    await gw.start()
+    gw, key = await started_gateway()
     svc = gw.svc
-    _, key = await svc.store.create_merchant("bench", 10**18)
-    svc.upstream = Upstream()
     seen: list[Exchange] = []
     finish = Exchange.finish
 
@@ -48,10 +39,7 @@ async def run(n: int) -> None:
         await gw.__rsgi__(Scope(key, Proto.body_sent), Proto())
     Exchange.finish = finish  # type: ignore[method-assign]
     real = seen[-1]
-    writer, svc.log_queue._task = svc.log_queue._task, None  # the writer's work is not this stage's
-    writer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer
+    await stop_log_writer(svc, drain=False)  # the writer's work is not this stage's
     fmt = real.usage_format
 
     def end_of_request(i: int) -> None:

@@ -133,6 +133,40 @@ async def timed(work, profile: bool) -> float:
     return took
 
 
+async def started_gateway(extra: dict[str, str] | None = None) -> tuple[Gateway, str]:
+    """The app started in-process on a fresh SQLite file with the upstream stubbed, and a funded merchant's secret
+    key (bench_finish.py and finish_instructions.py start it the same way)."""
+    tmp = tempfile.mkdtemp()
+    gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
+                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
+                                    **(extra or {})}))
+    await gw.start()
+    _, key = await gw.svc.store.create_merchant("bench", 10**18)
+    gw.svc.upstream = Upstream()
+    return gw, key
+
+
+async def stop_log_writer(svc, drain: bool = True) -> None:
+    """Stop the log writer task (its work is timed on its own, or not at all); with `drain`, commit what is queued."""
+    writer, svc.log_queue._task = svc.log_queue._task, None
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    while drain and svc.log_queue.depth:
+        await svc.log_queue._flush_one()
+
+
+async def stop_clock_work(svc) -> None:
+    """Stop the work that runs by the clock, the key-event poll and the metrics publisher's ticks: under callgrind
+    it would count more the slower valgrind runs on a busy machine."""
+    await svc.key_events.stop()
+    ticker, svc.observability._task = svc.observability._task, None
+    if ticker is not None:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
+
 async def customer_token(svc, secret_key: str) -> str:
     """A forward token of a funded customer on a percentage meter (Lava's main flow), as overhead.py --also-token
     makes one."""
@@ -153,14 +187,8 @@ async def customer_token(svc, secret_key: str) -> str:
 
 async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "secret", body: str = "short",
               only_requests: bool = False) -> None:
-    tmp = tempfile.mkdtemp()
-    gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
-                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k",
-                                    **extra}))
-    await gw.start()
+    gw, key = await started_gateway(extra)
     svc = gw.svc
-    _, key = await svc.store.create_merchant("bench", 10**18)
-    svc.upstream = Upstream()
     Proto.body_sent = BODY if body == "short" else CHAT
     scope = Scope(key if credential == "secret" else await customer_token(svc, key), Proto.body_sent)
     for _ in range(200):  # warm the caches and the lease
@@ -168,22 +196,11 @@ async def run(n: int, profile: bool, extra: dict[str, str], credential: str = "s
         await gw.__rsgi__(scope, proto)
         if proto.status != 200:  # a refused request would time the refusal, not the request path
             raise SystemExit(f"the gateway answered {proto.status}, not 200: {proto.body[:300]!r}")
-    writer, svc.log_queue._task = svc.log_queue._task, None  # the writer's work is timed on its own, below
-    writer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer
-    while svc.log_queue.depth:  # a writer process is started and idle before anything is timed
-        await svc.log_queue._flush_one()
+    await stop_log_writer(svc)  # its work is timed on its own, below; a writer process is started and idle first
     if only_requests:
-        # bench/instructions.py counts instructions per request: work that runs by the clock (the key-event poll and
-        # the metrics publisher, each every 0.25 s) would add more the slower valgrind runs on a busy machine. The
-        # poll stops; the publisher's work per record is still counted, by a publish every 100 requests.
-        await svc.key_events.stop()
-        ticker, svc.observability._task = svc.observability._task, None
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+        # bench/instructions.py counts instructions per request: the publisher's work per record is still counted,
+        # by a publish every 100 requests
+        await stop_clock_work(svc)
 
     async def requests() -> None:
         for i in range(n):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import os
 import re
@@ -34,24 +33,18 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_request_path import ANSWER, Proto, Response, Scope, Upstream, customer_token  # noqa: E402
+from bench_request_path import (ANSWER, Proto, Response, Scope, customer_token, started_gateway,  # noqa: E402
+                                stop_clock_work, stop_log_writer)
 from front_instructions import _run  # noqa: E402
 from instructions import functions  # noqa: E402
 
 
 async def _setup(credential: str) -> tuple[Any, Any, Any]:
     """A started gateway, its services and the last of 200 real requests' exchanges (finished)."""
-    from edge_proxy.app import Gateway
     from edge_proxy.request_path.exchange import Exchange
-    from edge_proxy.settings import Settings
 
-    tmp = tempfile.mkdtemp()
-    gw = Gateway(Settings.load(env={"EDGE_PROXY_DATABASE_URL": f"sqlite:///{tmp}/b.db",
-                                    "EDGE_PROXY_SPILL_DIR": f"{tmp}/spill", "EDGE_PROXY_PROVIDER_KEY_OPENAI": "k"}))
-    await gw.start()
+    gw, key = await started_gateway()
     svc = gw.svc
-    _, key = await svc.store.create_merchant("bench", 10**18)
-    svc.upstream = Upstream()
     scope = Scope(key if credential == "secret" else await customer_token(svc, key), Proto.body_sent)
     seen: list[Exchange] = []
     finish = Exchange.finish
@@ -67,18 +60,8 @@ async def _setup(credential: str) -> tuple[Any, Any, Any]:
         if proto.status != 200:
             raise SystemExit(f"the gateway answered {proto.status}, not 200")
     Exchange.finish = finish  # type: ignore[method-assign]
-    writer, svc.log_queue._task = svc.log_queue._task, None  # the writer's work is not this stage's
-    writer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer
-    while svc.log_queue.depth:
-        await svc.log_queue._flush_one()
-    await svc.key_events.stop()
-    ticker, svc.observability._task = svc.observability._task, None
-    if ticker is not None:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+    await stop_log_writer(svc)  # the writer's work is not this stage's
+    await stop_clock_work(svc)
     return gw, svc, seen[-1]
 
 

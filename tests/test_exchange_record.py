@@ -154,7 +154,7 @@ CASES = {
              "error", "insufficient_balance", sent=False, replied=True),
     "an error before an attempt was planned":
         Case(MERCHANT, None, None, 400, "error", "invalid_request", sent=False, replied=False),
-    # finish reads a final count itself (billed_usage's provider rule): these rows are on the edges of that shortcut
+    # the edges of billed_usage's provider rule, as finish applies it
     "a final count from a provider whose usage format is none is not billed":
         Case(MERCHANT, attempt("openai", "none", "gpt-4o-mini", "/v1/chat/completions"),
              Usage(10, 5, found=True, final=True), 200, "completed"),

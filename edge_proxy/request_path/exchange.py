@@ -88,18 +88,11 @@ class Exchange:
                 cached_audio, out_audio = usage.cached_audio_tokens, usage.output_audio_tokens
                 if usage.model:
                     model = usage.model
-            if usage.final and usage.found and fmt != "none":
-                # The provider's final count: what billed_usage returns for it (its third rule; the first two need
-                # `not found` or a "none" format), read here without the call and its Billed.
-                inp, out, cached, write, reasoning, source = (usage.input_tokens, usage.output_tokens,
-                                                              usage.cached_tokens, usage.cache_write_tokens,
-                                                              usage.reasoning_tokens, "provider")
-            else:
-                billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
-                                      input_estimate=estimate)
-                inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
-                                                              billed.cached_tokens, billed.cache_write_tokens,
-                                                              billed.reasoning_tokens, billed.usage_source)
+            billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
+                                  input_estimate=estimate)
+            inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
+                                                          billed.cached_tokens, billed.cache_write_tokens,
+                                                          billed.reasoning_tokens, billed.usage_source)
         else:
             inp = out = cached = write = reasoning = 0
             source = "none"

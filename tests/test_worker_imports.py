@@ -76,6 +76,63 @@ def test_a_worker_starts_without(worker_modules, what, module):
     assert module not in worker_modules, f"{module} ({what}) is imported at a worker's start"
 
 
+# On PostgreSQL (a throwaway database on the shared test server, tests/pg.py), SQLite's driver is never used.
+NOT_AT_START_ON_POSTGRES = [
+    ("sqlite3 on PostgreSQL (store/db.py, store/outage.py, log_sinks)", "sqlite3"),
+    ("SQLite's C module on PostgreSQL", "_sqlite3"),
+]
+
+
+@pytest.fixture(scope="module")
+def postgres_worker_modules(tmp_path_factory) -> set[str]:
+    import asyncio
+
+    from . import pg
+    tmp = tmp_path_factory.mktemp("worker-pg")
+    url = asyncio.run(pg.create_database())
+    try:
+        env = base_env(tmp / "g.db", None, {"EDGE_PROXY_DATABASE_URL": url})
+        done = subprocess.run([sys.executable, "-c", WORKER], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+    finally:
+        asyncio.run(pg.drop_database(url))
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    # a started worker on PostgreSQL: its driver is there, and so is what serving needs
+    assert {"asyncpg", "edge_proxy.request_path.pipeline", "edge_proxy.store.db"} <= modules
+    return modules
+
+
+@pytest.mark.parametrize("what, module", NOT_AT_START_ON_POSTGRES,
+                         ids=[f"a worker starts without {w}" for w, _ in NOT_AT_START_ON_POSTGRES])
+def test_a_worker_on_postgres_starts_without(postgres_worker_modules, what, module):
+    assert module not in postgres_worker_modules, f"{module} ({what}) is imported at a worker's start"
+
+
+# Each worker's log writer process (`python -m edge_proxy.log_sinks.writer_process`), started with its stdin closed:
+# it loads its settings, builds its billing step and exits as when its worker closes the pipe.
+WRITER = """
+import atexit, json, sys
+out = sys.argv[1]
+def done():
+    with open(out, "w") as f:
+        json.dump(sorted(sys.modules), f)
+atexit.register(done)
+from edge_proxy.log_sinks import writer_process
+writer_process.main()  # what `python -m edge_proxy.log_sinks.writer_process` runs
+"""
+
+
+def test_a_log_writer_process_on_postgres_starts_without_sqlite3(tmp_path):
+    env = base_env(tmp_path / "g.db", None, {"EDGE_PROXY_DATABASE_URL": "postgresql://edge@127.0.0.1:1/unused"})
+    done = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path / "modules.json")], cwd=ROOT, env=env,
+                          input="", capture_output=True, text=True, timeout=60, check=False)  # stdin: a closed pipe
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads((tmp_path / "modules.json").read_text()))
+    assert {"edge_proxy.billing.engine", "edge_proxy.log_sinks", "asyncpg"} <= modules  # it reached its step
+    assert "sqlite3" not in modules and "_sqlite3" not in modules
+
+
 # Each lazily loaded part, used once in a fresh gateway (in-process, the fake provider upstream): it was not loaded
 # before the request, the request is answered as usual, and the part is loaded after it.
 FIRST_USE = """

@@ -15,11 +15,13 @@ import asyncio
 import logging
 import os
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:  # imported where a SQLite database is used: a worker on PostgreSQL does without it
+    import sqlite3
 
 log = logging.getLogger("edge_proxy")
 
@@ -98,6 +100,7 @@ class SQLiteDB:
         self.commit_listeners: list[CommitListener] = []
 
     def _connect(self) -> None:
+        import sqlite3
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -126,6 +129,7 @@ class SQLiteDB:
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
+            import sqlite3
             raise sqlite3.OperationalError("database is not open")
         return self._conn
 

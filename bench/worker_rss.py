@@ -3,9 +3,11 @@
 Starts bench/fast_upstream.py and the gateway (1 worker) from `--src` (a folder holding an edge_proxy/, by default
 this checkout: point it at an export of another commit to compare), reads the worker's memory at idle (after
 start-up and one /healthz, as bench/overhead.py does), sends 400 requests to warm it up, reads
-/proc/<worker>/status, sends `--requests` more over 8 keep-alive connections, and reads it again.
+/proc/<worker>/status, sends `--requests` more over 8 keep-alive connections, and reads it again; then the
+worker's log writer process (its child) likewise. `--database-url` points the gateway at another store (a
+PostgreSQL database) instead of a temporary SQLite file.
 
-    .venv/bin/python bench/worker_rss.py [--requests 20000] [--src PATH]
+    .venv/bin/python bench/worker_rss.py [--requests 20000] [--src PATH] [--database-url postgresql://...]
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--src", default=str(h.ROOT))
+    parser.add_argument("--database-url", help="default: a temporary SQLite file")
     args = parser.parse_args()
     h.SRC = Path(args.src)
     with tempfile.TemporaryDirectory() as t:
@@ -55,6 +58,8 @@ def main() -> None:
         upstream, port = h.start_fast_upstream(tmp)
         try:
             env = h.gateway_env(tmp / "g.db", f"http://{h.HOST}:{port}/v1")
+            if args.database_url:
+                env["EDGE_PROXY_DATABASE_URL"] = args.database_url
             key = h.create_merchant(env)["secret_key"]
             gw = h.start_gateway(tmp, env)
             try:
@@ -64,13 +69,14 @@ def main() -> None:
                 before = memory(worker)
                 asyncio.run(load(gw.port, key, args.requests))
                 after = memory(worker)
+                writer = [memory(pid)["VmRSS"] for pid in h.children(worker)]
                 sizes = [p.stat().st_size for p in sorted((tmp / "spill").glob("journal-*.jnl"))]
             finally:
                 gw.proc.stop()
         finally:
             upstream.stop()
     print(f"{args.src}: worker kB idle {idle}, after 400 requests {before}, after {args.requests} more {after}; "
-          f"journal segments, bytes on disk: {sizes}")
+          f"log writer process VmRSS kB {writer}; journal segments, bytes on disk: {sizes}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ find them.
 """
 from __future__ import annotations
 
-import sqlite3
+import sys
 from typing import Any
 
 import msgspec
@@ -48,8 +48,10 @@ class SQLLogSink:
                 continue
             try:
                 await self.db.execute(sql.add_column_sql(name, dialect))
-            except sqlite3.OperationalError as exc:
-                if "duplicate column" not in str(exc):  # not another worker adding it first
+            except Exception as exc:  # sqlite3 is loaded if this database is SQLite (store/db.py)
+                sqlite3 = sys.modules.get("sqlite3")
+                if not (sqlite3 is not None and isinstance(exc, sqlite3.OperationalError)
+                        and "duplicate column" in str(exc)):  # not another worker adding it first
                     raise
 
     async def close(self) -> None:

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import signal
-import sqlite3
 import struct
 import sys
 from collections.abc import Iterator
@@ -62,8 +61,11 @@ class WriterFailed(Exception):
 def _refused(exc: BaseException) -> bool:
     """Whether the store refused the records themselves (they can never be written as they are), rather than
     being unavailable (locked, unreachable, restarting), which passes."""
-    if isinstance(exc, (TypeError, ValueError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
-                        sqlite3.IntegrityError, sqlite3.DataError)):
+    if isinstance(exc, (TypeError, ValueError)):
+        return True
+    sqlite3 = sys.modules.get("sqlite3")  # loaded if the store is SQLite (store/db.py)
+    if sqlite3 is not None and isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError,
+                                                sqlite3.IntegrityError, sqlite3.DataError)):
         return True
     sqlstate = getattr(exc, "sqlstate", None)  # asyncpg: data exceptions and integrity violations
     return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")

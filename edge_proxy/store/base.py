@@ -4,8 +4,7 @@ SQLite is the embedded default; PostgreSQL and Redis slot in behind the same met
 """
 from __future__ import annotations
 
-import hashlib
-import secrets
+import os
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -32,19 +31,24 @@ class SecretKey(msgspec.Struct, frozen=True):
     revoked: bool = False
 
 
+# hashlib and secrets (which imports hmac, then hashlib) are imported by the two functions that use them: the log
+# writer process imports this module (new_id: its webhook events) and hashes nothing, and importing hashlib sets up
+# OpenSSL's digests, ~1 MB of that process's memory (bench/RESULTS.md, wave/rss6).
 def hash_secret(secret: str) -> str:
     """Keys are 256-bit random, so one SHA-256 is enough: only this hash is stored."""
+    import hashlib
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def new_secret_key() -> tuple[str, str, str]:
     """A fresh merchant secret key, its stored hash, and the hint shown in listings."""
+    import secrets
     key = SECRET_KEY_PREFIX + secrets.token_urlsafe(32)
     return key, hash_secret(key), key[:len(SECRET_KEY_PREFIX) + 4] + "..." + key[-4:]
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
+    return f"{prefix}_{os.urandom(10).hex()}"  # what secrets.token_hex(10) returns
 
 
 class Store(Protocol):

@@ -15,11 +15,13 @@ import asyncio
 import logging
 import os
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:  # imported where a SQLite database is used: a worker on PostgreSQL does without it
+    import sqlite3
 
 log = logging.getLogger("edge_proxy")
 
@@ -90,6 +92,8 @@ class SQLiteDB:
         nothing while the database works (the log writer process): handing every statement to the SQLite thread
         and back cost that process about a quarter of its CPU per record (bench/RESULTS.md). It yields the CPU
         after each statement (see _call)."""
+        import sqlite3  # with a process's first SQLite database (`serve`: before the fork); never on PostgreSQL
+        self._sqlite3 = sqlite3
         self.path = sqlite_path(url)
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-proxy-sqlite")
@@ -98,7 +102,7 @@ class SQLiteDB:
         self.commit_listeners: list[CommitListener] = []
 
     def _connect(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn = self._sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
@@ -126,7 +130,7 @@ class SQLiteDB:
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise sqlite3.OperationalError("database is not open")
+            raise self._sqlite3.OperationalError("database is not open")
         return self._conn
 
     # statements outside a transaction take the lock so they never land inside another task's transaction

@@ -6,7 +6,6 @@ in the server log. The drivers are optional, so their exception classes are look
 """
 from __future__ import annotations
 
-import sqlite3
 import sys
 
 from ..errors import ServiceUnavailable
@@ -20,7 +19,8 @@ _CLOSED_TRANSPORT = ("'NoneType' object", "the handler is closed")
 def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):  # refused, reset, broken pipe, timed out
         return True
-    if isinstance(exc, sqlite3.OperationalError):
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.OperationalError):
         return any(m in str(exc).lower() for m in _SQLITE_OUTAGE)
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None and isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,

@@ -12,6 +12,9 @@ is an upper bound of the real one, and `added per event` is what the gateway doe
     apt-get install valgrind          # not a test dependency
     .venv/bin/python bench/stream_instructions.py [--events 1000] [--streams 10] [--builds compiled,pure]
     .venv/bin/python bench/stream_instructions.py --run gateway --streams 200   # one relay, timed, no valgrind
+
+With --top N it also prints the N C functions (callgrind's exclusive counts, Cython and CPython included) whose
+instructions per event differ most between the gateway and the bare forwarder: where the added work is.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ sys.path.insert(0, str(BENCH))
 
 import _harness as h  # noqa: E402
 from fast_upstream import LAST_CHUNK, SSE_HEAD, stream_events  # noqa: E402
-from instructions import instructions_of  # noqa: E402
+from instructions import functions, instructions_of  # noqa: E402
 
 from edge_proxy.upstream import UpstreamPool  # noqa: E402
 from edge_proxy.upstream.connection import Connection  # noqa: E402
@@ -180,7 +183,8 @@ async def run(relay: str, streams: int, events: int) -> None:
 
 
 def per_stream(relay: str, build: str, streams: int, events: int, tmp: Path) -> int:
-    """Instructions per stream of one relay: two callgrind runs, the difference over the extra streams."""
+    """Instructions per stream of one relay: two callgrind runs, the difference over the extra streams (their
+    profiles are left in tmp as `<relay>-<build>-<1 and 1 + streams>.out`)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     env.pop("EDGE_PROXY_PURE_PYTHON", None)
     if build == "pure":
@@ -193,11 +197,26 @@ def per_stream(relay: str, build: str, streams: int, events: int, tmp: Path) -> 
     return round((counts[1] - counts[0]) / streams)
 
 
+def per_event_functions(relay: str, build: str, streams: int, events: int, tmp: Path) -> dict[str, float]:
+    """Exclusive instructions per event of each C function, from the two profiles per_stream left."""
+    a = functions(tmp / f"{relay}-{build}-{1 + streams}.out")
+    b = functions(tmp / f"{relay}-{build}-1.out")
+    return {k: (a.get(k, 0) - b.get(k, 0)) / streams / events for k in a.keys() | b.keys()}
+
+
+def print_top(bare: dict[str, float], gw: dict[str, float], top: int) -> None:
+    diff = {k: gw.get(k, 0.0) - bare.get(k, 0.0) for k in bare.keys() | gw.keys()}
+    print(f"    {'gateway - bare':>14} {'gateway':>9} {'bare':>9}  per event, by C function")
+    for name in sorted(diff, key=lambda k: -abs(diff[k]))[:top]:
+        print(f"    {diff[name]:>14,.0f} {gw.get(name, 0.0):>9,.0f} {bare.get(name, 0.0):>9,.0f}  {name[:110]}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1000, help="content events per stream (default 1000)")
     ap.add_argument("--streams", type=int, default=10, help="extra streams between the two runs (default 10)")
     ap.add_argument("--builds", default="compiled", help="compiled, pure or both (compiled,pure)")
+    ap.add_argument("--top", type=int, default=0, help="also list the N functions that differ most per event")
     ap.add_argument("--run", choices=["gateway", "bare"], help="run one relay's streams in this process, timed")
     args = ap.parse_args()
     if args.run:
@@ -210,10 +229,13 @@ def main() -> int:
     try:
         bare = per_stream("bare", "compiled", args.streams, args.events, tmp)
         print(f"    bare forwarder: {bare:>12,} instructions per stream ({bare / args.events:,.0f} per event)")
+        bare_fns = per_event_functions("bare", "compiled", args.streams, args.events, tmp) if args.top else {}
         for build in args.builds.split(","):
             gw = per_stream("gateway", build, args.streams, args.events, tmp)
             print(f"{'gateway ' + build:>18}: {gw:>12,} instructions per stream ({gw / args.events:,.0f} per event); "
                   f"gateway / bare {gw / bare:.3f}, added per event {(gw - bare) / args.events:,.0f}")
+            if args.top:
+                print_top(bare_fns, per_event_functions("gateway", build, args.streams, args.events, tmp), args.top)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -15,9 +15,14 @@ last-byte time per stream, and the HTTP chunks the client got (one per piece rel
 is `cpu_per_chunk_ratio` = gateway worker CPU per relayed chunk / bare worker CPU per relayed chunk (target
 <= 1.10): with 1,000 events a stream's fixed cost is a small part of it. The gateway's worker also spends a few
 ms of CPU per second with no request at all (its clock-driven background work), which a 2-second stream pays by
-the clock: the JSON gives that idle rate, measured first, and the ratio with it taken out (`..._less_idle`). On a shared machine rounds differ by 10-30 %: read the median and the spread of many rounds (the JSON
-has both, and the load average), and for a before/after, alternate whole runs of the two trees. For a figure the
-load cannot move, see bench/stream_instructions.py. Prints JSON; --out writes it too.
+the clock: the JSON gives that idle rate, measured in a window of `--idle-seconds` before the first round and
+after every round (its median and range: one window moved by 0.5-1 ms/s between runs), and the ratio with the
+median rate taken out (`..._less_idle`). On a shared machine a block's CPU per stream moves by 30-50 % (the
+kernel's and Granian's work per chunk, the same for both relays, is most of it): read the median and the spread
+of many rounds (the JSON has both, the load average at the start and the end, and `..._pooled`, all the rounds'
+CPU over all their chunks, each relay), prefer more rounds of fewer streams (`--streams 2 --rounds 16`: the two
+relays then alternate every few seconds), and for a before/after, alternate whole runs of the two trees. For a
+figure the load cannot move, see bench/stream_instructions.py. Prints JSON; --out writes it too.
 """
 from __future__ import annotations
 
@@ -76,6 +81,26 @@ def idle_cpu_ms_per_s(pids: list[int], seconds: float) -> list[float]:
     return [round(((h.cpu_ns(p) or 0) - b) / 1e6 / seconds, 3) for p, b in zip(pids, before)]
 
 
+Relay = tuple[int, int, str, str]  # the worker's pid, the port, the path to stream from, the credential
+
+
+def start_relays(tmp: Path, procs: list[h.Proc], events: int, delay_ms: float,
+                 settings: dict[str, str]) -> tuple[Relay, Relay]:
+    """The upstream (`events` events a stream, one every `delay_ms`), the gateway (1 worker, `settings` on top of
+    the bench's) and the bare forwarder, each appended to `procs` as it starts: (gateway, bare forwarder)."""
+    fast, fast_port = h.start_fast_upstream(tmp, chunks=events, delay_ms=delay_ms, max_seconds=900)
+    procs.append(fast)
+    env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{fast_port}/v1", settings)
+    auth = h.create_merchant(env)["secret_key"]
+    gw = h.start_gateway(tmp, env)
+    procs.append(gw.proc)
+    bare, bare_port = bare_forwarder.start(tmp, fast_port)
+    procs.append(bare)
+    time.sleep(0.5)
+    return ((gw.workers[0], gw.port, h.GATEWAY_PATH, auth),
+            (h.children(bare.pid)[0], bare_port, h.UPSTREAM_PATH, h.PROVIDER_KEY))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1000, help="content events per stream (default 1000)")
@@ -84,29 +109,21 @@ def main() -> int:
     ap.add_argument("--chunk-delay-ms", type=float, default=1.0,
                     help="between the upstream's events (default 1: one event per read; under 1 the event loop's "
                          "millisecond timers let the events of a stream arrive in a handful of reads)")
+    ap.add_argument("--idle-seconds", type=float, default=1.0,
+                    help="each window in which the workers' idle CPU is read: before the first round (3x as long) "
+                         "and after every round (default 1)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="gateway settings")
     ap.add_argument("--out")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edge-stream-"))
     procs: list[h.Proc] = []
     try:
-        fast, fast_port = h.start_fast_upstream(tmp, chunks=args.events, delay_ms=args.chunk_delay_ms,
-                                                max_seconds=900)
-        procs.append(fast)
-        env = h.gateway_env(tmp / "bench.db", f"http://{h.HOST}:{fast_port}/v1",
-                            dict(kv.split("=", 1) for kv in args.set))
-        auth = h.create_merchant(env)["secret_key"]
-        gw = h.start_gateway(tmp, env)
-        procs.append(gw.proc)
-        bare, bare_port = bare_forwarder.start(tmp, fast_port)
-        procs.append(bare)
-        time.sleep(0.5)
-        bare_pid = h.children(bare.pid)[0]
-        gateway = (gw.workers[0], gw.port, h.GATEWAY_PATH, auth)
-        plain = (bare_pid, bare_port, h.UPSTREAM_PATH, h.PROVIDER_KEY)
+        gateway, plain = start_relays(tmp, procs, args.events, args.chunk_delay_ms,
+                                      dict(kv.split("=", 1) for kv in args.set))
         block(*gateway, 3)  # warm-up
         block(*plain, 3)
-        idle = idle_cpu_ms_per_s([gateway[0], plain[0]], 3.0)
+        load_start = [round(x, 2) for x in os.getloadavg()]
+        idle_windows = [idle_cpu_ms_per_s([gateway[0], plain[0]], 3 * args.idle_seconds)]
         rows = []
         for i in range(args.rounds):
             h.log(f"round {i + 1}/{args.rounds}: {args.streams} streams of {args.events} events each way")
@@ -115,9 +132,8 @@ def main() -> int:
             g_cpu, g_times, g_bytes, g_chunks = block(*gateway, args.streams)
             if not i % 2:
                 b_cpu, b_times, b_bytes, b_chunks = block(*plain, args.streams)
-            g_idle = idle[0] * statistics.median(g_times) / 1e3 / 1e3  # CPU seconds of idle work per stream
             rows.append({"gateway_cpu_ms_per_stream": round(g_cpu * 1e3, 3), "bare_cpu_ms_per_stream": round(b_cpu * 1e3, 3),
-                         "cpu_per_chunk_ratio_less_idle": round((g_cpu - g_idle) / g_chunks / (b_cpu / b_chunks), 3),
+                         "gateway_chunks": g_chunks * args.streams, "bare_chunks": b_chunks * args.streams,
                          "cpu_per_stream_ratio": round(g_cpu / b_cpu, 3),
                          "chunks_per_stream": [g_chunks, b_chunks],
                          "cpu_per_chunk_ratio": round(g_cpu / g_chunks / (b_cpu / b_chunks), 3),
@@ -125,19 +141,42 @@ def main() -> int:
                          "bare_last_byte_p50_ms": round(statistics.median(b_times), 3),
                          "last_byte_p50_ratio": round(statistics.median(g_times) / statistics.median(b_times), 3),
                          "body_bytes": [g_bytes, b_bytes]})
+            if args.idle_seconds > 0:
+                time.sleep(0.3)  # the gateway publishes a stream's record within 0.25 s: not idle work
+                idle_windows.append(idle_cpu_ms_per_s([gateway[0], plain[0]], args.idle_seconds))
     finally:
         for p in reversed(procs):
             p.stop()
+    # the gateway's idle work in CPU seconds per stream (ms/s x the stream's seconds), taken out of each round
+    idle = [statistics.median(w[0] for w in idle_windows), statistics.median(w[1] for w in idle_windows)]
+    for r in rows:
+        g_idle = idle[0] * r["gateway_last_byte_p50_ms"] / 1e6
+        g_cpu, b_cpu = r["gateway_cpu_ms_per_stream"] / 1e3, r["bare_cpu_ms_per_stream"] / 1e3
+        g_chunks, b_chunks = r["chunks_per_stream"]
+        r["cpu_per_chunk_ratio_less_idle"] = round((g_cpu - g_idle) / g_chunks / (b_cpu / b_chunks), 3)
+    g_total = sum(r["gateway_cpu_ms_per_stream"] * args.streams for r in rows)  # ms, all rounds
+    b_total = sum(r["bare_cpu_ms_per_stream"] * args.streams for r in rows)
+    g_chunks_total = sum(r["gateway_chunks"] for r in rows)
+    b_chunks_total = sum(r["bare_chunks"] for r in rows)
+    g_idle_total = sum(idle[0] * r["gateway_last_byte_p50_ms"] / 1e3 * args.streams for r in rows)
     ratios = [r["cpu_per_chunk_ratio"] for r in rows]
     quart = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     result = {"bench": "stream_relay", "events": args.events, "streams_per_block": args.streams,
-              "load_average": [round(x, 2) for x in os.getloadavg()],
-              "idle_cpu_ms_per_s": {"gateway": idle[0], "bare": idle[1]}, "rounds": rows,
+              "load_average": load_start, "load_average_end": [round(x, 2) for x in os.getloadavg()],
+              "idle_cpu_ms_per_s": {"gateway": round(idle[0], 3), "bare": round(idle[1], 3),
+                                    "gateway_range": [min(w[0] for w in idle_windows),
+                                                      max(w[0] for w in idle_windows)],
+                                    "windows": len(idle_windows)},
+              "rounds": rows,
               "ratios": {"stream_cpu_per_chunk_to_bare": round(statistics.median(ratios), 3) if ratios else None,
                          "stream_cpu_per_chunk_to_bare_quartiles": [round(quart[0], 3), round(quart[2], 3)],
                          "stream_cpu_per_chunk_to_bare_range": [min(ratios), max(ratios)],
                          "stream_cpu_per_chunk_to_bare_less_idle": round(statistics.median(
                              r["cpu_per_chunk_ratio_less_idle"] for r in rows), 3),
+                         "stream_cpu_per_chunk_to_bare_pooled": round(
+                             g_total / g_chunks_total / (b_total / b_chunks_total), 3),
+                         "stream_cpu_per_chunk_to_bare_pooled_less_idle": round(
+                             (g_total - g_idle_total) / g_chunks_total / (b_total / b_chunks_total), 3),
                          "stream_cpu_per_stream_to_bare": round(statistics.median(
                              r["cpu_per_stream_ratio"] for r in rows), 3),
                          "gateway_cpu_ms_per_stream_median": round(statistics.median(

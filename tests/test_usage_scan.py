@@ -196,6 +196,35 @@ def test_one_line(scan, fmt, line, events, found, newline):
     assert (u.content_events, u.found) == (events, found)
 
 
+# The compiled twin finds a line's quotes 16 bytes at a time, and only those a key's first letter follows; the line's
+# last bytes go through a zeroed copy. These rows move each key across every offset of a block, and end lines on a
+# quote or a key's first letter, so a key split by a block boundary or at the end of the line reads as in the twin.
+SHIFTED = [  # (name, fmt, line after the padding, content events, usage found)
+    ("openai content and usage", "openai", b'"delta":{"content":"Hi"},"usage":{"prompt_tokens":3}}', 1, True),
+    ("openai usage null", "openai", b'"delta":{"role":"assistant","refusal":null},"usage":null}', 0, False),
+    ("openai refusal", "openai", b'"delta":{"refusal":"no"},"created":1,"choices":[]}', 1, False),
+    ("openai reasoning_content", "openai", b'"delta":{"reasoning_content":"hm","arguments":""}}', 1, False),
+    ("anthropic text and usage", "anthropic", b'"delta":{"text":"Hi"},"usage":{"output_tokens":9}}', 1, True),
+    ("anthropic partial_json", "anthropic", b'"delta":{"partial_json":"{"}}', 1, False),
+    ("gemini usageMetadata", "gemini", b'"usageMetadata":{"promptTokenCount":2}}', 0, True),
+    ("gemini functionCall", "gemini", b'"parts":[{"functionCall":{}}]}', 1, False),
+    ("a quote ends the line", "openai", b'"delta":{"content":"', 0, False),
+    ("a key's first letter ends the line", "openai", b'"delta":{},"u', 0, False),
+    ("usage cut before its object", "openai", b'"delta":{},"usage":', 0, False),
+]
+
+
+@pytest.mark.parametrize("fmt,tail,events,found", [r[1:] for r in SHIFTED], ids=[r[0] for r in SHIFTED])
+def test_keys_at_every_offset_of_a_block(scan, fmt, tail, events, found):
+    for pad in range(34):  # the tail starts at every offset of two 16-byte blocks
+        line = b'data: {"p":"' + b"y" * pad + b'",' + tail
+        for newline in (b"\n\n", b""):
+            s = scan.StreamScanner(fmt)
+            s.feed(line + newline)
+            u = s.result()
+            assert (u.content_events, u.found) == (events, found), (pad, newline)
+
+
 def test_unknown_format_is_a_configuration_error(scan):
     with pytest.raises(ValueError, match="unknown usage format"):
         scan.StreamScanner("cohere-v9")

@@ -20,7 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from edge_proxy.app import Gateway, settle_gc  # noqa: E402
+from edge_proxy.app import Gateway  # noqa: E402
+from edge_proxy.gc_settle import settle_gc  # noqa: E402
 from edge_proxy.settings import Settings  # noqa: E402
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello from my agent!"}],"max_tokens":64}'

@@ -40,6 +40,7 @@ from edge_proxy.billing import accounts, ledger
 from edge_proxy.billing.payer import Payer
 from edge_proxy.billing.reconcile import verify
 from edge_proxy.clock import now_iso
+from edge_proxy.gc_settle import settle_gc
 from edge_proxy.log_sinks import open_log_sink
 from edge_proxy.log_sinks.writer_process import _encode_reply, _Step
 from edge_proxy.metering.record import RequestRecord, to_json_line
@@ -112,6 +113,7 @@ async def run(url: str, args: argparse.Namespace, server_cpu: ServerCpu | None) 
     for p in payloads[:2]:  # warm-up: connections, statement caches
         reply = await step.commit(p)
         assert reply.error is None, reply.error
+    settle_gc()  # as the writer process does after its first batch (writer_process._serve)
     out: dict[str, list[float]] = {"process": [], "event loop thread": [], "server": []}
     profile = cProfile.Profile() if args.profile else None
     try:

@@ -7,7 +7,6 @@ Nothing here runs at import.
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib.util
 import logging
 import os
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from .access import authorize
 from .affinity import pin_worker, place_writer
 from .errors import BrowserRequest, GatewayError
+from .gc_settle import settle_gc
 from .request_path.pipeline import serve
 from .request_path.plan import forward_target, provider_path
 from .request_path.replies import send_error
@@ -29,17 +29,6 @@ if TYPE_CHECKING:
     from granian.rsgi import HTTPProtocol, Scope
 
 log = logging.getLogger("edge_proxy")
-
-
-def settle_gc() -> None:
-    """Once a worker has started: everything built so far lives for the worker's life, so move it out of the
-    collector's sight (a full collection then walks only what came after: no gen-2 collection at all in 30,000
-    c=1 requests, bench/RESULTS.md), and let the youngest generation grow before it is scanned. Requests make few
-    reference cycles, so this trades rare, slightly longer collections for fewer ones (about 4% of the request
-    path, bench_request_path)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 class Gateway:

@@ -196,8 +196,15 @@ async def post(tx: Tx, transfers: Iterable[Transfer], *, once: bool = False) -> 
     takes the row locks of two concurrent batches in the same order)."""
     now = now_iso()
     posted = [t for t in transfers if t.amount > 0]
-    rows = [(t.transfer_id, account_id(t.debit), account_id(t.credit), t.amount, t.kind, t.merchant_id,
-             t.request_id, now) for t in posted]
+    rows = []
+    names: dict[Payer, str] = {}  # each account's id text, made once: a batch has a few accounts, many transfers
+    for t in posted:
+        debit, credit = names.get(t.debit), names.get(t.credit)
+        if debit is None:
+            debit = names[t.debit] = account_id(t.debit)
+        if credit is None:
+            credit = names[t.credit] = account_id(t.credit)
+        rows.append((t.transfer_id, debit, credit, t.amount, t.kind, t.merchant_id, t.request_id, now))
     if once:
         kept = []
         for t, row in zip(posted, rows):

@@ -66,7 +66,7 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
         return [], []
     metered = dues(records, meters, fee_nanos)
     volume = await _meter_volume(tx, {(m.meter_id, r.customer_id) for r, m in metered if r.customer_id})
-    _charge_in_order(metered, volume)
+    counted = _charge_in_order(metered, volume)  # each metered record's units, in order
     new = await insert_log_rows(tx, records)
     metered_new = metered
     if len(new) < len(records):  # some were logged before (a replay), or are in this batch twice
@@ -76,7 +76,7 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
         # Some records were logged before (a replay): their units are already in meter_usage, so price the
         # new ones again without counting the old ones twice, and store the charge that is really made.
         before = [(r.charge_nanos, r.charge_rate) for r, _ in metered_new]
-        _charge_in_order(metered_new, volume)
+        counted = _charge_in_order(metered_new, volume)
         for (r, _), old in zip(metered_new, before):
             if (r.charge_nanos, r.charge_rate) != old:
                 await tx.execute("UPDATE requests SET charge_nanos = ?, charge_rate = ? WHERE merchant_id = ? "
@@ -85,9 +85,9 @@ async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, s
     await ledger.post(tx, transfers)
     holds = _holds_used(new)
     units: dict[tuple[str, str], int] = defaultdict(int)
-    for r, meter in metered_new:
-        if r.customer_id:
-            units[(meter.meter_id, r.customer_id)] += _units(meter, r)
+    for (r, meter), n in zip(metered_new, counted):  # `counted` is metered_new's (the same records as metered's
+        if r.customer_id:                             # when every metered one is new)
+            units[(meter.meter_id, r.customer_id)] += n
     if holds:
         await tx.executemany("UPDATE holds SET amount_nanos = CASE WHEN amount_nanos > ? THEN amount_nanos - ? "
                              "ELSE 0 END WHERE hold_id = ?", [(a, a, h) for h, a in sorted(holds.items())])
@@ -162,40 +162,41 @@ async def _transfers(tx: Tx, new: list[RequestRecord]) -> list[Transfer]:
             await tx.execute("UPDATE requests SET charge_nanos = ?, operator_nanos = ?, uncollected_nanos = ? "
                              "WHERE merchant_id = ? AND request_id = ?", r.charge_nanos, r.operator_nanos, short,
                              mid, rid)
-        elif (r.charge_nanos, r.operator_nanos) != (charge, operator):  # unreachable: nothing capped, so unchanged
+        elif r.charge_nanos != charge or r.operator_nanos != operator:  # unreachable: nothing capped, so unchanged
             raise AssertionError(rid)
     return out
-
-
-def _units(meter: Meter, r: RequestRecord) -> int:
-    return meter_units(meter, r.input_tokens + r.output_tokens, r.input_characters + r.output_characters,
-                       r.input_seconds + r.output_seconds)
 
 
 Volume = dict[tuple[str, str | None], int]  # (meter, payer) -> units so far; None: no customer (see below)
 
 
-def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume) -> None:
+def _charge_in_order(metered: list[tuple[RequestRecord, Meter]], volume: Volume) -> list[int]:
     """Price each record a customer pays at the tier its volume has reached, counting the records before it in
-    this batch: the same charges as if each had been billed on its own, in order."""
+    this batch: the same charges as if each had been billed on its own, in order. Returns each record's units on
+    its meter, in order (settle adds them to meter_usage)."""
     # A record without a customer (tracked on the meter, charged to nobody) counts under None, only in this batch.
     running = dict(volume)
     rates: dict[tuple[str, int], str] = {}  # (meter, tier start) -> the charge_rate text: one Decimal format each
+    counted = []
     for r, meter in metered:
         key = (meter.meter_id, r.customer_id)
         units_before = running.get(key, 0)
-        running[key] = units_before + _units(meter, r)
+        tokens = r.input_tokens + r.output_tokens
+        characters = r.input_characters + r.output_characters
+        seconds = r.input_seconds + r.output_seconds
+        units = meter_units(meter, tokens, characters, seconds)
+        counted.append(units)
+        running[key] = units_before + units
         if r.payer != "customer":  # disable_billing: tracked on the meter, charged to nobody
             continue
-        charge, tier = meter_charge(meter, r.cost_nanos or 0, r.input_tokens + r.output_tokens,
-                                    r.input_characters + r.output_characters, r.input_seconds + r.output_seconds,
-                                    units_before)
+        charge, tier = meter_charge(meter, r.cost_nanos or 0, tokens, characters, seconds, units_before)
         r.charge_nanos = charge
         rate = rates.get((meter.meter_id, tier.start))
         if rate is None:
             rate = rates[(meter.meter_id, tier.start)] = (f"{meter.rate_type}|{meter.tier_type}|{tier.start}|"
                                                           f"{format(tier.rate, 'f')}")
         r.charge_rate = rate
+    return counted
 
 
 async def _meter_volume(tx: Tx, pairs: set[tuple[str, str]]) -> Volume:

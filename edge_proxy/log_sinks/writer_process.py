@@ -30,6 +30,7 @@ import msgspec
 
 from ..affinity import unpin_writer, writer_env
 from ..billing.engine import BillingEngine, Committed
+from ..gc_settle import settle_gc
 from ..metering.record import RequestRecord
 from ..money import parse_usd
 from ..settings import Settings
@@ -248,6 +249,7 @@ async def _serve(out: int) -> None:
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     step = _Step(Settings.load())
+    settled = False
     try:
         while True:
             try:
@@ -257,6 +259,9 @@ async def _serve(out: int) -> None:
                 return  # the worker closed the pipe, or died
             body = _encode_reply(await step.commit(payload))
             _write_all(out, _HEAD.pack(seq, len(body)) + body)
+            if not settled:  # its connections and statement caches are made: they live as long as it does
+                settle_gc()
+                settled = True
     finally:
         await step.close()
 

@@ -133,7 +133,6 @@ def main() -> int:
             if not i % 2:
                 b_cpu, b_times, b_bytes, b_chunks = block(*plain, args.streams)
             rows.append({"gateway_cpu_ms_per_stream": round(g_cpu * 1e3, 3), "bare_cpu_ms_per_stream": round(b_cpu * 1e3, 3),
-                         "gateway_chunks": g_chunks * args.streams, "bare_chunks": b_chunks * args.streams,
                          "cpu_per_stream_ratio": round(g_cpu / b_cpu, 3),
                          "chunks_per_stream": [g_chunks, b_chunks],
                          "cpu_per_chunk_ratio": round(g_cpu / g_chunks / (b_cpu / b_chunks), 3),
@@ -156,8 +155,8 @@ def main() -> int:
         r["cpu_per_chunk_ratio_less_idle"] = round((g_cpu - g_idle) / g_chunks / (b_cpu / b_chunks), 3)
     g_total = sum(r["gateway_cpu_ms_per_stream"] * args.streams for r in rows)  # ms, all rounds
     b_total = sum(r["bare_cpu_ms_per_stream"] * args.streams for r in rows)
-    g_chunks_total = sum(r["gateway_chunks"] for r in rows)
-    b_chunks_total = sum(r["bare_chunks"] for r in rows)
+    g_chunks_total = sum(r["chunks_per_stream"][0] for r in rows) * args.streams
+    b_chunks_total = sum(r["chunks_per_stream"][1] for r in rows) * args.streams
     g_idle_total = sum(idle[0] * r["gateway_last_byte_p50_ms"] / 1e3 * args.streams for r in rows)
     ratios = [r["cpu_per_chunk_ratio"] for r in rows]
     quart = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3

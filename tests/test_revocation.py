@@ -273,6 +273,46 @@ def test_the_watcher_forgets_exactly_the_ids_that_changed_and_everything_when_fa
     asyncio.run(scenario())
 
 
+def test_the_poll_reads_on_the_loop_without_the_stores_thread_or_lock(tmp_path):
+    """On SQLite the poll's counter read is `SQLiteDB.peek`: on the event loop's thread, from a connection of its
+    own, so a poll costs no hand-off to the store's thread and back (most of an idle worker's CPU, bench/RESULTS.md)
+    and never waits behind a lease's transaction. It sees what other connections committed, not what they hold."""
+    import sqlite3
+    import threading
+
+    async def scenario():
+        db, heard = await _db(tmp_path), Heard()
+        watcher = key_events.KeyEventWatcher(db, heard.forget, heard.forget_all)
+        await watcher.tick()
+        other = sqlite3.connect(tmp_path / "events.db", isolation_level=None)  # another worker's commit
+        other.execute("UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1")
+        other.execute("INSERT INTO key_events (epoch, subject) VALUES (1, 'key_elsewhere')")
+        stuck, release = threading.Event(), threading.Event()
+        db._thread.submit(lambda: (stuck.set(), release.wait(10)))  # the store's thread is busy with a long job
+        stuck.wait(10)
+        try:
+            async with db._lock:  # and a transaction holds the store's lock
+                await asyncio.wait_for(key_events.current_epoch(db), 5)
+                assert await key_events.current_epoch(db) == 1
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1")  # not committed yet
+                other.execute("INSERT INTO key_events (epoch, subject) VALUES (2, 'key_second')")
+                assert await key_events.current_epoch(db) == 1
+                other.execute("COMMIT")
+                assert await key_events.current_epoch(db) == 2
+        finally:
+            release.set()
+        other.close()
+        await watcher.tick()  # the events since the last epoch (one read through the store, as before)
+        assert heard.ids == [{"key_elsewhere", "key_second"}] and watcher.epoch == 2 and heard.everything == 0
+        assert db._peek_conn is not None and db._peek_conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        with pytest.raises(sqlite3.OperationalError):  # read-only: a bug that writes through it fails
+            await db.peek("UPDATE key_epoch SET epoch = 0 RETURNING epoch")
+        await db.close()
+        assert db._peek_conn is None
+    asyncio.run(scenario())
+
+
 def test_a_watcher_that_cannot_poll_keeps_its_cache_and_catches_up_when_the_database_answers(tmp_path):
     """A region cut off from the store keeps serving its cached credentials until their TTL (issue 15's leases);
     the events written meanwhile (another region's revocations) are applied by the first poll that answers."""
@@ -300,6 +340,8 @@ def test_a_poll_that_hangs_counts_as_failed(tmp_path):
 
         async def fetchone(self, *args):
             await asyncio.Event().wait()  # a database that never answers
+
+        peek = fetchone
 
     async def scenario():
         heard, now = Heard(), [100.0]

@@ -46,6 +46,7 @@ class Database(Tx, Protocol):
     async def close(self) -> None: ...
     async def executescript(self, script: str) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+    async def peek(self, sql: str, *args: Any) -> Row | None: ...
 
 
 async def fetch_row(tx: Tx, sql: str, *args: Any) -> Row:
@@ -96,6 +97,7 @@ class SQLiteDB:
         self._sqlite3 = sqlite3
         self.path = sqlite_path(url)
         self._conn: sqlite3.Connection | None = None
+        self._peek_conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-proxy-sqlite")
         self._on_loop = on_loop
         self._lock = asyncio.Lock()
@@ -124,6 +126,9 @@ class SQLiteDB:
             await self._call(self._connect)
 
     async def close(self) -> None:
+        if self._peek_conn is not None:
+            self._peek_conn.close()
+            self._peek_conn = None
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
@@ -156,6 +161,23 @@ class SQLiteDB:
     async def executescript(self, script: str) -> None:
         async with self._lock:
             await self._call(lambda: self._c().executescript(script))
+
+    async def peek(self, sql: str, *args: Any) -> Row | None:
+        """One row of a small read that runs often (the key-event poll, the webhook loop's next due time), read
+        here on the calling thread from a read-only connection of its own: no hand-off to the SQLite thread and
+        back, no wait for the store's lock. In WAL mode a read does not wait for writers; where it would have to
+        (SQLITE_BUSY), it raises at once instead of holding the event loop (busy_timeout 0)."""
+        conn = self._peek_conn
+        if conn is None:
+            if self._conn is None:
+                raise self._sqlite3.OperationalError("database is not open")
+            if self.path == ":memory:":  # a private database: only the store's own connection sees it
+                return await self.fetchone(sql, *args)
+            conn = self._sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0.0)
+            conn.execute("PRAGMA query_only=1")
+            self._peek_conn = conn
+        row: Row | None = conn.execute(sql, args).fetchone()
+        return row
 
     def _end_abandoned(self) -> None:
         if self._conn is not None and self._conn.in_transaction:
@@ -279,6 +301,10 @@ class PostgresDB(_PgOps):
 
     async def executescript(self, script: str) -> None:
         await self._conn.execute(script)
+
+    async def peek(self, sql: str, *args: Any) -> Row | None:
+        """One row of a small, frequent read (see SQLiteDB.peek): asyncpg runs on the event loop already."""
+        return await self.fetchone(sql, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -5,7 +5,8 @@ A change to a credential (a secret key revoked, a spend key revoked, rotated, pa
 row `key_epoch` and writes the ids it touched to `key_events` under the new epoch. The counter's row lock orders
 the writers, so epochs become visible in the order they were taken and none is skipped.
 
-Each worker runs a `KeyEventWatcher`: a few times a second it reads the counter (one primary-key read); when the
+Each worker runs a `KeyEventWatcher`: a few times a second it reads the counter (one primary-key read, through
+`Database.peek`: on SQLite on the event loop's own thread, without the hand-off to the store's thread); when the
 counter moved it reads the events since the epoch it last saw and tells its principal cache to forget exactly
 those ids, or everything when it fell too far behind. With Redis configured, the process that committed a change
 also publishes the ids on `CHANNEL`, and every watcher forgets them as soon as the message arrives; the poll stays
@@ -74,8 +75,9 @@ async def created(tx: Tx, key_id: str) -> int:
     return await record(tx, CREATED + key_id)
 
 
-async def current_epoch(db: Database | Tx) -> int:
-    row = await db.fetchone("SELECT epoch FROM key_epoch WHERE id = 1")
+async def current_epoch(db: Database) -> int:
+    """The counter, read the cheap way (`Database.peek`: on SQLite, on this thread, no wait for the store's lock)."""
+    row = await db.peek("SELECT epoch FROM key_epoch WHERE id = 1")
     return int(row[0]) if row else 0
 
 

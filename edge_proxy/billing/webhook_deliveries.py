@@ -102,7 +102,7 @@ async def release(db: Database, claimed: Claimed) -> None:
 async def next_due(db: Database, now: float) -> float | None:
     """When the earliest owed delivery is due (its lease's end, if one holds it), or None when none is owed."""
     row = await db.peek("SELECT min(CASE WHEN claimed_until > next_attempt_at THEN claimed_until "
-                            "ELSE next_attempt_at END) FROM webhook_deliveries WHERE status = 'pending'")
+                        "ELSE next_attempt_at END) FROM webhook_deliveries WHERE status = 'pending'")
     return float(row[0]) if row and row[0] is not None else None
 
 

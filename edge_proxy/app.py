@@ -59,7 +59,10 @@ class Gateway:
     # -- routing -------------------------------------------------------------------------------------------
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
         svc = self.svc
-        svc.metrics.requests += 1
+        metrics = svc.metrics
+        metrics.requests += 1
+        if metrics.waiting is not None:  # the metrics publisher parked while this worker was idle
+            metrics.wake()
         headers = scope.headers  # Granian builds a new object at each `scope.headers`: read once, passed down
         try:
             method, path = scope.method, scope.path
@@ -76,10 +79,10 @@ class Gateway:
             else:
                 await route.handler(svc, scope, proto, caller, **params)  # type: ignore[misc]
         except GatewayError as exc:
-            svc.metrics.errors += 1
+            metrics.errors += 1
             send_error(proto, exc, fmt=error_format(svc, scope))
         except Exception as exc:
-            svc.metrics.errors += 1
+            metrics.errors += 1
             if is_outage(exc):  # the database or Redis did not answer: a 503 the client may retry
                 log.warning("store unreachable on %s %s (%s: %s)", scope.method, scope.path, type(exc).__name__, exc)
                 send_error(proto, store_unavailable(), fmt=error_format(svc, scope))

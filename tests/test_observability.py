@@ -99,6 +99,8 @@ def test_any_worker_reports_the_whole_gateway(four_workers):
 def test_business_metrics_count_refusals_and_settled_charges(four_workers):
     gw = four_workers
     before = scrape(gw)
+    # one request that is charged, so that this test does not rely on another having run first on its xdist worker
+    assert send(gw, encode_forward_token(gw.secret_key)).status_code == 200
     broke = gw.create_merchant("broke", "0")  # its wallet cannot cover a request: 402
     r = send(gw, encode_forward_token(broke["secret_key"]))
     assert r.status_code == 402, r.text
@@ -111,7 +113,7 @@ def test_business_metrics_count_refusals_and_settled_charges(four_workers):
              == total(before, "edge_proxy_payment_required_total") + 2)
     wait_for(lambda: total(scrape(gw), "edge_proxy_spend_limit_refusals_total")
              == total(before, "edge_proxy_spend_limit_refusals_total") + 1)
-    # what earlier requests were charged settles through the log writer: the charge counter follows
+    # what the first request was charged settles through the log writer: the charge counter follows
     wait_for(lambda: total(scrape(gw), "edge_proxy_charge_usd_total", region="eu-test") > 0)
     text = scrape(gw)
     assert total(text, "edge_proxy_log_queue_depth") >= 0
@@ -384,3 +386,72 @@ def test_a_mixed_batch_publishes_what_counting_each_record_at_once_would(tmp_pat
     assert len(expected) > 60
     assert {k: v for k, v in got.items() if k.split("{")[0] in {n.split("{")[0] for n in expected}} == \
         pytest.approx(expected)
+
+
+def test_an_idle_worker_parks_its_publisher_until_a_request_a_record_or_a_charge_moves(tmp_path, monkeypatch):
+    """Each wake-up of an idle worker costs CPU by the clock (bench/RESULTS.md), which a relayed stream pays too:
+    the publisher publishes every PUBLISH_SECONDS only while something moves. A request's arrival, a record (a
+    stream that outlived the last busy turn) and a charge each wake it; what moves without a request (webhook
+    deliveries, lease top-ups) is published within QUIET_PUBLISH_SECONDS."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import edge_proxy.observability as obs
+    from edge_proxy.metering.record import RequestRecord
+
+    from .fake_provider import FakeProvider
+    from .inprocess import InProcess
+    monkeypatch.setattr(obs, "PUBLISH_SECONDS", 0.01)
+    monkeypatch.setattr(obs, "QUIET_PUBLISH_SECONDS", 60.0)  # longer than any wait below: only a wake publishes
+
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url) as gw:
+            svc = gw.svc
+            publisher = svc.observability.publisher
+            turns = 0
+            publish = publisher.publish
+
+            def counted() -> bool:
+                nonlocal turns
+                turns += 1
+                return publish()
+            publisher.publish = counted  # type: ignore[method-assign]
+
+            def value(name: str, **labels: str) -> float:  # the sum of the samples whose labels include these
+                return sum(sample.value for metric in publisher.registry.collect() for sample in metric.samples
+                           if sample.name == name and labels.items() <= sample.labels.items())
+
+            async def until(condition) -> None:
+                async with asyncio.timeout(10):
+                    while not condition():
+                        await asyncio.sleep(0.005)
+
+            async def parked() -> None:
+                await until(lambda: svc.metrics.waiting is not None)
+                before = turns
+                await asyncio.sleep(0.2)   # 20 busy turns' worth, well inside QUIET_PUBLISH_SECONDS
+                assert turns == before and svc.metrics.waiting is not None
+
+            await parked()   # nothing moves after the start
+            answer = await gw.call("POST", "/providers/openai/v1/chat/completions", body=CHAT, key=gw.secret_key)
+            assert answer.status == 200
+            await until(lambda: value("edge_proxy_requests_total", provider="openai", status="2xx") == 1)
+            assert value("edge_proxy_http_requests_total") == 1
+
+            await parked()
+            record = RequestRecord(request_id="req_late", created_at="2026-12-05T00:00:00Z", merchant_id="m",
+                                   provider="anthropic", model="claude-sonnet-4", status_code=200, latency_ms=2.0)
+            svc.observability.finished(SimpleNamespace(head_at=0.0, sent_at=0.0), record)  # type: ignore[arg-type]
+            await until(lambda: value("edge_proxy_requests_total", provider="anthropic", status="2xx") == 1)
+
+            await parked()
+            charged = value("edge_proxy_charge_usd_total")
+            svc.observability.settled(SimpleNamespace(consumed=[("req_x", 2_000_000_000, 0)]))  # type: ignore[arg-type]
+            await until(lambda: value("edge_proxy_charge_usd_total") == charged + 2.0)
+
+            monkeypatch.setattr(obs, "QUIET_PUBLISH_SECONDS", 1.0)
+            svc.metrics.wake()   # parked or not, its next park ends by the clock within a second
+            await parked()
+            svc.webhooks.delivered += 1   # moves without a request: no wake, the quiet turn carries it
+            await until(lambda: value("edge_proxy_webhook_deliveries_sent_total") == 1)
+    asyncio.run(scenario())

@@ -374,6 +374,48 @@ def test_a_worker_that_died_mid_delivery_leaves_it_owed_until_its_lease_ends(db_
     run(scenario)
 
 
+def test_with_nothing_owed_the_loop_looks_only_every_idle_poll_and_an_owed_event_wakes_it(sqlite_url):
+    """An idle worker does not read the table every `poll`: nothing can become owed without waking its own worker
+    (after the settling commit), so it looks every `idle_poll`, for rows a process owed and died before claiming."""
+    async def scenario():
+        async with World(sqlite_url) as w:
+            hook = await w.hook(w.receiver.url)
+            reads = 0
+            peek = w.db.peek
+
+            async def counted(sql, *args):
+                nonlocal reads
+                reads += "webhook_deliveries" in sql
+                return await peek(sql, *args)
+            w.db.peek = counted
+            sender = w.sender(poll=0.02, idle_poll=60.0)
+            sender.start()
+            await until(lambda: _true_if(reads == 1), what="the loop's first look")
+            await asyncio.sleep(0.3)   # 15 polls' worth
+            assert reads == 1
+            async with w.db.transaction() as tx:   # this worker's settling commit owes an event, then wakes it
+                await sender.enqueue(tx, w.merchant_id, "customer.autopay", {"n": 1})
+            sender.wake()
+            delivery = await until(lambda: _delivered(w, hook.webhook_id), what="the woken delivery")
+            assert delivery["attempts"] == 1 and len(w.receiver.requests) == 1
+    run(scenario)
+
+
+def test_an_event_owed_by_a_process_that_died_before_sending_is_found_within_idle_poll(sqlite_url):
+    async def scenario():
+        async with World(sqlite_url) as w:
+            hook = await w.hook(w.receiver.url)
+            alive = w.sender(idle_poll=0.2)
+            alive.start()
+            await asyncio.sleep(0.05)   # its first look found nothing owed
+            dead = w.sender()   # committed an event and died before waking its loop: no wake reaches `alive`
+            async with w.db.transaction() as tx:
+                await dead.enqueue(tx, w.merchant_id, "customer.autopay", {"n": 1})
+            delivery = await until(lambda: _delivered(w, hook.webhook_id), what="the orphaned delivery")
+            assert delivery["attempts"] == 1 and alive.delivered == 1
+    run(scenario)
+
+
 def test_two_workers_on_one_database_send_each_event_once(db_url):
     async def scenario():
         async with World(db_url) as w:

@@ -53,14 +53,16 @@ class WebhookSender:
 
     def __init__(self, db: Database, _legacy_upstream_of: object = None, *, policy: OutboundPolicy | None = None,
                  attempts: int = 12, backoff: float = 1.0, deadline: float = 10.0, concurrency: int = 8,
-                 poll: float = 1.0, resolver: Resolver | None = None, ssl_context: ssl.SSLContext | None = None,
+                 poll: float = 1.0, idle_poll: float = 5.0, resolver: Resolver | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         # _legacy_upstream_of: what app.py passed when deliveries used the providers' pool; ignored
         self.db = db
         self.attempts = attempts
         self.backoff = backoff
         self.concurrency = concurrency
-        self.poll = poll
+        self.poll = poll            # the longest wait while a delivery is owed (a retry's time is known)
+        self.idle_poll = idle_poll  # the longest wait while none is: see _run
         self.lease = deadline + 30.0   # longer than any attempt can take: the client enforces the deadline
         self.client = GuardedClient(policy or OutboundPolicy(), deadline=deadline, concurrency=concurrency,
                                     resolver=resolver, ssl_context=ssl_context)
@@ -135,6 +137,8 @@ class WebhookSender:
                         batch = await deliveries.claim(self.db, now, self.lease, free)
                     elif due is not None:
                         wait = min(self.poll, due - now)
+                    else:  # nothing owed: a new row wakes its own worker (after_commit), so a look is only for
+                        wait = self.idle_poll   # one that a process owed and died before claiming it
                 except Exception as exc:   # the database is away: try again after a poll interval
                     log.warning("webhook deliveries: cannot read the queue (%s: %s)", type(exc).__name__, exc)
                 for claimed in batch:

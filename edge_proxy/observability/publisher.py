@@ -147,8 +147,10 @@ class Publisher:
             reg.register(self._owed)
 
     # -- off the request path --------------------------------------------------------------------------------
-    def publish(self) -> None:
-        """Move what this worker counted since the last call into the metrics (and the access log's lines)."""
+    def publish(self) -> bool:
+        """Move what this worker counted since the last call into the metrics (and the access log's lines).
+        False when nothing moved: no figure grew, and the log queue is empty and its store healthy (so none of
+        its gauges grows with the clock either)."""
         svc, region = self.svc, self.region
         finished = svc.metrics.take_finished()
         if finished:
@@ -156,18 +158,22 @@ class Publisher:
         charged = svc.metrics.take_charged()
         if charged:
             self.charge.labels(region).inc(sum(charged) / _NANOS_PER_USD)
+        moved = bool(finished or charged)
         for name, _, source in _COUNTED:
             value = _read(svc, source)
             grown = value - self._last.get(name, 0)
             if grown > 0:
                 self.counted[name].inc(grown)
                 self._last[name] = value
+                moved = True
         queue = svc.log_queue
-        self.queue_depth.labels(region).set(queue.depth)
+        depth, failing = queue.depth, queue.failing_for()
+        self.queue_depth.labels(region).set(depth)
         self.queue_age.labels(region).set(queue.oldest_age())
-        self.store_failing.labels(region).set(queue.failing_for())
+        self.store_failing.labels(region).set(failing)
         if finished and self.access_log is not None:  # last: a disk that refuses the log costs no figure above
             self.access_log.write([record for record, _ in finished])
+        return moved or depth > 0 or failing > 0
 
     def _publish_finished(self, finished: list[tuple[Any, float]]) -> None:
         region, families = self.region, self.families

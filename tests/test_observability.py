@@ -255,6 +255,30 @@ def test_tracing_off_imports_no_opentelemetry(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
+def test_tracing_off_on_redis_imports_no_opentelemetry_even_through_redis_py(tmp_path, redis_topology):
+    """redis-py 7+ imports OpenTelemetry's metrics SDK (and psutil) at its own import when installed, as the otel
+    extra installs it: ~3.6 MB a process, for a feature we never turn on. The gateway imports redis-py with it hidden,
+    and nothing imports it later, when the client connects and runs a script in a pipeline."""
+    code = ("import asyncio, sys; from edge_proxy.settings import Settings; from edge_proxy.services import Services\n"
+            f"svc = Services(Settings.load(env={{'EDGE_PROXY_DATABASE_URL': 'sqlite:///{tmp_path / 'g.db'}', "
+            f"'EDGE_PROXY_REDIS_URL': {redis_topology.url!r}}}))\n"
+            "async def go():\n"
+            "    await svc.redis.ping()\n"
+            "    async with svc.redis.pipeline(transaction=False) as pipe:\n"
+            "        pipe.eval('return 1', 1, '{k}x')\n"
+            "        assert await pipe.execute() == [1]\n"
+            "    await svc.redis.aclose()\n"
+            "asyncio.run(go())\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'psutil'))))")
+    done = run_hidden("_unused_", code, clean_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    # and redis-py's own OpenTelemetry metrics stay importable for a program that turns them on: only we hide it
+    done = run_hidden("_unused_", "import redis.asyncio, sys; print('opentelemetry.sdk.metrics' in sys.modules)",
+                      clean_env())
+    assert done.stdout.strip() == "True", done.stderr
+
+
 def test_the_multiprocess_directory_is_emptied_at_start(tmp_path):
     old = tmp_path / "m"
     old.mkdir()

@@ -17,6 +17,7 @@ A URL this module cannot read raises `SettingsError` naming `EDGE_PROXY_REDIS_UR
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -152,10 +153,30 @@ def parse_redis_url(url: str) -> RedisTarget | None:
                        _options(url, query, _SENTINEL_OPTS))
 
 
+def import_redis() -> None:
+    """Import redis-py's asyncio clients without their OpenTelemetry metrics. redis-py 7 and later import
+    OpenTelemetry's metrics API and SDK (and through them psutil and importlib.metadata) at their own import whenever
+    those are installed, as the `otel` extra installs them, for a feature that is off until a program turns it on,
+    which we never do: ~3.6 MB more in every worker and log writer process on Redis, and our promise that tracing
+    off imports no OpenTelemetry broken. While redis-py imports, `opentelemetry` reads as absent (redis-py catches
+    the ImportError and leaves its metrics off for good); afterwards it imports as usual, for our tracer. When
+    OpenTelemetry or redis-py is in the process already (tracing on: the tracer comes first), nothing is hidden."""
+    if "redis" in sys.modules or "opentelemetry" in sys.modules:
+        return
+    sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # None: "import opentelemetry" raises
+    try:
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.asyncio.sentinel  # noqa: F401
+    finally:
+        del sys.modules["opentelemetry"]
+
+
 def open_redis(url: str, timeout: float) -> Any:
     """A redis-py asyncio client for `url` (see the module docstring), with `timeout` seconds as its socket and
     connect timeout. Nothing connects until the first command. Close it with `await client.aclose()`."""
     target = parse_redis_url(url)
+    import_redis()
     if target is None:
         import redis.asyncio
 

@@ -5,9 +5,10 @@ this checkout: point it at an export of another commit to compare), reads the wo
 start-up and one /healthz, as bench/overhead.py does), sends 400 requests to warm it up, reads
 /proc/<worker>/status, sends `--requests` more over 8 keep-alive connections, and reads it again; then the
 worker's log writer process (its child) likewise. `--database-url` points the gateway at another store (a
-PostgreSQL database) instead of a temporary SQLite file.
+PostgreSQL database) instead of a temporary SQLite file, and `--redis-url` gives it Redis holds.
 
     .venv/bin/python bench/worker_rss.py [--requests 20000] [--src PATH] [--database-url postgresql://...]
+                                         [--redis-url redis://127.0.0.1:6379/14]
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--src", default=str(h.ROOT))
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
+    parser.add_argument("--redis-url", help="default: none (SQL holds)")
     args = parser.parse_args()
     h.SRC = Path(args.src)
     with tempfile.TemporaryDirectory() as t:
@@ -60,6 +62,8 @@ def main() -> None:
             env = h.gateway_env(tmp / "g.db", f"http://{h.HOST}:{port}/v1")
             if args.database_url:
                 env["EDGE_PROXY_DATABASE_URL"] = args.database_url
+            if args.redis_url:
+                env["EDGE_PROXY_REDIS_URL"] = args.redis_url
             key = h.create_merchant(env)["secret_key"]
             gw = h.start_gateway(tmp, env)
             try:

@@ -159,8 +159,9 @@ def import_redis() -> None:
     those are installed, as the `otel` extra installs them, for a feature that is off until a program turns it on,
     which we never do: ~3.6 MB more in every worker and log writer process on Redis, and our promise that tracing
     off imports no OpenTelemetry broken. While redis-py imports, `opentelemetry` reads as absent (redis-py catches
-    the ImportError and leaves its metrics off for good); afterwards it imports as usual, for our tracer. When
-    OpenTelemetry or redis-py is in the process already (tracing on: the tracer comes first), nothing is hidden."""
+    the ImportError and leaves its metrics off for good); afterwards it imports as usual, for our tracer (which
+    `Services` makes after the Redis client). When OpenTelemetry or redis-py is in the process already, nothing is
+    hidden."""
     if "redis" in sys.modules or "opentelemetry" in sys.modules:
         return
     sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # None: "import opentelemetry" raises

@@ -4,7 +4,9 @@ debits kept for the next flush while Redis is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
+import time
 
 import redis.asyncio
 
@@ -16,6 +18,20 @@ from edge_proxy.store import open_store
 from .redis_server import RedisServer
 
 ALICE, BOB, CAROL = Payer("customer", "cus_alice"), Payer("customer", "cus_bob"), Payer("merchant", "mer_carol")
+
+
+@contextlib.asynccontextmanager
+async def mirroring(server: RedisServer):
+    """A client of the real Redis, a SQLite store, their holds and a billing engine that mirrors debits through them."""
+    client = redis.asyncio.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+    store = open_store(f"sqlite:///{tempfile.mkdtemp()}/d.db")
+    await store.open()
+    holds = RedisHolds(client, store.db)
+    try:
+        yield client, store, holds, BillingEngine(None, None, None, None, redis_holds=holds)
+    finally:
+        await client.aclose()
+        await store.close()
 
 
 def test_debits_land_once_each_and_wait_while_redis_is_down():
@@ -158,6 +174,75 @@ def test_the_writer_process_mirrors_a_batch_and_hands_back_what_redis_did_not_ta
             await step.close()
             await client.aclose()
             await store.close()
+
+    _run(main, server)
+
+
+def test_a_debits_marker_lives_past_the_retry_window_and_not_for_days():
+    """One marker per debit makes the mirror idempotent; at ~250 bytes each they must not pile up for a week
+    (100 requests a second kept ~15 GB): each lives SETTLED_MARKER_TTL, longer than a debit may wait to be sent."""
+    from edge_proxy.billing.holds import REDIS_RETRY_WINDOW, SETTLED_MARKER_TTL
+    server = RedisServer().start()
+
+    async def main():
+        async with mirroring(server) as (client, _, _, engine):
+            await client.hset(ALICE.redis_key, mapping={"b": 10_000})
+            engine.redis_pending = [(ALICE, "req_ttl", -10, None, 0)]
+            await engine.flush_redis()
+            ttl = await client.ttl(f"{ALICE.redis_key}:settled:req_ttl")
+            assert REDIS_RETRY_WINDOW < SETTLED_MARKER_TTL <= 3600 and 0 < ttl <= SETTLED_MARKER_TTL
+
+    _run(main, server)
+
+
+def test_debits_that_waited_past_the_retry_window_give_way_to_a_lease_reload_from_the_database():
+    """A debit pending longer than REDIS_RETRY_WINDOW may have landed once already (an answer lost) and its marker
+    may be gone by now: it is not sent again. The payer's lease is reloaded from the database instead, which has
+    counted the debit since its commit; a reload that cannot reach Redis is tried again at the next flush."""
+    from edge_proxy.billing.holds import REDIS_RETRY_WINDOW, region_hold_id
+    server = RedisServer().start()
+
+    async def main():
+        async with mirroring(server) as (client, store, holds, engine):
+            merchant, _ = await store.create_merchant("m", 1_000_000)
+            payer = Payer("merchant", merchant.merchant_id)
+            assert await holds._lease(payer, 5_000)   # the region's lease: 5,000 in the database and in Redis
+            assert int(await client.hget(payer.redis_key, "b")) == 5_000
+            # a debit of 300 committed (settle shrinks the lease in the same transaction); its mirror has failed
+            # since longer than the window allows
+            assert await holds.sql.hold(payer, region_hold_id("default", payer), -300, 120.0) == 4_700
+            engine.redis_pending = [(payer, "req_old", -300, None, 0)]
+            engine.redis_failing_since = time.monotonic() - REDIS_RETRY_WINDOW - 1
+            await client.hset(payer.redis_key, "b", 9_999)   # what Redis shows meanwhile, off by anything
+            await engine.flush_redis()
+            assert engine.redis_pending == [] and engine.redis_resync == set()
+            assert engine.redis_failing_since is None
+            assert await client.exists(f"{payer.redis_key}:settled:req_old") == 0   # never sent
+            assert int(await client.hget(payer.redis_key, "b")) == 4_700   # the database's figure, debit counted
+
+            # the same while Redis is away: the payer waits for its reload, and gets it once Redis answers
+            engine.redis_pending = [(payer, "req_old2", -200, None, 0)]
+            engine.redis_failing_since = time.monotonic() - REDIS_RETRY_WINDOW - 1
+            assert await holds.sql.hold(payer, region_hold_id("default", payer), -200, 120.0) == 4_500
+            server.stop()
+            await engine.flush_redis()
+            assert engine.redis_pending == [] and engine.redis_resync == {payer}
+            server.start()   # empty, as after a restart
+            await engine.flush_redis()
+            assert engine.redis_resync == set()
+            assert int(await client.hget(payer.redis_key, "b")) == 4_500
+
+            # within the window a failed debit is kept and lands once Redis answers, as before
+            engine.redis_pending = [(payer, "req_new", -100, None, 0)]
+            server.stop()
+            await engine.flush_redis()
+            assert engine.redis_pending == [(payer, "req_new", -100, None, 0)]
+            assert engine.redis_failing_since is not None
+            server.start()
+            await client.hset(payer.redis_key, "b", 4_500)
+            await engine.flush_redis()
+            assert engine.redis_pending == [] and engine.redis_failing_since is None
+            assert int(await client.hget(payer.redis_key, "b")) == 4_400
 
     _run(main, server)
 

@@ -26,7 +26,7 @@ from ..metering.record import RequestRecord
 from . import accounts
 from . import webhook_deliveries as deliveries
 from .charging import UNPRICEABLE_METERS, Billing, Quote, quote
-from .holds import RedisHolds
+from .holds import REDIS_RETRY_WINDOW, RedisHolds
 from .leases import Lease, Leases
 from .ledger import Transfer
 from .payer import Payer
@@ -83,6 +83,8 @@ class BillingEngine:
         self.inflight: dict[str, Reservation] = {}
         self._meters: TTLCache[tuple[str, str], accounts.Meter] = TTLCache(10_000, 30.0)
         self.redis_pending: list[tuple[Payer, str, int, str | None, int]] = []
+        self.redis_failing_since: float | None = None  # monotonic: when a flush first left debits pending
+        self.redis_resync: set[Payer] = set()  # payers whose debits gave way to a lease reload (flush_redis)
         # how long the request log has failed to take a batch (log_queue.LogQueue.failing_for), set at start-up
         self.settle_lag: Callable[[], float] = lambda: 0.0
         self.settled: Callable[[Committed], None] | None = None  # observability: what each batch charged
@@ -237,19 +239,42 @@ class BillingEngine:
                                for kind, pid, marker, change, hold, used in debits]
         await self.flush_redis()
         left, self.redis_pending = self.redis_pending, []
+        self.redis_failing_since = None  # what is left goes to the worker, whose flushes keep the time from now
         return [(payer.kind, payer.id, marker, change, hold, used) for payer, marker, change, hold, used in left]
 
     async def flush_redis(self) -> None:
-        """Mirror committed debits to Redis (idempotent per request). Failures wait for the next batch; until
-        then Redis shows more money than SQL, by at most these debits (`edge-proxy balances reconcile`)."""
-        while self.redis_pending and self.redis_holds is not None:  # pending only ever with Redis holds
+        """Mirror committed debits to Redis (each applied once, by its marker). Failures wait for the next batch;
+        until then Redis shows more money than SQL, by at most these debits (`edge-proxy balances reconcile`).
+        Debits that have waited REDIS_RETRY_WINDOW are not sent again, since their markers may be gone before they
+        land: their payers' leases are reloaded from the database instead (`RedisHolds.resync`), which counts them
+        already, and so is everything a reload could not reach yet, at each flush until it does."""
+        holds = self.redis_holds
+        if holds is None:  # pending only ever with Redis holds
+            return
+        since = self.redis_failing_since
+        if self.redis_pending and since is not None and time.monotonic() - since > REDIS_RETRY_WINDOW:
+            log.warning("Redis debits: %d waited over %.0f s; their payers' leases are reloaded from the database "
+                        "instead", len(self.redis_pending), REDIS_RETRY_WINDOW)
+            self.redis_resync.update(payer for payer, *_ in self.redis_pending)
+            self.redis_pending = []
+        while self.redis_pending:
             batch = self.redis_pending[:500]
             try:
-                await self.redis_holds.apply(batch)
+                await holds.apply(batch)
             except Exception as exc:  # Redis down: keep the debits for the next flush
                 log.warning("Redis debits failed (%s); %d pending", exc, len(self.redis_pending))
+                if self.redis_failing_since is None:
+                    self.redis_failing_since = time.monotonic()
                 return
             del self.redis_pending[:len(batch)]
+        self.redis_failing_since = None
+        for payer in list(self.redis_resync):  # after the debits above: the reload's figure counts them already
+            try:
+                await holds.resync(payer)
+            except Exception as exc:  # Redis or the database away: the next flush tries again
+                log.warning("Redis lease reload for %s failed (%s); %d to go", payer, exc, len(self.redis_resync))
+                return
+            self.redis_resync.discard(payer)
 
 
 def _redis_debits(new: list[RequestRecord], transfers: list[Transfer]) -> list[tuple[str, str, str, int, str | None,

@@ -134,7 +134,12 @@ redis.call('HSET', KEYS[1], 'b', ARGV[1], 'e', ARGV[2])
 return 1
 """
 
-SETTLED_MARKER_TTL = 7 * 24 * 3600
+# A debit waits at most REDIS_RETRY_WINDOW seconds for Redis (BillingEngine.flush_redis): after that it is not sent
+# again, and its payer's lease is reloaded from the database, which counts it already. Its marker outlives that
+# window, so a debit that landed but whose answer was lost is never applied twice; and markers, one per debit,
+# cost Redis ~250 bytes each for 15 minutes, not for days (bench/RESULTS.md, eighth session).
+REDIS_RETRY_WINDOW = 600.0
+SETTLED_MARKER_TTL = 900
 
 
 def is_cluster(redis: object) -> bool:

@@ -207,18 +207,24 @@ def test_debits_that_waited_past_the_retry_window_give_way_to_a_lease_reload_fro
             merchant, _ = await store.create_merchant("m", 1_000_000)
             payer = Payer("merchant", merchant.merchant_id)
             assert await holds._lease(payer, 5_000)   # the region's lease: 5,000 in the database and in Redis
-            assert int(await client.hget(payer.redis_key, "b")) == 5_000
-            # a debit of 300 committed (settle shrinks the lease in the same transaction); its mirror has failed
-            # since longer than the window allows
+            assert await holds.hold(payer, "w1", 1_000, 30.0) == 1_000   # a worker's hold on it
+            # a request of w1 used 300 and was charged 300 (settle shrinks the region's lease in the same
+            # transaction); its mirror has failed since longer than the window allows
             assert await holds.sql.hold(payer, region_hold_id("default", payer), -300, 120.0) == 4_700
-            engine.redis_pending = [(payer, "req_old", -300, None, 0)]
+            engine.redis_pending = [(payer, "req_old", -300, "w1", 300)]
             engine.redis_failing_since = time.monotonic() - REDIS_RETRY_WINDOW - 1
-            await client.hset(payer.redis_key, "b", 9_999)   # what Redis shows meanwhile, off by anything
             await engine.flush_redis()
             assert engine.redis_pending == [] and engine.redis_resync == set()
             assert engine.redis_failing_since is None
             assert await client.exists(f"{payer.redis_key}:settled:req_old") == 0   # never sent
             assert int(await client.hget(payer.redis_key, "b")) == 4_700   # the database's figure, debit counted
+            # w1's hold was not shrunk (the reload cannot know whether a lost answer had), so it keeps the 300; the
+            # same 300 is missing from what another worker may take: all holds together stay within 4,700
+            assert await holds.hold(payer, "w1", 0, 30.0) == 1_000
+            hold_script, now = holds._hold, time.time()   # the script itself: a refusal here grows no lease
+            assert int(await hold_script(keys=[payer.redis_key], args=["w2", 3_700, now, 30.0])) == 3_700
+            assert int(await hold_script(keys=[payer.redis_key], args=["w3", 1, now, 30.0])) == -1
+            await client.hdel(payer.redis_key, "h:w1", "h:w2")
 
             # the same while Redis is away: the payer waits for its reload, and gets it once Redis answers
             engine.redis_pending = [(payer, "req_old2", -200, None, 0)]

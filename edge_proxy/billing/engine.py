@@ -247,7 +247,7 @@ class BillingEngine:
         until then Redis shows more money than SQL, by at most these debits (`edge-proxy balances reconcile`).
         Debits that have waited REDIS_RETRY_WINDOW are not sent again, since their markers may be gone before they
         land: their payers' leases are reloaded from the database instead (`RedisHolds.resync`), which counts them
-        already, and so is everything a reload could not reach yet, at each flush until it does."""
+        already; a reload that fails is tried again at each flush."""
         holds = self.redis_holds
         if holds is None:  # pending only ever with Redis holds
             return

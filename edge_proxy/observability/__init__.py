@@ -55,10 +55,8 @@ class Observability:
 
     def settled(self, done: Committed) -> None:
         """A batch was billed: what its requests took from their payers."""
-        metrics = self.metrics
-        metrics.charged.append(sum(payer for _, payer, _ in done.consumed))
-        if metrics.waiting is not None:
-            metrics.wake()
+        self.metrics.charged.append(sum(payer for _, payer, _ in done.consumed))
+        self.metrics.wake()  # once per batch: no need for the request path's test before the call
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -149,8 +149,11 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         watcher.cancel()
         pump.cancel()  # if this was cancelled while the pump ran: nothing is fed to the scanner after this
         ex.usage = usage = scanner.result()
-        if outcome == "completed":  # a provider error status or an in-band error event is an error
-            outcome, reason = answer_outcome(response.status, usage)
+        # A provider error status or an in-band error event is an error, also when the client left after it (an
+        # SDK stops reading at the error event, often before the provider's end).
+        answered = answer_outcome(response.status, usage)
+        if outcome == "completed" or answered[0] == "error":
+            outcome, reason = answered
         ex.finish(response.status, outcome, reason)  # journaled before the body ends (below): a crash loses nothing
         # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
         # this frame alive, so let go of the transport explicitly.

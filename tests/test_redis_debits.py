@@ -149,6 +149,9 @@ def test_the_writer_process_mirrors_a_batch_and_hands_back_what_redis_did_not_ta
             assert first.done.debits == []  # mirrored by the writer process: nothing for the worker to send
             assert await client.hmget(payer.redis_key, ["b", "h:w1"]) == [
                 str(100 * usd - 3003).encode(), b"46997:9999999999"]
+            # one marker for the batch's three debits of one payer out of one hold, not one per request
+            assert await client.keys(f"{payer.redis_key}:settled:*") == [
+                f"{payer.redis_key}:settled:{mid}:req_m0:provider_cost".encode()]
 
             again = await step.commit(lines(mid, range(3)))  # the worker retries a batch whose answer it lost
             assert again.done is not None and again.done.consumed == [] and again.done.debits == []
@@ -158,10 +161,7 @@ def test_the_writer_process_mirrors_a_batch_and_hands_back_what_redis_did_not_ta
             down = await step.commit(lines(mid, range(3, 5)))  # SQL takes it; Redis cannot
             assert down.error is None and down.done is not None
             assert sorted(down.done.consumed) == [("req_m3", 1003, 0), ("req_m4", 1004, 0)]
-            back = sorted(down.done.debits)
-            assert [(kind, pid, change, hold, took) for kind, pid, _, change, hold, took in back] == [
-                ("merchant", mid, -1003, "w1", 1003), ("merchant", mid, -1004, "w1", 1004)]
-            assert all(marker.startswith(f"{mid}:req_m") for _, _, marker, _, _, _ in back)
+            assert down.done.debits == [("merchant", mid, f"{mid}:req_m3:provider_cost", -2007, "w1", 2007)]  # summed
 
             server.start()  # empty, as after a restart: the balance is reloaded from SQL, the durable record
             await client.hset(payer.redis_key, mapping={"b": 100 * usd - 3003, "h:w1": "46997:9999999999"})
@@ -176,6 +176,40 @@ def test_the_writer_process_mirrors_a_batch_and_hands_back_what_redis_did_not_ta
             await store.close()
 
     _run(main, server)
+
+
+def test_a_batchs_debits_are_summed_per_account_and_hold_under_one_marker():
+    """_redis_debits: a committed batch's debits from one account out of one hold become one entry (their sum, and
+    what they used of the hold), marked by the first of their transfer ids, so Redis keeps one marker per account
+    and batch. A customer's charge comes out of its own hold and the merchant's share out of the merchant's."""
+    from edge_proxy.billing.engine import _redis_debits
+    from edge_proxy.billing.ledger import REVENUE, Transfer
+    from edge_proxy.metering.record import RequestRecord
+
+    mer = Payer("merchant", "mer_m")
+
+    def rec(rid: str, customer: str | None, charge: int, operator: int, hold: str) -> RequestRecord:
+        return RequestRecord(request_id=rid, created_at="", merchant_id="mer_m", provider="openai", model="m",
+                             payer="customer" if customer else "merchant", customer_id=customer,
+                             charge_nanos=charge, operator_nanos=operator, hold_id=hold, merchant_hold_id="wm")
+
+    records = [rec("r1", "cus_alice", 500, 700, "w1"), rec("r2", "cus_alice", 300, 100, "w1"),
+               rec("r3", "cus_bob", 40, 60, "w2"), rec("r4", None, 0, 900, "w1"), rec("r5", "cus_alice", 8, 0, "w2")]
+    transfers = []
+    for r in records:
+        if r.customer_id:
+            transfers.append(Transfer(f"mer_m:{r.request_id}:charge", Payer("customer", r.customer_id), mer,
+                                      r.charge_nanos, "charge", "mer_m", r.request_id))
+        if r.operator_nanos:
+            transfers.append(Transfer(f"mer_m:{r.request_id}:provider_cost", mer, REVENUE, r.operator_nanos,
+                                      "provider_cost", "mer_m", r.request_id))
+    assert _redis_debits(records, transfers) == [
+        ("customer", "cus_alice", "mer_m:r1:charge", -800, "w1", 800),
+        ("merchant", "mer_m", "mer_m:r1:provider_cost", -860, "wm", 200 + 0 + 20),  # what the charges left
+        ("customer", "cus_bob", "mer_m:r3:charge", -40, "w2", 40),
+        ("merchant", "mer_m", "mer_m:r4:provider_cost", -900, "w1", 900),  # a merchant paying: its own hold
+        ("customer", "cus_alice", "mer_m:r5:charge", -8, "w2", 8),
+    ]
 
 
 def test_a_debits_marker_lives_past_the_retry_window_and_not_for_days():

@@ -279,12 +279,16 @@ class BillingEngine:
 
 def _redis_debits(new: list[RequestRecord], transfers: list[Transfer]) -> list[tuple[str, str, str, int, str | None,
                                                                                      int]]:
-    """The Redis copy of what the transfers took from customers' and merchants' balances: (account kind, account
-    id, marker id, change, the hold it came out of, how much of that hold it used), each applied once by its
-    marker. Debits only: Redis holds a region's lease on a balance, which a credit leaves as it is
-    (RedisHolds.apply), and the operator's accounts are in SQL only (nothing on the request path reads them)."""
+    """The Redis copy of what the batch's transfers took from customers' and merchants' balances: (account kind,
+    account id, marker id, change, the hold it came out of, how much of that hold it used), one per account and
+    hold, each applied once by its marker. The batch's debits from one account out of one hold are summed into one
+    entry whose marker is the first of their transfer ids: a transfer is in one commit only, so the marker is
+    unique, and the summed entry is retried whole. Redis then keeps one marker key (~250 bytes, SETTLED_MARKER_TTL)
+    per account and batch, not one per request; the script's sums are the same either way. Debits only: Redis
+    holds a region's lease on a balance, which a credit leaves as it is (RedisHolds.apply), and the operator's
+    accounts are in SQL only (nothing on the request path reads them)."""
     by_request = {(r.merchant_id, r.request_id): r for r in new}
-    out: list[tuple[str, str, str, int, str | None, int]] = []
+    summed: dict[tuple[str, str, str | None], list[Any]] = {}  # (kind, id, hold) -> [marker, change, used]
     for t in transfers:
         kind = t.debit.kind
         if kind == "operator":
@@ -292,7 +296,14 @@ def _redis_debits(new: list[RequestRecord], transfers: list[Transfer]) -> list[t
         r = by_request[(t.merchant_id or "", t.request_id or "")]
         payer_took, merchant_took = consumed(r)
         if kind == "customer" or r.payer == "merchant":
-            out.append((kind, t.debit.id, t.transfer_id, -t.amount, r.hold_id, payer_took))
+            hold, took = r.hold_id, payer_took
         else:
-            out.append((kind, t.debit.id, t.transfer_id, -t.amount, r.merchant_hold_id, merchant_took))
-    return out
+            hold, took = r.merchant_hold_id, merchant_took
+        entry = summed.get((kind, t.debit.id, hold))
+        if entry is None:
+            summed[(kind, t.debit.id, hold)] = [t.transfer_id, -t.amount, took]
+        else:
+            entry[1] -= t.amount
+            entry[2] += took
+    return [(kind, account, marker, change, hold, took)
+            for (kind, account, hold), (marker, change, took) in summed.items()]

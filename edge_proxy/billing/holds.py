@@ -92,12 +92,13 @@ redis.call('HSET', KEYS[1], mine, string.format('%d', current + add) .. ':' .. t
 return current + add
 """
 
-# KEYS[1] account hash, KEYS[2..] one marker per transfer. ARGV[1] marker ttl, then per transfer: the change to the
-# balance (negative for a debit), the hold it came out of ('-': none) and how much of that hold it used. Applies
-# each transfer once; shrinks each worker's hold by what its requests used (never below 0). Returns how many it
-# applied. Each change goes to HINCRBY as the text it came as, which Redis adds as a 64-bit integer: a sum in Lua
-# is a double, exact only below 2^53 (9 million USD in nanos), and one such as 1e17 reaches Redis as "1e+17",
-# which HINCRBY refuses. A hold's amount is a Lua double here (exact below 2^53 nanos), written with %d.
+# KEYS[1] account hash, KEYS[2..] one marker per entry (a transfer, or a batch's debits from one account out of one
+# hold, summed: engine._redis_debits). ARGV[1] marker ttl, then per entry: the change to the balance (negative for a
+# debit), the hold it came out of ('-': none) and how much of that hold it used. Applies each entry once; shrinks each
+# worker's hold by what its requests used (never below 0). Returns how many it applied. Each change goes to HINCRBY as
+# the text it came as, which Redis adds as a 64-bit integer: a sum in Lua is a double, exact only below 2^53 (9
+# million USD in nanos), and one such as 1e17 reaches Redis as "1e+17", which HINCRBY refuses. A hold's amount is a
+# Lua double here (exact below 2^53 nanos), written with %d.
 _APPLY = """
 local applied, shrink = 0, {}
 local balance = redis.call('HEXISTS', KEYS[1], 'b') == 1
@@ -136,8 +137,8 @@ return 1
 
 # A debit waits at most REDIS_RETRY_WINDOW seconds for Redis (BillingEngine.flush_redis): after that it is not sent
 # again, and its payer's lease is reloaded from the database, which counts it already. Its marker outlives that
-# window, so a debit that landed but whose answer was lost is never applied twice; and markers, one per debit,
-# cost Redis ~250 bytes each for 15 minutes, not for days (bench/RESULTS.md, eighth session).
+# window, so a debit that landed but whose answer was lost is never applied twice; and markers, one per account
+# and batch, cost Redis ~250 bytes each for 15 minutes, not for days (bench/RESULTS.md, eighth and ninth sessions).
 REDIS_RETRY_WINDOW = 600.0
 SETTLED_MARKER_TTL = 900
 

@@ -213,8 +213,9 @@ def test_a_batchs_debits_are_summed_per_account_and_hold_under_one_marker():
 
 
 def test_a_debits_marker_lives_past_the_retry_window_and_not_for_days():
-    """One marker per debit makes the mirror idempotent; at ~250 bytes each they must not pile up for a week
-    (100 requests a second kept ~15 GB): each lives SETTLED_MARKER_TTL, longer than a debit may wait to be sent."""
+    """A marker per entry (a transfer, or a batch's summed debits) makes the mirror idempotent; at ~250 bytes each
+    they must not pile up for a week (one a request kept ~15 GB at 100 a second): each lives SETTLED_MARKER_TTL,
+    longer than a debit may wait to be sent."""
     from edge_proxy.billing.holds import REDIS_RETRY_WINDOW, SETTLED_MARKER_TTL
     server = RedisServer().start()
 

@@ -32,14 +32,19 @@ class Traffic:
         self.sent = 0            # requests debited (acknowledged)
         self.failures = 0        # batches that raised and were sent again
         self.stop = asyncio.Event()
-        self.errors: set[str] = set()
+        self.errors: dict[str, int] = {}   # what the failed batches raised, by type, with counts
+        self.last_error = ""
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run())
 
-    async def finish(self) -> None:
+    async def finish(self, timeout: float = 30) -> None:
+        """Stop after the batch in flight; one that still fails after `timeout` seconds is given up, saying why."""
         self.stop.set()
-        await self.task
+        try:
+            await asyncio.wait_for(self.task, timeout)
+        except TimeoutError:
+            raise AssertionError(f"the batch in flight did not land within {timeout:g} s: {self.report()}") from None
 
     async def run(self) -> None:
         n = 0
@@ -52,7 +57,9 @@ class Traffic:
                     break
                 except Exception as exc:  # Redis moving under us: send the same batch again
                     self.failures += 1
-                    self.errors.add(type(exc).__name__)
+                    name = type(exc).__name__
+                    self.errors[name] = self.errors.get(name, 0) + 1
+                    self.last_error = f"{name}: {exc}"
                     if self.failures > 500:
                         raise
                     await asyncio.sleep(0.05)
@@ -60,14 +67,21 @@ class Traffic:
             n += 1
             await asyncio.sleep(0.002)
 
-    async def until(self, more: int) -> None:
-        """Let at least `more` further requests land."""
-        target = self.sent + more
+    async def until(self, more: int, timeout: float = 60) -> None:
+        """Let at least `more` further requests land, within `timeout` seconds: a client that stops recovering
+        fails the test at once, saying what its batches raised, rather than at the suite's timeout."""
+        target, deadline = self.sent + more, asyncio.get_running_loop().time() + timeout
         while self.sent < target:
             if self.task.done():   # it gave up: its exception says why
                 await self.task
                 raise AssertionError(f"the traffic stopped after {self.sent} requests")
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{more} more requests did not land within {timeout:g} s: {self.report()}")
             await asyncio.sleep(0.01)
+
+    def report(self) -> str:
+        return (f"{self.sent} landed, {self.failures} failed batches by type {self.errors}, the last: "
+                f"{self.last_error or 'none'}")
 
 
 async def markers(client, payer: Payer, sent: int) -> int:

@@ -8,8 +8,9 @@ HOP_BY_HOP = frozenset({
 })
 DROP_UP = HOP_BY_HOP | {
     "host", "content-length", "accept-encoding",
-    # the gateway's own credentials
-    "authorization", "x-api-key", "x-goog-api-key",
+    # the gateway's own credentials, and every header a catalogue provider takes its key in (catalogue.py
+    # _KEY_HEADERS): the key that goes up is the one the gateway adds, never a client's own beside it
+    "authorization", "x-api-key", "x-goog-api-key", "xi-api-key",
     # the gateway's own controls
     "x-lava-metadata",
 }

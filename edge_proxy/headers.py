@@ -1,8 +1,9 @@
 """What the proxy does to headers on the way up and on the way down.
 
-Up: the gateway's own credentials, hop-by-hop headers, Host and Content-Length go; the provider key goes in
-that provider's own header; every other header passes unchanged. Accept-Encoding is the one deliberate change:
-it becomes `identity`, so that the gateway can read usage from the bytes it relays without decompressing them.
+Up: the gateway's own credentials, any header a provider takes its key in, hop-by-hop headers, Host and
+Content-Length go; the provider key goes in that provider's own header; every other header passes unchanged.
+Accept-Encoding is the one deliberate change: it becomes `identity`, so that the gateway can read usage from the
+bytes it relays without decompressing them.
 Down: hop-by-hop and framing headers go (Granian frames the body itself); the rest passes unchanged.
 
 A managed request (the operator's provider key) must not choose or learn the operator's account: with

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_proxy.billing.bounds import MAX_OUTPUT_TOKENS, request_bounds
+from edge_proxy.billing.bounds import MAX_CHOICES, MAX_OUTPUT_TOKENS, Bounds, request_bounds
 from edge_proxy.errors import InvalidRequest
 
 WHOLE = "max_tokens: must be a whole number of tokens, not "
@@ -39,20 +39,77 @@ LIMITS = [  # id, the body's fields after "model", the output limit read (an int
 @pytest.mark.parametrize("fields,expected", [row[1:] for row in LIMITS], ids=[row[0] for row in LIMITS])
 def test_the_output_limit_of_a_body(fields, expected):
     body = ('{"model":"gpt-4o"' + fields + ',"messages":[]}').encode()
-    if isinstance(expected, str):
-        with pytest.raises(InvalidRequest) as refused:
-            request_bounds(body)
-        assert str(refused.value.message) == expected
-    else:
-        bounds = request_bounds(body)
+    bounds = bounds_or_refusal(body, expected)
+    if bounds is not None:
         assert (bounds.model, bounds.max_output, bounds.input_tokens, bounds.parsed) == ("gpt-4o", expected,
                                                                                        len(body), True)
+
+
+def bounds_or_refusal(body: bytes, expected: int | str) -> Bounds | None:
+    """The body's bounds; or, when `expected` is a 400's message, None once that is what the body gets."""
+    if not isinstance(expected, str):
+        return request_bounds(body)
+    with pytest.raises(InvalidRequest) as refused:
+        request_bounds(body)
+    assert str(refused.value.message) == expected
+    return None
+
+
+CHOICES = [  # id, the body's fields after "model", the answers asked for (an int) or the 400's message
+    ("no n: one answer", "", 1),
+    ("n null: one answer", ',"n":null', 1),
+    ("n", ',"n":4', 4),
+    ("the most n", f',"n":{MAX_CHOICES}', MAX_CHOICES),
+    ("Gemini's candidateCount", ',"generationConfig":{"candidateCount":3}', 3),
+    ("Gemini's snake_case candidate_count", ',"generation_config":{"candidate_count":2}', 2),
+    ("n beside candidateCount: the larger", ',"n":2,"generationConfig":{"candidateCount":5}', 5),
+    ("n zero", ',"n":0', f"n: must be from 1 to {MAX_CHOICES}, not 0"),
+    ("n over the most", f',"n":{MAX_CHOICES + 1}', f"n: must be from 1 to {MAX_CHOICES}, not {MAX_CHOICES + 1}"),
+    ("n true", ',"n":true', "n: must be a whole number of answers, not true"),
+    ("n a string", ',"n":"4"', 'n: must be a whole number of answers, not "4"'),
+    ("n a float", ',"n":4.0', "n: must be a whole number of answers, not 4.0"),
+    ("a bad candidateCount", ',"generationConfig":{"candidateCount":-1}',
+     f"generationConfig.candidateCount: must be from 1 to {MAX_CHOICES}, not -1"),
+]
+
+
+@pytest.mark.parametrize("fields,expected", [row[1:] for row in CHOICES], ids=[row[0] for row in CHOICES])
+def test_the_answers_a_body_asks_for(fields, expected):
+    """Each answer is billed (up to the output limit each), so the reservation multiplies by them (engine.quote)."""
+    bounds = bounds_or_refusal(('{"model":"gpt-4o","max_tokens":64' + fields + ',"messages":[]}').encode(), expected)
+    if bounds is not None:
+        assert (bounds.max_output, bounds.choices) == (64, expected)
+
+
+def test_a_quote_reserves_the_output_of_every_answer():
+    """The managed and the BYOK quote alike: n answers of up to max_tokens each cost up to n times one."""
+    from edge_proxy.auth import Principal
+    from edge_proxy.billing.charging import Billing, max_provider_cost
+    from edge_proxy.billing.engine import BillingEngine
+    from edge_proxy.metering.pricing import PriceTable
+    from edge_proxy.providers import Catalogue
+    from edge_proxy.request_path.plan import Attempt
+
+    provider = Catalogue.load().by_name("openai")
+    engine = BillingEngine.__new__(BillingEngine)
+    engine.prices = PriceTable.load()
+    billing = Billing("merchant", "mer_1", merchant_id="mer_1")
+
+    price = engine.prices.lookup("openai", "gpt-4o-mini")
+    for n in (1, 4):
+        body = ('{"model":"gpt-4o-mini","max_tokens":100,"n":' + str(n) + ',"messages":[]}').encode()
+        attempt = Attempt(provider, None, "gpt-4o-mini", body, request_bounds(body))  # type: ignore[arg-type]
+        for provider_key in (None, "sk-byok"):
+            principal = Principal("mer_1", "sk_1", provider_key=provider_key, billing=billing)
+            # the prompt is read once; each of the n answers writes up to max_tokens
+            assert engine.quote(principal, attempt).max_cost == max_provider_cost(price, len(body), 100 * n), \
+                (n, provider_key)
 
 
 def test_bounds_are_a_bounds_tuple_with_every_field():
     """request_bounds builds its Bounds by tuple.__new__ (a NamedTuple's own __new__ costs twice as much): the same
     type and fields as Bounds(...), `parsed` True."""
-    from edge_proxy.billing.bounds import IMAGE_TOKENS, Bounds
+    from edge_proxy.billing.bounds import IMAGE_TOKENS
     body = b'{"model":"gpt-4o","max_tokens":64}'
     b = request_bounds(body)
     assert type(b) is Bounds and b == Bounds("gpt-4o", 64, len(body), None, True)

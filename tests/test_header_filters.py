@@ -47,6 +47,9 @@ UP = [  # id, client headers, key header, key, managed, the block's lines after 
     ("a value that is not ASCII goes up as UTF-8", [("x-name", "caf\u00e9")], b"authorization", "", False,
      ["x-name: caf\u00e9"]),
     ("no headers at all", [], b"x-goog-api-key", "g", True, ["x-goog-api-key: g"]),
+    ("a client's own key in the provider's key header never goes beside the one the gateway sends",
+     [("xi-api-key", "client-own"), ("x-keep", "1")], b"xi-api-key", "sk-byok", False,
+     ["x-keep: 1", "xi-api-key: sk-byok"]),
 ]
 
 
@@ -89,3 +92,10 @@ def test_both_builds_give_the_same_block():
         py = _headers_py.request_headers(items, key_header, key, managed=managed)
         c = headers_c.request_headers(items, key_header, key, managed=managed)
         assert (bytes(py), py.lines, type(py)) == (bytes(c), c.lines, type(c))
+
+
+def test_every_header_a_provider_takes_its_key_in_is_dropped_on_the_way_up():
+    """A new `auth` kind in the catalogue must not let a client's own key go up beside the gateway's."""
+    from edge_proxy.header_rules import DROP_UP
+    from edge_proxy.providers.catalogue import _KEY_HEADERS
+    assert {name.decode() for name in _KEY_HEADERS.values()} <= DROP_UP

@@ -107,6 +107,21 @@ async def spend_limit_below_the_reservation_is_402_and_nothing_is_sent(c: Case) 
     assert len(c.fake.received) == before
 
 
+async def spend_limit_covers_every_choice_a_request_asks_for(c: Case) -> None:
+    """OpenAI's `n` asks for that many answers of up to max_tokens each, all billed: the reservation a spend limit is
+    checked against is of all of them (it was of one, so `n` spent up to n times past the limit)."""
+    if ROUTES[c.route].body is not _chat or c.route == "messages":
+        return  # only OpenAI's chat format has `n` (Anthropic's has no such field)
+    key = await c.spend_key(spend_limit={"amount": "0.01", "cycle": "daily"})
+    route = ROUTES[c.route]
+    answer = await c.gw.call("POST", route.path, body={**_chat(400), "n": 1}, key=key["key"])
+    assert answer.status == 200, answer.body  # gpt-4o: up to $0.004 of output, within the limit
+    before = len(c.fake.received)
+    answer = await c.gw.call("POST", route.path, body={**_chat(400), "n": 4}, key=key["key"])  # up to $0.016
+    assert answer.status == 402 and answer.json()["error"]["type"] == "spend_limit_reached", answer.body
+    assert len(c.fake.received) == before
+
+
 async def spend_key_within_its_limit_is_admitted_and_its_spend_counted(c: Case) -> None:
     key = await c.spend_key(spend_limit={"amount": "10", "cycle": "daily"})
     answer = await c.send(key["key"])
@@ -217,6 +232,7 @@ async def a_bug_is_a_json_500_logged_once_and_its_reservation_released(c: Case) 
 
 RULES: list[Callable[[Case], Awaitable[None]]] = [
     spend_limit_below_the_reservation_is_402_and_nothing_is_sent,
+    spend_limit_covers_every_choice_a_request_asks_for,
     spend_key_within_its_limit_is_admitted_and_its_spend_counted,
     spend_key_may_use_only_its_models,
     spend_key_may_use_only_its_providers,

@@ -6,6 +6,9 @@ and number forms make no difference.
 - **Output**: `max_tokens`, `max_completion_tokens` (OpenAI chat), `max_output_tokens` (Responses) or
   `generationConfig.maxOutputTokens` (Gemini, also snake_case); when several are given, the largest. Each must be
   a whole number from 1 to `MAX_OUTPUT_TOKENS`; anything else is a 400 before anything is reserved or sent.
+- **Choices**: `n` (OpenAI chat) or `generationConfig.candidateCount` (Gemini, also snake_case) asks for that many
+  answers, each up to the output limit and each billed: `choices`, a whole number from 1 to `MAX_CHOICES` (else a
+  400), by which the output bound is multiplied (billing/engine.py).
 - **Input**: one token per byte of the body (no tokenizer makes more tokens than bytes of text), plus
   `IMAGE_TOKENS` for each image part, whose tokens depend on its pixels, not on the bytes that name it. A part that
   brings content by reference (a file id or a file or video URL, an Anthropic document by URL) cannot be bounded
@@ -22,6 +25,7 @@ from ..errors import InvalidRequest
 from ._media_scan_py import has_media_markers
 
 MAX_OUTPUT_TOKENS = 10_000_000  # no model comes near: a larger output limit is a mistake or an attack
+MAX_CHOICES = 128  # OpenAI's most for `n`; Gemini allows fewer candidates
 IMAGE_TOKENS = 6_000  # above every provider's cost of one image (OpenAI high detail ~1.5k, Gemini tiles ~4k)
 _BOM = b"\xef\xbb\xbf"
 
@@ -43,6 +47,7 @@ class Bounds(NamedTuple):
     input_tokens: int  # the prompt has at most this many tokens
     unbounded: str | None = None  # why the input has no bound (content by reference), or None
     parsed: bool = True  # False: the body is not a JSON object (nothing about its cost is known)
+    choices: int = 1  # the answers asked for (`n`, `candidateCount`), each up to `max_output`
 
 
 class _Head(msgspec.Struct):
@@ -52,6 +57,7 @@ class _Head(msgspec.Struct):
     max_tokens: Any = None
     max_completion_tokens: Any = None
     max_output_tokens: Any = None
+    n: Any = None
     generationConfig: Any = None  # noqa: N815 - Gemini's own field name
     generation_config: Any = None
 
@@ -80,12 +86,14 @@ def request_bounds(body: bytes) -> Bounds:
         most = _larger(most, _output_limit("max_completion_tokens", head.max_completion_tokens))
     if head.max_output_tokens is not None:
         most = _larger(most, _output_limit("max_output_tokens", head.max_output_tokens))
+    choices = 1 if head.n is None else _choices("n", head.n)
     if head.generationConfig is not None or head.generation_config is not None:
         most = _gemini_limit(head, most)
+        choices = max(choices, _gemini_choices(head))
     model = head.model if isinstance(head.model, str) and head.model else None
     images, unbounded = _media(data) if has_media_markers(data) else (0, None)
     # tuple.__new__: the NamedTuple's Python-level __new__ costs twice as much (billing/charging.py, _tuple_new)
-    return _tuple_new(Bounds, (model, most, len(body) + images * IMAGE_TOKENS, unbounded, True))
+    return _tuple_new(Bounds, (model, most, len(body) + images * IMAGE_TOKENS, unbounded, True, choices))
 
 
 def _gemini_limit(head: _Head, most: int | None) -> int | None:
@@ -95,6 +103,24 @@ def _gemini_limit(head: _Head, most: int | None) -> int | None:
                 if name in config:
                     most = _larger(most, _output_limit(f"generationConfig.{name}", config[name]))
     return most
+
+
+def _gemini_choices(head: _Head) -> int:
+    choices = 1
+    for config in (head.generationConfig, head.generation_config):
+        if isinstance(config, dict):
+            for name in ("candidateCount", "candidate_count"):
+                if config.get(name) is not None:
+                    choices = max(choices, _choices(f"generationConfig.{name}", config[name]))
+    return choices
+
+
+def _choices(name: str, value: Any) -> int:
+    if type(value) is int and 1 <= value <= MAX_CHOICES:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name}: must be a whole number of answers, not {msgspec.json.encode(value).decode()}")
+    raise InvalidRequest(f"{name}: must be from 1 to {MAX_CHOICES}, not {value}")
 
 
 def _larger(most: int | None, limit: int) -> int:

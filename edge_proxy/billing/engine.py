@@ -133,7 +133,7 @@ class BillingEngine:
             raise InvalidRequest(f"max_tokens: {model} writes at most {limit} tokens, not {bounds.max_output}")
         if unmanaged:  # a BYOK request's ceiling may be a guess: PriceTable.max_output_tokens
             max_out = bounds.max_output or (limit if limit is not None else self.prices.default_max_output_tokens)
-            return quote(billing, price, bounds.input_tokens, max_out, True)
+            return quote(billing, price, bounds.input_tokens, max_out * bounds.choices, True)
         if not bounds.parsed:
             raise InvalidRequest("the request body is not a JSON object, so the gateway cannot bound what it costs "
                                  "on its managed key; send your own key as provider_key (BYOK)")
@@ -149,7 +149,7 @@ class BillingEngine:
         if ceiling is None:
             raise InvalidRequest(f"max_tokens: required for {model}, whose output limit the gateway does not know "
                                  "(it must bound what a request can cost before sending it)")
-        return quote(billing, price, bounds.input_tokens, ceiling, False)
+        return quote(billing, price, bounds.input_tokens, ceiling * bounds.choices, False)  # each answer billed
 
     async def reserve(self, request_id: str, billing: Billing, q: Quote) -> Reservation:
         """Hold what the quote says, on the payer and on the merchant: 402 when either cannot cover it, 503 when

@@ -21,7 +21,7 @@ from edge_proxy.billing import ledger
 from edge_proxy.billing.reconcile import verify
 from edge_proxy.forward_token import encode_forward_token
 
-from .fake_provider import FakeProvider
+from .fake_provider import COUNTED, FakeProvider
 from .inprocess import Answer, InProcess, Proto, Scope
 
 CHAT = "/providers/openai/v1/chat/completions"
@@ -165,6 +165,39 @@ async def a_token_count_costs_nothing_on_any_key(c: Case) -> None:
     assert (await c.send(BODY, key=keys["customer"])).status == 200
     await c.gw.drain()
     assert (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"] == "1.5"
+
+
+# --- a provider's count that cannot be a count is never taken as one, nor as free -------------------------------
+
+ABSURD_USAGE = [  # (id, the `usage` a provider answers a plain chat request with)
+    ("a count past any real one", {"prompt_tokens": 10**20, "completion_tokens": 5, "total_tokens": 10**20 + 5}),
+    ("a count at the 64-bit limit", {"prompt_tokens": 2**63 - 1, "completion_tokens": 2**63 - 1}),
+    ("a fractional count", {"prompt_tokens": 1.5, "completion_tokens": 5, "total_tokens": 6.5}),
+    ("a count as text", {"prompt_tokens": "many", "completion_tokens": 5}),
+    ("no usage at all", None),
+]
+
+
+@pytest.mark.parametrize("usage", [c[1] for c in ABSURD_USAGE], ids=[c[0] for c in ABSURD_USAGE])
+def test_an_answer_whose_usage_cannot_be_read_is_billed_an_estimate_and_holds_up_nothing(usage, tmp_path):
+    """Before: a count of 1e20 or 2**63 - 1 went to the request log's 64-bit columns, the store refused the batch
+    and the log writer retried it for ever (nothing after it was billed, and once a lease had passed every request
+    was a 503); a count that was not a whole number, or no usage, billed the request as free."""
+    async def rule(c: Case) -> None:
+        c.fake.chat_usage = usage
+        assert (await c.send(BODY)).status == 200
+        c.fake.chat_usage = COUNTED
+        assert (await c.send(BODY)).status == 200  # an ordinary request after it
+        await c.gw.drain()
+        absurd, plain = reversed((await c.rest("GET", "/v1/requests")).json()["data"])
+        assert absurd["usage_source"] == "estimated" and plain["usage_source"] == "provider", (absurd, plain)
+        assert absurd["model_usage"]["input_tokens"] == len(json.dumps(BODY)) // 4
+        assert float(absurd["cost"]) > 0 and float(plain["cost"]) > 0
+        wallet = (await c.rest("GET", "/v1/wallet")).json()["balance"]
+        assert round((100 - float(wallet)) * 10**9) == round((float(absurd["cost"]) + float(plain["cost"])) * 10**9)
+        report = await verify(c.gw.svc.store.db)
+        assert report["ok"] is True, report
+    run(rule, tmp_path)
 
 
 # --- only the operator creates money ---------------------------------------------------------------------------

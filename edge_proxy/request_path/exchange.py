@@ -73,9 +73,11 @@ class Exchange:
             if "?" in endpoint:  # most paths have no query: no split, no list
                 endpoint = endpoint.split("?", 1)[0]
             fmt, request_bytes, estimate = attempt.provider.usage_format, len(attempt.body), attempt.input_estimate
+            metered = attempt.metered
         else:
             provider = model = endpoint = estimate = None
-            free, fmt, request_bytes = False, "none", 0
+            free = metered = False
+            fmt, request_bytes = "none", 0
         # The tokens billed: the provider's final count, else the estimate (metering/estimate.py); the audio and
         # 1-hour cache-write parts only as the provider sent them. Nothing was sent: nothing used.
         w1h = in_audio = cached_audio = out_audio = 0
@@ -89,7 +91,7 @@ class Exchange:
                 if usage.model:
                     model = usage.model
             billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
-                                  input_estimate=estimate)
+                                  input_estimate=estimate, metered=metered)
             inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
                                                           billed.cached_tokens, billed.cache_write_tokens,
                                                           billed.reasoning_tokens, billed.usage_source)

@@ -200,6 +200,22 @@ def test_an_answer_whose_usage_cannot_be_read_is_billed_an_estimate_and_holds_up
     run(rule, tmp_path)
 
 
+async def a_reported_request_priced_past_any_amount_takes_what_its_customer_holds(c: Case) -> None:
+    """A meter may charge up to 1e9 USD per 1M characters and a report may count 1e12 of them: uncapped, 1e24
+    nanos overflowed the request log's 64-bit columns (a 500). One charge is at most 1e9 USD, like any amount."""
+    await c.rest("POST", "/v1/meters", {"name": "tts", "meter_slug": "tts", "rate_type": "fixed",
+                                        "tier_type": "characters_1m", "tiers": [{"start": "0", "rate": "999999999"}]})
+    customer = (await c.rest("POST", "/v1/customers", {"name": "Ada", "balance": "1"})).json()["customer_id"]
+    answer = await c.rest("POST", "/v1/requests", {"request_id": "tts-1", "customer_id": customer,
+                                                   "meter_slug": "tts", "input_characters": 10**12})
+    assert answer.status == 201, answer.body
+    record = answer.json()
+    assert record["charge"]["amount"] == "1" and record["uncollected"] == "999999999", record
+    assert (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"] == "0"
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"  # 1 went to Ada, and came back
+    assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
 # --- only the operator creates money ---------------------------------------------------------------------------
 
 async def a_merchant_cannot_fund_its_own_wallet(c: Case) -> None:
@@ -315,6 +331,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     an_image_by_url_is_reserved_for_its_pixels_not_its_bytes,
     a_characters_meter_cannot_price_a_proxied_request,
     a_token_count_costs_nothing_on_any_key,
+    a_reported_request_priced_past_any_amount_takes_what_its_customer_holds,
     a_merchant_cannot_fund_its_own_wallet,
     a_customer_credit_comes_from_the_wallet_and_no_further,
     the_operator_funds_a_wallet_once_per_key_and_never_past_the_range,

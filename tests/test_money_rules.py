@@ -256,6 +256,37 @@ async def the_operator_funds_a_wallet_once_per_key_and_never_past_the_range(c: C
                             headers=big), 400, "invalid_request_error", "amount")
 
 
+async def an_idempotency_key_is_one_credit_and_never_stands_in_for_another(c: Case) -> None:
+    """The same key again is a replay, answered as before; the same key for another customer, amount or account is
+    a 409 that moves nothing. Before, it was a 200 that moved nothing too, so the caller believed it was done."""
+    ada = (await c.rest("POST", "/v1/customers", {"name": "Ada"})).json()["customer_id"]
+    bob = (await c.rest("POST", "/v1/customers", {"name": "Bob"})).json()["customer_id"]
+    key = {"idempotency-key": "topup-7"}
+    answer = await c.rest("POST", f"/v1/customers/{ada}/credit", {"amount": "5"}, headers=key)
+    assert answer.status == 200 and answer.json()["balance"] == "5", answer.body
+    refused(await c.rest("POST", f"/v1/customers/{bob}/credit", {"amount": "5"}, headers=key), 409, "conflict",
+            "Idempotency-Key")
+    refused(await c.rest("POST", f"/v1/customers/{ada}/credit", {"amount": "6"}, headers=key), 409, "conflict")
+    again = await c.rest("POST", f"/v1/customers/{ada}/credit", {"amount": "5"}, headers=key)
+    assert again.status == 200 and again.json()["balance"] == "5", again.body
+    assert (await c.rest("GET", f"/v1/customers/{bob}")).json()["balance"] == "0"
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "95"
+    admin = {"authorization": "Bearer admin-t0ken", "idempotency-key": "wire-9"}
+    mid = c.gw.merchant_id
+    funded = await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "5"}, headers=admin)
+    assert funded.status == 200 and funded.json()["balance"] == "100", funded.body
+    refused(await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "50"}, headers=admin), 409,
+            "conflict")
+    fix = {"transfer_id": "fix-1", "from": f"merchant:{mid}", "to": f"customer:{bob}", "amount": "1",
+           "kind": "correction"}
+    bearer = {"authorization": "Bearer admin-t0ken"}
+    assert (await c.gw.call("POST", "/admin/transfers", body=fix, headers=bearer)).status == 201
+    assert (await c.gw.call("POST", "/admin/transfers", body=fix, headers=bearer)).status == 200
+    refused(await c.gw.call("POST", "/admin/transfers", body={**fix, "amount": "2"}, headers=bearer), 409, "conflict")
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "99"
+    assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
 # --- an outage never frees money that may have been spent ------------------------------------------------------
 
 async def a_log_store_outage_keeps_reservations_and_then_refuses_new_ones(c: Case) -> None:
@@ -334,6 +365,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     a_reported_request_priced_past_any_amount_takes_what_its_customer_holds,
     a_merchant_cannot_fund_its_own_wallet,
     a_customer_credit_comes_from_the_wallet_and_no_further,
+    an_idempotency_key_is_one_credit_and_never_stands_in_for_another,
     the_operator_funds_a_wallet_once_per_key_and_never_past_the_range,
     a_log_store_outage_keeps_reservations_and_then_refuses_new_ones,
     after_requests_and_credits_the_ledger_verifies,

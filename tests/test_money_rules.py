@@ -216,6 +216,18 @@ async def a_reported_request_priced_past_any_amount_takes_what_its_customer_hold
     assert (await verify(c.gw.svc.store.db))["ok"] is True
 
 
+async def a_reported_request_owes_the_operator_nothing(c: Case) -> None:
+    """A post-request report is usage that did not pass through the gateway: the merchant called the provider with
+    its own key and paid it. Before, naming the model made the merchant pay the operator its list cost as well."""
+    report = {"request_id": "ext-1", "provider": "openai", "model": "gpt-4o", "input_tokens": 1_000_000}
+    answer = await c.rest("POST", "/v1/requests", report)
+    assert answer.status == 201 and answer.json()["cost"] == "2.5", answer.body  # priced, for the usage reports
+    assert answer.json()["charge"]["amount"] == "0"
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"
+    assert await c.gw.svc.balances.balance(ledger.REVENUE) == 0
+    assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
 # --- only the operator creates money ---------------------------------------------------------------------------
 
 async def a_merchant_cannot_fund_its_own_wallet(c: Case) -> None:
@@ -363,6 +375,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     a_characters_meter_cannot_price_a_proxied_request,
     a_token_count_costs_nothing_on_any_key,
     a_reported_request_priced_past_any_amount_takes_what_its_customer_holds,
+    a_reported_request_owes_the_operator_nothing,
     a_merchant_cannot_fund_its_own_wallet,
     a_customer_credit_comes_from_the_wallet_and_no_further,
     an_idempotency_key_is_one_credit_and_never_stands_in_for_another,

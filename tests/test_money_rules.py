@@ -299,6 +299,27 @@ async def an_idempotency_key_is_one_credit_and_never_stands_in_for_another(c: Ca
     assert (await verify(c.gw.svc.store.db))["ok"] is True
 
 
+NOT_AN_ACCOUNT = ["operator:foo", "operator:Revenue", "operator:FUNDING", "operator:funding ", "operator:funding"]
+
+
+@pytest.mark.parametrize("account", NOT_AN_ACCOUNT, ids=repr)
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_an_operator_transfer_names_only_real_accounts(account, side, tmp_path):
+    """Before, any `operator:<name>` but operator:funding passed: a refund from "operator:foo" (or "operator:FUNDING",
+    "operator:Revenue") made money from nowhere into a wallet, and one to it made money vanish; the ledger check then
+    failed. Only operator:revenue is the operator's here (funding goes through /admin/merchants/{id}/credit)."""
+    async def rule(c: Case) -> None:
+        wallet = f"merchant:{c.gw.merchant_id}"
+        body = {"transfer_id": "t-1", "from": account, "to": wallet, "amount": "1", "kind": "refund"}
+        if side == "to":
+            body.update({"from": wallet, "to": account})
+        refused(await c.gw.call("POST", "/admin/transfers", body=body, headers={"authorization": "Bearer admin-t0ken"}),
+                400, "invalid_request_error", "from/to")
+        assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"
+        assert (await verify(c.gw.svc.store.db))["ok"] is True
+    run(rule, tmp_path)
+
+
 # --- an outage never frees money that may have been spent ------------------------------------------------------
 
 async def a_log_store_outage_keeps_reservations_and_then_refuses_new_ones(c: Case) -> None:

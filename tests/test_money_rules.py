@@ -20,6 +20,7 @@ import pytest
 from edge_proxy.billing import ledger
 from edge_proxy.billing.reconcile import verify
 from edge_proxy.forward_token import encode_forward_token
+from edge_proxy.money import usd
 
 from .fake_provider import COUNTED, FakeProvider
 from .inprocess import Answer, InProcess, Proto, Scope
@@ -226,6 +227,29 @@ async def a_reported_request_owes_the_operator_nothing(c: Case) -> None:
     assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"
     assert await c.gw.svc.balances.balance(ledger.REVENUE) == 0
     assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
+ANSWER_MODELS = [  # (id, the model the provider's answer names, stream, the model logged and priced)
+    ("a name the table does not know keeps the model asked for", "gpt-4o-unannounced-snapshot", False, "gpt-4o"),
+    ("the same in a stream's usage chunk", "gpt-4o-unannounced-snapshot", True, "gpt-4o"),
+    ("a snapshot the table knows is priced as itself", "gpt-4o-2024-05-13", False, "gpt-4o-2024-05-13"),
+]
+
+
+@pytest.mark.parametrize("named,stream,logged", [r[1:] for r in ANSWER_MODELS], ids=[r[0] for r in ANSWER_MODELS])
+def test_the_model_an_answer_names_never_makes_a_priced_request_free(named, stream, logged, tmp_path):
+    """Before, the answer's model replaced the one asked for: one the table could not price (a provider's new
+    snapshot or alias) logged the managed-key request `priced: false`, `cost: null`, and nobody paid for it."""
+    async def rule(c: Case) -> None:
+        c.fake.chat_model = named
+        body = {**BODY, "stream": True, "stream_options": {"include_usage": True}} if stream else BODY
+        assert (await c.send(body)).status == 200
+        await c.gw.drain()
+        [record] = (await c.rest("GET", "/v1/requests")).json()["data"]
+        assert record["model"] == logged and record["priced"] is True and float(record["cost"]) > 0, record
+        assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == usd(100 * 10**9 - round(float(record["cost"])
+                                                                                           * 10**9))
+    run(rule, tmp_path)
 
 
 # --- only the operator creates money ---------------------------------------------------------------------------

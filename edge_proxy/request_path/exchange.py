@@ -88,8 +88,13 @@ class Exchange:
             elif usage.found:
                 w1h, in_audio = usage.cache_write_1h_tokens, usage.input_audio_tokens
                 cached_audio, out_audio = usage.cached_audio_tokens, usage.output_audio_tokens
-                if usage.model:
-                    model = usage.model
+                reported = usage.model
+                # The provider's name for what served the call (a dated snapshot) prices it when the table knows
+                # that name; a name it does not know keeps the model asked for, so an answer naming a model the
+                # table cannot price never turns a priced request into a free one.
+                if reported and reported != model and provider is not None and (
+                        svc.prices.is_priced(provider, reported) or not svc.prices.is_priced(provider, model)):
+                    model = reported
             billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
                                   input_estimate=estimate, metered=metered)
             inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,

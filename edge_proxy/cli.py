@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import CommandError, SettingsError
+from .errors import CommandError, GatewayError, SettingsError
 from .forward_token import encode_forward_token
 from .money import parse_usd, usd
 from .settings import Settings
@@ -182,8 +182,11 @@ async def _merchants_credit(args: argparse.Namespace, store: SQLStore) -> dict[s
     nanos = _amount(args.amount, "--amount")
     merchant = await _merchant_of(store, args.secret_key)
     async with open_balances(args, store) as balances:
-        await balances.fund(merchant.merchant_id, nanos, transfer_id(f"funding:{merchant.merchant_id}",
-                                                                    args.idempotency_key))
+        try:
+            await balances.fund(merchant.merchant_id, nanos, transfer_id(f"funding:{merchant.merchant_id}",
+                                                                        args.idempotency_key))
+        except GatewayError as exc:  # a bad --idempotency-key, or one another funding used
+            raise CommandError(exc.message) from None
     return _merchant_json(await _merchant(store, merchant.merchant_id))
 
 

@@ -45,6 +45,11 @@ output in the gateway's terms), so a test compares the request log with the prov
 
 Replies
 -------
+``server.chat_usage`` (default ``COUNTED``): set it to any JSON value to have OpenAI chat answers
+(plain, and a stream's usage chunk) report that value as their ``usage`` instead of the counted
+object: an absurd provider (negative, huge or fractional counts, ``None`` for no usage).
+``server.chat_model`` (default None): the model OpenAI chat answers name, instead of the one asked for.
+
 The assistant reply is ``server.reply_text`` (default :data:`REPLY_TEXT`,
 ``"Hello from the fake provider!"``). Streams send it one word per content event
 (``"Hello"``, ``" from"``, ``" the"``, ...).
@@ -742,6 +747,8 @@ class _Plan:
 
 # --------------------------------------------------------------------------- the server
 
+COUNTED = "counted"  # FakeProvider.chat_usage's default: report the usage the fake counted
+
 
 class FakeProvider:
     """Fake OpenAI/Anthropic/Gemini server. See the module docstring."""
@@ -751,6 +758,8 @@ class FakeProvider:
     retry_after: str = "1"
     die_after_events: int = 2
     reply_text: str = REPLY_TEXT
+    chat_usage: Any = COUNTED  # what OpenAI chat answers report as `usage`: the counted object, or this value as is
+    chat_model: str | None = None  # the model OpenAI chat answers name (None: the one asked for)
     gemini_sse_terminator: bytes = b"\r\n\r\n"
     client_max_size: int = 64 * 1024 * 1024
 
@@ -1035,7 +1044,8 @@ class FakeProvider:
         sw = switches_for(model)
         reply = _plan_reply("openai.chat", body, model, self.reply_text)
         p, c, k, r, _ = _counts("openai.chat", body, model, self.reply_text)
-        usage = _openai_chat_usage(p, c, k, r)
+        usage = _openai_chat_usage(p, c, k, r) if self.chat_usage is COUNTED else self.chat_usage
+        named = self.chat_model or model  # the model the answer names
         cid = "chatcmpl-" + _rand(29)
         created = int(time.time())
         fp = "fp_" + secrets.token_hex(5)
@@ -1063,7 +1073,7 @@ class FakeProvider:
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
-                "model": model,
+                "model": named,
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage,
                 "service_tier": "default",
@@ -1079,7 +1089,7 @@ class FakeProvider:
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": created,
-                "model": model,
+                "model": named,
                 "service_tier": "default",
                 "system_fingerprint": fp,
                 "choices": choices,

@@ -268,6 +268,11 @@ BAD = [
     ("customers", {"metadata": {"a": 1}}, "metadata"), ("customers", {"balance": "-1"}, "balance"),
     ("customers", {"balance": "abc"}, "balance"), ("customers", {"balance": True}, "balance"),
     ("customers", {"balance": "1e30"}, "balance"),
+    ("customers", {"balance": "1e999999999"}, "balance"),  # was decimal.Overflow: a 500
+    ("customers", {"balance": "1.0000000000000000000000000001"}, "balance"),  # was rounded to $1
+    ("customers", {"balance": "1e-999999999"}, "balance"),  # was flushed to $0
+    ("customers", {"balance": "\u0661\u0662"}, "balance"),  # Arabic-Indic digits: was $12
+    ("customers", {"balance": "1_000"}, "balance"),  # was $1000
     ("customers", {"autopay": {"threshold": "1"}}, "autopay.amount"),
     ("customers", {"autopay": {"threshold": "x", "amount": "1"}}, "autopay.threshold"),
     ("customers", {"autopay": "yes"}, "autopay"),

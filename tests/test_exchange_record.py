@@ -192,7 +192,7 @@ def world(tmp_path, prices, monkeypatch):
 
     queue = LogQueue(journal, commit)
     finished: list[RequestRecord] = []
-    svc = types.SimpleNamespace(settings=types.SimpleNamespace(region="eu-west"), log_queue=queue,
+    svc = types.SimpleNamespace(settings=types.SimpleNamespace(region="eu-west"), log_queue=queue, prices=prices,
                                 observability=types.SimpleNamespace(finished=lambda ex, r: finished.append(r)))
     svc.price = functools.partial(Services.price, types.SimpleNamespace(prices=prices))
     monkeypatch.setattr(exchange_module, "now_iso", lambda: NOW_ISO)
@@ -272,7 +272,7 @@ def test_the_cases_cover_what_finish_decides(prices):
     """The table is worth something only if its rows reach every branch: priced and not, free, estimated, none,
     provider counts, a customer's holds, nothing sent."""
     records: list[RequestRecord] = []
-    svc = types.SimpleNamespace(settings=types.SimpleNamespace(region=None),
+    svc = types.SimpleNamespace(settings=types.SimpleNamespace(region=None), prices=prices,
                                 log_queue=types.SimpleNamespace(put=records.append),
                                 observability=types.SimpleNamespace(finished=lambda ex, r: None),
                                 price=functools.partial(Services.price, types.SimpleNamespace(prices=prices)))

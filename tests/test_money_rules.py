@@ -20,8 +20,9 @@ import pytest
 from edge_proxy.billing import ledger
 from edge_proxy.billing.reconcile import verify
 from edge_proxy.forward_token import encode_forward_token
+from edge_proxy.money import usd
 
-from .fake_provider import FakeProvider
+from .fake_provider import COUNTED, FakeProvider
 from .inprocess import Answer, InProcess, Proto, Scope
 
 CHAT = "/providers/openai/v1/chat/completions"
@@ -167,6 +168,90 @@ async def a_token_count_costs_nothing_on_any_key(c: Case) -> None:
     assert (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"] == "1.5"
 
 
+# --- a provider's count that cannot be a count is never taken as one, nor as free -------------------------------
+
+ABSURD_USAGE = [  # (id, the `usage` a provider answers a plain chat request with)
+    ("a count past any real one", {"prompt_tokens": 10**20, "completion_tokens": 5, "total_tokens": 10**20 + 5}),
+    ("a count at the 64-bit limit", {"prompt_tokens": 2**63 - 1, "completion_tokens": 2**63 - 1}),
+    ("a fractional count", {"prompt_tokens": 1.5, "completion_tokens": 5, "total_tokens": 6.5}),
+    ("a count as text", {"prompt_tokens": "many", "completion_tokens": 5}),
+    ("no usage at all", None),
+]
+
+
+@pytest.mark.parametrize("usage", [c[1] for c in ABSURD_USAGE], ids=[c[0] for c in ABSURD_USAGE])
+def test_an_answer_whose_usage_cannot_be_read_is_billed_an_estimate_and_holds_up_nothing(usage, tmp_path):
+    """Before: a count of 1e20 or 2**63 - 1 went to the request log's 64-bit columns, the store refused the batch
+    and the log writer retried it for ever (nothing after it was billed, and once a lease had passed every request
+    was a 503); a count that was not a whole number, or no usage, billed the request as free."""
+    async def rule(c: Case) -> None:
+        c.fake.chat_usage = usage
+        assert (await c.send(BODY)).status == 200
+        c.fake.chat_usage = COUNTED
+        assert (await c.send(BODY)).status == 200  # an ordinary request after it
+        await c.gw.drain()
+        absurd, plain = reversed((await c.rest("GET", "/v1/requests")).json()["data"])
+        assert absurd["usage_source"] == "estimated" and plain["usage_source"] == "provider", (absurd, plain)
+        assert absurd["model_usage"]["input_tokens"] == len(json.dumps(BODY)) // 4
+        assert float(absurd["cost"]) > 0 and float(plain["cost"]) > 0
+        wallet = (await c.rest("GET", "/v1/wallet")).json()["balance"]
+        assert round((100 - float(wallet)) * 10**9) == round((float(absurd["cost"]) + float(plain["cost"])) * 10**9)
+        report = await verify(c.gw.svc.store.db)
+        assert report["ok"] is True, report
+    run(rule, tmp_path)
+
+
+async def a_reported_request_priced_past_any_amount_takes_what_its_customer_holds(c: Case) -> None:
+    """A meter may charge up to 1e9 USD per 1M characters and a report may count 1e12 of them: uncapped, 1e24
+    nanos overflowed the request log's 64-bit columns (a 500). One charge is at most 1e9 USD, like any amount."""
+    await c.rest("POST", "/v1/meters", {"name": "tts", "meter_slug": "tts", "rate_type": "fixed",
+                                        "tier_type": "characters_1m", "tiers": [{"start": "0", "rate": "999999999"}]})
+    customer = (await c.rest("POST", "/v1/customers", {"name": "Ada", "balance": "1"})).json()["customer_id"]
+    answer = await c.rest("POST", "/v1/requests", {"request_id": "tts-1", "customer_id": customer,
+                                                   "meter_slug": "tts", "input_characters": 10**12})
+    assert answer.status == 201, answer.body
+    record = answer.json()
+    assert record["charge"]["amount"] == "1" and record["uncollected"] == "999999999", record
+    assert (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"] == "0"
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"  # 1 went to Ada, and came back
+    assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
+async def a_reported_request_owes_the_operator_nothing(c: Case) -> None:
+    """A post-request report is usage that did not pass through the gateway: the merchant called the provider with
+    its own key and paid it. Before, naming the model made the merchant pay the operator its list cost as well."""
+    report = {"request_id": "ext-1", "provider": "openai", "model": "gpt-4o", "input_tokens": 1_000_000}
+    answer = await c.rest("POST", "/v1/requests", report)
+    assert answer.status == 201 and answer.json()["cost"] == "2.5", answer.body  # priced, for the usage reports
+    assert answer.json()["charge"]["amount"] == "0"
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"
+    assert await c.gw.svc.balances.balance(ledger.REVENUE) == 0
+    assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
+ANSWER_MODELS = [  # (id, the model the provider's answer names, stream, the model logged and priced)
+    ("a name the table does not know keeps the model asked for", "gpt-4o-unannounced-snapshot", False, "gpt-4o"),
+    ("the same in a stream's usage chunk", "gpt-4o-unannounced-snapshot", True, "gpt-4o"),
+    ("a snapshot the table knows is priced as itself", "gpt-4o-2024-05-13", False, "gpt-4o-2024-05-13"),
+]
+
+
+@pytest.mark.parametrize("named,stream,logged", [r[1:] for r in ANSWER_MODELS], ids=[r[0] for r in ANSWER_MODELS])
+def test_the_model_an_answer_names_never_makes_a_priced_request_free(named, stream, logged, tmp_path):
+    """Before, the answer's model replaced the one asked for: one the table could not price (a provider's new
+    snapshot or alias) logged the managed-key request `priced: false`, `cost: null`, and nobody paid for it."""
+    async def rule(c: Case) -> None:
+        c.fake.chat_model = named
+        body = {**BODY, "stream": True, "stream_options": {"include_usage": True}} if stream else BODY
+        assert (await c.send(body)).status == 200
+        await c.gw.drain()
+        [record] = (await c.rest("GET", "/v1/requests")).json()["data"]
+        assert record["model"] == logged and record["priced"] is True and float(record["cost"]) > 0, record
+        assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == usd(100 * 10**9 - round(float(record["cost"])
+                                                                                           * 10**9))
+    run(rule, tmp_path)
+
+
 # --- only the operator creates money ---------------------------------------------------------------------------
 
 async def a_merchant_cannot_fund_its_own_wallet(c: Case) -> None:
@@ -205,6 +290,58 @@ async def the_operator_funds_a_wallet_once_per_key_and_never_past_the_range(c: C
     assert kind == "integer" and balance == 3_000_000_105 * 10**9
     refused(await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "1000000000.01"},
                             headers=big), 400, "invalid_request_error", "amount")
+
+
+async def an_idempotency_key_is_one_credit_and_never_stands_in_for_another(c: Case) -> None:
+    """The same key again is a replay, answered as before; the same key for another customer, amount or account is
+    a 409 that moves nothing. Before, it was a 200 that moved nothing too, so the caller believed it was done."""
+    ada = (await c.rest("POST", "/v1/customers", {"name": "Ada"})).json()["customer_id"]
+    bob = (await c.rest("POST", "/v1/customers", {"name": "Bob"})).json()["customer_id"]
+    key = {"idempotency-key": "topup-7"}
+    answer = await c.rest("POST", f"/v1/customers/{ada}/credit", {"amount": "5"}, headers=key)
+    assert answer.status == 200 and answer.json()["balance"] == "5", answer.body
+    refused(await c.rest("POST", f"/v1/customers/{bob}/credit", {"amount": "5"}, headers=key), 409, "conflict",
+            "Idempotency-Key")
+    refused(await c.rest("POST", f"/v1/customers/{ada}/credit", {"amount": "6"}, headers=key), 409, "conflict")
+    again = await c.rest("POST", f"/v1/customers/{ada}/credit", {"amount": "5"}, headers=key)
+    assert again.status == 200 and again.json()["balance"] == "5", again.body
+    assert (await c.rest("GET", f"/v1/customers/{bob}")).json()["balance"] == "0"
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "95"
+    admin = {"authorization": "Bearer admin-t0ken", "idempotency-key": "wire-9"}
+    mid = c.gw.merchant_id
+    funded = await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "5"}, headers=admin)
+    assert funded.status == 200 and funded.json()["balance"] == "100", funded.body
+    refused(await c.gw.call("POST", f"/admin/merchants/{mid}/credit", body={"amount": "50"}, headers=admin), 409,
+            "conflict")
+    fix = {"transfer_id": "fix-1", "from": f"merchant:{mid}", "to": f"customer:{bob}", "amount": "1",
+           "kind": "correction"}
+    bearer = {"authorization": "Bearer admin-t0ken"}
+    assert (await c.gw.call("POST", "/admin/transfers", body=fix, headers=bearer)).status == 201
+    assert (await c.gw.call("POST", "/admin/transfers", body=fix, headers=bearer)).status == 200
+    refused(await c.gw.call("POST", "/admin/transfers", body={**fix, "amount": "2"}, headers=bearer), 409, "conflict")
+    assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "99"
+    assert (await verify(c.gw.svc.store.db))["ok"] is True
+
+
+NOT_AN_ACCOUNT = ["operator:foo", "operator:Revenue", "operator:FUNDING", "operator:funding ", "operator:funding"]
+
+
+@pytest.mark.parametrize("account", NOT_AN_ACCOUNT, ids=repr)
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_an_operator_transfer_names_only_real_accounts(account, side, tmp_path):
+    """Before, any `operator:<name>` but operator:funding passed: a refund from "operator:foo" (or "operator:FUNDING",
+    "operator:Revenue") made money from nowhere into a wallet, and one to it made money vanish; the ledger check then
+    failed. Only operator:revenue is the operator's here (funding goes through /admin/merchants/{id}/credit)."""
+    async def rule(c: Case) -> None:
+        wallet = f"merchant:{c.gw.merchant_id}"
+        body = {"transfer_id": "t-1", "from": account, "to": wallet, "amount": "1", "kind": "refund"}
+        if side == "to":
+            body.update({"from": wallet, "to": account})
+        refused(await c.gw.call("POST", "/admin/transfers", body=body, headers={"authorization": "Bearer admin-t0ken"}),
+                400, "invalid_request_error", "from/to")
+        assert (await c.rest("GET", "/v1/wallet")).json()["balance"] == "100"
+        assert (await verify(c.gw.svc.store.db))["ok"] is True
+    run(rule, tmp_path)
 
 
 # --- an outage never frees money that may have been spent ------------------------------------------------------
@@ -282,8 +419,11 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     an_image_by_url_is_reserved_for_its_pixels_not_its_bytes,
     a_characters_meter_cannot_price_a_proxied_request,
     a_token_count_costs_nothing_on_any_key,
+    a_reported_request_priced_past_any_amount_takes_what_its_customer_holds,
+    a_reported_request_owes_the_operator_nothing,
     a_merchant_cannot_fund_its_own_wallet,
     a_customer_credit_comes_from_the_wallet_and_no_further,
+    an_idempotency_key_is_one_credit_and_never_stands_in_for_another,
     the_operator_funds_a_wallet_once_per_key_and_never_past_the_range,
     a_log_store_outage_keeps_reservations_and_then_refuses_new_ones,
     after_requests_and_credits_the_ledger_verifies,

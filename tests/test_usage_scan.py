@@ -321,6 +321,29 @@ def test_openai_counts_null_or_negative_read_as_zero(scan, body, want):
     assert got == msgspec.structs.replace(want, content_events=got.content_events)
 
 
+PAST_ANY_COUNT = [  # (id, fmt, a document whose count is past usage_types.MAX_COUNT: it is not read)
+    ("openai prompt", "openai", b'{"usage":{"prompt_tokens":100000000000000000000,"completion_tokens":5}}'),
+    ("openai 64-bit", "openai", b'{"usage":{"prompt_tokens":9,"completion_tokens":9223372036854775807}}'),
+    ("openai a detail", "openai", b'{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":1000000001}}}'),
+    ("responses", "openai", b'{"response":{"usage":{"input_tokens":1000000001,"output_tokens":1}}}'),
+    ("anthropic output", "anthropic", b'{"usage":{"input_tokens":3,"output_tokens":18446744073709551615}}'),
+    ("anthropic 1h writes", "anthropic",
+     b'{"usage":{"input_tokens":3,"cache_creation":{"ephemeral_1h_input_tokens":1000000001}}}'),
+    ("gemini prompt", "gemini", b'{"usageMetadata":{"promptTokenCount":1000000001,"candidatesTokenCount":2}}'),
+    ("gemini audio", "gemini", b'{"usageMetadata":{"promptTokenCount":3,"promptTokensDetails":'
+                              b'[{"modality":"AUDIO","tokenCount":1000000001}]}}'),
+]
+
+
+@pytest.mark.parametrize("fmt,body", [r[1:] for r in PAST_ANY_COUNT], ids=[r[0] for r in PAST_ANY_COUNT])
+def test_a_count_past_any_real_one_is_not_read(scan, fmt, body):
+    assert not scan.usage_from_body(fmt, body).found
+    assert not scan_stream(scan, fmt, [b"data: " + body + b"\n\n"]).found
+    at_most = body.replace(b"100000000000000000000", b"1000000000").replace(b"9223372036854775807", b"1000000000")
+    at_most = at_most.replace(b"18446744073709551615", b"1000000000").replace(b"1000000001", b"1000000000")
+    assert scan.usage_from_body(fmt, at_most).found  # a billion is still a count
+
+
 def test_over_long_line_is_dropped_and_scanning_resyncs(scan):
     s = scan.StreamScanner("openai")
     s.feed(b'data: {"usage":{"prompt_tokens":1},"pad":"')
@@ -398,6 +421,23 @@ ESTIMATE_RULE = [
 def test_estimate_rule(usage, stream, status, want):
     from edge_proxy.metering.estimate import billed_usage
     b = billed_usage(usage, fmt="openai", stream=stream, status=status, request_bytes=100)
+    assert (b.input_tokens, b.output_tokens, b.usage_source) == want
+
+
+METERED_BODY = [  # a whole answer from an endpoint the catalogue meters (chat, messages, embeddings...)
+    ("a metered body without usage: input from the request body, no output counted", Usage(), 200,
+     (25, 0, "estimated")),
+    ("a metered body with usage is the provider's", Usage(10, 4, found=True, final=True), 200, (10, 4, "provider")),
+    ("a metered error body without usage bills nothing", Usage(), 500, (0, 0, "none")),
+]
+
+
+@pytest.mark.parametrize("usage,status,want", [c[1:] for c in METERED_BODY], ids=[c[0] for c in METERED_BODY])
+def test_a_metered_answer_without_usage_is_estimated_never_free(usage, status, want):
+    """Until this release a whole answer whose usage could not be read (none, or a count not a whole number) was
+    billed as free; a stream was already estimated."""
+    from edge_proxy.metering.estimate import billed_usage
+    b = billed_usage(usage, fmt="openai", stream=False, status=status, request_bytes=100, metered=True)
     assert (b.input_tokens, b.output_tokens, b.usage_source) == want
 
 

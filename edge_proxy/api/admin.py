@@ -55,8 +55,11 @@ async def create_transfer(svc: Services, scope: Scope, proto: HTTPProtocol, call
         debit, credit = ledger.parse_account(str(body.get("from"))), ledger.parse_account(str(body.get("to")))
     except ValueError as exc:
         raise InvalidRequest(f"from/to: {exc} (merchant:<id>, customer:<id> or operator:revenue)") from None
-    if ledger.FUNDING in (debit, credit) or debit == credit:
-        raise InvalidRequest("from/to: two different accounts; funding goes through /admin/merchants/{id}/credit")
+    # the operator's only account here is revenue: any other `operator:<name>` is no account of the ledger, and a
+    # transfer from or to it made or lost money (funding goes through the merchant's credit route)
+    if any(a.kind == "operator" and a != ledger.REVENUE for a in (debit, credit)) or debit == credit:
+        raise InvalidRequest("from/to: two different accounts of merchant:<id>, customer:<id> and operator:revenue; "
+                             "funding goes through /admin/merchants/{id}/credit")
     nanos = money(body.get("amount"), "amount", positive=True)
     try:
         made = await svc.balances.transfer(ledger.Transfer(f"admin:{tid}", debit, credit, nanos, kind))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from ..billing import accounts
 from ..billing.ledger import MAX_AMOUNT_NANOS
 from ..billing.balances import Balances, UnknownPayer, transfer_id
-from ..errors import InsufficientBalance, InvalidRequest, NotFound
+from ..errors import Conflict, InsufficientBalance, InvalidRequest, NotFound
 from ..money import parse_usd, usd
 from .common import decode_cursor, encode_cursor, json_body, limit_param, query, reply
 
@@ -171,7 +171,7 @@ async def create_customer(svc: Services, scope: Scope, proto: HTTPProtocol, call
         try:  # the opening balance comes from the merchant's wallet
             c = await credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance,
                                       scope.headers.get("idempotency-key"))
-        except InsufficientBalance:
+        except (InsufficientBalance, Conflict):  # a wallet short of it, or an Idempotency-Key another credit used
             await accounts.delete_customer(svc.store.db, mid, c.customer_id)  # all or nothing
             raise
     reply(proto, 201, to_api(c))

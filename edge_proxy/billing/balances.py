@@ -6,6 +6,8 @@ operator's refunds and corrections. Each is one transfer with an id that makes i
   set aside (a hold is taken first, in the same store that admits requests, so a credit and a request never
   spend the same money); 402 otherwise.
 - `transfer`: any account to any other (the operator's refunds and corrections), never past a balance.
+An id already used is a replay when it names the same transfer (nothing moves, the answer is as before) and a 409
+when it names another: an idempotency key reused for another customer, account or amount never reads as done.
 Redis, when configured, mirrors every change once (holds.RedisHolds.apply), retried with the billing engine's
 pending mirror when Redis is down.
 """
@@ -15,7 +17,8 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from ..errors import InsufficientBalance, InvalidRequest
+from ..errors import Conflict, InsufficientBalance, InvalidRequest
+from ..money import usd
 from . import ledger
 from .holds import region_hold_id
 from .ledger import FUNDING, Transfer
@@ -61,7 +64,10 @@ class Balances:
         """Operator -> merchant: money from outside. Returns the wallet's balance."""
         merchant = Payer("merchant", merchant_id)
         await self.balance(merchant)  # UnknownPayer for a merchant that does not exist
-        posted = await self._post([Transfer(tid, FUNDING, merchant, nanos, "funding", merchant_id)])
+        t = Transfer(tid, FUNDING, merchant, nanos, "funding", merchant_id)
+        posted = await self._post([t])
+        if not posted:
+            await self._made_before(t)
         await self._mirror([(merchant, tid, nanos, None, 0)] if posted else [])
         return await self.balance(merchant)
 
@@ -70,15 +76,17 @@ class Balances:
         """Merchant -> customer, from what the wallet has free; 402 when it cannot cover it. Re-arms autopay.
         Returns the customer's balance."""
         merchant, customer = Payer("merchant", merchant_id), Payer("customer", customer_id)
-        if await self.db.fetchone("SELECT 1 FROM transfers WHERE transfer_id = ?", tid) is not None:
+        t = Transfer(tid, merchant, customer, nanos, kind, merchant_id)
+        if await self._made_before(t):
             return await self.balance(customer)  # asked again with the same idempotency key: done already
         hold_id = f"transfer:{tid}"
         if await self.holds.hold(merchant, hold_id, nanos, CREDIT_HOLD_TTL) is None:
             raise InsufficientBalance("insufficient balance: the wallet, less what requests in flight have set aside, "
                                       "does not cover this credit")
         try:
-            posted = await self._post([Transfer(tid, merchant, customer, nanos, kind, merchant_id)], rearm=customer_id,
-                                      spent=merchant)
+            posted = await self._post([t], rearm=customer_id, spent=merchant)
+            if not posted:  # the same key, sent twice at once: the other one made it
+                await self._made_before(t)
             await self._mirror([(merchant, tid, -nanos, hold_id, nanos), (customer, tid, nanos, None, 0)]
                                if posted else [])
         finally:
@@ -92,11 +100,26 @@ class Balances:
                 await self.balance(account)
         posted = await self._post([t], rearm=t.credit.id if t.credit.kind == "customer" else None,
                                   spent=t.debit if t.debit.kind != "operator" else None)
+        if not posted:
+            await self._made_before(t)
         if posted:
             await self._mirror([(account, t.transfer_id, change, None, 0)
                                 for account, change in ((t.debit, -t.amount), (t.credit, t.amount))
                                 if account.kind != "operator"])
         return bool(posted)
+
+    async def _made_before(self, t: Transfer) -> bool:
+        """Whether `t`'s id is recorded already: True when it recorded `t` itself (a replay), Conflict (409) when
+        it recorded another transfer, False when it is new."""
+        row = await self.db.fetchone("SELECT debit_account, credit_account, amount_nanos FROM transfers WHERE "
+                                     "transfer_id = ?", t.transfer_id)
+        if row is None:
+            return False
+        debit, credit, amount = row[0], row[1], int(row[2])
+        if (debit, credit, amount) != (ledger.account_id(t.debit), ledger.account_id(t.credit), t.amount):
+            raise Conflict(f"Idempotency-Key (or transfer_id): already used for another transfer ({debit} -> "
+                           f"{credit}, {usd(amount)} USD); a new transfer needs a new key")
+        return True
 
     async def _post(self, transfers: list[Transfer], rearm: str | None = None,
                     spent: Payer | None = None) -> list[Transfer]:

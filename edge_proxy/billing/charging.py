@@ -37,6 +37,7 @@ import msgspec
 
 from ..metering.pricing import ModelPrice
 from .accounts import Meter, Tier
+from .ledger import MAX_AMOUNT_NANOS
 
 NANO = Decimal(1_000_000_000)
 _ONE = Decimal(1)
@@ -126,12 +127,17 @@ def meter_units(meter: Meter, tokens: int, characters: int, seconds: int) -> int
 
 def meter_charge(meter: Meter, cost_nanos: int, tokens: int, characters: int, seconds: int,
                  units_before: int) -> tuple[int, Tier]:
-    """(charge in nanos, the tier that priced it) for one request on a meter."""
+    """(charge in nanos, the tier that priced it) for one request on a meter: at most `MAX_AMOUNT_NANOS`, the most
+    any one amount may be. A meter's rate may be up to 1e9 USD per unit, and a reported request up to 1e12 units:
+    uncapped, such a charge (up to 1e24 nanos) overflowed the request log's 64-bit columns, a 500 for a report and,
+    for a proxied request, a batch the log writer retried for ever. No payer holds that much: the charge takes what
+    the payer has, and the rest is recorded as uncollected (settle.py)."""
     tier = _tier(meter, units_before)
     if meter.rate_type == "percentage":
-        return max(0, _nanos(Decimal(cost_nanos) / NANO * (1 + tier.rate / 100))), tier
-    units = meter_units(meter, tokens, characters, seconds)
-    return _nanos(Decimal(units) * tier.rate / _PER[meter.tier_type]), tier
+        charge = max(0, _nanos(Decimal(cost_nanos) / NANO * (1 + tier.rate / 100)))
+    else:
+        charge = _nanos(Decimal(meter_units(meter, tokens, characters, seconds)) * tier.rate / _PER[meter.tier_type])
+    return min(charge, MAX_AMOUNT_NANOS), tier
 
 
 class _MeterRates(NamedTuple):

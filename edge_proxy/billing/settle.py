@@ -50,7 +50,10 @@ def dues(records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
         if r.free or not 0 < r.status_code < 400:  # a free endpoint, or a refused request, costs nothing
             r.charge_nanos = r.operator_nanos = 0
             continue
-        r.operator_nanos = fee_nanos if r.provider_key_type == "unmanaged" else (r.cost_nanos or 0)
+        if r.usage_source == "reported":  # usage that never passed through the gateway: the merchant paid its
+            r.operator_nanos = 0          # provider itself, and the operator served nothing (POST /v1/requests)
+        else:
+            r.operator_nanos = fee_nanos if r.provider_key_type == "unmanaged" else (r.cost_nanos or 0)
         r.charge_nanos = r.operator_nanos if r.payer == "merchant" else 0
         if meter is not None and r.customer_id:
             metered.append((r, meter))

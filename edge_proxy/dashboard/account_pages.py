@@ -13,7 +13,7 @@ from ..api.common import decode_cursor, encode_cursor
 from ..billing import accounts, ledger
 from ..billing.balances import Balances
 from ..billing.payer import Payer
-from ..errors import InsufficientBalance, InvalidRequest, NotFound
+from ..errors import Conflict, InsufficientBalance, InvalidRequest, NotFound
 from .web import PREFIX, Request, redirect, render, send_html
 
 PAGE = 25
@@ -67,9 +67,9 @@ async def customer_create(req: Request) -> None:
         try:  # the opening balance comes from the wallet, as on `POST /v1/customers`
             await customers_api.credit_customer(svc.balances, svc.store.db, mid, c.customer_id, balance,
                                                 form.get("idempotency_key") or None)
-        except InsufficientBalance as exc:
+        except (InsufficientBalance, Conflict) as exc:
             await accounts.delete_customer(svc.store.db, mid, c.customer_id)
-            await customer_list(req, exc.message, 402, form)
+            await customer_list(req, exc.message, exc.status, form)
             return
     redirect(req.proto, f"{PREFIX}/customers/{c.customer_id}")
 
@@ -100,8 +100,8 @@ async def customer_credit(req: Request, customer_id: str) -> None:
     try:  # a transfer from the wallet; the form's own key makes a double submit credit once
         await customers_api.credit_customer(svc.balances, svc.store.db, req.merchant_id, customer_id, nanos,
                                             form.get("idempotency_key") or None)
-    except InsufficientBalance as exc:
-        await customer_detail(req, customer_id, exc.message, 402)
+    except (InsufficientBalance, Conflict) as exc:
+        await customer_detail(req, customer_id, exc.message, exc.status)
         return
     redirect(req.proto, f"{PREFIX}/customers/{customer_id}?credited=1")
 

@@ -11,7 +11,11 @@ final count (`Usage.final`), and count the stream events that carried content (`
 - a stream without its final count (cut, or an OpenAI stream without `include_usage`), `estimated`: the input is
   the provider's if it gave any (Anthropic's `message_start`, Gemini's running counts), else one token per four
   request-body bytes; the output is the provider's running count or one token per content event, whichever is
-  larger.
+  larger;
+- a whole answer from an endpoint the catalogue meters (`metered`: chat, messages, responses, embeddings...) that
+  reports no usage the scanner can read (none, or a count that is not a whole number up to
+  `usage_types.MAX_COUNT`): estimated the same way, `estimated`. Until this release it was `none`, and free;
+- any other whole answer without usage (a model list, an endpoint only the caller's own key may call): `none`.
 
 So a stream cut after 15 text deltas is billed 15 output tokens whatever its format, never Anthropic's placeholder
 `output_tokens: 1`, and an OpenAI stream cut after one content chunk is billed 1. Cache and reasoning counts are
@@ -41,13 +45,13 @@ class Billed(msgspec.Struct, frozen=True, gc=False):
 
 
 def billed_usage(usage: Usage, *, fmt: str, stream: bool, status: int, request_bytes: int,
-                 input_estimate: int | None = None) -> Billed:
+                 input_estimate: int | None = None, metered: bool = False) -> Billed:
     """Apply the rule in the module docstring to one upstream answer."""
     if input_estimate is not None and not usage.found and status < 400:
         return Billed(input_estimate, 0, 0, 0, 0, "estimated")
-    if fmt == "none" or (not usage.found and (status >= 400 or not stream)):
+    if fmt == "none" or (not usage.found and (status >= 400 or not (stream or metered))):
         return Billed(0, 0, 0, 0, 0, "none")
-    if usage.final or not stream or status >= 400:
+    if usage.final or status >= 400 or (usage.found and not stream):
         return Billed(usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.cache_write_tokens,
                       usage.reasoning_tokens, "provider")
     inp = usage.input_tokens if usage.found and usage.input_tokens else request_bytes // _BYTES_PER_INPUT_TOKEN

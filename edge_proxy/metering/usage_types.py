@@ -39,7 +39,7 @@ content); ``metering.estimate`` turns a non-final stream into the tokens to bill
 from __future__ import annotations
 
 import re
-from typing import Protocol, Self
+from typing import Annotated, Protocol, Self
 
 import msgspec
 
@@ -74,25 +74,32 @@ class Usage(msgspec.Struct, gc=False):  # gc=False: scalar fields only, so never
 # gc=False: a decoded tree of them holds no cycles, and the GC need not track what lives for one decode.
 # strict=False on the decoders lets an integral float such as 12.0 pass as a token count.
 
+MAX_COUNT = 10**9
+# No call reads or writes a billion tokens (the longest contexts are a few million): a count above that is not a
+# count, and its document is skipped like a mistyped one. Unchecked, 10**20 reached the request log's 64-bit
+# columns, the store refused the batch, and the log writer retried it for ever: no request after it was billed,
+# and once a lease had passed the worker answered every request 503.
+Count = Annotated[int, msgspec.Meta(le=MAX_COUNT)]
+
 
 class _OAIDetails(msgspec.Struct, gc=False):
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    audio_tokens: int | None = None
+    cached_tokens: Count | None = None
+    cache_write_tokens: Count | None = None
+    reasoning_tokens: Count | None = None
+    audio_tokens: Count | None = None
 
 
 class _OAIUsage(msgspec.Struct, gc=False):
-    prompt_tokens: int | None = None  # chat completions, embeddings
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    input_tokens: int | None = None  # Responses API
-    output_tokens: int | None = None
+    prompt_tokens: Count | None = None  # chat completions, embeddings
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
+    input_tokens: Count | None = None  # Responses API
+    output_tokens: Count | None = None
     prompt_tokens_details: _OAIDetails | None = None
     completion_tokens_details: _OAIDetails | None = None
     input_tokens_details: _OAIDetails | None = None
     output_tokens_details: _OAIDetails | None = None
-    prompt_cache_hit_tokens: int | None = None  # DeepSeek
+    prompt_cache_hit_tokens: Count | None = None  # DeepSeek
 
 
 class _OAIHolder(msgspec.Struct, gc=False):
@@ -110,15 +117,15 @@ class _OAIEvent(msgspec.Struct, gc=False):
 
 
 class _AnthCacheCreation(msgspec.Struct, gc=False):
-    ephemeral_5m_input_tokens: int | None = None
-    ephemeral_1h_input_tokens: int | None = None
+    ephemeral_5m_input_tokens: Count | None = None
+    ephemeral_1h_input_tokens: Count | None = None
 
 
 class _AnthUsage(msgspec.Struct, gc=False):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    cache_creation_input_tokens: Count | None = None
+    cache_read_input_tokens: Count | None = None
     cache_creation: _AnthCacheCreation | None = None
 
 
@@ -135,15 +142,15 @@ class _AnthEvent(msgspec.Struct, gc=False):
 
 class _GemModality(msgspec.Struct, rename="camel", gc=False):
     modality: str | None = None
-    token_count: int | None = None
+    token_count: Count | None = None
 
 
 class _GemUsage(msgspec.Struct, rename="camel", gc=False):
-    prompt_token_count: int | None = None
-    candidates_token_count: int | None = None
-    cached_content_token_count: int | None = None
-    thoughts_token_count: int | None = None
-    tool_use_prompt_token_count: int | None = None
+    prompt_token_count: Count | None = None
+    candidates_token_count: Count | None = None
+    cached_content_token_count: Count | None = None
+    thoughts_token_count: Count | None = None
+    tool_use_prompt_token_count: Count | None = None
     prompt_tokens_details: list[_GemModality] | None = None
     cache_tokens_details: list[_GemModality] | None = None
     candidates_tokens_details: list[_GemModality] | None = None

@@ -73,9 +73,11 @@ class Exchange:
             if "?" in endpoint:  # most paths have no query: no split, no list
                 endpoint = endpoint.split("?", 1)[0]
             fmt, request_bytes, estimate = attempt.provider.usage_format, len(attempt.body), attempt.input_estimate
+            metered = attempt.metered
         else:
             provider = model = endpoint = estimate = None
-            free, fmt, request_bytes = False, "none", 0
+            free = metered = False
+            fmt, request_bytes = "none", 0
         # The tokens billed: the provider's final count, else the estimate (metering/estimate.py); the audio and
         # 1-hour cache-write parts only as the provider sent them. Nothing was sent: nothing used.
         w1h = in_audio = cached_audio = out_audio = 0
@@ -86,10 +88,15 @@ class Exchange:
             elif usage.found:
                 w1h, in_audio = usage.cache_write_1h_tokens, usage.input_audio_tokens
                 cached_audio, out_audio = usage.cached_audio_tokens, usage.output_audio_tokens
-                if usage.model:
-                    model = usage.model
+                reported = usage.model
+                # The provider's name for what served the call (a dated snapshot) prices it when the table knows
+                # that name; a name it does not know keeps the model asked for, so an answer naming a model the
+                # table cannot price never turns a priced request into a free one.
+                if reported and reported != model and provider is not None and (
+                        svc.prices.is_priced(provider, reported) or not svc.prices.is_priced(provider, model)):
+                    model = reported
             billed = billed_usage(usage, fmt=fmt, stream=stream, status=status, request_bytes=request_bytes,
-                                  input_estimate=estimate)
+                                  input_estimate=estimate, metered=metered)
             inp, out, cached, write, reasoning, source = (billed.input_tokens, billed.output_tokens,
                                                           billed.cached_tokens, billed.cache_write_tokens,
                                                           billed.reasoning_tokens, billed.usage_source)

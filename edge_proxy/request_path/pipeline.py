@@ -127,6 +127,7 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
         safe_target_path(attempt.target.path)
         endpoint = managed_endpoint(provider, attempt.method, attempt.target.path)
         attempt.free = endpoint is not None and endpoint.free  # a token count is free on any key
+        attempt.metered = endpoint is not None and not endpoint.free
         return
     if provider.managed_key is None:
         raise ServiceUnavailable(f"no managed key for provider {provider.name!r}: set EDGE_PROXY_PROVIDER_KEY_"
@@ -137,6 +138,7 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
                                  f"{attempt.method} {attempt.target.path.split('?', 1)[0]}: only the endpoints whose "
                                  "usage it can meter; send your own key as provider_key (BYOK)")
     attempt.free = endpoint.free
+    attempt.metered = not endpoint.free
     path = attempt.target.path
     if "?" in path:
         kept = drop_key_param(path)

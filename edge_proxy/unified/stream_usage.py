@@ -43,6 +43,7 @@ class UsageChunkStrip:
     so it chains with them; an upstream error event is passed on as it came, and a cut ends in an error event."""
 
     __slots__ = ("_buf", "closed")
+    failed = None  # what it sends is the provider's; a cut is the relay's to log
 
     def __init__(self) -> None:
         self._buf = bytearray()  # the event begun and not yet ended

@@ -93,6 +93,15 @@ class NotFound(GatewayError):
     message = "not found"
 
 
+class ClientDisconnected(GatewayError):
+    """The client closed its connection before its request body was whole: there is nobody left to answer, and
+    nothing was sent on. 499 is nginx's status for it."""
+
+    status = 499
+    type = "client_disconnected"
+    message = "the client closed the connection before its request body was complete"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "method_not_allowed"

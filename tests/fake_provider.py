@@ -113,6 +113,10 @@ Switches combine (e.g. model ``"fake-big+fake-die-midstream"``).
                         code works; 400/429/500 are the documented ones.
 ``fake-cut-N``          like ``fake-die-midstream`` after exactly N stream events (N >= 0), for
                         one request: a stream cut before or after its usage event.
+``fake-end-N``          a stream that ends cleanly (its last chunk, no reset) after exactly N
+                        events, before its end marker: no ``[DONE]``/``message_stop``/finishReason.
+``fake-garbled-event``  a stream with one event that is not JSON (``data: {not json``) after
+                        2 events; the rest follows as usual.
 ``fake-die-midstream``  sends the head and the first ``server.die_after_events`` (2) stream
                         events (non-streaming: the head with the full Content-Length and
                         half the body), then aborts the TCP connection (no terminating
@@ -328,22 +332,24 @@ def switches_for(model: str) -> set[str]:
             "fake-cache-write",
             "fake-big",
             "fake-linger",
+            "fake-garbled-event",
         )
         if s in model
     }
     m = re.search(r"fake-error-(\d{3})", model)
     if m:
         found.add("fake-error-" + m.group(1))
-    m = re.search(r"fake-cut-(\d+)", model)
-    if m:
-        found.add("fake-cut-" + m.group(1))
+    for name in ("fake-cut-", "fake-end-"):
+        m = re.search(name + r"(\d+)", model)
+        if m:
+            found.add(name + m.group(1))
     return found
 
 
-def _cut_after(sw: set[str]) -> int | None:
+def _cut_after(sw: set[str], name: str = "fake-cut-") -> int | None:
     for s in sw:
-        if s.startswith("fake-cut-"):
-            return int(s[len("fake-cut-") :])
+        if s.startswith(name):
+            return int(s[len(name) :])
     return None
 
 
@@ -945,7 +951,14 @@ class FakeProvider:
             resp.content_length = sum(len(f) for f in frames)
         await resp.prepare(request)
         die_at = (cut if cut is not None else max(1, self.die_after_events)) if plan.streaming else 1
+        end = _cut_after(sw, "fake-end-") if plan.streaming else None
         for i, frame in enumerate(frames):
+            if i == end:
+                if received is not None:
+                    received.events_sent = i
+                break  # the body's end follows: a clean end, without the stream's own
+            if "fake-garbled-event" in sw and plan.streaming and i == 2:
+                await resp.write(b"data: {not json\n\n")
             if die and i == die_at:
                 if received is not None:
                     received.events_sent = i

@@ -330,6 +330,9 @@ def test_values_are_escaped_everywhere_they_are_shown(gw, merchant, dash):
     pytest.param("/usage?start=2024-03-01&end=2024-02-01", 400, "end: must not be before start", id="a reversed range"),
     pytest.param("/usage?start=2020-01-01&end=2024-01-01", 400, "over 366 days", id="a range too long"),
     pytest.param("/usage?split=colour", 400, "split: one of", id="an unknown split"),
+    pytest.param("/usage?end=0001-01-05", 400, "end: must be from", id="an end too early for the default range"),
+    pytest.param("/usage?start=9999-12-31&end=9999-12-31", 400, "end: must be from",
+                 id="an end on the last day a date can hold"),
     pytest.param("/requests?cursor=%%%", 400, "cursor", id="a cursor the API never gave"),
     pytest.param("/requests?status=maybe", 400, "status: one of", id="an unknown status"),
     pytest.param("/requests?metadata=novalue", 400, "key=value", id="a metadata filter without a value"),
@@ -449,6 +452,15 @@ def test_spend_keys_are_created_shown_once_rotated_and_revoked(gw, merchant, das
     assert httpx.post(gw.url + CHAT_PATH, json=CHAT, headers=h(new_key), timeout=10).status_code == 401
     bad = dash.post("/spend-keys", {"name": "x", "rate_limit": "fast"})
     assert bad.status_code == 400 and "rate_limit.rpm" in bad.text
+
+
+@pytest.mark.parametrize("form, says", [
+    pytest.param({"rate_limit": "²"}, "rate_limit.rpm", id="a rate limit in superscript digits"),
+    pytest.param({"request_limit": "²"}, "request_limit.count", id="a request limit in superscript digits"),
+])
+def test_a_spend_key_form_with_a_bad_limit_is_refused_with_the_field_named(dash, form, says):
+    r = dash.post("/spend-keys", {"name": "x", **form})
+    assert r.status_code == 400 and says in r.text
 
 
 def test_the_wallet_shows_its_balance_and_its_transfers(gw, merchant, dash):

@@ -218,6 +218,8 @@ def test_post_request_reporting_is_priced_and_idempotent(gateway):
 API_ERRORS = [
     ("usage without start", "GET", "/v1/usage", 400), ("usage with a bad date", "GET", "/v1/usage?start=yesterday", 400),
     ("a bad limit", "GET", "/v1/requests?limit=0", 400), ("a bad cursor", "GET", "/v1/requests?cursor=%%%", 400),
+    ("a limit in superscript digits, which int() refuses", "GET", "/v1/requests?limit=%C2%B2", 400),
+    ("usage ending on the last day a date can hold", "GET", "/v1/usage?start=9999-12-31&end=9999-12-31", 400),
     ("bad metadata filters", "GET", "/v1/requests?metadata_filters=%7B%7D", 400),
     ("an unknown request", "GET", "/v1/requests/req_nope", 404),
     ("a report without request_id", "POST", "/v1/requests", 400),

@@ -7,6 +7,8 @@ Each row runs in-process (tests/inprocess.py) against the loopback fake provider
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -16,7 +18,7 @@ import pytest
 from edge_proxy.forward_token import encode_forward_token
 
 from .fake_provider import FakeProvider
-from .inprocess import Answer, InProcess
+from .inprocess import Answer, InProcess, Proto, Scope
 from .redis_server import RedisServer
 
 MODEL = "gpt-4o"
@@ -230,6 +232,35 @@ async def a_bug_is_a_json_500_logged_once_and_its_reservation_released(c: Case) 
     assert c.gw.svc.billing.inflight == {}
 
 
+class HangsUpMidBody(Proto):
+    """A client that declared its body's length and closed the connection before sending all of it."""
+
+    async def __call__(self) -> bytes:
+        from granian.rsgi import ProtocolClosed
+        raise ProtocolClosed()
+
+
+async def a_client_that_hangs_up_mid_body_is_logged_once_and_not_as_a_bug(c: Case) -> None:
+    route = ROUTES[c.route]
+    path, _, query = route.path.partition("?")
+    body = json.dumps(route.body(100)).encode()
+    headers = {"authorization": f"Bearer {c.gw.secret_key}", "content-length": str(len(body) + 100)}
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logging.getLogger("edge_proxy").addHandler(handler)
+    try:
+        before = len(c.fake.received)
+        await c.gw.app.__rsgi__(Scope("POST", path, query, headers), HangsUpMidBody(body))  # type: ignore[arg-type]
+    finally:
+        logging.getLogger("edge_proxy").removeHandler(handler)
+    assert [e.getMessage() for e in errors] == [] and len(c.fake.received) == before
+    records = await c.records()
+    assert [(r["status_code"], r["outcome"], r["error_reason"]) for r in records] == [
+        (499, "error", "client_disconnected")]
+    assert c.gw.svc.billing.inflight == {}
+
+
 RULES: list[Callable[[Case], Awaitable[None]]] = [
     spend_limit_below_the_reservation_is_402_and_nothing_is_sent,
     spend_limit_covers_every_choice_a_request_asks_for,
@@ -244,6 +275,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     reservation_is_released_once_the_request_is_logged,
     crlf_in_provider_key_is_401_and_nothing_is_sent,
     a_bug_is_a_json_500_logged_once_and_its_reservation_released,
+    a_client_that_hangs_up_mid_body_is_logged_once_and_not_as_a_bug,
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import time
 from pathlib import Path
 
 import httpx2
@@ -447,6 +448,25 @@ def test_usage_chunk_strip_passes_errors_through_and_ends_a_cut_with_one():
             == USAGE_STREAM[:60] + sse_error_event("openai"))
     strip = UsageChunkStrip()
     assert strip.feed(error) + strip.finish(True) == error
+
+
+_CONTENT = _chunk([{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}], None)
+_LONG = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * (8 << 20) + b'"}}],"usage":null}\n\n'
+STRIP_SIZES = [  # id, the pieces a stream arrives in (each about 1.4 MiB or 8 MiB in all)
+    ("8,000 events that arrive in one piece (a relay behind its provider)", [_CONTENT * 8000]),
+    ("one 8 MiB event that arrives in 8 KiB pieces", [_LONG[i:i + 8192] for i in range(0, len(_LONG), 8192)]),
+]
+
+
+@pytest.mark.parametrize("pieces", [row[1] for row in STRIP_SIZES], ids=[row[0] for row in STRIP_SIZES])
+def test_usage_chunk_strip_reads_each_byte_about_once(pieces):
+    """Linear, so a long stream never holds the event loop: scanning from an event's start again at each piece or
+    for each event took seconds of CPU for these (hundreds of times the bound), every other request stalled."""
+    strip = UsageChunkStrip()
+    began = time.perf_counter()
+    out = b"".join(strip.feed(p) for p in pieces) + strip.finish(True)
+    took = time.perf_counter() - began
+    assert out == b"".join(pieces) and took < 1.0, took
 
 
 def test_strip_usage_is_an_attempt_translation():

@@ -272,3 +272,45 @@ def test_an_event_stream_in_place_of_a_json_answer_becomes_one_error_event(clien
     assert stream.feed(b'data: {"embeddings": []}\n\n') == b""
     event = stream.finish(True)
     assert event.endswith(b"\n\n") and check(event.strip())
+
+
+# -- a translated stream the gateway itself ends with an error event ----------------------------------------------
+ENDED_EARLY = [  # id, route, model (with the fake provider's switch), the request log's (outcome, error_reason)
+    ("a whole Anthropic stream to an OpenAI client is completed",
+     "/v1/chat/completions", "claude-haiku-4-5", ("completed", None)),
+    ("an Anthropic stream that ends cleanly before message_stop, to an OpenAI client, is an error",
+     "/v1/chat/completions", "claude-haiku-4-5+fake-end-3", ("error", "upstream_interrupted")),
+    ("a Gemini stream that ends cleanly before its finishReason, to an OpenAI client, is an error",
+     "/v1/chat/completions", "gemini-2.0-flash+fake-end-1", ("error", "upstream_interrupted")),
+    ("an OpenAI stream that ends cleanly before [DONE], to an Anthropic client, is an error",
+     "/v1/messages", "gpt-4o-mini+fake-end-2", ("error", "upstream_interrupted")),
+    ("an Anthropic stream that ends cleanly before message_stop, to a Responses client, is an error",
+     "/v1/responses", "claude-haiku-4-5+fake-end-3", ("error", "upstream_interrupted")),
+    ("an OpenAI stream with an event that is not JSON, to an Anthropic client, is an error",
+     "/v1/messages", "gpt-4o-mini+fake-garbled-event", ("error", "untranslatable_response")),
+]
+
+
+@pytest.mark.parametrize("path,model,logged", [row[1:] for row in ENDED_EARLY], ids=[row[0] for row in ENDED_EARLY])
+def test_a_translated_stream_ended_with_the_gateways_error_event_is_logged_as_an_error(tmp_path, path, model,
+                                                                                         logged):
+    """The client's SDK raises on the error event the translator sends in place of the stream's end: its log row
+    says so too, not `completed` (a provider that resets the connection instead is `upstream_interrupted` already)."""
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url) as gw:
+            answer = await gw.call("POST", path, key=gw.secret_key, body={
+                "model": model, "max_tokens": 20, "messages": MESSAGES, "input": ASK, "stream": True}
+                if path == "/v1/responses" else {"model": model, "max_tokens": 20, "messages": MESSAGES,
+                                                  "stream": True})
+            await gw.drain()
+            listed = await gw.call("GET", "/v1/requests?limit=10", key=gw.secret_key)
+            return answer, listed.json()["data"]
+
+    answer, rows = asyncio.run(scenario())
+    assert answer.status == 200 and answer.streamed
+    data = sse(answer.body)[-1][1]
+    last = {} if data == "[DONE]" else json.loads(data)
+    ended_with_an_error = "error" in last or last.get("type") in ("error", "response.failed")
+    assert ended_with_an_error is (logged[0] == "error"), answer.body[-300:]
+    [row] = [r for r in rows if r["request_id"] == answer.header("x-lava-request-id")]
+    assert (row["outcome"], row["error_reason"]) == logged

@@ -432,6 +432,14 @@ async def _(pool, srv):
         await get(pool, srv)
 
 
+@case("a status under 100 is a connect error, not an interim response to wait past",
+      answer(b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 099 Odd\r\n\r\n"), read_timeout=1.0)
+async def _(pool, srv):
+    for _ in range(2):  # 000, then 099 on a new connection
+        with pytest.raises(UpstreamConnectError):
+            await get(pool, srv)
+
+
 # --- failures -------------------------------------------------------------------------------
 
 async def _never(peer: Peer) -> None:

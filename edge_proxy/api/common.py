@@ -38,7 +38,7 @@ def limit_param(q: dict[str, str], default: int = 10, most: int = 100) -> int:
     raw = q.get("limit")
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:  # "²" is a digit int() refuses
         raise InvalidRequest(f"limit: must be a whole number from 1 to {most}")
     return int(raw)
 

@@ -22,15 +22,21 @@ if TYPE_CHECKING:
     from ..services import Services
 
 MAX_DAYS = 366
+# The days a range may start or end on: a range's end is queried as the next day's midnight, and a default start is
+# up to MAX_DAYS before its end, so neither sum may pass the first or the last date Python holds.
+FIRST_DAY, LAST_DAY = dt.date.min + dt.timedelta(days=MAX_DAYS), dt.date.max - dt.timedelta(days=1)
 
 
 def _day(raw: str | None, name: str) -> dt.date | None:
     if not raw:
         return None
     try:
-        return dt.date.fromisoformat(raw[:10])
+        day = dt.date.fromisoformat(raw[:10])
     except ValueError:
         raise InvalidRequest(f"{name}: expected a date as YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidRequest(f"{name}: must be from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def date_range(q: dict[str, str], default_days: int | None = None) -> tuple[dt.date, dt.date]:

@@ -68,12 +68,18 @@ def spend_key_body(form: dict[str, str]) -> dict[str, Any]:
         body["spend_limit"] = {"amount": get("spend_limit"), "cycle": get("spend_limit_cycle") or "monthly"}
     if get("request_limit"):
         count = get("request_limit")
-        body["request_limit"] = {"count": int(count) if count.isdigit() else count,
+        body["request_limit"] = {"count": _whole(count),
                                  "cycle": get("request_limit_cycle") or "monthly"}
     if get("rate_limit"):
         rpm = get("rate_limit")
-        body["rate_limit"] = {"rpm": int(rpm) if rpm.isdigit() else rpm}
+        body["rate_limit"] = {"rpm": _whole(rpm)}
     return body
+
+
+def _whole(raw: str) -> int | str:
+    """A form's whole number as the REST body's int; anything else as typed, for the API to refuse by name ("²" is
+    a digit to `str.isdigit` that `int` refuses)."""
+    return int(raw) if raw.isascii() and raw.isdigit() else raw
 
 
 async def spend_key_list(req: Request, new_key: str | None = None, error: str | None = None,

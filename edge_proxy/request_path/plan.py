@@ -36,6 +36,11 @@ class StreamTranslator(Protocol):
     def closed(self) -> bool:
         """The client's stream is over (its end marker or an error event went out): nothing more is sent."""
 
+    @property
+    def failed(self) -> str | None:
+        """The request log's error_reason when the stream ended with the translator's own error event in place
+        of its end (the provider's stream ended before its end marker, or sent an event it could not translate)."""
+
     def feed(self, chunk: bytes) -> bytes: ...
     def finish(self, complete: bool = True) -> bytes: ...
 

@@ -154,6 +154,8 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         answered = answer_outcome(response.status, usage)
         if outcome == "completed" or answered[0] == "error":
             outcome, reason = answered
+        if outcome == "completed" and translator is not None and translator.failed:
+            outcome, reason = "error", translator.failed  # the client's SDK raised on our error event
         ex.finish(response.status, outcome, reason)  # journaled before the body ends (below): a crash loses nothing
         # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
         # this frame alive, so let go of the transport explicitly.

@@ -282,6 +282,7 @@ class StreamTranslator(abc.ABC):
     def __init__(self) -> None:
         self._sse = SSEDecoder()
         self.closed = False  # after the end marker or an error event nothing more is sent
+        self.failed: str | None = None  # the log's error_reason when the stream's end is an error event of ours
 
     def feed(self, chunk: bytes) -> bytes:
         if self.closed:
@@ -310,18 +311,23 @@ class StreamTranslator(abc.ABC):
             except msgspec.DecodeError:
                 value = None
             if not isinstance(value, dict):
-                self.closed = True
+                self.closed, self.failed = True, "untranslatable_response"
                 out.append(self._error("the provider sent an event that is not a JSON object", "upstream_error",
                                        "bad_upstream_event"))
                 break
             try:
                 out.append(self._on_json(event, value))
             except ValueError as exc:  # a malformed event (the `bad` helpers): the stream ends with an error event
-                self.closed = True
+                self.closed, self.failed = True, "untranslatable_response"
                 out.append(self._error(f"the provider sent an event that cannot be translated: {exc}",
                                        "upstream_error", "bad_upstream_event"))
                 break
         return b"".join(out)
+
+    def _interrupted(self, event: bytes) -> bytes:
+        """`event`, the error event that ends a stream the provider ended before its end marker, noted for the log."""
+        self.failed = "upstream_interrupted"
+        return event
 
     # what each translator defines
     @abc.abstractmethod
@@ -346,6 +352,10 @@ class ChainStream:
     @property
     def closed(self) -> bool:
         return self.second.closed  # what the client sees is the second's stream
+
+    @property
+    def failed(self) -> str | None:
+        return self.first.failed or self.second.failed  # the first's error event reaches the client translated
 
     def feed(self, chunk: bytes) -> bytes:
         return self.second.feed(self.first.feed(chunk))

@@ -363,7 +363,7 @@ class AnthropicToOpenAIStream(StreamTranslator):
         return b""  # ping and events this translator does not know
 
     def _on_end(self, complete: bool) -> bytes:
-        return sse_error_event("openai")  # no message_stop: the stream was cut
+        return self._interrupted(sse_error_event("openai"))  # no message_stop: the stream was cut
 
     def _error(self, message: str, type_: str, code: str | None) -> bytes:
         return sse_data(openai_error_body(message, type_, code))

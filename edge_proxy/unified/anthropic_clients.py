@@ -338,7 +338,7 @@ class OpenAIToAnthropicStream(StreamTranslator):
     def _on_end(self, complete: bool) -> bytes:
         if complete and self._stop is not None:
             return self._final()
-        return sse_error_event("anthropic")
+        return self._interrupted(sse_error_event("anthropic"))
 
     def _error(self, message: str, type_: str, code: str | None) -> bytes:
         return sse_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})

@@ -366,7 +366,7 @@ class GeminiToOpenAIStream(StreamTranslator):
     def _on_end(self, complete: bool) -> bytes:
         # A finishReason means the answer is whole, even if the connection then closed badly.
         if not self._finished:
-            return sse_error_event("openai")
+            return self._interrupted(sse_error_event("openai"))
         out = b""
         if self.include_usage:
             out = sse_data({"id": self._id, "object": "chat.completion.chunk", "created": self.created,

@@ -312,7 +312,7 @@ class OpenAIToGeminiStream(StreamTranslator):
     def _on_end(self, complete: bool) -> bytes:
         if complete and self._finish is not None:
             return self._final()
-        return sse_error_event("gemini")
+        return self._interrupted(sse_error_event("gemini"))
 
     def _error(self, message: str, type_: str, code: str | None) -> bytes:
         return _sse({"error": {"code": 500, "message": message, "status": type_ if type_.isupper() else "INTERNAL"}})

@@ -179,8 +179,8 @@ class OpenAIToResponsesStream(StreamTranslator):
         return out + self._event(kind, {"response": response})
 
     def _on_end(self, complete: bool) -> bytes:
-        return self._error("the provider closed the stream before it was complete", "upstream_error",
-                           "stream_interrupted")
+        return self._interrupted(self._error("the provider closed the stream before it was complete",
+                                             "upstream_error", "stream_interrupted"))
 
     def _error(self, message: str, type_: str, code: str | None) -> bytes:
         out = self._start() + self._event("error", {"code": code or type_, "message": message, "param": None})

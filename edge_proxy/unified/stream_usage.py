@@ -10,6 +10,7 @@ shape either way, so those chunks pass through byte for byte.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -19,6 +20,9 @@ from ..stream_errors import sse_error_event
 __all__ = ["StripUsage", "UsageChunkStrip", "with_usage_requested"]
 
 _decode = msgspec.json.Decoder()
+# A blank line, in any of the line endings a stream may use: one scan finds the first of them, where a find() per
+# ending would scan to the end of the data for each that is absent, once per event.
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 def with_usage_requested(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -39,39 +43,40 @@ class UsageChunkStrip:
     so it chains with them; an upstream error event is passed on as it came, and a cut ends in an error event."""
 
     __slots__ = ("_buf", "closed")
+    failed = None  # what it sends is the provider's; a cut is the relay's to log
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = bytearray()  # the event begun and not yet ended
         self.closed = False  # the provider's [DONE] went out: the client has the whole stream
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._buf + chunk
+        buf = self._buf
+        if buf:
+            # The open event can end only in the new bytes, or in a blank line that straddles them (at most 4
+            # bytes): look only there, so an event that arrives in many pieces is not scanned again at each.
+            if _EVENT_END.search(buf[-3:] + chunk) is None:
+                buf += chunk
+                return b""
+            data = bytes(buf) + chunk
+        else:
+            data = chunk
         out = []
         start = 0
-        while True:
-            end, sep = _event_end(data, start)
-            if end < 0:
-                break
-            event = data[start:end + sep]
+        for end in _EVENT_END.finditer(data):
+            event = data[start:end.end()]
             if not _is_usage_chunk(event):
                 out.append(event)
                 self.closed = self.closed or event.startswith(b"data: [DONE]")
-            start = end + sep
-        self._buf = data[start:]
+            start = end.end()
+        self._buf = bytearray(data[start:])
         return b"".join(out)
 
     def finish(self, complete: bool = True) -> bytes:
         """The rest; a cut stream ends with the in-band error event OpenAI's SDKs raise on, as a pass-through
         stream would (request_path/relay.py)."""
-        tail, self._buf = self._buf, b""
+        tail, self._buf = bytes(self._buf), bytearray()
         tail = b"" if _is_usage_chunk(tail) else tail
         return tail if complete else tail + sse_error_event("openai")
-
-
-def _event_end(data: bytes, start: int) -> tuple[int, int]:
-    """Where the next event that starts at `start` ends (its blank line), and the blank line's length."""
-    ends = [(i, len(sep)) for sep in (b"\n\n", b"\r\n\r\n", b"\r\r") if (i := data.find(sep, start)) >= 0]
-    return min(ends) if ends else (-1, 0)
 
 
 def _is_usage_chunk(event: bytes) -> bool:

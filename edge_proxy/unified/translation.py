@@ -129,6 +129,7 @@ class JSONAnswer:
 class _NotAStream:
     __slots__ = ("client_format",)
     closed = False  # its one error event goes out at finish()
+    failed = "untranslatable_response"
     _MESSAGE = "the provider answered with an event stream where its API documents one JSON body"
 
     def __init__(self, client_format: str) -> None:

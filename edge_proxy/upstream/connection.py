@@ -175,6 +175,8 @@ class Connection(asyncio.Protocol):
         if not self._busy:
             raise Garbage("response head while no request was outstanding")
         status = self._parser.get_status_code()
+        if status < 100:   # llhttp takes any three digits: waiting for a final response after one would hang
+            raise Garbage(f"response status {status:03d} is not an HTTP status")
         if status < 200:   # 100 Continue, 103 Early Hints...: the final response follows
             self._interim = True
             return

@@ -22,6 +22,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` different free ports: each socket stays bound until all are drawn, so the kernel cannot hand out one
+    twice (separate free_port() calls can, and a server set then starts two servers on one port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def base_env(db_path: Path, fake_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_PROXY_")}
     env["EDGE_PROXY_DATABASE_URL"] = f"sqlite:///{db_path}"

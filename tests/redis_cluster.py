@@ -20,7 +20,7 @@ from typing import Self
 import redis
 
 from . import processes
-from .gateway_process import free_port
+from .gateway_process import free_ports
 
 NODE_TIMEOUT_MS = 1000   # how long a silent master has before its replica may take over on its own
 
@@ -56,9 +56,9 @@ class LocalRedisCluster(processes.ServerSet):
     # -- life cycle ---------------------------------------------------------------------------------------------
     def start(self) -> Self:
         self.dir = Path(tempfile.mkdtemp(prefix="edge-proxy-cluster-"))
-        for _ in range(self.size):
-            port = free_port()
-            node = Node(port, free_port(), self.dir / str(port))
+        ports = free_ports(2 * self.size)
+        for port, bus in zip(ports[::2], ports[1::2]):
+            node = Node(port, bus, self.dir / str(port))
             node.dir.mkdir()
             self.nodes.append(node)
         try:

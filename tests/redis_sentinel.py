@@ -13,7 +13,7 @@ from typing import Self
 import redis
 
 from . import processes
-from .gateway_process import free_port
+from .gateway_process import free_ports
 
 SERVICE = "edge"
 DOWN_AFTER_MS = 1000    # how long a silent master has before the sentinels call it down
@@ -29,8 +29,8 @@ class LocalRedisSentinel(processes.ServerSet):
 
     def start(self) -> Self:
         self.dir = Path(tempfile.mkdtemp(prefix="edge-proxy-sentinel-"))
-        self.data_ports = [free_port(), free_port()]
-        self.sentinel_ports = [free_port() for _ in range(self.count)]
+        ports = free_ports(2 + self.count)
+        self.data_ports, self.sentinel_ports = ports[:2], ports[2:]
         master, replica = self.data_ports
         try:
             self._data(master)

@@ -100,13 +100,13 @@ class Balances:
                 await self.balance(account)
         posted = await self._post([t], rearm=t.credit.id if t.credit.kind == "customer" else None,
                                   spent=t.debit if t.debit.kind != "operator" else None)
-        if not posted:
+        if not posted:  # its id was used before: a replay of this transfer, or a 409 for another
             await self._made_before(t)
-        if posted:
-            await self._mirror([(account, t.transfer_id, change, None, 0)
-                                for account, change in ((t.debit, -t.amount), (t.credit, t.amount))
-                                if account.kind != "operator"])
-        return bool(posted)
+            return False
+        await self._mirror([(account, t.transfer_id, change, None, 0)
+                            for account, change in ((t.debit, -t.amount), (t.credit, t.amount))
+                            if account.kind != "operator"])
+        return True
 
     async def _made_before(self, t: Transfer) -> bool:
         """Whether `t`'s id is recorded already: True when it recorded `t` itself (a replay), Conflict (409) when

@@ -188,15 +188,16 @@ def _pinned(args) -> bool:
     return Settings.load(env=dict(kv.split("=", 1) for kv in args.set)).pin_workers  # read as the gateway reads it
 
 
-def bare_saturation(args, ng_port: int, wrk: str, tmp: Path) -> dict:
+def bare_saturation(args, ng_port: int, wrk: str, tmp: Path, floor: bool = False) -> dict:
     """The same load through bench/bare_forwarder.py (Granian + the gateway's upstream client, nothing else):
-    the most any Granian-based forwarder does on this machine, so gateway/bare is what our own work costs."""
-    p, port = bare_forwarder.start(tmp, ng_port, pin=_pinned(args))
+    the most any Granian-based forwarder does on this machine, so gateway/bare is what our own work costs.
+    `floor`: the forwarder with the least per-request work of a metered, billed, logged gateway (BARE_FLOOR=1)."""
+    p, port = bare_forwarder.start(tmp, ng_port, pin=_pinned(args), floor=floor)
     try:
         time.sleep(0.5)
         workers = h.children(p.pid)
         script = _load.wrk_script(tmp / "wrk-bare.lua", h.PROVIDER_KEY, h.PLAIN_BODY)
-        h.log(f"saturation [nginx]: the bare forwarder, warm-up then {args.seconds:g}s")
+        h.log(f"saturation [nginx]: the {'floor' if floor else 'bare'} forwarder, warm-up then {args.seconds:g}s")
         _load.run_wrk(wrk, script, port, h.UPSTREAM_PATH, 1, args.concurrency, args.wrk_threads, {})
         watch = {f"bare_worker{i + 1}": w for i, w in enumerate(workers)}
         res = _load.run_wrk(wrk, script, port, h.UPSTREAM_PATH, args.seconds, args.concurrency, args.wrk_threads, watch)
@@ -323,6 +324,11 @@ def print_table(res: dict) -> None:
                   f"   p99 {b['latency_ms'].get('p99', 0):.3f} ms   "
                   f"{b.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request   "
                   f"gateway/bare {s['ratio_rps_to_bare']:.3f}")
+        if "floor_forwarder" in s:
+            f = s["floor_forwarder"]
+            print(f"  floor forwarder (bare + the least a metered, billed, logged gateway does) {f['rps']:>10,.0f} "
+                  f"req/s   {f.get('worker_cpu_us_per_request', 0):.1f} CPU-us/request   "
+                  f"floor/bare {s['ratio_rps_floor_to_bare']:.3f}")
         if "gateway_token" in s:
             t = s["gateway_token"]
             print(f"  gateway, customer forward token on a meter {t['rps']:>10,.0f} req/s   "
@@ -371,6 +377,8 @@ def main() -> int:
     ap.add_argument("--no-nginx", action="store_true", help="do not use nginx")
     ap.add_argument("--no-bare", action="store_true",
                     help="skip the bare forwarder (bench/bare_forwarder.py) run in front of nginx")
+    ap.add_argument("--floor", action="store_true",
+                    help="also the floor forwarder: bare + the least a metered, billed, logged gateway does")
     ap.add_argument("--no-wrk", action="store_true", help="use Python load generators instead of wrk")
     ap.add_argument("--max-total-seconds", type=int, default=900, help="abort the whole run after this long")
     ap.add_argument("--out", default=str(h.BENCH / "out" / "overhead.json"))
@@ -490,6 +498,10 @@ def main() -> int:
                 if "gateway_token" in sat["nginx"]:
                     sat["nginx"]["ratio_rps_token_to_bare"] = round(
                         sat["nginx"]["gateway_token"]["rps"] / sat["nginx"]["bare_forwarder"]["rps"], 4)
+                if args.floor:
+                    sat["nginx"]["floor_forwarder"] = bare_saturation(args, ng_port, wrk, tmp, floor=True)
+                    sat["nginx"]["ratio_rps_floor_to_bare"] = round(
+                        sat["nginx"]["floor_forwarder"]["rps"] / sat["nginx"]["bare_forwarder"]["rps"], 4)
         result["saturation"] = sat
         result["rss_kb"] = rss
         result["targets"] = targets(result)

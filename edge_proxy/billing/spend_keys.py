@@ -44,7 +44,8 @@ class SpendKeyGate:
         router refuses it (access.py)."""
         if key.allowed_providers is not None and provider not in key.allowed_providers:
             raise Forbidden(f"this spend key may not use provider {provider!r}")
-        if key.allowed_models is not None and model not in key.allowed_models:
+        allowed = key.allowed_models  # a bare name, or qualified by its provider as GET /v1/models lists it
+        if allowed is not None and model not in allowed and f"{provider}/{model}" not in allowed:
             raise Forbidden(f"this spend key may not use model {model!r}")
         if key.rate_limit is None and key.request_limit is None and key.spend_limit is None:
             return  # the common case: nothing to count

@@ -193,15 +193,20 @@ def test_input_token_counts_are_checked_too(tmp_path):
     run(tmp_path, scenario)
 
 
-def test_owners_outlive_a_restart(tmp_path):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_owners_outlive_a_restart(tmp_path, store, request):
     """A new gateway over the same database knows who owns what from the log, not from its own memory."""
+    env = {}
+    if store == "postgres":
+        env["EDGE_PROXY_DATABASE_URL"] = request.getfixturevalue("private_postgres").create_database()
+
     async def main() -> None:
         async with FakeProvider() as fake:
-            async with InProcess(tmp_path, fake.url) as gw:
+            async with InProcess(tmp_path, fake.url, env) as gw:
                 c = Case(gw, fake, "unified")
                 owner_key, owner_mid, other = gw.secret_key, gw.merchant_id, await c.merchant("other")
                 rid, [item] = first_id(await c.ask(owner_key, stream=True))
-            async with InProcess(tmp_path, fake.url) as gw:  # stopping drained the log queue
+            async with InProcess(tmp_path, fake.url, env) as gw:  # stopping drained the log queue
                 c = Case(gw, fake, "forward")
                 assert len(gw.svc.owners._cache) == 0
                 answer = await c.ask(owner_key, previous_response_id=rid, input=[{"type": "item_reference", "id": item}])

@@ -93,6 +93,22 @@ class NotFound(GatewayError):
     message = "not found"
 
 
+class StoredObjectNotFound(NotFound):
+    """A stored OpenAI response, item or conversation named on the managed key that is not the caller's merchant's
+    (or that nobody logged): answered as OpenAI answers an id it does not know, with its `param` and `code`."""
+
+    type = "invalid_request_error"
+    reason = "stored_object_not_owned"
+
+    def __init__(self, message: str, param: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param, self.code = param, code
+
+    def body(self) -> bytes:
+        return _encode({"error": {"type": self.type, "message": self.message, "param": self.param,
+                                  "code": self.code}})
+
+
 class ClientDisconnected(GatewayError):
     """The client closed its connection before its request body was whole: there is nobody left to answer, and
     nothing was sent on. 499 is nginx's status for it."""

@@ -28,6 +28,7 @@ from .metering.record import RequestRecord
 from .money import parse_usd
 from .observability import Observability, WorkerMetrics
 from .providers import Catalogue
+from .request_path.ownership import Owners
 from .settings import Settings
 from .store import open_store
 from .store.key_events import KeyEventWatcher
@@ -61,6 +62,7 @@ class Services:
         self.models = ModelIndex(self.catalogue, self.prices)
         self.store = open_store(settings.database_url)
         self.log_sink: LogSink = open_log_sink(settings.database_url)
+        self.owners = Owners(self.log_sink.db)  # who owns each response made on a managed key
         self.redis = None
         redis_holds = None
         holds: HoldBackend = SQLHolds(self.store.db)

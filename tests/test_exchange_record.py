@@ -39,7 +39,7 @@ FINISH_ORDER = (
     "input_seconds", "output_seconds", "usage_source", "cost_nanos", "input_cost_nanos", "output_cost_nanos",
     "priced", "charge_nanos", "charge_rate", "payer", "reserved_nanos", "hold_id", "spend_key_id", "latency_ms",
     "overhead_ms", "metadata", "response_id", "operator_nanos", "uncollected_nanos", "merchant_reserved_nanos",
-    "merchant_hold_id", "region", "free",
+    "merchant_hold_id", "region", "free", "output_item_ids",
 )
 # every token count a scanner's Usage carries goes on the record under its own name (content_events counts
 # stream events, not tokens: the estimate reads it, the record does not carry it)

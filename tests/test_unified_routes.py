@@ -34,7 +34,10 @@ def output_text(response: dict) -> str:
 # -- /v1/responses -------------------------------------------------------------------------------------------------
 
 def test_responses_for_an_openai_model_pass_through_unchanged(gateway, fake):
-    body = {"model": "gpt-4o-mini", "input": ASK, "max_output_tokens": 50, "previous_response_id": "resp_1"}
+    first, raw = call(gateway, "/v1/responses", {"model": "gpt-4o-mini", "input": ASK})
+    assert first.status_code == 200, raw
+    # a response of the caller's own (tests/test_response_owners.py has the rule on the managed key)
+    body = {"model": "gpt-4o-mini", "input": ASK, "max_output_tokens": 50, "previous_response_id": first.json()["id"]}
     r, raw = call(gateway, "/v1/responses", body)
     assert r.status_code == 200, raw
     sent = upstream(fake, "/v1/responses")

@@ -12,7 +12,7 @@ import msgspec
 
 from ..metering.record import RequestRecord
 from ..store.db import Database, Tx, open_database
-from . import sql, usage_rollup
+from . import owners, sql, usage_rollup
 from .sql import Filters, Where
 
 APPLICATION_NAME = "edge_proxy_log_writer"
@@ -35,7 +35,7 @@ class SQLLogSink:
 
     async def open(self) -> None:
         await self.db.open()
-        await self.db.executescript(sql.create_table() + usage_rollup.SCHEMA)
+        await self.db.executescript(sql.create_table() + usage_rollup.SCHEMA + owners.SCHEMA)
         await self._add_missing_columns()
         await usage_rollup.ensure_built(self.db)
 
@@ -67,8 +67,14 @@ class SQLLogSink:
             await usage_rollup.add(tx, await self.insert_new(tx, records))
 
     async def insert_new(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
-        """Insert records; returns those whose rows were added now. A record already in the log (a replay),
-        or a second record with the same (merchant, request id) in this batch, is left out."""
+        """Insert records, and own the responses they made (owners.py); returns those whose rows were added now.
+        A record already in the log (a replay), or a second record with the same (merchant, request id) in this
+        batch, is left out."""
+        new = await self._insert_rows(tx, records)
+        await owners.add(tx, new)
+        return new
+
+    async def _insert_rows(self, tx: Tx, records: list[RequestRecord]) -> list[RequestRecord]:
         if await self._insert_all_new(tx, records):
             return list(records)
         rows: Rows = []

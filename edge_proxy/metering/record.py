@@ -76,6 +76,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     merchant_hold_id: str | None = None
     region: str | None = None  # EDGE_PROXY_REGION of the gateway that served it
     free: bool = False  # an endpoint the catalogue marks free (a token count): nobody is charged for it
+    # `response_id` is an OpenAI Responses answer's id; these are its output items' ids, space-separated. On the
+    # managed key both are what the merchant owns (log_sinks/owners.py).
+    output_item_ids: str | None = None
 
 
 _encode_lines = msgspec.json.Encoder().encode_lines

@@ -68,6 +68,11 @@ class Usage(msgspec.Struct, gc=False):  # gc=False: scalar fields only, so never
     final: bool = False  # the provider's final count was seen (see module docstring), not a partial one
     content_events: int = 0  # stream events that carried content (text, tool arguments, thinking), not framing
     error_event: bool = False  # the stream carried an in-band error event (or the body is an error object)
+    # An OpenAI Responses answer's own id and its output items' ids (space-separated), read from the same document
+    # as its usage (a whole body, `response.completed` or `response.incomplete`): what a later request may name
+    # as `previous_response_id` or an input item's id (request_path/ownership.py).
+    response_id: str | None = None
+    output_item_ids: str | None = None
 
 
 # --- view Structs: only the fields we need; msgspec skips everything else while decoding ---
@@ -102,11 +107,17 @@ class _OAIUsage(msgspec.Struct, gc=False):
     prompt_cache_hit_tokens: Count | None = None  # DeepSeek
 
 
+class _OAIItem(msgspec.Struct, gc=False):
+    id: str | None = None
+
+
 class _OAIHolder(msgspec.Struct, gc=False):
     """The Responses API ``response`` object, or Groq's ``x_groq`` extension."""
 
     usage: _OAIUsage | None = None
     model: str | None = None
+    id: str | None = None
+    output: list[_OAIItem] | None = None  # a Responses object's output items (absent from every other object)
 
 
 class _OAIEvent(msgspec.Struct, gc=False):
@@ -114,6 +125,8 @@ class _OAIEvent(msgspec.Struct, gc=False):
     model: str | None = None
     response: _OAIHolder | None = None
     x_groq: _OAIHolder | None = None
+    id: str | None = None  # a whole Responses body is the response object itself
+    output: list[_OAIItem] | None = None
 
 
 class _AnthCacheCreation(msgspec.Struct, gc=False):
@@ -274,7 +287,14 @@ def _openai_usage(ev: _OAIEvent, model: str | None) -> Usage | None:
             out += reasoning
     cached = cached if cached is not None and cached > 0 else 0
     # Positional, in Usage's field order: a keyword is matched against every field name
-    return Usage(inp, out, cached, write, reasoning, model, True, 0, in_audio, 0, out_audio, True)
+    usage = Usage(inp, out, cached, write, reasoning, model, True, 0, in_audio, 0, out_audio, True)
+    # A Responses object (it has `output`; chat and embeddings objects do not): the ids it stored. Read by their
+    # place in the object, never by a search for "id" keys, which metadata or a schema echoed back could forge.
+    answer: _OAIEvent | _OAIHolder | None = ev if ev.output is not None else r
+    if answer is not None and answer.output is not None and answer.id:
+        usage.response_id = answer.id
+        usage.output_item_ids = " ".join([item.id for item in answer.output if item.id]) or None
+    return usage
 
 
 class _AnthropicAcc:

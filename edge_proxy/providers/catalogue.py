@@ -32,6 +32,8 @@ _NETLOC = re.compile(r"([a-z0-9.-]+)(?::([0-9]{1,5}))?")
 # Control characters, whitespace, backslashes and fragments have no place in a forwarded URL.
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
 _FREE_SUFFIXES = ("/count_tokens", ":countTokens", "/input_tokens")  # token counts cost nothing
+# OpenAI's Responses API reads stored state by id (`previous_response_id`, `conversation`, input items' ids)
+_STORED_STATE_PATHS = ("/responses", "/responses/input_tokens")
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE"))
 _SEGMENT = "[^/:]+"
 
@@ -71,6 +73,8 @@ class Endpoint:
     path: str
     regex: re.Pattern[str]
     free: bool  # costs nothing (a model list, a token count): served without a price or a reservation
+    # reads stored responses by id: on a managed key they must be the caller's (request_path/ownership.py)
+    reads_stored: bool = False
 
     @classmethod
     def parse(cls, text: str, provider: str) -> Endpoint:
@@ -80,7 +84,7 @@ class Endpoint:
         pattern = "".join(_SEGMENT if part.startswith("{") else re.escape(part)
                           for part in re.split(r"(\{[a-z_]+\})", path))
         free = method == "GET" or path.endswith(_FREE_SUFFIXES)
-        return cls(method, path, re.compile(pattern), free)
+        return cls(method, path, re.compile(pattern), free, method == "POST" and path in _STORED_STATE_PATHS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,7 @@ class Exchange:
         # The tokens billed: the provider's final count, else the estimate (metering/estimate.py); the audio and
         # 1-hour cache-write parts only as the provider sent them. Nothing was sent: nothing used.
         w1h = in_audio = cached_audio = out_audio = 0
+        response_id = item_ids = None
         if self.sent_at:
             usage = self.usage
             if usage is None:
@@ -88,6 +89,7 @@ class Exchange:
             elif usage.found:
                 w1h, in_audio = usage.cache_write_1h_tokens, usage.input_audio_tokens
                 cached_audio, out_audio = usage.cached_audio_tokens, usage.output_audio_tokens
+                response_id, item_ids = usage.response_id, usage.output_item_ids
                 reported = usage.model
                 # The provider's name for what served the call (a dated snapshot) prices it when the table knows
                 # that name; a name it does not know keeps the model asked for, so an answer naming a model the
@@ -118,8 +120,11 @@ class Exchange:
             round((now - self.started) * 1e6) / 1000,
             round(((self.sent_at - self.started) + (self.replied_at - self.head_at)) * 1e6) / 1000  # overhead()
             if self.replied_at else 0.0,
-            self.metadata, None, 0, 0,  # response_id; operator and uncollected nanos: billing's
-            held.merchant_nanos, held.merchant.hold_id if held.merchant else None, svc.settings.region, free)
+            self.metadata, response_id, 0, 0,  # operator and uncollected nanos: billing's
+            held.merchant_nanos, held.merchant.hold_id if held.merchant else None, svc.settings.region, free,
+            item_ids)
+        if response_id is not None and p.provider_key is None:  # stored in the operator's project: the merchant's
+            svc.owners.remember(p.merchant_id, response_id, item_ids)
         if self.sent_at:
             svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
         svc.log_queue.put(record)

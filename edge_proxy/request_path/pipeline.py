@@ -3,7 +3,8 @@
 1. **authenticate**: the router did it, by the permission table (`routes.py`), and hands over the principal;
 2. **read** the body within its limit, and the request's metadata;
 3. **plan** the attempts: one pass-through attempt for a forward route, up to six translated ones (the primary
-   and its fallbacks) for a unified route; a bad request is refused here, before anything is sent;
+   and its fallbacks) for a unified route; a bad request is refused here, before anything is sent, and so is one
+   naming a stored response its merchant does not own on the operator's managed key (`ownership.py`);
 4. for each attempt, in order: **admit** it under the spend key's policy, **reserve** the most it can cost
    from the payer, **forward** it. An attempt that fails before any byte of its answer went to the client
    (5xx, 429, unreachable, timed out) is logged and the next one is tried;
@@ -73,9 +74,13 @@ async def serve(svc: Services, scope: Scope, headers: Headers, proto: HTTPProtoc
             plan = planner(svc, scope, headers, query, body)
             fmt = plan.error_format
             ex.attempt = plan.attempts[0]
+            stored = False
             for attempt in plan.attempts:  # every attempt is priced and bounded before anything is sent
                 scope_to_key(attempt, principal, plan.attempts[0])
                 attempt.quote = svc.billing.quote(principal, attempt)
+                stored |= attempt.reads_stored
+            if stored:  # the stored responses it names on the managed key must be its merchant's
+                await svc.owners.check(principal.merchant_id, plan.attempts, headers.get("content-encoding"))
         except GatewayError as exc:
             _fail(svc, proto, ex, exc, fmt if plan is not None else route_format(svc, scope))
             return
@@ -139,6 +144,7 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
                                  "usage it can meter; send your own key as provider_key (BYOK)")
     attempt.free = endpoint.free
     attempt.metered = not endpoint.free
+    attempt.reads_stored = endpoint.reads_stored  # in the operator's project, shared by every merchant
     path = attempt.target.path
     if "?" in path:
         kept = drop_key_param(path)

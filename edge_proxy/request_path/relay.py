@@ -41,6 +41,8 @@ _SSE_TYPES = [("content-type", "text/event-stream; charset=utf-8"), ("cache-cont
 # How the last event of a provider's stream begins, by usage format: a pass-through client that had it had the whole
 # answer (the OpenAI SDK closes its connection there), even if the provider's connection then ends late or badly.
 _END_EVENTS = {"openai": (b"data: [DONE]", b"event: response.completed"), "anthropic": (b"event: message_stop",)}
+# The Responses events that carry the whole response, its id and output items with its usage
+_FINAL_EVENT, _INCOMPLETE_EVENT = b"response.completed", b"response.incomplete"
 
 
 class BodyBroken(GatewayError):
@@ -112,7 +114,7 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
                   ex: Exchange, translator: StreamTranslator | None, sse: bool) -> None:
     ex.stream = True
     scanner = StreamScanner(ex.usage_format)
-    feed = scanner.feed
+    feed = _owning_feed(scanner, ex) if ex.attempt is not None and ex.attempt.reads_stored else scanner.feed
     ex.stamp(out_headers)
     transport = proto.response_stream(response.status, out_headers)
     watcher = asyncio.ensure_future(proto.client_disconnect())
@@ -160,6 +162,25 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         # Granian ends the body when the transport is freed. A traceback kept by the upstream response can hold
         # this frame alive, so let go of the transport explicitly.
         del transport
+
+
+def _owning_feed(scanner: StreamScanner, ex: Exchange) -> Callable[[bytes], None]:
+    """`scanner.feed` for a stream whose answer is stored in the operator's project: its ids become the merchant's
+    as soon as the scanner has read them (`response.completed`), before the chunk that completes them is relayed,
+    so a client that continues the conversation at once is not refused (`Exchange.finish` comes later)."""
+    merchant_id, owners, scan = ex.principal.merchant_id, ex.svc.owners, scanner.feed
+    pending = False  # a final event began: look for its ids after each chunk until they are read
+
+    def feed(chunk: bytes) -> None:
+        nonlocal pending
+        scan(chunk)
+        if pending or _FINAL_EVENT in chunk or _INCOMPLETE_EVENT in chunk:
+            usage = scanner.result()
+            pending = usage.response_id is None
+            if usage.response_id is not None:
+                owners.remember(merchant_id, usage.response_id, usage.output_item_ids)
+
+    return feed
 
 
 # Each chunk is relayed by one of these two, run as a task of its own by _stream: a chunk that arrives then

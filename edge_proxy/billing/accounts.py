@@ -154,11 +154,16 @@ async def update_customer(db: Database, merchant_id: str, customer_id: str,
 
 async def delete_customer(db: Database, merchant_id: str, customer_id: str) -> bool:
     """Delete a customer; its forward tokens stop working on every worker within a second (a key event)."""
+    return await _delete(db, "customers", "customer_id", merchant_id, customer_id)
+
+
+async def _delete(db: Database, table: str, id_column: str, merchant_id: str, row_id: str) -> bool:
+    """Soft-delete one of the merchant's rows that forward tokens name, and record it as a key event."""
     async with db.transaction() as tx:
-        if await tx.execute("UPDATE customers SET deleted_at = ? WHERE customer_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", now_iso(), customer_id, merchant_id) != 1:
+        if await tx.execute(f"UPDATE {table} SET deleted_at = ? WHERE {id_column} = ? AND merchant_id = ? AND "
+                            "deleted_at IS NULL", now_iso(), row_id, merchant_id) != 1:
             return False
-        await key_events.record(tx, customer_id)
+        await key_events.record(tx, row_id)
     return True
 
 
@@ -227,8 +232,8 @@ async def update_meter(db: Database, merchant_id: str, meter_id: str, name: str 
 
 
 async def delete_meter(db: Database, merchant_id: str, meter_id: str) -> bool:
-    return await db.execute("UPDATE meters SET deleted_at = ? WHERE meter_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", now_iso(), meter_id, merchant_id) == 1
+    """Delete a meter; the forward tokens naming it stop working on every worker within a second (a key event)."""
+    return await _delete(db, "meters", "meter_id", merchant_id, meter_id)
 
 
 # -- the wallet's ledger --------------------------------------------------------------------------------------

@@ -97,9 +97,10 @@ class BillingEngine:
             meter = await self._meter(merchant_id, token.meter_slug)
             if meter is None:
                 raise InvalidRequest(f"meter_slug: no meter {token.meter_slug!r} for this merchant")
+        # a customer named without a meter pays nothing, but its requests are logged under it: it must exist too
+        if token.customer_id and await accounts.customer(self.db, merchant_id, token.customer_id) is None:
+            raise InvalidRequest(f"customer_id: no customer {token.customer_id!r} for this merchant")
         if token.customer_id and meter is not None:
-            if await accounts.customer(self.db, merchant_id, token.customer_id) is None:
-                raise InvalidRequest(f"customer_id: no customer {token.customer_id!r} for this merchant")
             if token.disable_billing:
                 return Billing("none", None, meter, fee, merchant_id)
             return Billing("customer", token.customer_id, meter, fee, merchant_id)
@@ -112,6 +113,13 @@ class BillingEngine:
             if meter is not None:
                 self._meters.put((merchant_id, slug), meter)
         return meter
+
+    def forget(self, ids: set[str]) -> None:
+        """Key events: drop the cached meters they name (a deleted meter), as the principal cache drops its own."""
+        self._meters.discard_where(lambda meter: meter.meter_id in ids)
+
+    def forget_all(self) -> None:
+        self._meters.clear()
 
     def quote(self, principal: Principal, attempt: Attempt) -> Quote:
         """The most this attempt can cost whom (charging.py), or the refusal of a request the gateway cannot

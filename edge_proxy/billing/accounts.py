@@ -180,9 +180,11 @@ def _tiers_json(tiers: list[Tier]) -> str:
     return _encode([{"start": t.start, "rate": format(t.rate, "f")} for t in tiers]).decode()
 
 
-async def meter(db: Database | Tx, merchant_id: str, meter_id: str) -> Meter | None:
-    row = await db.fetchone(f"SELECT {_METER_COLUMNS} FROM meters WHERE meter_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", meter_id, merchant_id)
+async def meter(db: Database | Tx, merchant_id: str, meter_id: str, deleted: bool = False) -> Meter | None:
+    """The merchant's live meter with this id; with `deleted`, a deleted one too (it prices what it admitted)."""
+    live = "" if deleted else " AND deleted_at IS NULL"
+    row = await db.fetchone(f"SELECT {_METER_COLUMNS} FROM meters WHERE meter_id = ? AND merchant_id = ?{live}",
+                            meter_id, merchant_id)
     return _meter(row) if row else None
 
 
@@ -224,10 +226,12 @@ async def update_meter(db: Database, merchant_id: str, meter_id: str, name: str 
         sets.append("tiers = ?")
         args.append(_tiers_json(tiers))
     if sets:
-        changed = await db.execute(f"UPDATE meters SET {', '.join(sets)} WHERE meter_id = ? AND merchant_id = ? "
-                                   "AND deleted_at IS NULL", *args, meter_id, merchant_id)
-        if changed != 1:
-            return None
+        async with db.transaction() as tx:
+            if await tx.execute(f"UPDATE meters SET {', '.join(sets)} WHERE meter_id = ? AND merchant_id = ? "
+                                "AND deleted_at IS NULL", *args, meter_id, merchant_id) != 1:
+                return None
+            if tiers is not None:  # the credentials holding the old price reserve at the new one within a second
+                await key_events.record(tx, meter_id)
     return await meter(db, merchant_id, meter_id)
 
 

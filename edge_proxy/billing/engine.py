@@ -195,10 +195,13 @@ class BillingEngine:
         """Bill the records and write their log rows, transfers, rollup, spend counters and owed webhook events in
         ONE transaction. It touches no per-worker state, so it may run in the log writer's own process
         (log_sinks/writer_process.py); what it changed goes to `after_commit` on the serving loop."""
-        meters: dict[tuple[str, str], Any] = {}
+        meters: dict[str, accounts.Meter | None] = {}  # read afresh for each batch: the price at billing
         for r in records:
-            if r.meter_slug and (r.merchant_id, r.meter_slug) not in meters:
-                meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
+            if r.meter_slug and not r.meter_id:  # a record made without its meter's id (metering/opened.py)
+                live = await accounts.meter_by_slug(self.db, r.merchant_id, r.meter_slug)
+                r.meter_id = live.meter_id if live else None
+            if r.meter_id and r.meter_id not in meters:
+                meters[r.meter_id] = await accounts.meter(self.db, r.merchant_id, r.meter_id, deleted=True)
         async with self.log_sink.db.transaction() as tx:
             new, transfers = await settle(tx, records, meters, self.log_sink.insert_new, self.byok_fee_nanos)
             await usage_rollup.add(tx, new)  # the daily usage rollup, exactly once with the log rows

@@ -22,7 +22,7 @@ from ..errors import GatewayError, UpstreamTimedOut, UpstreamUnreachable
 from ..metering.estimate import answer_outcome
 from ..metering.usage import StreamScanner, usage_from_body
 from ..stream_errors import sse_error_event
-from ..upstream import UpstreamError, UpstreamTimeout
+from ..upstream import UpstreamError, UpstreamEventTooLarge, UpstreamTimeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -129,13 +129,16 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
         complete: bool | None = True
         try:
             await pump
-        except UpstreamError:
+        except UpstreamError as exc:
+            response.abort()  # what failed may be ours (an event past the translator's bound): let the body go
             if whole():
                 pass  # the client had its whole answer, end marker included, before the upstream's end: not cut
             elif watcher.done():
                 outcome, reason, complete = "partial", "client_disconnected", None
             else:
-                outcome, reason, complete = "error", "upstream_interrupted", False
+                reason = "upstream_event_too_large" if isinstance(exc, UpstreamEventTooLarge) else \
+                    "upstream_interrupted"
+                outcome, complete = "error", False
         if translator is not None:
             if complete is not None and (tail := translator.finish(complete)):
                 await transport.send_bytes(tail)

@@ -131,6 +131,9 @@ Switches combine (e.g. model ``"fake-big+fake-die-midstream"``).
 ``fake-endless-line``   a stream that, after 1 event, sends ``data: `` and then ``server.endless_chunks``
                         (64) chunks of 64 KiB with no line break, then waits ``slow_seconds`` before its
                         end: one event that never ends.
+``fake-drip``           a stream that, after 1 event, sends ``server.drip_count`` (100) SSE comments
+                        (``: drip``), one every ``drip_seconds`` (0.05), then the rest as usual: a
+                        provider that keeps a stream alive within any read timeout.
 ``fake-cached``         cached prompt tokens + reasoning tokens in usage (see above).
 ``fake-cache-write``    Anthropic cache-creation tokens (see above).
 ``fake-linger``         sends the whole answer, then waits ``server.linger_seconds`` (1.0)
@@ -337,6 +340,7 @@ def switches_for(model: str) -> set[str]:
             "fake-linger",
             "fake-garbled-event",
             "fake-endless-line",
+            "fake-drip",
         )
         if s in model
     }
@@ -768,6 +772,8 @@ class FakeProvider:
     retry_after: str = "1"
     die_after_events: int = 2
     endless_chunks: int = 64
+    drip_count: int = 100
+    drip_seconds: float = 0.05
     reply_text: str = REPLY_TEXT
     chat_usage: Any = COUNTED  # what OpenAI chat answers report as `usage`: the counted object, or this value as is
     chat_model: str | None = None  # the model OpenAI chat answers name (None: the one asked for)
@@ -980,6 +986,10 @@ class FakeProvider:
                     await resp.write(b"x" * (64 << 10))
                 await asyncio.sleep(self.slow_seconds)
                 break
+            if "fake-drip" in sw and plan.streaming and i == 1:
+                for _ in range(self.drip_count):
+                    await asyncio.sleep(self.drip_seconds)
+                    await resp.write(b": drip\n\n")
             await resp.write(frame)
         if "fake-linger" in sw:  # the whole answer is out; the connection's end comes later (a slow proxy's FIN)
             await asyncio.sleep(self.linger_seconds)

@@ -353,3 +353,34 @@ def test_an_event_past_the_cap_ends_the_stream_as_a_cut_one(tmp_path, monkeypatc
     [row] = [r for r in rows if r["request_id"] == answer.header("x-lava-request-id")]
     assert (row["outcome"], row["error_reason"]) == ("error", "upstream_event_too_large")
     assert row["usage_source"] == "estimated" and row["model_usage"]["input_tokens"] > 0, row
+
+
+# -- a stream that never ends --------------------------------------------------------------------------------------
+DRIPPING = [  # id, route, model: a provider that sends a comment every 50 ms, within any read timeout
+    ("a passed-through OpenAI stream", "/providers/openai/v1/chat/completions", "gpt-4o-mini+fake-drip"),
+    ("an Anthropic stream translated for an OpenAI client", "/v1/chat/completions", "claude-haiku-4-5+fake-drip"),
+    ("a passed-through Anthropic stream", "/v1/messages", "claude-haiku-4-5+fake-drip"),
+]
+
+
+@pytest.mark.parametrize("path,model", [row[1:] for row in DRIPPING], ids=[row[0] for row in DRIPPING])
+def test_a_stream_past_its_deadline_ends_as_a_cut_one(tmp_path, path, model):
+    """EDGE_PROXY_MAX_STREAM_SECONDS bounds a stream however its provider keeps it alive: past it the stream ends
+    with the route's error event, is logged as an error, billed by the cut-stream rule, and its reservation goes."""
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url, {"EDGE_PROXY_MAX_STREAM_SECONDS": "0.2"}) \
+                as gw:
+            answer = await gw.call("POST", path, key=gw.secret_key, body={
+                "model": model, "max_tokens": 20, "messages": MESSAGES, "stream": True})
+            await gw.drain()
+            listed = await gw.call("GET", "/v1/requests?limit=10", key=gw.secret_key)
+            return answer, listed.json()["data"], gw.svc.billing.inflight
+
+    answer, rows, inflight = asyncio.run(scenario())
+    assert answer.status == 200 and answer.streamed
+    name, data = sse(answer.body)[-1]
+    assert name == "error" or "error" in (json.loads(data) if data != "[DONE]" else {}), answer.body[-300:]
+    [row] = [r for r in rows if r["request_id"] == answer.header("x-lava-request-id")]
+    assert (row["outcome"], row["error_reason"]) == ("error", "stream_deadline")
+    assert row["usage_source"] == "estimated" and row["model_usage"]["input_tokens"] > 0, row
+    assert inflight == {}  # the reservation was given back

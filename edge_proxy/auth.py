@@ -3,8 +3,8 @@
 A verified principal, with how its requests are billed (payer and meter), is cached per worker (bounded LRU with
 a TTL), so a repeated credential costs one dict lookup and no database read. A revoked, rotated or changed key is
 forgotten by every worker within a second: the key-event watcher (store/key_events.py) calls `forget(ids)` with
-the ids that changed. The TTL (`principal_cache_ttl`) bounds what no event announces (a changed meter); a
-deleted customer is a key event too (billing/accounts.py).
+the ids that changed. The TTL (`principal_cache_ttl`) bounds what no event announces; a deleted customer, and a
+deleted or re-priced meter, are key events too (billing/accounts.py).
 
 Refusals cost little too. A credential that cannot be a key of ours (wrong shape) is refused without a database
 read; a well-formed key the database does not know, or knows as revoked, is remembered as refused for
@@ -45,8 +45,9 @@ class Principal(msgspec.Struct, frozen=True, gc=False):
     spend_key: SpendKey | None = None  # set when the credential is a spend key (billing/spend_keys.py)
 
     def subjects(self) -> tuple[str, ...]:
-        """The ids a key event may name to make this principal stale: its key, merchant and customer."""
-        return (self.secret_key_id, self.merchant_id, self.customer_id or "")
+        """The ids a key event may name to make this principal stale: its key, merchant, customer and meter."""
+        meter = self.billing.meter if self.billing is not None else None
+        return (self.secret_key_id, self.merchant_id, self.customer_id or "", meter.meter_id if meter else "")
 
 
 class Authenticator:

@@ -87,7 +87,7 @@ class Services:
         self.spend_keys = SpendKeyGate(self.store.db, self.redis)
         self.auth = Authenticator(self.store, settings.principal_cache_size, settings.principal_cache_ttl,
                                   self.billing.billing_of)
-        self.key_events = KeyEventWatcher(self.store.db, self.auth.forget, self.auth.forget_all,
+        self.key_events = KeyEventWatcher(self.store.db, self._forget, self._forget_all,
                                           interval=settings.revocation_poll, redis=self.redis)
         self.request_ids = RequestIds()
         self.metrics = WorkerMetrics()
@@ -96,6 +96,15 @@ class Services:
         self.billing.settled = self.observability.settled
         # Set by start(); the request path only runs after it.
         self.upstream: UpstreamPool = None  # type: ignore[assignment]
+
+    # -- key events: the caches that hold credentials, and the meters their billing reads ----------------------
+    def _forget(self, ids: set[str]) -> None:
+        self.billing.forget(ids)  # first: the principal verified again must not read a deleted meter back
+        self.auth.forget(ids)
+
+    def _forget_all(self) -> None:
+        self.billing.forget_all()
+        self.auth.forget_all()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -35,6 +35,7 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
+    max_stream_seconds: float = 3600.0  # the longest a streamed answer is relayed, however its provider keeps it alive
     principal_cache_size: int = 10_000
     principal_cache_ttl: float = 30.0
     revocation_poll: float = 0.25   # seconds between a worker's reads of the key-event counter (store/key_events.py)
@@ -113,6 +114,7 @@ class Settings:
             raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
         for name in ("max_body_bytes", "webhook_max_attempts", "webhook_concurrency", "webhooks_per_merchant",
                      "max_connections_per_host", "webhook_timeout", "dashboard_idle_timeout", "revocation_poll",
+                     "max_stream_seconds",
                      "dashboard_session_lifetime", "dashboard_sign_in_attempts"):
             if getattr(settings, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be positive")

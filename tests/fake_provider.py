@@ -128,6 +128,12 @@ Switches combine (e.g. model ``"fake-big+fake-die-midstream"``).
 ``fake-stream-error``   a 200 stream that, after 2 events, sends the provider's in-band
                         error event (OpenAI ``data: {"error":{...}}``, Anthropic
                         ``event: error``, Gemini ``data: {"error":{...}}``) and ends.
+``fake-endless-line``   a stream that, after 1 event, sends ``data: `` and then ``server.endless_chunks``
+                        (64) chunks of 64 KiB with no line break, then waits ``slow_seconds`` before its
+                        end: one event that never ends.
+``fake-drip``           a stream that, after 1 event, sends ``server.drip_count`` (100) SSE comments
+                        (``: drip``), one every ``drip_seconds`` (0.05), then the rest as usual: a
+                        provider that keeps a stream alive within any read timeout.
 ``fake-cached``         cached prompt tokens + reasoning tokens in usage (see above).
 ``fake-cache-write``    Anthropic cache-creation tokens (see above).
 ``fake-linger``         sends the whole answer, then waits ``server.linger_seconds`` (1.0)
@@ -333,6 +339,8 @@ def switches_for(model: str) -> set[str]:
             "fake-big",
             "fake-linger",
             "fake-garbled-event",
+            "fake-endless-line",
+            "fake-drip",
         )
         if s in model
     }
@@ -763,6 +771,9 @@ class FakeProvider:
     linger_seconds: float = 1.0
     retry_after: str = "1"
     die_after_events: int = 2
+    endless_chunks: int = 64
+    drip_count: int = 100
+    drip_seconds: float = 0.05
     reply_text: str = REPLY_TEXT
     chat_usage: Any = COUNTED  # what OpenAI chat answers report as `usage`: the counted object, or this value as is
     chat_model: str | None = None  # the model OpenAI chat answers name (None: the one asked for)
@@ -969,6 +980,16 @@ class FakeProvider:
                 break
             if slow and i > 0:
                 await asyncio.sleep(self.slow_seconds)
+            if "fake-endless-line" in sw and plan.streaming and i == 1:
+                await resp.write(b"data: ")
+                for _ in range(self.endless_chunks):
+                    await resp.write(b"x" * (64 << 10))
+                await asyncio.sleep(self.slow_seconds)
+                break
+            if "fake-drip" in sw and plan.streaming and i == 1:
+                for _ in range(self.drip_count):
+                    await asyncio.sleep(self.drip_seconds)
+                    await resp.write(b": drip\n\n")
             await resp.write(frame)
         if "fake-linger" in sw:  # the whole answer is out; the connection's end comes later (a slow proxy's FIN)
             await asyncio.sleep(self.linger_seconds)

@@ -131,8 +131,9 @@ def test_a_failed_request_releases_its_reservation(merchant):
     assert customer_balance(gw, key, cus) == Decimal("0.10")
 
 
-UNKNOWN = [("an unknown meter", {"meter_slug": "nope"}), ("an unknown customer", {"customer_id": "cus_nope",
-                                                                                    "meter_slug": "known"})]
+UNKNOWN = [("an unknown meter", {"meter_slug": "nope"}),
+           ("an unknown customer", {"customer_id": "cus_nope", "meter_slug": "known"}),
+           ("an unknown customer without a meter", {"customer_id": "cus_nope"})]
 
 
 @pytest.mark.parametrize("fields", [u[1] for u in UNKNOWN], ids=[u[0] for u in UNKNOWN])

@@ -161,10 +161,11 @@ def test_bad_metadata_is_400_and_nothing_is_sent(gateway, fake, value):
 
 def test_requests_list_pages_newest_first_and_filters(gateway, token):
     tag = f"t{time.time_ns()}"
+    cus = httpx.post(f"{gateway.url}/v1/customers", json={}, headers=auth(gateway)).json()["customer_id"]
     ids = []
     for i in range(5):
         _, rid, _ = call(gateway, "/providers/openai/v1/chat/completions", CHAT,
-                         headers={"Authorization": f"Bearer {token(customer_id=f'cus_{tag}' if i % 2 else None)}",
+                         headers={"Authorization": f"Bearer {token(customer_id=cus if i % 2 else None)}",
                                   "x-lava-metadata": json.dumps({"tag": tag, "i": str(i)})})
         ids.append(rid)
     for rid in ids:
@@ -177,7 +178,7 @@ def test_requests_list_pages_newest_first_and_filters(gateway, token):
                       headers=auth(gateway)).json()
     assert [r["request_id"] for r in page2["data"]] == ids[::-1][3:]
     assert page2["has_more"] is False and page2["next_cursor"] is None
-    by_customer = httpx.get(f"{gateway.url}/v1/requests?limit=10&customer_id=cus_{tag}", headers=auth(gateway)).json()
+    by_customer = httpx.get(f"{gateway.url}/v1/requests?limit=10&customer_id={cus}", headers=auth(gateway)).json()
     assert [r["request_id"] for r in by_customer["data"]] == [ids[3], ids[1]]
 
 

@@ -20,7 +20,7 @@ import pytest
 from edge_proxy.billing import ledger
 from edge_proxy.billing.reconcile import verify
 from edge_proxy.forward_token import encode_forward_token
-from edge_proxy.money import usd
+from edge_proxy.money import parse_usd, usd
 
 from .fake_provider import COUNTED, FakeProvider
 from .inprocess import Answer, InProcess, Proto, Scope
@@ -359,6 +359,52 @@ async def a_log_store_outage_keeps_reservations_and_then_refuses_new_ones(c: Cas
     assert len(svc.billing.inflight) == held_before + 3  # spilled, so still held: the lease cannot reuse them
     await asyncio.sleep(1.1)  # longer than a lease lasts (EDGE_PROXY_LEASE_TTL=1)
     refused(await c.send(BODY), 503, "service_unavailable", "request log")
+
+
+# --- a meter changed between admission and billing ------------------------------------------------------------
+METER_CHANGES = [  # (id, what happens to the meter after admission, the charge: its price when the writer bills)
+    ("a meter deleted before billing still prices what it admitted", "delete", "0.3"),
+    ("a meter re-priced before billing prices at its new price", "reprice", "0.5"),
+    ("a deleted meter whose slug is made again prices what it admitted, not the new one", "replace", "0.3"),
+]
+
+
+@pytest.mark.parametrize("change,charged", [r[1:] for r in METER_CHANGES], ids=[r[0] for r in METER_CHANGES])
+def test_a_meter_changed_between_admission_and_billing(change, charged, tmp_path):
+    """The charge is the admitted meter's price when the log writer bills the request (billing/settle.py): one
+    rule, whatever the caches hold; the reservation is given back once, and the ledger still sums."""
+    async def rule(c: Case) -> None:
+        svc = c.gw.svc
+        meter = {"name": "calls", "meter_slug": "calls", "rate_type": "fixed", "tier_type": "requests",
+                 "tiers": [{"start": "0", "rate": "0.3"}]}
+        meter_id = (await c.rest("POST", "/v1/meters", meter)).json()["meter_id"]
+        customer = (await c.rest("POST", "/v1/customers", {"name": "Ada", "balance": "2"})).json()["customer_id"]
+        token = encode_forward_token(c.gw.secret_key, customer_id=customer, meter_slug="calls")
+        assert (await c.send(BODY, key=token)).status == 200  # the writer has seen the meter (its cache, if any)
+        await c.gw.drain()
+        held, put = [], svc.log_queue.put
+        svc.log_queue.put = held.append  # type: ignore[method-assign]  # admitted and answered, not billed yet
+        answer = await c.send(BODY, key=token)
+        assert answer.status == 200 and len(held) == 1 and len(svc.billing.inflight) == 1
+        if change == "reprice":
+            await c.rest("PATCH", f"/v1/meters/{meter_id}", {"tiers": [{"start": "0", "rate": "0.5"}]})
+            assert svc.auth.cache.get(token) is None  # a key event: the next request reserves at the new price
+        else:
+            assert (await c.rest("DELETE", f"/v1/meters/{meter_id}")).status == 200
+        if change == "replace":
+            assert (await c.rest("POST", "/v1/meters", {**meter, "tiers": [{"start": "0", "rate": "0.9"}]})).status \
+                == 201
+        svc.log_queue.put = put  # type: ignore[method-assign]
+        put(held[0])
+        await c.gw.drain()
+        assert svc.billing.inflight == {}  # the reservation is given back, once
+        rid = answer.header("x-lava-request-id")
+        record = (await c.rest("GET", f"/v1/requests/{rid}")).json()
+        assert record["charge"]["amount"] == charged and record["meter_id"] == meter_id, record
+        balance = (await c.rest("GET", f"/v1/customers/{customer}")).json()["balance"]
+        assert parse_usd(balance) == parse_usd("2") - parse_usd("0.3") - parse_usd(charged)
+        assert (await verify(svc.store.db))["ok"] is True
+    run(rule, tmp_path)
 
 
 # --- the ledger proves itself -----------------------------------------------------------------------------------

@@ -299,7 +299,8 @@ def test_an_unreachable_provider_is_502(fake, tmp_path):
 
 
 def test_the_token_never_appears_in_a_response_or_the_log(gateway, token):
-    t = token(customer_id="cus_secret_marker")
+    customer = httpx.post(gateway.url + "/v1/customers", json={}, headers=bearer(gateway.secret_key), timeout=10)
+    t = token(customer_id=customer.json()["customer_id"])  # a customer that exists: the requests are forwarded
     responses = [post(gateway, FWD, headers=bearer(t)),
                  post(gateway, "/v1/forward?u=https://evil.com/", headers=bearer(t)),
                  post(gateway, "/providers/openai/v1/chat/completions", {**CHAT, "model": "fake-error-500"},

@@ -95,23 +95,38 @@ def spend_key(gw, change: str):
     return made["key"], "/v1/models", changes[change]
 
 
-def customer_token(gw):
+def new_meter(gw) -> tuple[str, str]:
     slug = f"m{time.monotonic_ns()}"
-    rest(gw, "POST", "/v1/meters", {"name": slug, "meter_slug": slug, "rate_type": "percentage",
-                                    "tier_type": "tokens_1m", "tiers": [{"start": "0", "rate": "10"}]})
+    made = rest(gw, "POST", "/v1/meters", {"name": slug, "meter_slug": slug, "rate_type": "percentage",
+                                           "tier_type": "tokens_1m", "tiers": [{"start": "0", "rate": "10"}]})
+    return slug, made["meter_id"]
+
+
+def customer_token(gw, with_meter: bool = True):
+    slug = new_meter(gw)[0] if with_meter else None
     made = rest(gw, "POST", "/v1/customers", {"name": "to delete"})
     token = encode_forward_token(gw.secret_key, customer_id=made["customer_id"], meter_slug=slug)
     return token, "/v1/models", lambda: rest(gw, "DELETE", f"/v1/customers/{made['customer_id']}")
 
 
+def meter_token(gw):
+    slug, meter_id = new_meter(gw)
+    token = encode_forward_token(gw.secret_key, meter_slug=slug)
+    return token, "/v1/models", lambda: rest(gw, "DELETE", f"/v1/meters/{meter_id}")
+
+
 KEYS = {
     "a revoked secret key": secret_key,
     "a deleted customer's forward token": customer_token,
+    "a deleted customer's forward token without a meter": lambda gw: customer_token(gw, with_meter=False),
+    "a deleted meter's forward token": meter_token,
     "a revoked spend key": lambda gw: spend_key(gw, "revoke"),
     "a rotated spend key's old value": lambda gw: spend_key(gw, "rotate"),
     "a paused spend key": lambda gw: spend_key(gw, "pause"),
 }
-REFUSAL = {"a deleted customer's forward token": 400}  # the secret key is good; the token names no customer: 400
+# the secret key is good; the token names no customer (or no meter): 400, as tests/test_billing.py's unknown ones
+REFUSAL = {"a deleted customer's forward token": 400, "a deleted customer's forward token without a meter": 400,
+           "a deleted meter's forward token": 400}
 
 
 @pytest.mark.parametrize("kind", list(KEYS))

@@ -36,6 +36,7 @@ BAD = [
     ("a port out of range", {"EDGE_PROXY_PORT": "70000"}, "EDGE_PROXY_PORT"),
     ("zero workers", {"EDGE_PROXY_WORKERS": "0"}, "EDGE_PROXY_WORKERS"),
     ("a timeout that is not a number", {"EDGE_PROXY_READ_TIMEOUT": "soon"}, "EDGE_PROXY_READ_TIMEOUT"),
+    ("a stream deadline of zero", {"EDGE_PROXY_MAX_STREAM_SECONDS": "0"}, "EDGE_PROXY_MAX_STREAM_SECONDS"),
     ("a boolean that is not one", {"EDGE_PROXY_PURE_PYTHON": "maybe"}, "EDGE_PROXY_PURE_PYTHON"),
     ("a missing config file", {"EDGE_PROXY_CONFIG": "/nonexistent/edge.toml"}, "EDGE_PROXY_CONFIG"),
     ("a log level that is not one", {"EDGE_PROXY_LOG_LEVEL": "loud"}, "EDGE_PROXY_LOG_LEVEL"),

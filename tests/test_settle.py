@@ -18,10 +18,11 @@ from . import pg
 CENT = 10_000_000  # nano-dollars
 
 
-def record(i: int, merchant_id: str, customer_id: str, status: int = 200) -> RequestRecord:
+def record(i: int, merchant_id: str, customer_id: str, meter_id: str, status: int = 200) -> RequestRecord:
     return RequestRecord(request_id=f"req_settle_{i}", created_at=now_iso(), merchant_id=merchant_id,
                          provider="openai", model="gpt-4o-mini", input_tokens=10, output_tokens=5,
-                         status_code=status, payer="customer", customer_id=customer_id, meter_slug="per-call")
+                         status_code=status, payer="customer", customer_id=customer_id, meter_slug="per-call",
+                         meter_id=meter_id)
 
 
 class Books:
@@ -49,11 +50,11 @@ class Books:
         await self.store.close()
 
     def records(self, *ids: int, status: int = 200) -> list[RequestRecord]:
-        return [record(i, self.mid, self.cus, status) for i in ids]
+        return [record(i, self.mid, self.cus, self.meter.meter_id, status) for i in ids]
 
     async def bill(self, records: list[RequestRecord]) -> list[RequestRecord]:
         async with self.sink.db.transaction() as tx:
-            return (await settle(tx, records, {(self.mid, "per-call"): self.meter}, self.sink.insert_new))[0]
+            return (await settle(tx, records, {self.meter.meter_id: self.meter}, self.sink.insert_new))[0]
 
     async def state(self) -> tuple[int, int]:
         """(the customer's balance, their units on the meter)"""

@@ -444,8 +444,9 @@ def test_usage_chunk_strip(eol):
 def test_usage_chunk_strip_passes_errors_through_and_ends_a_cut_with_one():
     error = b'data: {"error":{"message":"x","type":"server_error"}}\n\n'
     strip = UsageChunkStrip()
+    # the event the cut broke is dropped: sent before the error event, it would have garbled that event's line
     assert (strip.feed(USAGE_STREAM[:40]) + strip.feed(USAGE_STREAM[40:60]) + strip.finish(False)
-            == USAGE_STREAM[:60] + sse_error_event("openai"))
+            == sse_error_event("openai"))
     strip = UsageChunkStrip()
     assert strip.feed(error) + strip.finish(True) == error
 

@@ -317,3 +317,73 @@ def test_a_translated_stream_ended_with_the_gateways_error_event_is_logged_as_an
     assert ended_with_an_error is (logged[0] == "error"), answer.body[-300:]
     [row] = [r for r in rows if r["request_id"] == answer.header("x-lava-request-id")]
     assert (row["outcome"], row["error_reason"]) == logged
+
+
+# -- one event that never ends -------------------------------------------------------------------------------------
+ENDLESS = [  # id, route, model: each translator that holds an event until its end
+    ("an Anthropic stream to an OpenAI client", "/v1/chat/completions", "claude-haiku-4-5+fake-endless-line"),
+    ("an OpenAI stream to an Anthropic client", "/v1/messages", "gpt-4o-mini+fake-endless-line"),
+    ("an OpenAI stream less its usage chunk", "/v1/chat/completions", "gpt-4o-mini+fake-endless-line"),
+    ("an OpenAI chat stream to a Responses client", "/v1/responses", "mistral/mistral-small+fake-endless-line"),
+]
+
+
+@pytest.mark.parametrize("path,model", [row[1:] for row in ENDLESS], ids=[row[0] for row in ENDLESS])
+def test_an_event_past_the_cap_ends_the_stream_as_a_cut_one(tmp_path, monkeypatch, path, model):
+    """A provider's event with no line break is held only up to MAX_EVENT_BYTES: past it the stream ends with the
+    gateway's error event, before the provider's end, and is logged as an error, billed by the cut-stream rule."""
+    from edge_proxy.unified import _common
+    monkeypatch.setattr(_common, "MAX_EVENT_BYTES", 1 << 20)  # the provider sends 4 MiB of one event
+
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url, {
+                "EDGE_PROXY_UPSTREAM_MISTRAL": fake.url + "/v1", "EDGE_PROXY_PROVIDER_KEY_MISTRAL": "sk-m"}) as gw:
+            fake.slow_seconds = 60  # the provider would hold the stream open a minute after its 4 MiB
+            body = {"model": model, "max_tokens": 20, "messages": MESSAGES, "stream": True}
+            if path == "/v1/responses":
+                body = {"model": model, "max_output_tokens": 20, "input": ASK, "stream": True}
+            async with asyncio.timeout(30):  # a guard against a hang, not a measure
+                answer = await gw.call("POST", path, key=gw.secret_key, body=body)
+            await gw.drain()
+            listed = await gw.call("GET", "/v1/requests?limit=10", key=gw.secret_key)
+            return answer, listed.json()["data"]
+
+    answer, rows = asyncio.run(scenario())
+    assert answer.status == 200 and answer.streamed and b"xxxx" not in answer.body
+    data = sse(answer.body)[-1][1]
+    last = json.loads(data)
+    assert "error" in last or last.get("type") in ("error", "response.failed"), answer.body[-300:]
+    [row] = [r for r in rows if r["request_id"] == answer.header("x-lava-request-id")]
+    assert (row["outcome"], row["error_reason"]) == ("error", "upstream_event_too_large")
+    assert row["usage_source"] == "estimated" and row["model_usage"]["input_tokens"] > 0, row
+
+
+# -- a stream that never ends --------------------------------------------------------------------------------------
+DRIPPING = [  # id, route, model: a provider that sends a comment every 50 ms, within any read timeout
+    ("a passed-through OpenAI stream", "/providers/openai/v1/chat/completions", "gpt-4o-mini+fake-drip"),
+    ("an Anthropic stream translated for an OpenAI client", "/v1/chat/completions", "claude-haiku-4-5+fake-drip"),
+    ("a passed-through Anthropic stream", "/v1/messages", "claude-haiku-4-5+fake-drip"),
+]
+
+
+@pytest.mark.parametrize("path,model", [row[1:] for row in DRIPPING], ids=[row[0] for row in DRIPPING])
+def test_a_stream_past_its_deadline_ends_as_a_cut_one(tmp_path, path, model):
+    """EDGE_PROXY_MAX_STREAM_SECONDS bounds a stream however its provider keeps it alive: past it the stream ends
+    with the route's error event, is logged as an error, billed by the cut-stream rule, and its reservation goes."""
+    async def scenario():
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url, {"EDGE_PROXY_MAX_STREAM_SECONDS": "0.2"}) \
+                as gw:
+            answer = await gw.call("POST", path, key=gw.secret_key, body={
+                "model": model, "max_tokens": 20, "messages": MESSAGES, "stream": True})
+            await gw.drain()
+            listed = await gw.call("GET", "/v1/requests?limit=10", key=gw.secret_key)
+            return answer, listed.json()["data"], gw.svc.billing.inflight
+
+    answer, rows, inflight = asyncio.run(scenario())
+    assert answer.status == 200 and answer.streamed
+    name, data = sse(answer.body)[-1]
+    assert name == "error" or "error" in (json.loads(data) if data != "[DONE]" else {}), answer.body[-300:]
+    [row] = [r for r in rows if r["request_id"] == answer.header("x-lava-request-id")]
+    assert (row["outcome"], row["error_reason"]) == ("error", "stream_deadline")
+    assert row["usage_source"] == "estimated" and row["model_usage"]["input_tokens"] > 0, row
+    assert inflight == {}  # the reservation was given back

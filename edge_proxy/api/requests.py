@@ -149,6 +149,7 @@ async def create_request(svc: Services, scope: Scope, proto: HTTPProtocol, calle
     billing = await svc.billing.billing_of(mid, ForwardToken("-", record.customer_id, record.meter_slug,
                                                            disable_billing=bool(body.get("disable_billing"))))
     record.payer = billing.payer_kind
+    record.meter_id = billing.meter.meter_id if billing.meter else None
     record.status_code = 200
     await svc.commit_batch([record])
     reply(proto, 201, to_api(record))

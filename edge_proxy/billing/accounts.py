@@ -154,11 +154,16 @@ async def update_customer(db: Database, merchant_id: str, customer_id: str,
 
 async def delete_customer(db: Database, merchant_id: str, customer_id: str) -> bool:
     """Delete a customer; its forward tokens stop working on every worker within a second (a key event)."""
+    return await _delete(db, "customers", "customer_id", merchant_id, customer_id)
+
+
+async def _delete(db: Database, table: str, id_column: str, merchant_id: str, row_id: str) -> bool:
+    """Soft-delete one of the merchant's rows that forward tokens name, and record it as a key event."""
     async with db.transaction() as tx:
-        if await tx.execute("UPDATE customers SET deleted_at = ? WHERE customer_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", now_iso(), customer_id, merchant_id) != 1:
+        if await tx.execute(f"UPDATE {table} SET deleted_at = ? WHERE {id_column} = ? AND merchant_id = ? AND "
+                            "deleted_at IS NULL", now_iso(), row_id, merchant_id) != 1:
             return False
-        await key_events.record(tx, customer_id)
+        await key_events.record(tx, row_id)
     return True
 
 
@@ -175,9 +180,11 @@ def _tiers_json(tiers: list[Tier]) -> str:
     return _encode([{"start": t.start, "rate": format(t.rate, "f")} for t in tiers]).decode()
 
 
-async def meter(db: Database | Tx, merchant_id: str, meter_id: str) -> Meter | None:
-    row = await db.fetchone(f"SELECT {_METER_COLUMNS} FROM meters WHERE meter_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", meter_id, merchant_id)
+async def meter(db: Database | Tx, merchant_id: str, meter_id: str, deleted: bool = False) -> Meter | None:
+    """The merchant's live meter with this id; with `deleted`, a deleted one too (it prices what it admitted)."""
+    live = "" if deleted else " AND deleted_at IS NULL"
+    row = await db.fetchone(f"SELECT {_METER_COLUMNS} FROM meters WHERE meter_id = ? AND merchant_id = ?{live}",
+                            meter_id, merchant_id)
     return _meter(row) if row else None
 
 
@@ -219,16 +226,18 @@ async def update_meter(db: Database, merchant_id: str, meter_id: str, name: str 
         sets.append("tiers = ?")
         args.append(_tiers_json(tiers))
     if sets:
-        changed = await db.execute(f"UPDATE meters SET {', '.join(sets)} WHERE meter_id = ? AND merchant_id = ? "
-                                   "AND deleted_at IS NULL", *args, meter_id, merchant_id)
-        if changed != 1:
-            return None
+        async with db.transaction() as tx:
+            if await tx.execute(f"UPDATE meters SET {', '.join(sets)} WHERE meter_id = ? AND merchant_id = ? "
+                                "AND deleted_at IS NULL", *args, meter_id, merchant_id) != 1:
+                return None
+            if tiers is not None:  # the credentials holding the old price reserve at the new one within a second
+                await key_events.record(tx, meter_id)
     return await meter(db, merchant_id, meter_id)
 
 
 async def delete_meter(db: Database, merchant_id: str, meter_id: str) -> bool:
-    return await db.execute("UPDATE meters SET deleted_at = ? WHERE meter_id = ? AND merchant_id = ? AND "
-                            "deleted_at IS NULL", now_iso(), meter_id, merchant_id) == 1
+    """Delete a meter; the forward tokens naming it stop working on every worker within a second (a key event)."""
+    return await _delete(db, "meters", "meter_id", merchant_id, meter_id)
 
 
 # -- the wallet's ledger --------------------------------------------------------------------------------------

@@ -97,9 +97,10 @@ class BillingEngine:
             meter = await self._meter(merchant_id, token.meter_slug)
             if meter is None:
                 raise InvalidRequest(f"meter_slug: no meter {token.meter_slug!r} for this merchant")
+        # a customer named without a meter pays nothing, but its requests are logged under it: it must exist too
+        if token.customer_id and await accounts.customer(self.db, merchant_id, token.customer_id) is None:
+            raise InvalidRequest(f"customer_id: no customer {token.customer_id!r} for this merchant")
         if token.customer_id and meter is not None:
-            if await accounts.customer(self.db, merchant_id, token.customer_id) is None:
-                raise InvalidRequest(f"customer_id: no customer {token.customer_id!r} for this merchant")
             if token.disable_billing:
                 return Billing("none", None, meter, fee, merchant_id)
             return Billing("customer", token.customer_id, meter, fee, merchant_id)
@@ -112,6 +113,13 @@ class BillingEngine:
             if meter is not None:
                 self._meters.put((merchant_id, slug), meter)
         return meter
+
+    def forget(self, ids: set[str]) -> None:
+        """Key events: drop the cached meters they name (a deleted meter), as the principal cache drops its own."""
+        self._meters.discard_where(lambda meter: meter.meter_id in ids)
+
+    def forget_all(self) -> None:
+        self._meters.clear()
 
     def quote(self, principal: Principal, attempt: Attempt) -> Quote:
         """The most this attempt can cost whom (charging.py), or the refusal of a request the gateway cannot
@@ -187,10 +195,13 @@ class BillingEngine:
         """Bill the records and write their log rows, transfers, rollup, spend counters and owed webhook events in
         ONE transaction. It touches no per-worker state, so it may run in the log writer's own process
         (log_sinks/writer_process.py); what it changed goes to `after_commit` on the serving loop."""
-        meters: dict[tuple[str, str], Any] = {}
+        meters: dict[str, accounts.Meter | None] = {}  # read afresh for each batch: the price at billing
         for r in records:
-            if r.meter_slug and (r.merchant_id, r.meter_slug) not in meters:
-                meters[(r.merchant_id, r.meter_slug)] = await self._meter(r.merchant_id, r.meter_slug)
+            if r.meter_slug and not r.meter_id:  # a record made without its meter's id (metering/opened.py)
+                live = await accounts.meter_by_slug(self.db, r.merchant_id, r.meter_slug)
+                r.meter_id = live.meter_id if live else None
+            if r.meter_id and r.meter_id not in meters:
+                meters[r.meter_id] = await accounts.meter(self.db, r.merchant_id, r.meter_id, deleted=True)
         async with self.log_sink.db.transaction() as tx:
             new, transfers = await settle(tx, records, meters, self.log_sink.insert_new, self.byok_fee_nanos)
             await usage_rollup.add(tx, new)  # the daily usage rollup, exactly once with the log rows

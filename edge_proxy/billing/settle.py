@@ -7,6 +7,11 @@ never bills twice, and each billed request has exactly one set of transfers (cha
 are made from its request id. The balances, the workers' holds and the meter's volume change in that same
 transaction.
 
+A metered request is priced by one rule: the meter it was admitted under (its `meter_id`, recorded at admission),
+at that meter's tiers when the log writer bills it, read afresh for each batch (BillingEngine.commit_tx). A meter
+deleted meanwhile still prices what it admitted; one re-priced meanwhile prices at its new tiers, and what that
+makes exceed the payer's balance is uncollected, as below.
+
 A transfer never overdraws its payer (the ledger refuses it): a charge larger than what the payer holds, which only
 a request that cost more than its reservation can cause, takes what is there, and the rest is recorded on the
 record as `uncollected_nanos` (and logged), never as money that does not exist.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from ..metering.record import RequestRecord
 from ..store.db import Tx
@@ -28,6 +33,7 @@ from .payer import Payer
 
 log = logging.getLogger("edge_proxy.billing")
 InsertRows = Callable[[Tx, list[RequestRecord]], Awaitable[list[RequestRecord]]]
+Meters = Mapping[str, Meter | None]  # meter id -> the meter as it is now (deleted or not)
 
 
 def consumed(r: RequestRecord) -> tuple[int, int]:
@@ -39,14 +45,11 @@ def consumed(r: RequestRecord) -> tuple[int, int]:
     return 0, r.operator_nanos
 
 
-def dues(records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
-         fee_nanos: int) -> list[tuple[RequestRecord, Meter]]:
+def dues(records: list[RequestRecord], meters: Meters, fee_nanos: int) -> list[tuple[RequestRecord, Meter]]:
     """Set each record's charge and operator share as owed (before any cap); returns the metered records."""
     metered = []  # the records that add to a customer's volume on a meter, in order; some of them are charged
     for r in records:
-        meter = meters.get((r.merchant_id, r.meter_slug)) if r.meter_slug else None
-        if meter is not None:
-            r.meter_id = meter.meter_id
+        meter = meters.get(r.meter_id) if r.meter_id else None
         if r.free or not 0 < r.status_code < 400:  # a free endpoint, or a refused request, costs nothing
             r.charge_nanos = r.operator_nanos = 0
             continue
@@ -60,10 +63,10 @@ def dues(records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
     return metered
 
 
-async def settle(tx: Tx, records: list[RequestRecord], meters: dict[tuple[str, str], Meter],
+async def settle(tx: Tx, records: list[RequestRecord], meters: Meters,
                  insert_log_rows: InsertRows, fee_nanos: int = 0) -> tuple[list[RequestRecord], list[Transfer]]:
     """Bill the records and write their log rows; returns the ones logged (and so billed) now, not before, and
-    the transfers that moved their money. `meters` maps (merchant, slug) -> Meter; `insert_log_rows(tx, records)`
+    the transfers that moved their money. `meters` maps a record's meter_id -> Meter; `insert_log_rows(tx, records)`
     returns the records whose rows it added; `fee_nanos` is the BYOK fee per request."""
     if not records:
         return [], []

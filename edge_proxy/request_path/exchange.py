@@ -110,7 +110,8 @@ class Exchange:
         # matches each keyword against the 48 field names, and a blank copy plus a store per field costs twice as
         # much. Milliseconds to 3 places as round(x * 1e6) / 1000: round(ms, 3) costs three times as much.
         record = RequestRecord(
-            self.request_id, now_iso(), p.merchant_id, p.customer_id, p.meter_slug, None,  # meter_id
+            self.request_id, now_iso(), p.merchant_id, p.customer_id, p.meter_slug,
+            billing.meter.meter_id if billing and billing.meter else None,  # the meter it was admitted under
             provider, "unmanaged" if p.provider_key else "managed", model, endpoint, stream, status, outcome,
             reason, inp, out, cached, write, reasoning, w1h, in_audio, cached_audio, out_audio,
             0, 0, 0, 0,  # input/output characters and seconds: only post-request reports count them

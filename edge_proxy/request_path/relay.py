@@ -22,7 +22,7 @@ from ..errors import GatewayError, UpstreamTimedOut, UpstreamUnreachable
 from ..metering.estimate import answer_outcome
 from ..metering.usage import StreamScanner, usage_from_body
 from ..stream_errors import sse_error_event
-from ..upstream import UpstreamError, UpstreamTimeout
+from ..upstream import UpstreamError, UpstreamEventTooLarge, UpstreamTimeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,6 +106,13 @@ def _ends_answer(fmt: str, chunk: bytes) -> bool:
     return tail.startswith(_END_EVENTS.get(fmt, ()), at + 2 if at >= 0 else 0)
 
 
+def _cut_reason(exc: UpstreamError, deadline: asyncio.TimerHandle) -> str:
+    """The request log's error_reason for a stream whose body failed before its end."""
+    if isinstance(exc, UpstreamEventTooLarge):
+        return "upstream_event_too_large"
+    return "stream_deadline" if deadline.when() <= asyncio.get_running_loop().time() else "upstream_interrupted"
+
+
 def _is_sse(response: UpstreamResponse) -> bool:
     return any(n == b"content-type" and v.startswith(b"text/event-stream") for n, v in response.headers)
 
@@ -119,25 +126,30 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
     transport = proto.response_stream(response.status, out_headers)
     watcher = asyncio.ensure_future(proto.client_disconnect())
     watcher.add_done_callback(lambda _: response.abort())
+    # EDGE_PROXY_MAX_STREAM_SECONDS: a provider that drips within the read timeout cannot hold a stream (and its
+    # reservation) open for ever; past it the body is given up, and the stream ends as a cut one
+    loop = asyncio.get_running_loop()
+    deadline = loop.call_later(ex.svc.settings.max_stream_seconds, response.abort)
     last = [b""]  # the last chunk relayed as it came (pass-through): did the client have the provider's end?
 
     def whole() -> bool:  # the client had its whole answer, end marker included
         return translator.closed if translator is not None else _ends_answer(ex.usage_format, last[0])
 
-    pump = asyncio.get_running_loop().create_task(_pass(response, transport, feed, last) if translator is None
+    pump = loop.create_task(_pass(response, transport, feed, last) if translator is None
                                                   else _translate(response, transport, feed, translator))
     outcome, reason = "completed", None
     try:
         complete: bool | None = True
         try:
             await pump
-        except UpstreamError:
+        except UpstreamError as exc:
+            response.abort()  # what failed may be ours (an event past the translator's bound): let the body go
             if whole():
                 pass  # the client had its whole answer, end marker included, before the upstream's end: not cut
             elif watcher.done():
                 outcome, reason, complete = "partial", "client_disconnected", None
             else:
-                outcome, reason, complete = "error", "upstream_interrupted", False
+                outcome, reason, complete = "error", _cut_reason(exc, deadline), False
         if translator is not None:
             if complete is not None and (tail := translator.finish(complete)):
                 await transport.send_bytes(tail)
@@ -149,6 +161,7 @@ async def _stream(proto: HTTPProtocol, response: UpstreamResponse, out_headers: 
             outcome, reason = "partial", "client_disconnected"
     finally:
         watcher.cancel()
+        deadline.cancel()
         pump.cancel()  # if this was cancelled while the pump ran: nothing is fed to the scanner after this
         ex.usage = usage = scanner.result()
         # A provider error status or an in-band error event is an error, also when the client left after it (an

@@ -7,7 +7,8 @@ was cut, and gets one in-band error event in the client's format and never a `[D
 response whose headers are out, so the error has to be in the body). `feed` and `finish` never raise: an
 upstream event that is not JSON, or whose fields are not the types its format documents (a checker below
 raised ValueError), also ends the stream with an error event. Usage is checked when its event arrives, so
-`finish` has nothing left that can fail.
+`finish` has nothing left that can fail. The one exception `feed` raises is `UpstreamEventTooLarge`, for an event
+longer than `MAX_EVENT_BYTES` (a provider that never ends its line): the relay ends that stream as a cut one.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
+
+from ..upstream.errors import UpstreamEventTooLarge
 
 if TYPE_CHECKING:
     from ..request_path.plan import StreamTranslator as Stream
@@ -220,6 +223,14 @@ def openai_error_body(message: str, type_: str, code: str | None = None) -> dict
 
 
 # --- server-sent events -------------------------------------------------------------------------------------
+MAX_EVENT_BYTES = 16 << 20  # the most of one event a translator holds while it waits for its end
+
+
+def bounded(held: int) -> None:
+    """Refuse to hold more than MAX_EVENT_BYTES of one event: memory per stream stays bounded."""
+    if held > MAX_EVENT_BYTES:
+        raise UpstreamEventTooLarge(f"one server-sent event went past {MAX_EVENT_BYTES} bytes")
+
 
 class SSEDecoder:
     """An incremental server-sent-events parser: bytes split anywhere in, (event name, data) pairs out.
@@ -228,16 +239,18 @@ class SSEDecoder:
     the first half of a CRLF. Comments and fields other than `event` and `data` are ignored, per the spec.
     """
 
-    __slots__ = ("_buf", "_event", "_data")
+    __slots__ = ("_buf", "_event", "_data", "_held")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._event: str | None = None
         self._data: list[str] = []
+        self._held = 0  # the length of the data lines in `_data`
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
         if b"\n" not in chunk and b"\r" not in chunk:
             self._buf += chunk  # mid-line: no rescan, so a long line arriving in pieces stays linear
+            bounded(len(self._buf) + self._held)
             return []
         buf = bytes(self._buf) + chunk
         hold = b""
@@ -248,6 +261,7 @@ class SSEDecoder:
         out: list[tuple[str | None, str]] = []
         for line in lines:
             self._line(line.decode("utf-8", "replace"), out)
+        bounded(len(self._buf) + self._held)
         return out
 
     def flush(self) -> list[tuple[str | None, str]]:
@@ -263,7 +277,7 @@ class SSEDecoder:
         if not line:
             if self._data:
                 out.append((self._event, "\n".join(self._data)))
-            self._event, self._data = None, []
+            self._event, self._data, self._held = None, [], 0
             return
         if line.startswith(":"):
             return
@@ -272,6 +286,7 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._held += len(value)
         elif name == "event":
             self._event = value
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from ..stream_errors import sse_error_event
+from ._common import bounded
 
 __all__ = ["StripUsage", "UsageChunkStrip", "with_usage_requested"]
 
@@ -56,6 +57,7 @@ class UsageChunkStrip:
             # bytes): look only there, so an event that arrives in many pieces is not scanned again at each.
             if _EVENT_END.search(buf[-3:] + chunk) is None:
                 buf += chunk
+                bounded(len(buf))
                 return b""
             data = bytes(buf) + chunk
         else:
@@ -69,14 +71,16 @@ class UsageChunkStrip:
                 self.closed = self.closed or event.startswith(b"data: [DONE]")
             start = end.end()
         self._buf = bytearray(data[start:])
+        bounded(len(self._buf))
         return b"".join(out)
 
     def finish(self, complete: bool = True) -> bytes:
         """The rest; a cut stream ends with the in-band error event OpenAI's SDKs raise on, as a pass-through
-        stream would (request_path/relay.py)."""
+        stream would (request_path/relay.py), in place of the event it cut (which would garble it)."""
         tail, self._buf = bytes(self._buf), bytearray()
-        tail = b"" if _is_usage_chunk(tail) else tail
-        return tail if complete else tail + sse_error_event("openai")
+        if not complete:
+            return sse_error_event("openai")
+        return b"" if _is_usage_chunk(tail) else tail
 
 
 def _is_usage_chunk(event: bytes) -> bool:

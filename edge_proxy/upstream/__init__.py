@@ -2,8 +2,8 @@
 and the errors of the upstream hop (`errors.py`). See pool.py for what it does and the bounds it keeps."""
 from .connection import UpstreamResponse
 from .errors import (UpstreamBodyError, UpstreamBodyTooLarge, UpstreamConnectError, UpstreamError,
-                     UpstreamHeadTooLarge, UpstreamTimeout)
+                     UpstreamEventTooLarge, UpstreamHeadTooLarge, UpstreamTimeout)
 from .pool import HeaderBlock, UpstreamPool
 
 __all__ = ["HeaderBlock", "UpstreamBodyError", "UpstreamBodyTooLarge", "UpstreamConnectError", "UpstreamError",
-           "UpstreamHeadTooLarge", "UpstreamPool", "UpstreamResponse", "UpstreamTimeout"]
+           "UpstreamEventTooLarge", "UpstreamHeadTooLarge", "UpstreamPool", "UpstreamResponse", "UpstreamTimeout"]

@@ -30,6 +30,11 @@ class UpstreamBodyTooLarge(UpstreamBodyError):
     """The response body went past the pool's total length cap; the connection is closed."""
 
 
+class UpstreamEventTooLarge(UpstreamBodyError):
+    """One server-sent event went past what a stream translator holds while it waits for the event's end
+    (unified/_common.py `MAX_EVENT_BYTES`): the relay ends the stream as a cut one and closes the connection."""
+
+
 class StaleConnection(UpstreamConnectError):
     """EOF/reset before any response byte; the pool decides whether a retry is safe."""
 

@@ -118,7 +118,8 @@ class Services:
                                      read_timeout=self.settings.read_timeout,
                                      head_timeout=self.settings.head_timeout,
                                      max_connections_per_host=self.settings.max_connections_per_host,
-                                     max_response_bytes=self.settings.max_response_bytes)
+                                     max_response_bytes=self.settings.max_response_bytes,
+                                     max_body_seconds=self.settings.max_stream_seconds)
         try:
             self.journal.open()
         except OSError as exc:  # without the journal a crash could lose served requests: refuse to start

@@ -75,9 +75,16 @@ class UpstreamResponse:
                 raise
 
     async def read(self) -> bytes:
+        """The whole body. Each wait for data is bounded by the read timeout, and the whole read by the pool's
+        `max_body_seconds`, so a server that sends a byte within each read timeout cannot hold it for ever."""
         if self._done and self._exc is None:   # small body that came with the head: no await
             return self._take() if self._chunks else b""
-        parts = [chunk async for chunk in self]
+        conn = self._conn
+        try:
+            async with asyncio.timeout(conn._pool._max_body_seconds if conn is not None else None):
+                parts = [chunk async for chunk in self]   # a timeout here aborts the body (__anext__)
+        except TimeoutError:
+            raise UpstreamTimeout("the body did not complete within the body deadline") from None
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def abort(self) -> None:

@@ -136,8 +136,9 @@ class UpstreamPool:
     replayed: the server may have acted on it.
 
     Limits: ``head_timeout`` bounds the wait from the write to the whole response head (default:
-    ``read_timeout``), ``read_timeout`` each wait for body data; a head over ``max_header_bytes``
-    or ``max_headers`` fails with UpstreamHeadTooLarge; at most ``max_connections_per_host``
+    ``read_timeout``), ``read_timeout`` each wait for body data, ``max_body_seconds`` (None: unbounded) the whole
+    of ``read()`` (a body read whole; a body iterated chunk by chunk is its consumer's to bound); a head over
+    ``max_header_bytes`` or ``max_headers`` fails with UpstreamHeadTooLarge; at most ``max_connections_per_host``
     connections are open per route (None: no cap), and a request past it queues for up to
     ``connect_timeout``, then fails with UpstreamTimeout; a body past ``max_response_bytes`` (None:
     unbounded) fails with UpstreamBodyTooLarge.  ``max_routes`` (None: unbounded) drops routes that
@@ -146,14 +147,15 @@ class UpstreamPool:
 
     __slots__ = ("_connect_timeout", "_read_timeout", "_head_timeout", "_max_idle", "_idle_ttl", "_routes",
                  "_ssl", "_reaper", "_closed", "reused", "opened", "_max_header_bytes", "_max_headers",
-                 "_max_conns", "_max_response_bytes", "_max_routes")
+                 "_max_conns", "_max_response_bytes", "_max_routes", "_max_body_seconds")
 
     def __init__(self, *, connect_timeout: float = 10.0, read_timeout: float = 600.0,
                  max_idle_per_host: int = 256, idle_ttl: float = 60.0,
                  ssl_context: ssl.SSLContext | None = None, head_timeout: float | None = None,
                  max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES, max_headers: int = DEFAULT_MAX_HEADERS,
                  max_connections_per_host: int | None = DEFAULT_MAX_CONNECTIONS_PER_HOST,
-                 max_response_bytes: int | None = None, max_routes: int | None = None) -> None:
+                 max_response_bytes: int | None = None, max_routes: int | None = None,
+                 max_body_seconds: float | None = None) -> None:
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         self._head_timeout = read_timeout if head_timeout is None else head_timeout
         self._max_idle, self._idle_ttl = max_idle_per_host, idle_ttl
@@ -161,6 +163,7 @@ class UpstreamPool:
         self._max_conns = max_connections_per_host or None
         self._max_response_bytes = max_response_bytes or None
         self._max_routes = max_routes
+        self._max_body_seconds = max_body_seconds
         self._routes: dict[tuple[str, str, int, str | None], _Route] = {}
         self._ssl = ssl_context   # created lazily: create_default_context() costs milliseconds
         self._reaper: asyncio.TimerHandle | None = None

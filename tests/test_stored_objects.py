@@ -62,6 +62,13 @@ REFUSED = [
     ("a chat file part by id", CHAT,
      {**ASK_CHAT, "messages": user({"type": "file", "file": {"file_id": "file-theirs"}})},
      "messages[].content[].file.file_id", "a stored file"),
+    ("a Mistral file chunk by id", CHAT,
+     {**ASK_CHAT, "messages": user({"type": "file", "file_id": "file-theirs"})},
+     "messages[].content[].file_id", "a stored file"),
+    ("an earlier audio answer by id", CHAT,
+     {**ASK_CHAT, "messages": [*user(), {"role": "assistant", "audio": {"id": "audio_theirs"}},
+                               {"role": "user", "content": "again"}]},
+     "messages[].audio.id", "a stored audio answer"),
     ("an Anthropic container by id", MESSAGES,
      {**ASK_MESSAGES, "container": "container_theirs", "messages": user()}, "container",
      "a code execution container"),
@@ -83,6 +90,9 @@ REFUSED = [
          '"container"', '"cont\\u0061iner"').encode(), "container", "a code execution container"),
     ("a Gemini cached context", (GEMINI,), {**ASK_GEMINI, "cachedContent": "cachedContents/theirs"},
      "cachedContent", "a cached context"),
+    ("a Gemini file search store", (GEMINI,),
+     {**ASK_GEMINI, "tools": [{"file_search": {"file_search_store_names": ["fileSearchStores/theirs"]}}]},
+     "tools[].file_search.file_search_store_names", "file search stores"),
 ]
 REFUSED_ROWS = [pytest.param(route, body, param, what, id=f"{name} on {route}")
                 for name, routes, body, param, what in REFUSED for route in routes]

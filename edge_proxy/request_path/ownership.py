@@ -17,11 +17,12 @@ restart and are seen by every worker sharing the database once that row's batch 
 (BYOK) is its own project: nothing here applies to it.
 
 No merchant can own any other stored object on the managed key: it serves no `/files`, `/vector_stores`,
-`/containers`, prompt, skill or cache endpoint, and a container made by a response is not remembered. So a body
-naming one by id (`NEVER_OWNED`, per managed endpoint, hence per provider) is refused before anything is sent
-(`refuse_unowned`, 400). Both checks read the body as the provider does, so a body they read (its bytes hold one of
-their keys, or a `\\u` escape) is refused if any object in it repeats a key: our parser keeps the last, another may
-keep the first. A compressed body is not read here; billing refuses it on the managed key (not a JSON object).
+`/containers`, prompt, skill or cache endpoint, and no owner is kept for the containers and audio answers that
+answers make (only for responses and their items). So a body naming one by id (`NEVER_OWNED`, per managed endpoint,
+hence per provider) is refused before anything is sent (`refuse_unowned`, 400). Both checks read the body as the
+provider does, so a body they read (its bytes hold one of their keys, or a `\\u` escape) is refused if any object in
+it repeats a key: our parser keeps the last, another may keep the first. A compressed body is not read here; billing
+refuses it on the managed key (not a JSON object).
 """
 from __future__ import annotations
 
@@ -105,12 +106,19 @@ _MESSAGES = (
     ("messages[].content[].content[].source.file_id", "a stored file"),  # in a tool result
     ("messages[].content[].source.content[].source.file_id", "a stored file"),  # in a document
 )
-_GEMINI = (("cachedContent", "a cached context"), ("cached_content", "a cached context"))
+_GEMINI = (  # Gemini reads both spellings of a key
+    ("cachedContent", "a cached context"),
+    ("cached_content", "a cached context"),
+    ("tools[].fileSearch.fileSearchStoreNames", "file search stores"),
+    ("tools[].file_search.file_search_store_names", "file search stores"),
+)
 NEVER_OWNED: dict[str, tuple[tuple[str, str], ...]] = {  # catalogue path (every provider serving it) -> key paths
     "/responses": _FILES_AND_TOOLS,  # OpenAI
     "/responses/input_tokens": _FILES_AND_TOOLS,
     "/chat/completions": (  # OpenAI and OpenAI-format providers
         ("messages[].content[].file.file_id", "a stored file"),
+        ("messages[].content[].file_id", "a stored file"),  # Mistral's file chunk
+        ("messages[].audio.id", "a stored audio answer"),  # an earlier audio answer, by id
         ("extra_body.google.cached_content", "a cached context"),  # Gemini's OpenAI-compatible API
     ),
     "/messages": _MESSAGES,  # Anthropic

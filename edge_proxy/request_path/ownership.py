@@ -27,6 +27,7 @@ refuses it on the managed key (not a JSON object).
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -130,18 +131,29 @@ NEVER_OWNED: dict[str, tuple[tuple[str, str], ...]] = {  # catalogue path (every
 }
 _PATHS = {endpoint: tuple((path, what, tuple(k.removesuffix("[]") for k in path.split(".")))
                           for path, what in rows) for endpoint, rows in NEVER_OWNED.items()}
-# A body naming a row's object holds each key of its path, so its last key other than the common `id` shows in the
-# body's bytes as that name and a quote, unless a `\u` escape spells it.
-_MARKERS = {endpoint: tuple(dict.fromkeys([next(k for k in reversed(keys) if k != "id").encode() + b'"'
-                                           for _, _, keys in rows] + [b"\\u"]))
-            for endpoint, rows in _PATHS.items()}
+
+
+def _marker(keys: list[tuple[str, ...]]) -> re.Pattern[bytes]:
+    """What a body naming any of these key paths shows in its bytes, unless a `\\u` escape spells a key: the last key
+    of each path other than the common `id`, as `"name"`. One expression, as its leading quote is found at memchr
+    speed: several times faster than a search for each name."""
+    names = dict.fromkeys(next(k for k in reversed(path) if k != "id") for path in keys)
+    return re.compile(b'"(?:%s)"' % b"|".join(re.escape(name.encode()) for name in names))
+
+
+_MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows in _PATHS.items()}
+_ESCAPE = re.compile(rb"\\u")  # an expression finds two bytes faster than `in`
 
 
 def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool) -> None:
     """Refuse a body for a managed `endpoint` (its catalogue path) that names a stored object no merchant owns, or
     that repeats a key where it may name stored state. Bodies without the markers are not parsed."""
-    markers = _MARKERS.get(endpoint, ())
-    if not (any(m in body for m in markers) or (reads_stored and may_name_stored(body))):
+    markers = _MARKERS.get(endpoint)
+    if markers is None and not reads_stored:
+        return  # an endpoint that reads no stored object (embeddings)
+    escaped = b"\\" in body and _ESCAPE.search(body) is not None  # a lone byte is found at memchr speed
+    named = markers is not None and markers.search(body) is not None
+    if not (escaped or named or (reads_stored and may_name_stored(body))):
         return
     doc = _parse_unique(body)
     for path, what, keys in _PATHS.get(endpoint, ()):

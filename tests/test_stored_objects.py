@@ -1,5 +1,5 @@
 """On the operator's managed key no merchant owns a stored file, container, vector store, prompt, skill or cache
-(README: "stored OpenAI responses"), so a request naming one by id is refused with a 400 before anything is sent,
+(README: "Other stored objects"), so a request naming one by id is refused with a 400 before anything is sent,
 on the unified and the forward routes alike; the merchant's own key (BYOK) is not checked. A body the gateway
 reads for stored ids may not repeat a key, plainly or `\\u`-escaped. Real request flows through the in-process
 gateway in front of the fake provider; "nothing sent" is what the fake received."""

@@ -46,6 +46,21 @@ class InputNotBounded(InvalidRequest):
     type = "input_not_bounded"
 
 
+class StoredObjectRefused(InvalidRequest):
+    """A request on the managed key naming a stored object no merchant can own there (a file, container, vector
+    store, prompt, cache), or with a duplicated key where it may name stored state (request_path/ownership.py):
+    answered in OpenAI's shape, with the `param` at fault."""
+
+    reason = "stored_object_refused"
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def body(self) -> bytes:
+        return _encode({"error": {"type": self.type, "message": self.message, "param": self.param, "code": None}})
+
+
 class InvalidToken(GatewayError):
     """A missing, malformed or unknown credential. Every bad token gets this same body."""
 

@@ -118,8 +118,9 @@ async def an_endpoint_the_gateway_cannot_meter_is_refused_on_the_managed_key(c: 
 
 
 async def content_by_reference_is_refused_on_the_managed_key(c: Case) -> None:
+    # by URL: a file by id is refused before this as a stored object (test_stored_objects.py)
     body = {**BODY, "messages": [{"role": "user", "content": [
-        {"type": "file", "file": {"file_id": "file-abc"}}, {"type": "text", "text": "summarise"}]}]}
+        {"type": "file", "file": {"file_url": "https://example.com/a.pdf"}}, {"type": "text", "text": "summarise"}]}]}
     refused(await c.send(body), 400, "input_not_bounded", "file")
 
 

@@ -1,4 +1,4 @@
-"""On the operator's managed key, a request may name only the stored OpenAI responses of its own merchant.
+"""On the operator's managed key, a request may name only the stored state its own merchant made: its OpenAI responses.
 
 Every merchant's stored responses live in the operator's one OpenAI project, which would let any of them continue
 any other's conversation by its id. So before a request to an endpoint that reads stored state by id (the
@@ -15,14 +15,24 @@ Owners are remembered in a per-worker cache the moment an answer's ids are read 
 `Exchange.finish`), and kept in the database with the request's log row (log_sinks/owners.py), so they outlive a
 restart and are seen by every worker sharing the database once that row's batch is written. The caller's own key
 (BYOK) is its own project: nothing here applies to it.
+
+No merchant can own any other stored object on the managed key: it serves no `/files`, `/vector_stores`,
+`/containers`, prompt, skill or cache endpoint, and no owner is kept for the containers and audio answers that
+answers make (only for responses and their items). So a body naming one by id (`NEVER_OWNED`, per managed endpoint,
+hence per provider) is refused before anything is sent (`refuse_unowned`, 400). Both checks read the body as the
+provider does, so a body they read (its bytes hold one of their keys, or a `\\u` escape) is refused if any object in
+it repeats a key: our parser keeps the last, another may keep the first. A compressed body is not read here; billing
+refuses it on the managed key (not a JSON object).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import re
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import InvalidRequest, StoredObjectNotFound
+from ..errors import InvalidRequest, StoredObjectNotFound, StoredObjectRefused
 from ..log_sinks import owners
 from ..lru import TTLCache
 
@@ -73,6 +83,113 @@ def named_ids(body: bytes) -> tuple[str | None, str | None, list[str]]:
         conversation = conversation.id
     items = named.input if isinstance(named.input, list) else ()
     return named.previous_response_id, conversation, [item.id for item in items if item.id is not None]
+
+
+# The stored objects a managed endpoint's body can name by id that no merchant owns on the managed key: a key path
+# (a list on the way stands for each of its elements) and what its value names. It is refused when that value is
+# an id (a string) or a non-empty list of ids.
+_FILES_AND_TOOLS = (
+    ("prompt.id", "a stored prompt"),
+    ("tools[].container", "a code interpreter container"),  # by id; `{"type": "auto"}` makes a new one
+    ("tools[].container.file_ids", "stored files"),
+    ("tools[].vector_store_ids", "vector stores"),
+    ("tools[].input_image_mask.file_id", "a stored file"),
+    ("input[].content[].file_id", "a stored file"),  # input_file, input_image
+    ("input[].output[].file_id", "a stored file"),  # a tool output's parts, a computer call's screenshot
+    ("input[].container_id", "a code interpreter container"),  # a code_interpreter_call passed back
+)
+_MESSAGES = (
+    ("container", "a code execution container"),
+    ("container.id", "a code execution container"),
+    ("container.skills", "skills"),
+    ("messages[].content[].source.file_id", "a stored file"),
+    ("messages[].content[].file_id", "a stored file"),  # container_upload
+    ("messages[].content[].content[].source.file_id", "a stored file"),  # in a tool result
+    ("messages[].content[].source.content[].source.file_id", "a stored file"),  # in a document
+)
+_GEMINI = (  # Gemini reads both spellings of a key
+    ("cachedContent", "a cached context"),
+    ("cached_content", "a cached context"),
+    ("tools[].fileSearch.fileSearchStoreNames", "file search stores"),
+    ("tools[].file_search.file_search_store_names", "file search stores"),
+)
+NEVER_OWNED: dict[str, tuple[tuple[str, str], ...]] = {  # catalogue path (every provider serving it) -> key paths
+    "/responses": _FILES_AND_TOOLS,  # OpenAI
+    "/responses/input_tokens": _FILES_AND_TOOLS,
+    "/chat/completions": (  # OpenAI and OpenAI-format providers
+        ("messages[].content[].file.file_id", "a stored file"),
+        ("messages[].content[].file_id", "a stored file"),  # Mistral's file chunk
+        ("messages[].audio.id", "a stored audio answer"),  # an earlier audio answer, by id
+        ("extra_body.google.cached_content", "a cached context"),  # Gemini's OpenAI-compatible API
+    ),
+    "/messages": _MESSAGES,  # Anthropic
+    "/messages/count_tokens": _MESSAGES,
+    "/models/{model}:generateContent": _GEMINI,  # Google
+    "/models/{model}:streamGenerateContent": _GEMINI,
+    "/models/{model}:countTokens": (*_GEMINI, ("generateContentRequest.cachedContent", "a cached context"),
+                                    ("generate_content_request.cached_content", "a cached context")),
+}
+_PATHS = {endpoint: tuple((path, what, tuple(k.removesuffix("[]") for k in path.split(".")))
+                          for path, what in rows) for endpoint, rows in NEVER_OWNED.items()}
+
+
+def _marker(keys: list[tuple[str, ...]]) -> re.Pattern[bytes]:
+    """What a body naming any of these key paths shows in its bytes, unless a `\\u` escape spells a key: the last key
+    of each path other than the common `id`, as `"name"`. One expression, as its leading quote is found at memchr
+    speed: several times faster than a search for each name."""
+    names = dict.fromkeys(next(k for k in reversed(path) if k != "id") for path in keys)
+    return re.compile(b'"(?:%s)"' % b"|".join(re.escape(name.encode()) for name in names))
+
+
+_MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows in _PATHS.items()}
+_ESCAPE = re.compile(rb"\\u")  # an expression finds two bytes faster than `in`
+
+
+def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool) -> None:
+    """Refuse a body for a managed `endpoint` (its catalogue path) that names a stored object no merchant owns, or
+    that repeats a key where it may name stored state. Bodies without the markers are not parsed."""
+    markers = _MARKERS.get(endpoint)
+    if markers is None and not reads_stored:
+        return  # an endpoint that reads no stored object (embeddings)
+    escaped = b"\\" in body and _ESCAPE.search(body) is not None  # a lone byte is found at memchr speed
+    named = markers is not None and markers.search(body) is not None
+    if not (escaped or named or (reads_stored and may_name_stored(body))):
+        return
+    doc = _parse_unique(body)
+    for path, what, keys in _PATHS.get(endpoint, ()):
+        if _names(doc, keys):
+            raise StoredObjectRefused(f"{path}: names {what}, which no merchant owns on the gateway's managed key; "
+                                      "for stored files, containers, vector stores and prompts send your own key "
+                                      "as provider_key (BYOK)", path)
+
+
+def _parse_unique(body: bytes) -> Any:
+    try:
+        return json.loads(body, object_pairs_hook=_unique)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidRequest("request body is not valid JSON") from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise StoredObjectRefused(f"{key}: the key is repeated in one object; providers may read another "
+                                          "occurrence than the gateway, so it cannot check which stored objects "
+                                          "the request names", key)
+            seen.add(key)
+    return obj
+
+
+def _names(doc: Any, keys: tuple[str, ...]) -> bool:
+    """Whether `doc` holds an id or a non-empty list at the key path `keys`, through any list on the way."""
+    nodes = [doc]
+    for key in keys:
+        nodes = [item[key] for node in nodes for item in (node if isinstance(node, list) else (node,))
+                 if isinstance(item, dict) and key in item]
+    return any(isinstance(v, str) or (isinstance(v, list) and v) for v in nodes)
 
 
 class Owners:

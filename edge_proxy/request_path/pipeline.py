@@ -4,7 +4,7 @@
 2. **read** the body within its limit, and the request's metadata;
 3. **plan** the attempts: one pass-through attempt for a forward route, up to six translated ones (the primary
    and its fallbacks) for a unified route; a bad request is refused here, before anything is sent, and so is one
-   naming a stored response its merchant does not own on the operator's managed key (`ownership.py`);
+   naming a stored object its merchant does not own on the operator's managed key (`ownership.py`);
 4. for each attempt, in order: **admit** it under the spend key's policy, **reserve** the most it can cost
    from the payer, **forward** it. An attempt that fails before any byte of its answer went to the client
    (5xx, 429, unreachable, timed out) is logged and the next one is tried;
@@ -33,6 +33,7 @@ from ..store.outage import is_outage, store_unavailable
 from ..upstream import UpstreamError, UpstreamTimeout
 from .body import read_body
 from .exchange import Exchange
+from .ownership import refuse_unowned
 from .relay import BodyBroken, relay
 from .replies import send_error
 
@@ -145,6 +146,7 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
     attempt.free = endpoint.free
     attempt.metered = not endpoint.free
     attempt.reads_stored = endpoint.reads_stored  # in the operator's project, shared by every merchant
+    refuse_unowned(endpoint.path, attempt.body, endpoint.reads_stored)  # the stored objects no merchant owns there
     path = attempt.target.path
     if "?" in path:
         kept = drop_key_param(path)

@@ -20,8 +20,9 @@ No merchant can own any other stored object on the managed key: it serves no `/f
 `/containers`, prompt, skill or cache endpoint, and no owner is kept for the containers and audio answers that
 answers make (only for responses and their items). So a body naming one by id (`NEVER_OWNED`, per managed endpoint,
 hence per provider) is refused before anything is sent (`refuse_unowned`, 400). Both checks read the body as the
-provider does, so a body they read (its bytes hold one of their keys, or a `\\u` escape) is refused if any object in
-it repeats a key: our parser keeps the last, another may keep the first. A compressed body is not read here; billing
+provider does, so a body they read (its bytes hold one of their keys, or a `\\u` escape of a letter, digit or
+underscore, which could spell one) is refused if any object in it repeats a key: our parser keeps the last, another
+may keep the first. A compressed body is not read here; billing
 refuses it on the managed key (not a JSON object).
 """
 from __future__ import annotations
@@ -65,9 +66,10 @@ _decode = msgspec.json.Decoder(_Named).decode
 
 def may_name_stored(body: bytes) -> bool:
     """Whether a JSON body may have an `id`, `previous_response_id` or `conversation` key: without a `\\u` escape
-    (the only way to write a key's letters other than as themselves) such a key shows as `id"` or
-    `conversation"`. Most bodies have neither and are not decoded."""
-    return b'id"' in body or b'conversation"' in body or b"\\u" in body
+    of a letter, digit or underscore (the only way to write a key's letters other than as themselves) such a key
+    shows as `id"` or `conversation"`. Most bodies have neither and are not decoded."""
+    return (b'id"' in body or b'conversation"' in body
+            or (b"\\u00" in body and _KEY_ESCAPE.search(body) is not None))
 
 
 def named_ids(body: bytes) -> tuple[str | None, str | None, list[str]]:
@@ -142,7 +144,10 @@ def _marker(keys: list[tuple[str, ...]]) -> re.Pattern[bytes]:
 
 
 _MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows in _PATHS.items()}
-_ESCAPE = re.compile(rb"\\u")  # an expression finds two bytes faster than `in`
+# A `\u` escape of a letter, digit or underscore: the only escapes that can spell one of the keys read here
+# (`"file\u005fid"`). Escapes of other characters (`\u00e9`, `\u0416`, Go's `\u003c`) are left to the fast path, so
+# text escaped by a client's serializer (Python's json.dumps escapes all non-ASCII) is not parsed for them.
+_KEY_ESCAPE = re.compile(rb"\\u00(?:3[0-9]|4[1-9a-fA-F]|5[0-9aAfF]|6[1-9a-fA-F]|7[0-9aA])")
 
 
 def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool) -> None:
@@ -151,7 +156,7 @@ def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool) -> None:
     markers = _MARKERS.get(endpoint)
     if markers is None and not reads_stored:
         return  # an endpoint that reads no stored object (embeddings)
-    escaped = b"\\" in body and _ESCAPE.search(body) is not None  # a lone byte is found at memchr speed
+    escaped = b"\\u00" in body and _KEY_ESCAPE.search(body) is not None  # `in` first: found at memchr speed
     named = markers is not None and markers.search(body) is not None
     if not (escaped or named or (reads_stored and may_name_stored(body))):
         return

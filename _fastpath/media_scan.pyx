@@ -3,7 +3,7 @@
 specification, one regular expression).
 
 One pass over the bytes: a table says which bytes can start a marker, and only there are the marker's bytes
-compared. The regular expression's engine tries its alternatives at every position, which costs about five
+compared (for a backslash: `u00` and a hex pair that is a letter, digit or underscore). The regular expression's engine tries its alternatives at every position, which costs about five
 times as much on a body of a few kilobytes (bench/bench_media_scan.py).
 """
 from libc.string cimport memcmp, memset
@@ -41,6 +41,28 @@ def has_media_markers(bytes data not None):
         elif c == b"v":
             if left >= 5 and memcmp(p + i, b"video", 5) == 0:
                 return True
-        elif left >= 2 and p[i + 1] == b"u":  # a backslash: `\u` may spell any of the others
-            return True
+        elif left >= 6 and p[i + 1] == b"u" and p[i + 2] == b"0" and p[i + 3] == b"0" \
+                and _spells_word(p[i + 4], p[i + 5]):
+            return True  # a backslash: `\u00XX` escaping a letter, digit or underscore may spell the others
     return False
+
+
+cdef inline int _hex(unsigned char c):
+    """A hex digit's value, or -1."""
+    if 48 <= c <= 57:  # 0-9
+        return c - 48
+    if 97 <= c <= 102:  # a-f
+        return c - 87
+    if 65 <= c <= 70:  # A-F
+        return c - 55
+    return -1
+
+
+cdef inline bint _spells_word(unsigned char hi, unsigned char lo):
+    """Whether XX, the hex pair of `\\u00XX`, is a letter, digit or underscore."""
+    cdef int h = _hex(hi)
+    cdef int l = _hex(lo)
+    if h < 0 or l < 0:
+        return False
+    cdef int v = h * 16 + l
+    return 48 <= v <= 57 or 65 <= v <= 90 or v == 95 or 97 <= v <= 122

@@ -2,6 +2,8 @@
 the general check, and every other form gets exactly the answer or the 400 it always did."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edge_proxy.billing.bounds import MAX_CHOICES, MAX_OUTPUT_TOKENS, Bounds, request_bounds
@@ -119,3 +121,28 @@ def test_bounds_are_a_bounds_tuple_with_every_field():
     b = request_bounds(image)
     assert type(b) is Bounds and b == Bounds("m", None, len(image) + IMAGE_TOKENS, "a file by id", True)
     assert request_bounds(b"[1]") == Bounds(None, None, 3, None, False)
+
+
+def test_a_tool_parameter_named_like_a_reference_is_not_content_by_reference():
+    """`file_id` (or `file_url`, `fileUri`) names content by reference only when it holds an id, URL or URI: a
+    function tool whose schema has a property of that name is bounded as any other request."""
+    schema = {"type": "object", "properties": {"file_id": {"type": "string"}, "file_url": {"type": "string"}}}
+    body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+                       "tools": [{"type": "function", "function": {"name": "open", "parameters": schema}}]}).encode()
+    assert request_bounds(body).unbounded is None
+    by_id = json.dumps({"model": "m", "messages": [{"content": [{"type": "file", "file": {"file_id": "f1"}}]}]})
+    assert request_bounds(by_id.encode()).unbounded == "a file by id"
+
+
+def test_text_escaped_past_ascii_is_not_parsed_whole(monkeypatch):
+    """Python's json.dumps escapes every character past ASCII (and Go escapes <, > and &): such escapes spell no
+    media key, so the body is bounded by its bytes without the whole parse that media needs."""
+    from edge_proxy.billing import bounds
+
+    def parse(data: bytes) -> None:
+        raise AssertionError("parsed whole")
+    monkeypatch.setattr(bounds, "_media", parse)
+    body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 10,
+                       "messages": [{"role": "user", "content": "Привет <b>café</b> & 日本"}]}).replace("<", "\\u003c")
+    assert "\\u041f" in body and "\\u00e9" in body and "\\u003c" in body
+    assert request_bounds(body.encode()).unbounded is None

@@ -15,7 +15,7 @@ import pytest
 from edge_proxy.billing import _media_scan_py, bounds
 
 PURE_PYTHON = os.environ.get("EDGE_PROXY_PURE_PYTHON", "") not in ("", "0")
-MARKERS = [b"image", b"file", b"document", b"video", b"\\u"]
+MARKERS = [b"image", b"file", b"document", b"video", b"\\u0069", b"\\u005F", b"\\u00e9", b"\\u"]
 
 
 def compiled():
@@ -41,6 +41,16 @@ CASES = [  # id, body, holds a marker
     ("a Gemini video by URI", b'{"contents":[{"parts":[{"fileData":{"fileUri":"gs://v"}}]}]}', True),
     ("a video URL", b'{"messages":[{"content":[{"type":"video_url","video_url":"u"}]}]}', True),
     ("a key spelled with an escape", b'{"\\u0069mage_url":1}', True),
+    ("an escaped underscore, hex in capitals", b'{"file\\u005Fid":1}', True),
+    ("an escaped digit", b'{"a\\u0030":1}', True),
+    ("an escaped capital letter", b'{"\\u0049":1}', True),
+    ("escaped text past ASCII is no marker (json.dumps escapes all of it)",
+     b'{"a":"caf\\u00e9 \\u041f\\u0440\\u0438 \\u6587"}', False),
+    ("escaped punctuation is no marker (Go escapes <, > and &)", b'{"a":"\\u003cb\\u003e \\u0026 \\u0027"}', False),
+    ("escapes just outside the word characters are no markers",
+     b'"\\u002f\\u003a\\u0040\\u005b\\u005e\\u0060\\u007b\\u00ff"', False),
+    ("an escape cut short at the end is no marker", b'{"a":"\\u006', False),
+    ("a `\\u` escape outside u00XX is no marker", b'{"a":"\\u1069"}', False),
     ("a marker at the very start", b"image", True),
     ("a marker at the very end", b'{"a":"b"}video', True),
     ("a backslash at the very end is not an escape of u", b'{"a":"b\\', False),
@@ -63,7 +73,7 @@ def test_media_markers(build, body, found):
 def test_random_bodies_agree_with_the_regular_expression():
     scan = compiled()
     rng = random.Random(17)
-    alphabet = b'ifdvuaegmcnlotmo\\"{}: '
+    alphabet = b'ifdvuaegmcnlotmo\\"{}: 0567fF9A'
     for _ in range(5000):
         body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
         if rng.random() < 0.3:

@@ -173,6 +173,6 @@ def _media(data: bytes) -> tuple[int, str | None]:
                 unbounded = unbounded or "a document by reference"
             continue
         for key, why in _BY_REFERENCE.items():
-            if key in node:
+            if isinstance(node.get(key), str):  # an id, URL or URI; not a tool schema's property of that name
                 unbounded = unbounded or why
     return images, unbounded

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ..billing._media_scan_py import WORD_ESCAPE
 from ..errors import InvalidRequest, StoredObjectNotFound, StoredObjectRefused
 from ..log_sinks import owners
 from ..lru import TTLCache
@@ -147,7 +148,7 @@ _MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows 
 # A `\u` escape of a letter, digit or underscore: the only escapes that can spell one of the keys read here
 # (`"file\u005fid"`). Escapes of other characters (`\u00e9`, `\u0416`, Go's `\u003c`) are left to the fast path, so
 # text escaped by a client's serializer (Python's json.dumps escapes all non-ASCII) is not parsed for them.
-_KEY_ESCAPE = re.compile(rb"\\u00(?:3[0-9]|4[1-9a-fA-F]|5[0-9aAfF]|6[1-9a-fA-F]|7[0-9aA])")
+_KEY_ESCAPE = re.compile(WORD_ESCAPE)  # the media scan's (billing/_media_scan_py.py)
 
 
 def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool) -> None:

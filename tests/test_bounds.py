@@ -132,6 +132,8 @@ def test_a_tool_parameter_named_like_a_reference_is_not_content_by_reference():
     assert request_bounds(body).unbounded is None
     by_id = json.dumps({"model": "m", "messages": [{"content": [{"type": "file", "file": {"file_id": "f1"}}]}]})
     assert request_bounds(by_id.encode()).unbounded == "a file by id"
+    video = json.dumps({"model": "m", "messages": [{"content": [{"type": "video_url", "video_url": {"url": "u"}}]}]})
+    assert request_bounds(video.encode()).unbounded == "a video by URL"
 
 
 def test_text_escaped_past_ascii_is_not_parsed_whole(monkeypatch):

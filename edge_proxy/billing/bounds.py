@@ -173,6 +173,7 @@ def _media(data: bytes) -> tuple[int, str | None]:
                 unbounded = unbounded or "a document by reference"
             continue
         for key, why in _BY_REFERENCE.items():
-            if isinstance(node.get(key), str):  # an id, URL or URI; not a tool schema's property of that name
+            ref = node.get(key)  # an id, URL or URI, or {"url": ...}; not a tool schema's property of that name
+            if ref is not None and not (isinstance(ref, dict) and "url" not in ref):
                 unbounded = unbounded or why
     return images, unbounded

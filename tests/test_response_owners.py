@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from edge_proxy.billing import accounts
 from edge_proxy.forward_token import encode_forward_token
 from edge_proxy.log_sinks import Filters
 from edge_proxy.money import parse_usd
@@ -112,6 +113,26 @@ async def another_merchants_customer_cannot_continue_it(c: Case) -> None:
                                      "previous_response_not_found"), previous_response_id=rid)
 
 
+async def each_customer_continues_only_its_own(c: Case) -> None:
+    """A customer's forward token names only what that customer made; its merchant may name any of them."""
+    db = c.gw.svc.store.db
+    merchant_id = (await c.gw.svc.auth.verify(c.gw.secret_key)).merchant_id
+    alice, bob = [encode_forward_token(c.gw.secret_key, customer_id=(await accounts.create_customer(
+        db, merchant_id, {})).customer_id) for _ in range(2)]
+    rid, _ = first_id(await c.ask(alice))
+    mine, _ = first_id(await c.ask(c.gw.secret_key))
+    for drained in (False, True):  # from this worker's memory, then from the database
+        await c.refused(bob, not_found(f"Previous response with id '{rid}' not found.", "previous_response_id",
+                                       "previous_response_not_found"), previous_response_id=rid)
+        await c.refused(alice, not_found(f"Previous response with id '{mine}' not found.", "previous_response_id",
+                                         "previous_response_not_found"), previous_response_id=mine)
+        assert (await c.ask(alice, previous_response_id=rid)).status == 200
+        assert (await c.ask(c.gw.secret_key, previous_response_id=rid)).status == 200
+        if not drained:
+            await c.gw.drain()
+            c.gw.svc.owners._cache.clear()
+
+
 async def an_unknown_id_is_refused(c: Case) -> None:
     await c.refused(c.gw.secret_key, not_found("Previous response with id 'resp_nobody' not found.",
                                                "previous_response_id", "previous_response_not_found"),
@@ -163,7 +184,8 @@ class DownStore:
 CASES = [the_same_merchant_continues_at_once, the_same_merchant_continues_a_streamed_answer_at_once,
          the_same_merchant_continues_before_the_stream_has_ended,
          the_same_merchant_passes_output_items_back, another_merchant_cannot_continue_it,
-         another_merchants_customer_cannot_continue_it, an_unknown_id_is_refused,
+         another_merchants_customer_cannot_continue_it, each_customer_continues_only_its_own,
+         an_unknown_id_is_refused,
          an_item_of_another_merchant_is_refused, a_conversation_is_refused, the_merchants_own_key_is_not_checked,
          a_store_that_does_not_answer_refuses_and_plain_requests_never_ask]
 

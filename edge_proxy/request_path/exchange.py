@@ -125,7 +125,7 @@ class Exchange:
             held.merchant_nanos, held.merchant.hold_id if held.merchant else None, svc.settings.region, free,
             item_ids)
         if response_id is not None and p.provider_key is None:  # stored in the operator's project: the merchant's
-            svc.owners.remember(p.merchant_id, response_id, item_ids)
+            svc.owners.remember(p, response_id, item_ids)
         if self.sent_at:
             svc.price(record)  # the answer is out: a few µs here, rather than a stall per batch later
         svc.log_queue.put(record)

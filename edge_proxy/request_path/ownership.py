@@ -39,6 +39,7 @@ from ..log_sinks import owners
 from ..lru import TTLCache
 
 if TYPE_CHECKING:
+    from ..auth import Principal
     from ..store.db import Database
     from .plan import Attempt
 
@@ -205,17 +206,21 @@ class Owners:
 
     def __init__(self, db: Database, size: int = CACHE_SIZE) -> None:
         self._db = db
-        self._cache: TTLCache[str, str] = TTLCache(size, _FOREVER)
+        self._cache: TTLCache[str, owners.Owner] = TTLCache(size, _FOREVER)
 
-    def remember(self, merchant_id: str, response_id: str, item_ids: str | None) -> None:
-        """A managed answer's ids are its merchant's from now on, in this worker (the database has them once the
-        request's log row is written)."""
-        self._cache.put(response_id, merchant_id)
+    def remember(self, caller: Principal, response_id: str, item_ids: str | None) -> None:
+        """A managed answer's ids are its caller's from now on (its merchant's, and its customer's if a customer's
+        forward token asked), in this worker; the database has them once the request's log row is written."""
+        owner = (caller.merchant_id, caller.customer_id)
+        self._cache.put(response_id, owner)
         for item_id in (item_ids or "").split():
-            self._cache.put(item_id, merchant_id)
+            self._cache.put(item_id, owner)
 
-    async def check(self, merchant_id: str, attempts: list[Attempt], content_encoding: str | None) -> None:
-        """Refuse a request whose `reads_stored` attempts name an id its merchant does not own."""
+    async def check(self, caller: Principal, attempts: list[Attempt], content_encoding: str | None) -> None:
+        """Refuse a request whose `reads_stored` attempts name an id its caller does not own: another merchant's,
+        or, for a customer's forward token, another customer's or the merchant's own (the merchant itself may
+        name any of its customers')."""
+        merchant_id, customer_id = caller.merchant_id, caller.customer_id
         if content_encoding not in (None, "", "identity"):
             raise InvalidRequest("content-encoding: the gateway must read which stored responses a request names "
                                  "on the managed key, so its body cannot be compressed")
@@ -224,20 +229,20 @@ class Owners:
             if not may_name_stored(body):
                 continue
             previous, conversation, items = named_ids(body)
-            if previous is not None and not await self._owns(merchant_id, previous):
+            if previous is not None and not await self._owns(merchant_id, customer_id, previous):
                 raise StoredObjectNotFound(f"Previous response with id '{previous}' not found.",
                                            "previous_response_id", "previous_response_not_found")
             if conversation is not None:
                 raise StoredObjectNotFound(f"Conversation with id '{conversation}' not found.", "conversation")
             for item_id in items:
-                if not await self._owns(merchant_id, item_id):
+                if not await self._owns(merchant_id, customer_id, item_id):
                     raise StoredObjectNotFound(f"Item with id '{item_id}' not found.", "input")
 
-    async def _owns(self, merchant_id: str, object_id: str) -> bool:
+    async def _owns(self, merchant_id: str, customer_id: str | None, object_id: str) -> bool:
         owner = self._cache.get(object_id)
         if owner is None:
             owner = await owners.owner(self._db, object_id)
             if owner is None:  # not logged yet (another worker's answer, its batch not written) or not a response
                 return False
             self._cache.put(object_id, owner)
-        return owner == merchant_id
+        return owner[0] == merchant_id and (customer_id is None or owner[1] == customer_id)

@@ -81,7 +81,7 @@ async def serve(svc: Services, scope: Scope, headers: Headers, proto: HTTPProtoc
                 attempt.quote = svc.billing.quote(principal, attempt)
                 stored |= attempt.reads_stored
             if stored:  # the stored responses it names on the managed key must be its merchant's
-                await svc.owners.check(principal.merchant_id, plan.attempts, headers.get("content-encoding"))
+                await svc.owners.check(principal, plan.attempts, headers.get("content-encoding"))
         except GatewayError as exc:
             _fail(svc, proto, ex, exc, fmt if plan is not None else route_format(svc, scope))
             return

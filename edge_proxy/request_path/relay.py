@@ -181,7 +181,7 @@ def _owning_feed(scanner: StreamScanner, ex: Exchange) -> Callable[[bytes], None
     """`scanner.feed` for a stream whose answer is stored in the operator's project: its ids become the merchant's
     as soon as the scanner has read them (`response.completed`), before the chunk that completes them is relayed,
     so a client that continues the conversation at once is not refused (`Exchange.finish` comes later)."""
-    merchant_id, owners, scan = ex.principal.merchant_id, ex.svc.owners, scanner.feed
+    caller, owners, scan = ex.principal, ex.svc.owners, scanner.feed
     pending = False  # a final event began: look for its ids after each chunk until they are read
 
     def feed(chunk: bytes) -> None:
@@ -191,7 +191,7 @@ def _owning_feed(scanner: StreamScanner, ex: Exchange) -> Callable[[bytes], None
             usage = scanner.result()
             pending = usage.response_id is None
             if usage.response_id is not None:
-                owners.remember(merchant_id, usage.response_id, usage.output_item_ids)
+                owners.remember(caller, usage.response_id, usage.output_item_ids)
 
     return feed
 

@@ -399,6 +399,30 @@ def test_a_session_id_replayed_with_another_credential_gets_a_state_of_its_own()
     assert sessions.of(None).secret_key == "ep_sk_server_env_key"   # stdio keeps the environment's key
 
 
+def test_a_session_id_is_bound_to_the_credential_that_opened_it(gateway, tmp_path, merchant):
+    import httpx2
+    other = gateway.create_merchant("mcp-hijacker", "10")["secret_key"]
+    with Gateway(merchant, gateway.url) as gw:
+        own_spend_key = gw.spend_keys.create(name="same-merchant-agent")["key"]
+    with http_server(gateway, tmp_path, None) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        accept = {"Accept": "application/json, text/event-stream"}
+        opened = httpx2.post(url, json=INITIALIZE, headers={**accept, "Authorization": f"Bearer {merchant}"},
+                             timeout=10)
+        session = opened.headers["mcp-session-id"]
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        for intruder in (other, own_spend_key):   # another merchant, and a weaker credential of the same one
+            headers = {**accept, "Authorization": f"Bearer {intruder}", "mcp-session-id": session,
+                       "mcp-protocol-version": "2025-06-18"}
+            assert httpx2.post(url, json=listing, headers=headers, timeout=10).status_code == 404
+            assert httpx2.delete(url, headers=headers, timeout=10).status_code == 404
+        owner = {**accept, "Authorization": f"Bearer {merchant}", "mcp-session-id": session,
+                 "mcp-protocol-version": "2025-06-18"}
+        httpx2.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=owner, timeout=10)
+        still = httpx2.post(url, json=listing, headers=owner, timeout=10)
+    assert still.status_code == 200 and "login" in still.text   # the intruders' DELETEs ended nothing
+
+
 ODD_ANSWERS = [  # (id, what the gateway answered to prompt: an OpenAI-format provider's body passes through)
     ("choices that are an object", {"choices": {"0": {}}}),
     ("a choice that is a string", {"choices": ["hi"]}),

@@ -423,6 +423,32 @@ def test_a_session_id_is_bound_to_the_credential_that_opened_it(gateway, tmp_pat
     assert still.status_code == 200 and "login" in still.text   # the intruders' DELETEs ended nothing
 
 
+def test_a_revoked_secret_key_stops_its_sessions_prompts_as_the_proxy_path_does(gateway, fake, tmp_path, merchant):
+    from edge_proxy.client import AuthenticationError
+    with Gateway(merchant, gateway.url) as gw:
+        second = gw.secret_keys.create(name="agent-host")
+    with http_server(gateway, tmp_path, None) as port:
+        async def go():
+            async with http_session(port, second["secret_key"]) as tools:
+                await tools.ok("login")
+                before = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+                with Gateway(merchant, gateway.url) as gw:
+                    gw.secret_keys.delete(second["secret_key_id"])
+                    deadline = time.monotonic() + 10   # until the gateway itself refuses the key (key events)
+                    while True:
+                        try:
+                            Gateway(second["secret_key"], gateway.url).wallet.retrieve()
+                        except AuthenticationError:
+                            break
+                        assert time.monotonic() < deadline, "the gateway never refused the revoked key"
+                        await asyncio.sleep(0.05)
+                after = await tools.error("prompt", model="gpt-4o-mini", messages=HELLO)
+            return before, after
+        before, after = asyncio.run(asyncio.wait_for(go(), 60))
+    assert before["paid_with"] == "spend_key"
+    assert "401" in after or "no longer accepted" in after   # the session's own spend key does not outlive it
+
+
 ODD_ANSWERS = [  # (id, what the gateway answered to prompt: an OpenAI-format provider's body passes through)
     ("choices that are an object", {"choices": {"0": {}}}),
     ("a choice that is a string", {"choices": ["hi"]}),

@@ -449,6 +449,41 @@ def test_a_revoked_secret_key_stops_its_sessions_prompts_as_the_proxy_path_does(
     assert "401" in after or "no longer accepted" in after   # the session's own spend key does not outlive it
 
 
+@pytest.mark.parametrize("status", [500, 502, 503, 400])
+def test_a_credential_the_gateway_could_not_check_opens_no_session(gateway, tmp_path, status):
+    """Only the gateway's own answer to an authenticated caller admits a credential: an error it gives before
+    that (or a broken gateway's) is a 503 here, never a session for a key nobody checked."""
+    import http.server
+    import threading
+    import types
+
+    import httpx2
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"type": "server_error", "message": "down"}}).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    try:
+        broken_gateway = types.SimpleNamespace(url=f"http://127.0.0.1:{stub.server_address[1]}")
+        with http_server(broken_gateway, tmp_path, None) as port:
+            r = httpx2.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, timeout=10,
+                            headers={"Accept": "application/json, text/event-stream",
+                                     "Authorization": "Bearer ep_sk_never0checked0by0anyone0000000000000000"})
+    finally:
+        stub.shutdown()
+        stub.server_close()
+    assert r.status_code == 503 and "mcp-session-id" not in r.headers, (r.status_code, r.text)
+
+
 ODD_ANSWERS = [  # (id, what the gateway answered to prompt: an OpenAI-format provider's body passes through)
     ("choices that are an object", {"choices": {"0": {}}}),
     ("a choice that is a string", {"choices": ["hi"]}),

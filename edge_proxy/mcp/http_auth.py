@@ -7,7 +7,7 @@ call of that request acts with that credential only (sessions.py keys each sessi
 session id belongs to the credential that opened it: sent with any other credential it is a 404, as an unknown
 session is, so a leaked session id lets no one else end the session or read its stream. Anything else is
 answered here, before the MCP SDK sees it: 401 with the gateway's JSON error body, 503 when the gateway cannot
-be reached to check.
+be reached to check or answers with an error that says nothing of the credential (a 5xx).
 """
 from __future__ import annotations
 
@@ -52,9 +52,13 @@ def is_spend_key(credential: str | None) -> bool:
     return credential is not None and credential.startswith(SPEND_KEY_PREFIX)
 
 
+# the answers the gateway gives a caller it has authenticated: the credential is one it accepts
+_AUTHENTICATED = frozenset({402, 403, 429})
+
+
 def gateway_verifier(base_url: str) -> Verify:
     """Whether the gateway at base_url accepts a credential (False on its 401); raises APIConnectionError when
-    it cannot be asked."""
+    it cannot be asked, or answers what says nothing of the credential (a 5xx, a 400): that is no yes."""
     async def verify(credential: str) -> bool:
         try:
             async with AsyncGateway(credential, base_url) as gw:
@@ -63,8 +67,10 @@ def gateway_verifier(base_url: str) -> Verify:
             return False
         except APIConnectionError:
             raise
-        except GatewayError:   # any other answer (403...): the credential itself was recognised
-            return True
+        except GatewayError as exc:
+            if exc.status in _AUTHENTICATED:
+                return True
+            raise APIConnectionError(f"the gateway answered {exc}") from exc
         return True
     return verify
 

@@ -399,6 +399,91 @@ def test_a_session_id_replayed_with_another_credential_gets_a_state_of_its_own()
     assert sessions.of(None).secret_key == "ep_sk_server_env_key"   # stdio keeps the environment's key
 
 
+def test_a_session_id_is_bound_to_the_credential_that_opened_it(gateway, tmp_path, merchant):
+    import httpx2
+    other = gateway.create_merchant("mcp-hijacker", "10")["secret_key"]
+    with Gateway(merchant, gateway.url) as gw:
+        own_spend_key = gw.spend_keys.create(name="same-merchant-agent")["key"]
+    with http_server(gateway, tmp_path, None) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        accept = {"Accept": "application/json, text/event-stream"}
+        opened = httpx2.post(url, json=INITIALIZE, headers={**accept, "Authorization": f"Bearer {merchant}"},
+                             timeout=10)
+        session = opened.headers["mcp-session-id"]
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        for intruder in (other, own_spend_key):   # another merchant, and a weaker credential of the same one
+            headers = {**accept, "Authorization": f"Bearer {intruder}", "mcp-session-id": session,
+                       "mcp-protocol-version": "2025-06-18"}
+            assert httpx2.post(url, json=listing, headers=headers, timeout=10).status_code == 404
+            assert httpx2.delete(url, headers=headers, timeout=10).status_code == 404
+        owner = {**accept, "Authorization": f"Bearer {merchant}", "mcp-session-id": session,
+                 "mcp-protocol-version": "2025-06-18"}
+        httpx2.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=owner, timeout=10)
+        still = httpx2.post(url, json=listing, headers=owner, timeout=10)
+    assert still.status_code == 200 and "login" in still.text   # the intruders' DELETEs ended nothing
+
+
+def test_a_revoked_secret_key_stops_its_sessions_prompts_as_the_proxy_path_does(gateway, fake, tmp_path, merchant):
+    from edge_proxy.client import AuthenticationError
+    with Gateway(merchant, gateway.url) as gw:
+        second = gw.secret_keys.create(name="agent-host")
+    with http_server(gateway, tmp_path, None) as port:
+        async def go():
+            async with http_session(port, second["secret_key"]) as tools:
+                await tools.ok("login")
+                before = await tools.ok("prompt", model="gpt-4o-mini", messages=HELLO)
+                with Gateway(merchant, gateway.url) as gw:
+                    gw.secret_keys.delete(second["secret_key_id"])
+                    deadline = time.monotonic() + 10   # until the gateway itself refuses the key (key events)
+                    while True:
+                        try:
+                            Gateway(second["secret_key"], gateway.url).wallet.retrieve()
+                        except AuthenticationError:
+                            break
+                        assert time.monotonic() < deadline, "the gateway never refused the revoked key"
+                        await asyncio.sleep(0.05)
+                after = await tools.error("prompt", model="gpt-4o-mini", messages=HELLO)
+            return before, after
+        before, after = asyncio.run(asyncio.wait_for(go(), 60))
+    assert before["paid_with"] == "spend_key"
+    assert "401" in after or "no longer accepted" in after   # the session's own spend key does not outlive it
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 400])
+def test_a_credential_the_gateway_could_not_check_opens_no_session(gateway, tmp_path, status):
+    """Only the gateway's own answer to an authenticated caller admits a credential: an error it gives before
+    that (or a broken gateway's) is a 503 here, never a session for a key nobody checked."""
+    import http.server
+    import threading
+    import types
+
+    import httpx2
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"type": "server_error", "message": "down"}}).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    try:
+        broken_gateway = types.SimpleNamespace(url=f"http://127.0.0.1:{stub.server_address[1]}")
+        with http_server(broken_gateway, tmp_path, None) as port:
+            r = httpx2.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, timeout=10,
+                            headers={"Accept": "application/json, text/event-stream",
+                                     "Authorization": "Bearer ep_sk_never0checked0by0anyone0000000000000000"})
+    finally:
+        stub.shutdown()
+        stub.server_close()
+    assert r.status_code == 503 and "mcp-session-id" not in r.headers, (r.status_code, r.text)
+
+
 ODD_ANSWERS = [  # (id, what the gateway answered to prompt: an OpenAI-format provider's body passes through)
     ("choices that are an object", {"choices": {"0": {}}}),
     ("a choice that is a string", {"choices": ["hi"]}),

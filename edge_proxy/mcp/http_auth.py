@@ -3,14 +3,17 @@
 `edge-proxy mcp --http` never acts with the server's EDGE_PROXY_SECRET_KEY: each request must send
 `Authorization: Bearer <merchant secret key or spend key>`, which the gateway must accept (checked with
 `GET /v1/models`, remembered for a few seconds so a session's calls do not each cost a check), and every tool
-call of that request acts with that credential only (sessions.py keys each session's state by it). Anything
-else is answered here, before the MCP SDK sees it: 401 with the gateway's JSON error body, 503 when the
-gateway cannot be reached to check.
+call of that request acts with that credential only (sessions.py keys each session's state by it). An MCP
+session id belongs to the credential that opened it: sent with any other credential it is a 404, as an unknown
+session is, so a leaked session id lets no one else end the session or read its stream. Anything else is
+answered here, before the MCP SDK sees it: 401 with the gateway's JSON error body, 503 when the gateway cannot
+be reached to check or answers with an error that says nothing of the credential (a 5xx).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +22,7 @@ from ..client import AsyncGateway
 from ..client.errors import APIConnectionError, AuthenticationError, GatewayError
 from ..lru import TTLCache
 from ..store.base import SECRET_KEY_PREFIX
+from .sessions import MAX_HTTP_SESSIONS
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -48,9 +52,13 @@ def is_spend_key(credential: str | None) -> bool:
     return credential is not None and credential.startswith(SPEND_KEY_PREFIX)
 
 
+# the answers the gateway gives a caller it has authenticated: the credential is one it accepts
+_AUTHENTICATED = frozenset({402, 403, 429})
+
+
 def gateway_verifier(base_url: str) -> Verify:
     """Whether the gateway at base_url accepts a credential (False on its 401); raises APIConnectionError when
-    it cannot be asked."""
+    it cannot be asked, or answers what says nothing of the credential (a 5xx, a 400): that is no yes."""
     async def verify(credential: str) -> bool:
         try:
             async with AsyncGateway(credential, base_url) as gw:
@@ -59,8 +67,10 @@ def gateway_verifier(base_url: str) -> Verify:
             return False
         except APIConnectionError:
             raise
-        except GatewayError:   # any other answer (403...): the credential itself was recognised
-            return True
+        except GatewayError as exc:
+            if exc.status in _AUTHENTICATED:
+                return True
+            raise APIConnectionError(f"the gateway answered {exc}") from exc
         return True
     return verify
 
@@ -73,6 +83,9 @@ class RequireCredential:
         self.verify = verify
         self._accepted: TTLCache[str, bool] = TTLCache(10_000, ttl)
         self._refused: TTLCache[str, bool] = TTLCache(10_000, refused_ttl)   # a flood of bad keys costs no checks
+        # session id -> the credential_id that opened it; the oldest past the bound is forgotten, and its session
+        # then answers 404 (its client opens a new one), never "anyone's"
+        self._owners: OrderedDict[str, str] = OrderedDict()
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":   # lifespan: the SDK's session manager starts and stops there
@@ -98,7 +111,38 @@ class RequireCredential:
             if not ok:
                 await _deny(send, 401, "authentication_error", _REFUSED)
                 return
-        await self.app(scope, receive, send)
+        session = headers.get("mcp-session-id")
+        if session is not None and self._owners.get(session) != key:
+            await _no_session(send)   # unknown, or another credential's: the same answer
+            return
+        await self.app(scope, receive, self._watching(send, key, session, scope.get("method") == "DELETE"))
+
+    def _watching(self, send: Send, key: str, session: str | None, deleting: bool) -> Send:
+        """`send`, noting the session id a new session answers with (its owner is `key`), and forgetting one
+        the SDK ended (404: expired) or the owner closed (DELETE)."""
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if session is None:
+                    for name, value in message.get("headers", ()):
+                        if name.lower() == b"mcp-session-id":
+                            self._owners[value.decode("latin-1")] = key
+                            if len(self._owners) > MAX_HTTP_SESSIONS:
+                                self._owners.popitem(last=False)
+                elif status == 404 or (deleting and status < 300):
+                    self._owners.pop(session, None)
+                else:
+                    self._owners.move_to_end(session)
+            await send(message)
+        return watched
+
+
+async def _no_session(send: Send) -> None:
+    """What the SDK answers a session id it does not know (a JSON-RPC error without an id)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Session not found"}})
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body.encode()})
 
 
 async def _deny(send: Send, status: int, kind: str, message: str) -> None:

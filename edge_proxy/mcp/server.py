@@ -62,6 +62,17 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
                             "EDGE_PROXY_SECRET_KEY set")
         return state.secret_key
 
+    async def paying_key(state: SessionState) -> str:
+        """The key `prompt` pays with. A spend key `login` provisioned works only while the secret key that made it
+        does: it is the session's, so revoking that secret key stops the session as it stops the proxy path."""
+        if state.spend_key is None:
+            return secret_of(state)
+        if state.spend_key != state.secret_key:   # provisioned, not the caller's own spend key
+            with tool_errors():
+                async with client(secret_of(state)) as gw:
+                    await gw.wallet.retrieve()   # a merchant route: 401 once the secret key is revoked
+        return state.spend_key
+
     @server.tool()
     async def login(ctx: Context, secret_key: str | None = None) -> dict[str, Any]:
         """Log in to the gateway with a merchant secret key (or the server's EDGE_PROXY_SECRET_KEY when omitted).
@@ -115,7 +126,7 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
         chat-completions parameter. Answers the assistant text, the model that answered and the usage.
         """
         state = state_of(ctx)
-        key = state.spend_key or secret_of(state)
+        key = await paying_key(state)
         request: dict[str, Any] = {"model": model, "messages": messages}
         for name, value in (("fallbacks", fallbacks), ("max_tokens", max_tokens), ("temperature", temperature),
                             ("top_p", top_p), ("stop", stop)):

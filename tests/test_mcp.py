@@ -2,6 +2,8 @@
 gateway with the fake provider behind it: the five tools, the session's spend key, and errors as tool errors."""
 from __future__ import annotations
 
+import datetime as dt
+
 import asyncio
 import contextlib
 import json
@@ -122,6 +124,10 @@ def test_login_verifies_the_key_and_provisions_one_spend_key_per_session(gateway
     assert first["spend_key_name"].startswith("mcp-session-") and "key" not in first  # the key stays server-side
     assert second["previous_spend_key"] == first["spend_key_id"]  # logging in again revoked the old key
     assert [k["spend_key_id"] for k in spend_keys_of(gateway, merchant)] == [second["spend_key_id"]]
+    # a provisioned key ends by itself, so a session that ends without logging in again leaves none for ever
+    [left] = spend_keys_of(gateway, merchant)
+    expires = dt.datetime.fromisoformat(left["expires_at"].replace("Z", "+00:00"))
+    assert dt.timedelta(hours=23) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=24)
 
 
 def test_login_takes_a_key_argument_when_the_server_has_none(gateway, tmp_path, merchant):

@@ -21,6 +21,8 @@ from ._sdk import Context, MCPServer, ToolError, new_server
 from .http_auth import is_spend_key
 from .sessions import SessionState, Sessions
 
+SESSION_KEY_LIFETIME = dt.timedelta(hours=24)  # a provisioned spend key's; `login` again makes a new one
+
 INSTRUCTIONS = """Tools for an edge_proxy AI gateway (Lava Gateway compatible).
 1. `login` first: it checks your secret key and provisions a spend key for this session.
 2. `prompt` sends a chat completion to any model, in OpenAI format whatever the provider.
@@ -77,8 +79,8 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
     async def login(ctx: Context, secret_key: str | None = None) -> dict[str, Any]:
         """Log in to the gateway with a merchant secret key (or the server's EDGE_PROXY_SECRET_KEY when omitted).
 
-        Verifies the key, then provisions a spend key for this session that `prompt` pays with. Logging in again
-        replaces (and revokes) the session's previous spend key.
+        Verifies the key, then provisions a spend key for this session that `prompt` pays with; it expires after 24
+        hours. Logging in again replaces (and revokes) the session's previous spend key.
         """
         state = state_of(ctx)
         if state.over_http:
@@ -94,8 +96,11 @@ def build_server(base_url: str, secret_key: str | None, catalogue: Catalogue | N
         with tool_errors():
             async with client(key) as gw:
                 wallet = await gw.wallet.retrieve()
-                name = f"mcp-session-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-                spend = await gw.spend_keys.create(name=name)
+                now = dt.datetime.now(dt.UTC)
+                # it expires by itself: a session that ends without logging in again (or a server that dies)
+                # leaves no key that spends for ever
+                spend = await gw.spend_keys.create(name=f"mcp-session-{now:%Y%m%dT%H%M%SZ}",
+                                                   expires_at=(now + SESSION_KEY_LIFETIME).isoformat())
                 previous = _previous_key(state, wallet.get("merchant_id"))
                 revoked = None
                 if previous:

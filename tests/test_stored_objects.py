@@ -178,6 +178,12 @@ def test_a_body_without_the_markers_is_not_parsed(tmp_path, monkeypatch):
     def parse(body: bytes) -> None:
         raise AssertionError(f"parsed {body!r}")
     monkeypatch.setattr(ownership, "_parse_unique", parse)
+    monkeypatch.setattr(ownership, "named_ids", parse)
+    # keys that end in `id` but are none of `id`, `previous_response_id`: a tool's parameters, a call's id
+    tool = {"type": "function", "name": "order", "parameters": {"type": "object", "properties": {
+        "user_id": {"type": "string"}, "order_id": {"type": "string"}}}}
+    calls = [{"role": "user", "content": "Where is my order?"},
+             {"type": "function_call_output", "call_id": "call_1", "output": "shipped"}]
 
     async def scenario(gw: InProcess, fake: FakeProvider) -> None:
         # json.dumps escapes all non-ASCII (and a Go client escapes <, > and &): escapes that spell no key's letter
@@ -186,6 +192,8 @@ def test_a_body_without_the_markers_is_not_parsed(tmp_path, monkeypatch):
                             (MESSAGES[1], {**ASK_MESSAGES, "messages": user()}), (GEMINI, ASK_GEMINI),
                             (CHAT[0], {**ASK_CHAT, "messages": escaped}),
                             (RESPONSES[1], {**ASK_RESPONSES, "input": escaped}),
+                            (RESPONSES[1], {**ASK_RESPONSES, "tools": [tool]}),
+                            (RESPONSES[0], {**ASK_RESPONSES, "input": calls}),
                             (CHAT[0], json.dumps({**ASK_CHAT, "messages": escaped}).replace("<", "\\u003c").encode())]:
             answer = await gw.call("POST", route, body=body, key=gw.secret_key)
             assert answer.status == 200, answer.body

@@ -69,8 +69,9 @@ _decode = msgspec.json.Decoder(_Named).decode
 def may_name_stored(body: bytes) -> bool:
     """Whether a JSON body may have an `id`, `previous_response_id` or `conversation` key: without a `\\u` escape
     of a letter, digit or underscore (the only way to write a key's letters other than as themselves) such a key
-    shows as `id"` or `conversation"`. Most bodies have neither and are not decoded."""
-    return (b'id"' in body or b'conversation"' in body
+    shows as itself in quotes. Most bodies have none and are not decoded; nor are keys that merely end in `id`
+    (`call_id`, a tool parameter's `user_id`), common in agents' requests."""
+    return (b'"id"' in body or b'"previous_response_id"' in body or b'"conversation"' in body
             or (b"\\u00" in body and _KEY_ESCAPE.search(body) is not None))
 
 

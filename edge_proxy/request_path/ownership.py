@@ -247,6 +247,8 @@ class Owners:
     async def _owns(self, merchant_id: str, customer_id: str | None, object_id: str) -> bool:
         owner = self._cache.get(object_id)
         if owner is None:
+            if "\x00" in object_id:  # never an id (PostgreSQL's text cannot hold one): not a lookup's 500
+                return False
             owner = await owners.owner(self._db, object_id)
             if owner is None:  # not logged yet (another worker's answer, its batch not written) or not a response
                 return False

@@ -241,3 +241,23 @@ def test_owners_outlive_a_restart(tmp_path, store, request):
                 assert (first.response_id, first.output_item_ids) == (rid, item)  # the log rows say it too
                 assert later.response_id not in (None, rid)
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_an_id_the_database_cannot_hold_is_unknown(tmp_path, store, request):
+    """PostgreSQL's text holds no NUL: such an id was never anyone's, so it is a 404 like any unknown id, not a
+    500 from the lookup."""
+    env = {}
+    if store == "postgres":
+        env["EDGE_PROXY_DATABASE_URL"] = request.getfixturevalue("private_postgres").create_database()
+
+    async def main() -> None:
+        async with FakeProvider() as fake, InProcess(tmp_path, fake.url, env) as gw:
+            c = Case(gw, fake, "forward")
+            await c.refused(gw.secret_key, not_found("Previous response with id 'resp_\x00' not found.",
+                                                     "previous_response_id", "previous_response_not_found"),
+                            previous_response_id="resp_\x00")
+            _, [item] = first_id(await c.ask(gw.secret_key))
+            await c.refused(gw.secret_key, not_found("Item with id 'msg_\x00' not found.", "input"),
+                            input=[{"type": "item_reference", "id": item}, {"type": "item_reference", "id": "msg_\x00"}])
+    asyncio.run(main())

@@ -6,6 +6,7 @@ gateway in front of the fake provider; "nothing sent" is what the fake received.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from edge_proxy.forward_token import encode_forward_token
+from edge_proxy.money import parse_usd
 from edge_proxy.request_path import ownership
 
 from .fake_provider import FakeProvider
@@ -176,6 +178,12 @@ def test_a_body_without_the_markers_is_not_parsed(tmp_path, monkeypatch):
     def parse(body: bytes) -> None:
         raise AssertionError(f"parsed {body!r}")
     monkeypatch.setattr(ownership, "_parse_unique", parse)
+    monkeypatch.setattr(ownership, "named_ids", parse)
+    # keys that end in `id` but are none of `id`, `previous_response_id`: a tool's parameters, a call's id
+    tool = {"type": "function", "name": "order", "parameters": {"type": "object", "properties": {
+        "user_id": {"type": "string"}, "order_id": {"type": "string"}}}}
+    calls = [{"role": "user", "content": "Where is my order?"},
+             {"type": "function_call_output", "call_id": "call_1", "output": "shipped"}]
 
     async def scenario(gw: InProcess, fake: FakeProvider) -> None:
         # json.dumps escapes all non-ASCII (and a Go client escapes <, > and &): escapes that spell no key's letter
@@ -184,6 +192,8 @@ def test_a_body_without_the_markers_is_not_parsed(tmp_path, monkeypatch):
                             (MESSAGES[1], {**ASK_MESSAGES, "messages": user()}), (GEMINI, ASK_GEMINI),
                             (CHAT[0], {**ASK_CHAT, "messages": escaped}),
                             (RESPONSES[1], {**ASK_RESPONSES, "input": escaped}),
+                            (RESPONSES[1], {**ASK_RESPONSES, "tools": [tool]}),
+                            (RESPONSES[0], {**ASK_RESPONSES, "input": calls}),
                             (CHAT[0], json.dumps({**ASK_CHAT, "messages": escaped}).replace("<", "\\u003c").encode())]:
             answer = await gw.call("POST", route, body=body, key=gw.secret_key)
             assert answer.status == 200, answer.body
@@ -224,4 +234,39 @@ def test_a_repeated_key_is_refused(tmp_path, route, body, key):
         answer = await gw.call("POST", route, body=raw.replace(b"_theirs", b"").replace(b"theirs", b""),
                                key=encode_forward_token(gw.secret_key, provider_key="sk-their-own"))
         assert answer.status == 200, answer.body  # BYOK: not the gateway's to check
+    run(tmp_path, scenario)
+
+
+# Token counts are free, so billing does not parse their bodies: a body the gateway cannot read as JSON (another
+# Unicode encoding, which a provider may detect as Python's json.loads does, or a compressed one) would go up with
+# the stored objects it names unchecked. (name, route, body, extra headers)
+UNREADABLE = [
+    ("another merchant's response in UTF-16", "/providers/openai/v1/responses/input_tokens",
+     json.dumps({**ASK_RESPONSES, "previous_response_id": "{rid}"}).encode("utf-16"), {}),
+    ("another merchant's response in UTF-32", "/providers/openai/v1/responses/input_tokens",
+     json.dumps({**ASK_RESPONSES, "previous_response_id": "{rid}"}).encode("utf-32-le"), {}),
+    ("an Anthropic container, compressed", "/providers/anthropic/v1/messages/count_tokens",
+     gzip.compress(json.dumps({**ASK_MESSAGES, "container": "container_theirs", "messages": user()}).encode()),
+     {"content-encoding": "gzip"}),
+    ("an Anthropic container in UTF-16", "/providers/anthropic/v1/messages/count_tokens",
+     json.dumps({**ASK_MESSAGES, "container": "container_theirs", "messages": user()}).encode("utf-16"), {}),
+    ("a Gemini cached context, compressed", GEMINI.replace(":generateContent", ":countTokens"),
+     gzip.compress(json.dumps({**ASK_GEMINI, "cachedContent": "cachedContents/theirs"}).encode()),
+     {"content-encoding": "gzip"}),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "headers"),
+                         [pytest.param(route, body, headers, id=name) for name, route, body, headers in UNREADABLE])
+def test_a_token_count_the_gateway_cannot_read_is_refused(tmp_path, route, body, headers):
+    async def scenario(gw: InProcess, fake: FakeProvider) -> None:
+        rid = (await gw.call("POST", RESPONSES[1], body=ASK_RESPONSES, key=gw.secret_key)).json()["id"]
+        other = (await gw.svc.store.create_merchant("other", parse_usd("10", "balance")))[1]
+        raw = body.replace("{rid}".encode("utf-16")[2:], rid.encode("utf-16")[2:]).replace(
+            "{rid}".encode("utf-32-le"), rid.encode("utf-32-le"))
+        before = len(fake.received)
+        answer = await gw.call("POST", route, body=raw, key=other,
+                               headers={"content-type": "application/json", **headers})
+        assert len(fake.received) == before, "a body the gateway could not read reached the provider"
+        assert answer.status == 400, answer.body
     run(tmp_path, scenario)

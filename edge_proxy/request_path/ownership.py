@@ -22,8 +22,8 @@ answers make (only for responses and their items). So a body naming one by id (`
 hence per provider) is refused before anything is sent (`refuse_unowned`, 400). Both checks read the body as the
 provider does, so a body they read (its bytes hold one of their keys, or a `\\u` escape of a letter, digit or
 underscore, which could spell one) is refused if any object in it repeats a key: our parser keeps the last, another
-may keep the first. A compressed body is not read here; billing
-refuses it on the managed key (not a JSON object).
+may keep the first. A body that is not a JSON object in UTF-8 (compressed, UTF-16) is refused by both (400), token
+counts included, which billing does not read.
 """
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ _decode = msgspec.json.Decoder(_Named).decode
 def may_name_stored(body: bytes) -> bool:
     """Whether a JSON body may have an `id`, `previous_response_id` or `conversation` key: without a `\\u` escape
     of a letter, digit or underscore (the only way to write a key's letters other than as themselves) such a key
-    shows as `id"` or `conversation"`. Most bodies have neither and are not decoded."""
-    return (b'id"' in body or b'conversation"' in body
+    shows as itself in quotes. Most bodies have none and are not decoded; nor are keys that merely end in `id`
+    (`call_id`, a tool parameter's `user_id`), common in agents' requests."""
+    return (b'"id"' in body or b'"previous_response_id"' in body or b'"conversation"' in body
             or (b"\\u00" in body and _KEY_ESCAPE.search(body) is not None))
 
 
@@ -152,12 +153,17 @@ _MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows 
 _KEY_ESCAPE = re.compile(WORD_ESCAPE)  # the media scan's (billing/_media_scan_py.py)
 
 
-def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool) -> None:
+def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool) -> None:
     """Refuse a body for a managed `endpoint` (its catalogue path) that names a stored object no merchant owns, or
-    that repeats a key where it may name stored state. Bodies without the markers are not parsed."""
+    that repeats a key where it may name stored state, or that is not a JSON object (`parsed`, its bounds'): the
+    checks read UTF-8 bytes, and a token count is free, so billing does not refuse it. Bodies without the markers
+    are not parsed."""
     markers = _MARKERS.get(endpoint)
     if markers is None and not reads_stored:
         return  # an endpoint that reads no stored object (embeddings)
+    if not parsed:  # UTF-16 or -32 (Python's json.loads reads them), compressed: the markers cannot show
+        raise InvalidRequest("the request body is not a JSON object in UTF-8, so the gateway cannot check which "
+                             "stored objects it names on its managed key; send your own key as provider_key (BYOK)")
     escaped = b"\\u00" in body and _KEY_ESCAPE.search(body) is not None  # `in` first: found at memchr speed
     named = markers is not None and markers.search(body) is not None
     if not (escaped or named or (reads_stored and may_name_stored(body))):
@@ -241,6 +247,8 @@ class Owners:
     async def _owns(self, merchant_id: str, customer_id: str | None, object_id: str) -> bool:
         owner = self._cache.get(object_id)
         if owner is None:
+            if "\x00" in object_id:  # never an id (PostgreSQL's text cannot hold one): not a lookup's 500
+                return False
             owner = await owners.owner(self._db, object_id)
             if owner is None:  # not logged yet (another worker's answer, its batch not written) or not a response
                 return False

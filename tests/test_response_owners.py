@@ -261,3 +261,21 @@ def test_an_id_the_database_cannot_hold_is_unknown(tmp_path, store, request):
             await c.refused(gw.secret_key, not_found("Item with id 'msg_\x00' not found.", "input"),
                             input=[{"type": "item_reference", "id": item}, {"type": "item_reference", "id": "msg_\x00"}])
     asyncio.run(main())
+
+
+def test_the_first_owner_stays_in_a_workers_memory_as_in_the_database():
+    """Ids are OpenAI's and unique; should an answer ever repeat one, the database keeps its first owner
+    (`ON CONFLICT DO NOTHING`), and so does the worker's cache: a later answer cannot take it over."""
+    from edge_proxy.auth import Principal
+    from edge_proxy.request_path.ownership import Owners
+
+    owners = Owners(DownStore())  # type: ignore[arg-type]  # a cache hit never asks the store
+    first, second = Principal("mer_a", "sk_a"), Principal("mer_b", "sk_b")
+    owners.remember(first, "resp_1", "msg_1")
+    owners.remember(second, "resp_1", "msg_1 msg_2")
+
+    async def owns(merchant: str, object_id: str) -> bool:
+        return await owners._owns(merchant, None, object_id)
+    assert asyncio.run(owns("mer_a", "resp_1")) and asyncio.run(owns("mer_a", "msg_1"))
+    assert not asyncio.run(owns("mer_b", "resp_1")) and not asyncio.run(owns("mer_b", "msg_1"))
+    assert asyncio.run(owns("mer_b", "msg_2"))  # an id only the second answer had is the second's

@@ -217,10 +217,10 @@ class Owners:
     def remember(self, caller: Principal, response_id: str, item_ids: str | None) -> None:
         """A managed answer's ids are its caller's from now on (its merchant's, and its customer's if a customer's
         forward token asked), in this worker; the database has them once the request's log row is written."""
-        owner = (caller.merchant_id, caller.customer_id)
-        self._cache.put(response_id, owner)
-        for item_id in (item_ids or "").split():
-            self._cache.put(item_id, owner)
+        owner, cache = (caller.merchant_id, caller.customer_id), self._cache
+        for object_id in (response_id, *(item_ids or "").split()):
+            if cache.get(object_id) is None:  # the first owner stays, as in the database (log_sinks/owners.py)
+                cache.put(object_id, owner)
 
     async def check(self, caller: Principal, attempts: list[Attempt], content_encoding: str | None) -> None:
         """Refuse a request whose `reads_stored` attempts name an id its caller does not own: another merchant's,

@@ -6,9 +6,9 @@ One pass over the bytes: a table says which bytes can start a marker, and only t
 compared (for a backslash: `u00` and a hex pair that is a letter, digit or underscore). The regular expression's engine tries its alternatives at every position, which costs about five
 times as much on a body of a few kilobytes (bench/bench_media_scan.py).
 """
-from libc.string cimport memcmp, memset
+from libc.string cimport memchr, memcmp, memset
 
-__all__ = ["has_media_markers"]
+__all__ = ["has_media_markers", "has_word_escape"]
 
 # the byte each marker starts with -> 1; every other byte -> 0
 cdef unsigned char _STARTS[256]
@@ -44,6 +44,28 @@ def has_media_markers(bytes data not None):
         elif left >= 6 and p[i + 1] == b"u" and p[i + 2] == b"0" and p[i + 3] == b"0" \
                 and _spells_word(p[i + 4], p[i + 5]):
             return True  # a backslash: `\u00XX` escaping a letter, digit or underscore may spell the others
+    return False
+
+
+cdef extern from "string.h":
+    # glibc's (Python.h defines _GNU_SOURCE): a short needle is found far faster than byte by byte
+    const void* memmem(const void* haystack, size_t haystack_len, const void* needle, size_t needle_len) nogil
+
+
+def has_word_escape(bytes data not None):
+    """Whether `data` holds `\\u00XX` with XX a letter, digit or underscore. Each `\\u00` is found by memmem and
+    only its two hex digits are read: text escaped past Latin-1 (`\\u0416`) has none, and Latin-1's (`\\u00e9`)
+    costs two reads each."""
+    cdef const unsigned char* p = data
+    cdef const unsigned char* end = p + len(data)
+    cdef const unsigned char* at = p
+    while end - at >= 6:
+        at = <const unsigned char*>memmem(at, end - at, b"\\u00", 4)
+        if at == NULL or end - at < 6:
+            return False
+        if _spells_word(at[4], at[5]):
+            return True
+        at += 1
     return False
 
 

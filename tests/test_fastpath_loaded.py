@@ -22,6 +22,7 @@ SELECTED = [  # (compiled module, the module that selects it, a name the selecto
     ("edge_proxy._headers_c", "edge_proxy.headers", "request_headers"),
     ("edge_proxy.metering._cost_c", "edge_proxy.metering.pricing", "cost_of"),
     ("edge_proxy.billing._media_scan_c", "edge_proxy.billing.bounds", "has_media_markers"),
+    ("edge_proxy.billing._media_scan_c", "edge_proxy.billing.bounds", "has_word_escape"),
     ("edge_proxy.observability._tally_c", "edge_proxy.observability.publisher", "tally"),
     ("edge_proxy.log_sinks._rows_c", "edge_proxy.log_sinks.sql", "sqlite_params"),
 ]

@@ -70,6 +70,36 @@ def test_media_markers(build, body, found):
     assert build.has_media_markers(body) is found
 
 
+WORD_ESCAPES = [  # id, body, holds a `\\u` escape of a letter, digit or underscore
+    ("none in an empty body", b"", False),
+    ("none in plain text", b'{"a":"file image"}', False),
+    ("an escaped letter", b'{"\\u0069d":1}', True),
+    ("an escaped capital, hex in capitals", b'"\\u004A"', True),
+    ("an escaped underscore", b'"file\\u005fid"', True),
+    ("an escaped digit", b'"\\u0039"', True),
+    ("text escaped past ASCII", b'"caf\\u00e9 \\u041f\\u0440 \\u6587 \\ud83d\\ude00"', False),
+    ("escaped punctuation", b'"\\u003c\\u003e\\u0026\\u0027\\u002f\\u0040\\u005b\\u0060\\u007b"', False),
+    ("an escape cut short at the end", b'"\\u006', False),
+    ("a backslash at the very end", b"\\", False),
+    ("an escaped backslash before text that looks like one (as the expression: yes)", b'"\\\\u0069"', True),
+    ("after many escapes past ASCII", b'"' + b"\\u0416" * 1000 + b'\\u0061"', True),
+]
+
+
+@pytest.mark.parametrize("body,found", [(b, f) for _, b, f in WORD_ESCAPES], ids=[i for i, _, _ in WORD_ESCAPES])
+def test_word_escapes(build, body, found):
+    assert build.has_word_escape(body) is found
+
+
+def test_random_bodies_agree_on_word_escapes():
+    scan = compiled()
+    rng = random.Random(23)
+    alphabet = b'u0\\0u0567afAF9_"x'
+    for _ in range(5000):
+        body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
+        assert scan.has_word_escape(body) is _media_scan_py.has_word_escape(body), body
+
+
 def test_random_bodies_agree_with_the_regular_expression():
     scan = compiled()
     rng = random.Random(17)

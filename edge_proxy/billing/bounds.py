@@ -23,6 +23,7 @@ import msgspec
 
 from ..errors import InvalidRequest
 from ._media_scan_py import has_media_markers
+from ._media_scan_py import has_word_escape as has_word_escape  # selected here for request_path/ownership.py
 
 MAX_OUTPUT_TOKENS = 10_000_000  # no model comes near: a larger output limit is a mistake or an attack
 MAX_CHOICES = 128  # OpenAI's most for `n`; Gemini allows fewer candidates
@@ -36,6 +37,7 @@ IMPLEMENTATION = "py"
 if os.environ.get("EDGE_PROXY_PURE_PYTHON", "") in ("", "0"):
     try:
         from ._media_scan_c import has_media_markers  # the same API (.pyi)
+        from ._media_scan_c import has_word_escape as has_word_escape
         IMPLEMENTATION = "c"
     except ImportError:  # not built: tests/test_fastpath_loaded.py fails loudly on a build that should have it
         pass

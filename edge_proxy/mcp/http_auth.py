@@ -22,7 +22,6 @@ from ..client import AsyncGateway
 from ..client.errors import APIConnectionError, AuthenticationError, GatewayError
 from ..lru import TTLCache
 from ..store.base import SECRET_KEY_PREFIX
-from .sessions import MAX_HTTP_SESSIONS
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -51,6 +50,8 @@ def credential_id(credential: str) -> str:
 def is_spend_key(credential: str | None) -> bool:
     return credential is not None and credential.startswith(SPEND_KEY_PREFIX)
 
+
+MAX_HTTP_SESSIONS = 10_000  # sessions kept (sessions.py) and owners remembered (RequireCredential); the oldest go
 
 # the answers the gateway gives a caller it has authenticated: the credential is one it accepts
 _AUTHENTICATED = frozenset({402, 403, 429})

@@ -13,7 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-MAX_HTTP_SESSIONS = 10_000
+from .http_auth import MAX_HTTP_SESSIONS, bearer, credential_id, is_spend_key
+
 _STDIO = "stdio"
 
 
@@ -36,7 +37,6 @@ class Sessions:
         if request is None:
             key, fresh = _STDIO, SessionState(self.default_secret_key)
         else:
-            from .http_auth import bearer, credential_id, is_spend_key
             credential = bearer(request.headers)
             fresh = SessionState(credential, over_http=True,
                                  spend_key=credential if is_spend_key(credential) else None)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..billing._media_scan_py import WORD_ESCAPE
+from ..billing.bounds import has_word_escape
 from ..errors import InvalidRequest, StoredObjectNotFound, StoredObjectRefused
 from ..log_sinks import owners
 from ..lru import TTLCache
@@ -72,7 +72,7 @@ def may_name_stored(body: bytes) -> bool:
     shows as itself in quotes. Most bodies have none and are not decoded; nor are keys that merely end in `id`
     (`call_id`, a tool parameter's `user_id`), common in agents' requests."""
     return (b'"id"' in body or b'"previous_response_id"' in body or b'"conversation"' in body
-            or (b"\\u00" in body and _KEY_ESCAPE.search(body) is not None))
+            or (b"\\u00" in body and has_word_escape(body)))
 
 
 def named_ids(body: bytes) -> tuple[str | None, str | None, list[str]]:
@@ -147,10 +147,6 @@ def _marker(keys: list[tuple[str, ...]]) -> re.Pattern[bytes]:
 
 
 _MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows in _PATHS.items()}
-# A `\u` escape of a letter, digit or underscore: the only escapes that can spell one of the keys read here
-# (`"file\u005fid"`). Escapes of other characters (`\u00e9`, `\u0416`, Go's `\u003c`) are left to the fast path, so
-# text escaped by a client's serializer (Python's json.dumps escapes all non-ASCII) is not parsed for them.
-_KEY_ESCAPE = re.compile(WORD_ESCAPE)  # the media scan's (billing/_media_scan_py.py)
 
 
 def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool) -> None:
@@ -164,7 +160,9 @@ def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool)
     if not parsed:  # UTF-16 or -32 (Python's json.loads reads them), compressed: the markers cannot show
         raise InvalidRequest("the request body is not a JSON object in UTF-8, so the gateway cannot check which "
                              "stored objects it names on its managed key; send your own key as provider_key (BYOK)")
-    escaped = b"\\u00" in body and _KEY_ESCAPE.search(body) is not None  # `in` first: found at memchr speed
+    # a `\\u` escape of a letter, digit or underscore, the only escapes that can spell a key read here
+    # (`"file\\u005fid"`); text a client's serializer escaped (`\\u00e9`, `\\u0416`, Go's `\\u003c`) is not one
+    escaped = b"\\u00" in body and has_word_escape(body)
     named = markers is not None and markers.search(body) is not None
     if not (escaped or named or (reads_stored and may_name_stored(body))):
         return

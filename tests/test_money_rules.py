@@ -124,6 +124,21 @@ async def content_by_reference_is_refused_on_the_managed_key(c: Case) -> None:
     refused(await c.send(body), 400, "input_not_bounded", "file")
 
 
+async def a_background_response_is_refused_on_the_managed_key(c: Case) -> None:
+    """OpenAI answers `background: true` at once (`queued`, usage null) and generates afterwards, beyond what the
+    gateway reads: on the operator's key nobody would pay for that output."""
+    body = {"model": "gpt-4o-mini", "input": "Say hello", "max_output_tokens": 20, "background": True}
+    before = c.sent()
+    for path in ("/providers/openai/v1/responses", "/v1/responses"):
+        refused(await c.send(body, path=path), 400, "invalid_request_error", "background")
+    assert c.sent() == before
+    byok = encode_forward_token(c.gw.secret_key, provider_key="sk-their-own")
+    answer = await c.send(body, path="/providers/openai/v1/responses", key=byok)
+    assert answer.status == 200 and c.sent() == before + 1, answer.body
+    answer = await c.send({**body, "background": False}, path="/providers/openai/v1/responses")
+    assert answer.status == 200, answer.body
+
+
 async def an_image_by_url_is_reserved_for_its_pixels_not_its_bytes(c: Case) -> None:
     body = {**BODY, "max_tokens": 1, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}
@@ -463,6 +478,7 @@ RULES: list[Callable[[Case], Awaitable[None]]] = [
     a_provider_without_prices_is_refused_on_the_managed_key,
     an_endpoint_the_gateway_cannot_meter_is_refused_on_the_managed_key,
     content_by_reference_is_refused_on_the_managed_key,
+    a_background_response_is_refused_on_the_managed_key,
     an_image_by_url_is_reserved_for_its_pixels_not_its_bytes,
     a_characters_meter_cannot_price_a_proxied_request,
     a_token_count_costs_nothing_on_any_key,

@@ -50,6 +50,7 @@ class Bounds(NamedTuple):
     unbounded: str | None = None  # why the input has no bound (content by reference), or None
     parsed: bool = True  # False: the body is not a JSON object (nothing about its cost is known)
     choices: int = 1  # the answers asked for (`n`, `candidateCount`), each up to `max_output`
+    background: bool = False  # an OpenAI Responses `background: true`: it runs on after the request's answer
 
 
 class _Head(msgspec.Struct):
@@ -62,6 +63,7 @@ class _Head(msgspec.Struct):
     n: Any = None
     generationConfig: Any = None  # noqa: N815 - Gemini's own field name
     generation_config: Any = None
+    background: Any = None
 
 
 _head = msgspec.json.Decoder(_Head).decode
@@ -95,7 +97,8 @@ def request_bounds(body: bytes) -> Bounds:
     model = head.model if isinstance(head.model, str) and head.model else None
     images, unbounded = _media(data) if has_media_markers(data) else (0, None)
     # tuple.__new__: the NamedTuple's Python-level __new__ costs twice as much (billing/charging.py, _tuple_new)
-    return _tuple_new(Bounds, (model, most, len(body) + images * IMAGE_TOKENS, unbounded, True, choices))
+    return _tuple_new(Bounds, (model, most, len(body) + images * IMAGE_TOKENS, unbounded, True, choices,
+                               head.background is True))
 
 
 def _gemini_limit(head: _Head, most: int | None) -> int | None:

@@ -149,6 +149,10 @@ class BillingEngine:
             raise ModelNotPriced(f"model {model!r} of {provider!r} has no price, so the gateway will not send it on "
                                  "its managed key: the operator can add a price (EDGE_PROXY_PRICES_FILE), or send "
                                  "your own key as provider_key (BYOK)")
+        if bounds.background:  # answered `queued`, with no usage: what it then uses is never in an answer we see
+            raise InvalidRequest("background: a background response runs on after its request is answered, so the "
+                                 "gateway cannot read what it uses on its managed key; send your own key as "
+                                 "provider_key (BYOK), or leave background out")
         if bounds.unbounded:
             raise InputNotBounded(f"the request sends {bounds.unbounded}, whose tokens the gateway cannot bound "
                                   "before sending it on its managed key: send the content inline, or your own key "

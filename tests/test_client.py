@@ -25,6 +25,7 @@ from edge_proxy.client import (
     Gateway,
     GatewayError,
     InsufficientBalanceError,
+    InvalidSecretKeyError,
     MissingSecretKeyError,
     NotFoundError,
     PermissionDeniedError,
@@ -96,6 +97,23 @@ def test_a_missing_secret_key_is_a_typed_error_naming_the_variables(monkeypatch)
         with pytest.raises(MissingSecretKeyError, match="EDGE_PROXY_SECRET_KEY") as info:
             cls()
         assert isinstance(info.value, GatewayError) and "LAVA_SECRET_KEY" in str(info.value)
+
+
+def test_a_key_read_from_a_file_with_its_newline_works(gateway, monkeypatch):
+    monkeypatch.setenv("EDGE_PROXY_SECRET_KEY", gateway.secret_key + "\n")  # a mounted secret file, read whole
+    with Gateway(base_url=gateway.url) as gw:
+        assert gw.secret_key == gateway.secret_key and gw.wallet.retrieve()["balance"]
+
+
+@pytest.mark.parametrize("key", ["ep_sk_SECRET\r\nX-Injected: 1", "ep_sk_SEC RET", "ep_sk_SECRÉT", "ep_sk_\x00SECRET"],
+                         ids=["a header injection", "a space inside", "a non-ascii letter", "a control character"])
+def test_a_key_that_cannot_be_a_header_is_refused_without_printing_it(key):
+    # httpx's h11 error for such a header quoted the whole value, key included, into APIConnectionError's message
+    for cls in (Gateway, AsyncGateway):
+        with pytest.raises(InvalidSecretKeyError) as info:
+            cls(key, "http://127.0.0.1:1")
+        assert "SECRET" not in str(info.value) and "SECRET" not in repr(info.value)
+        assert isinstance(info.value, GatewayError) and isinstance(info.value, ValueError)
 
 
 # -- providers ---------------------------------------------------------------------------------------------------

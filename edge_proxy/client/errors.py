@@ -38,6 +38,12 @@ class MissingSecretKeyError(GatewayError, ValueError):
     """No secret key was given and none is in EDGE_PROXY_SECRET_KEY or LAVA_SECRET_KEY."""
 
 
+class InvalidSecretKeyError(GatewayError, ValueError):
+    """The secret key has a character a header cannot carry (whitespace inside, a control character, non-ASCII).
+
+    The message never quotes the key: sending it anyway failed in httpx with the whole header value in the error."""
+
+
 class APIConnectionError(GatewayError, ConnectionError):
     """The gateway could not be reached, or the connection broke before a whole answer arrived."""
 

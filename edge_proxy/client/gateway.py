@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx2 as httpx
 
-from .config import resolve_base_url, resolve_secret_key
-from .errors import MissingSecretKeyError
+from .config import is_header_safe, resolve_base_url, resolve_secret_key
+from .errors import InvalidSecretKeyError, MissingSecretKeyError
 from .forward_tokens import UNSET, Unset, gateway_body, gateway_token, gateway_url, generate_forward_token
 from .providers import Providers
 from .resources import Customers, Meters, Models, Requests, SecretKeys, SpendKeys, Usage, Wallet, Webhooks
@@ -34,6 +34,9 @@ class _Base:
             raise MissingSecretKeyError(
                 "a secret key is required: pass Gateway(secret_key=...) or set EDGE_PROXY_SECRET_KEY "
                 "(or LAVA_SECRET_KEY)")
+        if not is_header_safe(key):
+            raise InvalidSecretKeyError("the secret key has a space, a control character or a non-ASCII character "
+                                        "inside it: no Authorization header can carry it")
         self.secret_key: str = key
         self.base_url: str = resolve_base_url(base_url)
         self.api_base: str = self.base_url + "/v1/"

@@ -287,6 +287,29 @@ def test_post_request_reporting_is_idempotent_by_request_id(gw):
     assert gw.requests.retrieve(rid)["metadata"] == {"via": "client"}
 
 
+def test_a_credit_sent_again_with_its_idempotency_key_moves_the_money_once(gw):
+    # a credit that timed out may have happened: sending it again is safe only with the same Idempotency-Key
+    cid = gw.customers.create(name="Ada")["customer_id"]
+    for _ in range(2):
+        assert gw.customers.credit(cid, "1.25", idempotency_key="credit-ada-1")["balance"] == "1.25"
+    assert gw.wallet.retrieve()["balance"] == "8.75"
+    with pytest.raises(APIError) as info:  # the same key for another amount moves nothing
+        gw.customers.credit(cid, "2", idempotency_key="credit-ada-1")
+    assert info.value.status == 409
+    funded = gw.customers.create(name="Bob", balance="0.5", idempotency_key="open-bob")
+    assert funded["balance"] == "0.5" and gw.wallet.retrieve()["balance"] == "8.25"
+
+
+def test_the_async_client_sends_the_idempotency_key_too(gateway, merchant):
+    async def go():
+        async with AsyncGateway(merchant, gateway.url) as agw:
+            cid = (await agw.customers.create(name="Ada"))["customer_id"]
+            for _ in range(2):
+                await agw.customers.credit(cid, "1", idempotency_key="credit-async")
+            return (await agw.customers.retrieve(cid))["balance"]
+    assert asyncio.run(go()) == "1"
+
+
 # -- gateway() ---------------------------------------------------------------------------------------------------------
 def test_gateway_forwards_a_json_body_with_a_forward_token_and_answers_the_providers_json(gw, fake):
     out = gw.gateway(OPENAI_CHAT, body=CHAT_BODY, headers={"Authorization": "Bearer ignored", "X-Extra": "1"})

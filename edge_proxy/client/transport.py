@@ -33,12 +33,17 @@ class _Transport:
         self.api_base = api_base  # `<base>/v1/`
 
     def build(self, client: httpx.Client | httpx.AsyncClient, method: str, path: str, data: Any = None,
-              query: Query | None = None, bearer: str | None = None) -> httpx.Request:
-        """A management call as the Node SDK's request() sends it: Bearer secret key, JSON body, query strings."""
+              query: Query | None = None, bearer: str | None = None,
+              idempotency_key: str | None = None) -> httpx.Request:
+        """A management call as the Node SDK's request() sends it: Bearer secret key, JSON body, query strings.
+
+        `idempotency_key` is sent as `Idempotency-Key`, which makes a credit happen once however often it is sent."""
         params = {k: str(v).lower() if isinstance(v, bool) else str(v)
                   for k, v in (query or {}).items() if v is not None}
         headers = {"Authorization": f"Bearer {bearer or self.secret_key}", "Content-Type": "application/json",
                    "User-Agent": USER_AGENT}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         content = None if data is None else json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         return client.build_request(method, self.api_base + path, params=params or None, headers=headers,
                                     content=content)
@@ -68,8 +73,8 @@ class SyncTransport(_Transport):
         self.client = http_client or httpx.Client(timeout=timeout)
 
     def request(self, method: str, path: str, data: Any = None, query: Query | None = None,
-                bearer: str | None = None) -> Any:
-        return self.parse(self.send(self.build(self.client, method, path, data, query, bearer)))
+                bearer: str | None = None, idempotency_key: str | None = None) -> Any:
+        return self.parse(self.send(self.build(self.client, method, path, data, query, bearer, idempotency_key)))
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send and read the whole answer; transport failures become APIConnectionError / APITimeoutError."""
@@ -95,8 +100,9 @@ class AsyncTransport(_Transport):
         self.client = http_client or httpx.AsyncClient(timeout=timeout)
 
     async def request(self, method: str, path: str, data: Any = None, query: Query | None = None,
-                      bearer: str | None = None) -> Any:
-        return self.parse(await self.send(self.build(self.client, method, path, data, query, bearer)))
+                      bearer: str | None = None, idempotency_key: str | None = None) -> Any:
+        return self.parse(await self.send(self.build(self.client, method, path, data, query, bearer,
+                                                     idempotency_key)))
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         try:

@@ -19,7 +19,7 @@ JSON = dict[str, Any]
 
 class Transport(Protocol[R]):
     def request(self, method: str, path: str, data: Any = None, query: Mapping[str, Any] | None = None,
-                bearer: str | None = None) -> R: ...
+                bearer: str | None = None, idempotency_key: str | None = None) -> R: ...
 
 
 class Resource(Generic[R]):
@@ -28,8 +28,9 @@ class Resource(Generic[R]):
     def __init__(self, transport: Transport[R]) -> None:
         self._transport = transport
 
-    def _call(self, method: str, path: str, data: Any = None, query: Mapping[str, Any] | None = None) -> R:
-        return self._transport.request(method, path, data, query)
+    def _call(self, method: str, path: str, data: Any = None, query: Mapping[str, Any] | None = None,
+              idempotency_key: str | None = None) -> R:
+        return self._transport.request(method, path, data, query, idempotency_key=idempotency_key)
 
 
 def body(**fields: Any) -> JSON:

@@ -20,6 +20,7 @@ import pytest
 from edge_proxy.client import (
     APIConnectionError,
     APIError,
+    APITimeoutError,
     AsyncGateway,
     AuthenticationError,
     Gateway,
@@ -480,6 +481,34 @@ def test_an_unreachable_gateway_is_a_connection_error():
         with pytest.raises(APIConnectionError) as info:
             gw.wallet.retrieve()
     assert isinstance(info.value, ConnectionError) and info.value.status is None
+
+
+def _raises(exc: type[httpx.RequestError], message: str = "boom"):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc(message, request=request)
+    return handler
+
+
+@pytest.mark.parametrize("handler,cls,says", [
+    (_raises(httpx.ConnectError), APIConnectionError, "was not sent"),
+    (_raises(httpx.ConnectTimeout), APITimeoutError, "was not sent"),
+    (_raises(httpx.LocalProtocolError, "Illegal header value b'Bearer SECRET\\n'"), APIConnectionError,
+     "was not sent"),
+    (_raises(httpx.ReadTimeout), APITimeoutError, "may have been acted on"),
+    (_raises(httpx.RemoteProtocolError), APIConnectionError, "may have been acted on"),
+    (lambda request: httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip"),
+     APIConnectionError, "may have been acted on"),
+], ids=["a refused connection was not sent", "a connect timeout was not sent",
+        "a header h11 refuses was not sent, and its value is not repeated",
+        "a read timeout may have been acted on", "a broken answer may have been acted on",
+        "a body that does not decode is a connection error, not httpx's DecodingError"])
+def test_a_failed_call_says_whether_the_gateway_may_have_acted_on_it(handler, cls, says):
+    # a credit whose answer was lost may have moved money: the error must not say "could not reach the gateway"
+    with Gateway("SK", "http://127.0.0.1:1", http_client=httpx.Client(transport=httpx.MockTransport(handler))) as gw:
+        with pytest.raises(cls) as info:
+            gw.customers.credit("cus_1", "1")
+    assert type(info.value) is cls and says in str(info.value) and info.value.status is None
+    assert "SECRET" not in str(info.value) and "SECRET" not in str(info.value.__cause__ or "")
 
 
 def test_money_is_never_a_float(gw):

@@ -6,7 +6,8 @@ resource classes return whatever their transport returns, which is how one resou
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,24 @@ Query = Mapping[str, Any]
 def path_segment(value: str) -> str:
     """An id as one path segment: `/`, `?` and `#` in it cannot change the route."""
     return quote(str(value), safe="")
+
+
+@contextmanager
+def mapped_errors(api_base: str) -> Iterator[None]:
+    """httpx2's errors as ours, saying whether the gateway may have acted on the request: after a connect
+    failure it was never sent (safe to send again); after that a credit or a proxied call may have happened."""
+    try:
+        yield
+    except httpx.LocalProtocolError:  # h11 quotes the offending header value, which may be a key: never repeat it
+        raise APIConnectionError("the request was not sent: a header value is not one HTTP allows (a newline, a "
+                                 "control or non-ASCII character)") from None
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        cls = APIConnectionError if isinstance(exc, httpx.ConnectError) else APITimeoutError
+        raise cls(f"could not reach the gateway at {api_base}; the request was not sent: {exc}") from exc
+    except httpx.RequestError as exc:  # a read or write timeout, a broken answer, a body that does not decode
+        cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        raise cls(f"no whole answer from the gateway at {api_base} after the request was sent; it may have been "
+                  f"acted on: {exc}") from exc
 
 
 class _Transport:
@@ -78,12 +97,8 @@ class SyncTransport(_Transport):
 
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send and read the whole answer; transport failures become APIConnectionError / APITimeoutError."""
-        try:
+        with mapped_errors(self.api_base):
             return self.client.send(request)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"the gateway did not answer in time: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"could not reach the gateway at {self.api_base}: {exc}") from exc
 
     def close(self) -> None:
         if self._owns_client:
@@ -105,12 +120,8 @@ class AsyncTransport(_Transport):
                                                      idempotency_key)))
 
     async def send(self, request: httpx.Request) -> httpx.Response:
-        try:
+        with mapped_errors(self.api_base):
             return await self.client.send(request)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"the gateway did not answer in time: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"could not reach the gateway at {self.api_base}: {exc}") from exc
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -511,6 +511,12 @@ def test_a_failed_call_says_whether_the_gateway_may_have_acted_on_it(handler, cl
     assert "SECRET" not in str(info.value) and "SECRET" not in str(info.value.__cause__ or "")
 
 
+def test_a_merchant_cannot_fund_its_own_wallet_through_the_client(gw):
+    with pytest.raises(PermissionDeniedError, match="operator"):
+        gw.wallet.credit("1000")
+    assert gw.wallet.retrieve()["balance"] == "10"
+
+
 def test_money_is_never_a_float(gw):
     with pytest.raises(TypeError, match="float"):
         gw.wallet.credit(1.5)

@@ -1,4 +1,6 @@
-"""`gw.wallet` (ours): the merchant's own balance, which pays for requests billed to the merchant."""
+"""`gw.wallet` (ours): the merchant's own balance, which pays for requests billed to the merchant.
+
+Only the gateway's operator funds a wallet (`POST /admin/merchants/{id}/credit`); a merchant's key cannot."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -12,5 +14,8 @@ class Wallet(Resource[R]):
         return self._call("GET", "wallet")
 
     def credit(self, amount: str | int | Decimal) -> R:
-        """`POST wallet/credit {"amount": "USD"}`: add funds; answers the wallet with its new balance."""
+        """`POST wallet/credit`: always a PermissionDeniedError (403) naming the operator's route.
+
+        Kept so that code written when a merchant could fund its own wallet gets the gateway's answer, not an
+        AttributeError; it never adds funds."""
         return self._call("POST", "wallet/credit", {"amount": usd(amount)})

@@ -9,6 +9,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 
 import asyncpg
@@ -17,7 +19,7 @@ import pytest
 from edge_proxy.billing import accounts, webhook_deliveries
 from edge_proxy.billing.webhook_deliveries import recent_deliveries
 from edge_proxy.billing.webhooks import WebhookSender
-from edge_proxy.outbound import OutboundPolicy, parse_allow_list, system_resolver
+from edge_proxy.outbound import GuardedClient, OutboundPolicy, parse_allow_list, system_resolver
 from edge_proxy.store import open_store
 
 from . import pg
@@ -498,4 +500,29 @@ def test_a_claim_takes_at_most_per_merchant_in_flight_of_one_merchant_and_fills_
             assert sorted(c.secret for c in first) == ["whsec_o", "whsec_test", "whsec_test"]
             # the merchant already has 2 in flight (its share): a second claim takes none of its rows
             assert await webhook_deliveries.claim(w.db, now, 60.0, 4, per_merchant=2) == []
+    run(scenario)
+
+
+def test_receivers_whose_dns_never_answers_do_not_take_the_threads_the_rest_of_the_gateway_shares(monkeypatch):
+    """The system resolver blocks a thread until the name server gives up, past the delivery's deadline: those
+    threads are the guarded client's own, never the loop's default executor (the request journal's fsyncs)."""
+    stuck = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "stuck.example.com":
+            stuck.wait()
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def scenario():
+        client = GuardedClient(OutboundPolicy(), deadline=0.2, concurrency=40)
+        try:
+            outcomes = await asyncio.gather(*(client.post("https://stuck.example.com/hook", [], b"{}")
+                                              for _ in range(40)))
+            assert {o.error for o in outcomes} == {"no complete answer within 0.2s"}
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 10) == "free"
+        finally:
+            stuck.set()
+            await client.close()
     run(scenario)

@@ -428,7 +428,10 @@ def test_two_workers_on_one_database_send_each_event_once(db_url):
             w.receiver.respond = slow
             # each looks for due deliveries every 50 ms: with the default 1 s, one worker could sleep through the
             # whole run while the other, woken by its own deliveries ending, took every one (seen under load)
-            a, b = w.sender(concurrency=4, poll=0.05), w.sender(concurrency=4, poll=0.05)
+            # one merchant's share (counted over both workers) lifted to both workers' slots: with the default
+            # half, one worker could hold the whole share each time the other looked
+            a, b = (w.sender(concurrency=4, per_merchant=8, poll=0.05), w.sender(concurrency=4, per_merchant=8,
+                                                                                 poll=0.05))
             for n in range(10):
                 (a if n % 2 else b).emit(w.merchant_id, "customer.autopay", {"n": n})
             a.start()

@@ -112,7 +112,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}PORT: {settings.port} is not a TCP port")
         if settings.workers < 1:
             raise SettingsError(f"{PREFIX}WORKERS: must be at least 1")
-        for name in ("max_body_bytes", "webhook_max_attempts", "webhook_concurrency", "webhooks_per_merchant",
+        for name in ("max_body_bytes", "webhook_max_attempts", "webhook_retry_seconds", "webhook_concurrency",
+                     "webhooks_per_merchant",
                      "max_connections_per_host", "webhook_timeout", "dashboard_idle_timeout", "revocation_poll",
                      "max_stream_seconds",
                      "dashboard_session_lifetime", "dashboard_sign_in_attempts"):

@@ -1,12 +1,14 @@
 """Autopay: a customer falling below its threshold fires one signed event to the merchant's webhooks."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import time
 
 import httpx2 as httpx
+import pytest
 
 from .billing_helpers import customer, h, meter, settled, token
 from .gateway_process import GatewayProcess, base_env
@@ -53,3 +55,49 @@ def test_autopay_fires_once_signed_retried_and_rearms_after_a_credit(fake, tmp_p
     finally:
         gw.stop()
         receiver.stop()
+
+
+def _rearm_world(tmp_path, dialect: str):
+    """A customer under its autopay threshold whose event has fired (disarmed), and a way to see a next one."""
+    from edge_proxy.billing import accounts
+    from edge_proxy.billing.settle import disarm_autopay
+    from edge_proxy.store import open_store
+
+    from . import pg
+
+    async def scenario(change: dict) -> list:
+        url = await pg.create_database() if dialect == "postgres" else f"sqlite:///{tmp_path / 'rearm.db'}"
+        store = open_store(url)
+        await store.open()
+        try:
+            merchant, _ = await store.create_merchant("acme", 0)
+            mid = merchant.merchant_id
+            cus = await accounts.create_customer(store.db, mid, {"autopay_threshold_nanos": 250_000_000,
+                                                                 "autopay_amount_nanos": 1_000_000_000})
+            await store.db.execute("UPDATE customers SET balance_nanos = 100000000 WHERE customer_id = ?",
+                                   cus.customer_id)
+            async with store.db.transaction() as tx:
+                assert len(await disarm_autopay(tx, {cus.customer_id})) == 1   # the event that fired
+            await accounts.update_customer(store.db, mid, cus.customer_id, change)
+            async with store.db.transaction() as tx:   # the next charge, balance still under the threshold
+                return await disarm_autopay(tx, {cus.customer_id})
+        finally:
+            await store.close()
+            if dialect == "postgres":
+                await pg.drop_database(url)
+    return scenario
+
+
+@pytest.mark.parametrize("change, fires_again", [
+    pytest.param({"name": "Ada", "autopay_threshold_nanos": 250_000_000, "autopay_amount_nanos": 1_000_000_000},
+                 False, id="a PATCH that repeats the same autopay does not owe a second top-up event"),
+    pytest.param({"name": "Ada"}, False, id="a PATCH without autopay leaves it disarmed"),
+    pytest.param({"autopay_threshold_nanos": 250_000_000, "autopay_amount_nanos": 2_000_000_000}, True,
+                 id="a new autopay amount re-arms it"),
+    pytest.param({"autopay_threshold_nanos": 500_000_000, "autopay_amount_nanos": 1_000_000_000}, True,
+                 id="a new autopay threshold re-arms it"),
+])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_only_a_changed_autopay_rearms_a_customer_still_under_its_threshold(tmp_path, dialect, change, fires_again):
+    fired = asyncio.run(_rearm_world(tmp_path, dialect)(change))
+    assert bool(fired) == fires_again

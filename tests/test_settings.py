@@ -40,6 +40,9 @@ BAD = [
     ("a boolean that is not one", {"EDGE_PROXY_PURE_PYTHON": "maybe"}, "EDGE_PROXY_PURE_PYTHON"),
     ("a missing config file", {"EDGE_PROXY_CONFIG": "/nonexistent/edge.toml"}, "EDGE_PROXY_CONFIG"),
     ("a log level that is not one", {"EDGE_PROXY_LOG_LEVEL": "loud"}, "EDGE_PROXY_LOG_LEVEL"),
+    ("a webhook retry wait of zero (no backoff: every attempt at once)", {"EDGE_PROXY_WEBHOOK_RETRY_SECONDS": "0"},
+     "EDGE_PROXY_WEBHOOK_RETRY_SECONDS"),
+    ("a negative webhook retry wait", {"EDGE_PROXY_WEBHOOK_RETRY_SECONDS": "-1"}, "EDGE_PROXY_WEBHOOK_RETRY_SECONDS"),
 ]
 
 

@@ -9,15 +9,17 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 
 import asyncpg
 import pytest
 
-from edge_proxy.billing import accounts
+from edge_proxy.billing import accounts, webhook_deliveries
 from edge_proxy.billing.webhook_deliveries import recent_deliveries
 from edge_proxy.billing.webhooks import WebhookSender
-from edge_proxy.outbound import OutboundPolicy, parse_allow_list, system_resolver
+from edge_proxy.outbound import GuardedClient, OutboundPolicy, parse_allow_list, system_resolver
 from edge_proxy.store import open_store
 
 from . import pg
@@ -246,7 +248,7 @@ def test_deliveries_run_at_most_concurrency_at_once(sqlite_url):
                 await release.wait()
                 return answer(204)
             w.receiver.respond = held
-            sender = w.sender(concurrency=2, deadline=10.0)
+            sender = w.sender(concurrency=2, per_merchant=6, deadline=10.0)   # the bound of all merchants
             hooks = [await w.hook(w.receiver.url, f"h{i}") for i in range(6)]
             sender.emit(w.merchant_id, "customer.autopay", {})
             await until(lambda: _true_if(w.receiver.open_now == 2), what="two deliveries in flight")
@@ -360,7 +362,6 @@ def test_a_worker_that_died_mid_delivery_leaves_it_owed_until_its_lease_ends(db_
             dead = w.sender()
             async with w.db.transaction() as tx:
                 await dead.enqueue(tx, w.merchant_id, "customer.autopay", {})
-            from edge_proxy.billing import webhook_deliveries
             (claimed,) = await webhook_deliveries.claim(w.db, time.time(), dead.lease, 10)   # then it died
             soon = w.sender()
             soon.start()
@@ -427,7 +428,10 @@ def test_two_workers_on_one_database_send_each_event_once(db_url):
             w.receiver.respond = slow
             # each looks for due deliveries every 50 ms: with the default 1 s, one worker could sleep through the
             # whole run while the other, woken by its own deliveries ending, took every one (seen under load)
-            a, b = w.sender(concurrency=4, poll=0.05), w.sender(concurrency=4, poll=0.05)
+            # one merchant's share (counted over both workers) lifted to both workers' slots: with the default
+            # half, one worker could hold the whole share each time the other looked
+            a, b = (w.sender(concurrency=4, per_merchant=8, poll=0.05), w.sender(concurrency=4, per_merchant=8,
+                                                                                 poll=0.05))
             for n in range(10):
                 (a if n % 2 else b).emit(w.merchant_id, "customer.autopay", {"n": n})
             a.start()
@@ -448,3 +452,80 @@ def test_two_workers_on_one_database_send_each_event_once(db_url):
 async def _all_delivered(w: World, webhook_id: str, n: int) -> bool:
     rows = await w.deliveries(webhook_id)
     return len(rows) == n and all(r["status"] == "delivered" for r in rows)
+
+
+# -- one merchant's receiver cannot hold the others' deliveries ------------------------------------------------------
+def test_a_merchant_whose_receiver_never_answers_holds_at_most_half_the_slots_and_others_are_delivered(sqlite_url):
+    async def scenario():
+        async with World(sqlite_url) as w:
+            other, _ = await w.store.create_merchant("other", 0)
+            release = asyncio.Event()
+
+            async def hostile_hangs(request: Request) -> bytes:
+                if "hostile" in request.target:
+                    await release.wait()
+                return answer(204)
+            w.receiver.respond = hostile_hangs
+            sender = w.sender(concurrency=4, deadline=25.0)   # the deadline outlasts the wait below
+            hostile = await w.hook(w.receiver.url.replace("/hooks/", "/hostile/"))
+            for n in range(8):   # owed first, so oldest-first claiming would give it every slot
+                sender.emit(w.merchant_id, "customer.autopay", {"n": n})
+            await until(lambda: _true_if(w.receiver.open_now >= 2), what="the hostile merchant's share in flight")
+            created = await accounts.create_webhook(w.db, other.merchant_id, "fine", w.receiver.url, "whsec_other")
+            assert created is not None
+            sender.emit(other.merchant_id, "customer.autopay", {"n": "other"})
+            delivery = await until(lambda: _delivered_for(w, other.merchant_id, created.webhook_id),
+                                   what="the other merchant's delivery while the hostile receiver hangs")
+            assert delivery["attempts"] == 1
+            assert w.receiver.open_now == 2 and len(await w.deliveries(hostile.webhook_id)) == 8
+            release.set()
+    run(scenario)
+
+
+async def _delivered_for(w: World, merchant_id: str, webhook_id: str) -> dict | None:
+    rows = await recent_deliveries(w.db, merchant_id, webhook_id, 10)
+    return rows[0] if rows and rows[0]["status"] == "delivered" else None
+
+
+def test_a_claim_takes_at_most_per_merchant_in_flight_of_one_merchant_and_fills_up_with_the_others(db_url):
+    async def scenario():
+        async with World(db_url) as w:
+            other, _ = await w.store.create_merchant("other", 0)
+            await w.hook(w.receiver.url)
+            theirs = await accounts.create_webhook(w.db, other.merchant_id, "theirs", w.receiver.url, "whsec_o")
+            assert theirs is not None
+            now = time.time()
+            async with w.db.transaction() as tx:
+                for n in range(6):
+                    await webhook_deliveries.enqueue(tx, w.merchant_id, "customer.autopay", {"n": n}, now - 10 + n)
+                await webhook_deliveries.enqueue(tx, other.merchant_id, "customer.autopay", {}, now)
+            first = await webhook_deliveries.claim(w.db, now, 60.0, 4, per_merchant=2)
+            assert sorted(c.secret for c in first) == ["whsec_o", "whsec_test", "whsec_test"]
+            # the merchant already has 2 in flight (its share): a second claim takes none of its rows
+            assert await webhook_deliveries.claim(w.db, now, 60.0, 4, per_merchant=2) == []
+    run(scenario)
+
+
+def test_receivers_whose_dns_never_answers_do_not_take_the_threads_the_rest_of_the_gateway_shares(monkeypatch):
+    """The system resolver blocks a thread until the name server gives up, past the delivery's deadline: those
+    threads are the guarded client's own, never the loop's default executor (the request journal's fsyncs)."""
+    stuck = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "stuck.example.com":
+            stuck.wait()
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def scenario():
+        client = GuardedClient(OutboundPolicy(), deadline=0.2, concurrency=40)
+        try:
+            outcomes = await asyncio.gather(*(client.post("https://stuck.example.com/hook", [], b"{}")
+                                              for _ in range(40)))
+            assert {o.error for o in outcomes} == {"no complete answer within 0.2s"}
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 10) == "free"
+        finally:
+            stuck.set()
+            await client.close()
+    run(scenario)

@@ -132,7 +132,8 @@ async def list_customers(db: Database, merchant_id: str, cursor: tuple[str, ...]
 
 async def update_customer(db: Database, merchant_id: str, customer_id: str,
                           fields: dict[str, Any]) -> Customer | None:
-    """Set the given CUSTOMER_FIELDS (None clears one). Changing autopay re-arms it."""
+    """Set the given CUSTOMER_FIELDS (None clears one). Changing autopay re-arms it; setting it to what it already
+    is does not (a PATCH that repeats it while a top-up is under way would owe a second customer.autopay event)."""
     sets: list[str] = []
     args: list[object] = []
     for name in CUSTOMER_FIELDS:
@@ -142,8 +143,11 @@ async def update_customer(db: Database, merchant_id: str, customer_id: str,
                 value = _encode(value).decode() if value else None
             sets.append(f"{name} = ?")
             args.append(value)
-    if "autopay_amount_nanos" in fields:
-        sets.append("autopay_armed = 1")
+    same = [(f"coalesce({name}, -1) = coalesce(CAST(? AS BIGINT), -1)", fields[name])
+            for name in ("autopay_threshold_nanos", "autopay_amount_nanos") if name in fields]
+    if same:   # the right-hand sides read the row as it was before this UPDATE
+        sets.append(f"autopay_armed = CASE WHEN {' AND '.join(c for c, _ in same)} THEN autopay_armed ELSE 1 END")
+        args += [v for _, v in same]
     if sets:
         changed = await db.execute(f"UPDATE customers SET {', '.join(sets)} WHERE customer_id = ? AND "
                                    "merchant_id = ? AND deleted_at IS NULL", *args, customer_id, merchant_id)

@@ -22,6 +22,7 @@ from ..store.db import Database, Tx
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 MAX_BACKOFF = 3600.0
+_NO_CAP = 1 << 62
 _encode = msgspec.json.encode
 
 
@@ -53,16 +54,27 @@ async def enqueue(tx: Tx, merchant_id: str, event_type: str, data: dict[str, Any
     return event_id, len(hooks)
 
 
-async def claim(db: Database, now: float, lease: float, limit: int) -> list[Claimed]:
-    """Up to `limit` due deliveries, each leased to this caller until now + lease, oldest due first."""
+async def claim(db: Database, now: float, lease: float, limit: int, *, per_merchant: int | None = None
+                ) -> list[Claimed]:
+    """Up to `limit` due deliveries, each leased to this caller until now + lease, oldest due first; with
+    `per_merchant`, none of a merchant that already has that many in flight (on any worker), so one merchant's
+    receiver that never answers holds at most that many slots while the others' deliveries go on (two claims at
+    the same instant may each take a merchant's share: a bound per claimant; a row is still never taken twice)."""
+    # rank each merchant's due rows after the ones it has leased; the ranking sits a level below the row lock
+    # (PostgreSQL allows none beside a window function), and the outer WHERE re-checks the lease
     lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgres" else ""
+    due = ("SELECT delivery_id FROM webhook_deliveries WHERE delivery_id IN (SELECT delivery_id FROM ("
+           "SELECT d.delivery_id, row_number() OVER (PARTITION BY d.merchant_id ORDER BY d.next_attempt_at, "
+           "d.delivery_id) + coalesce(b.busy, 0) AS n FROM webhook_deliveries d LEFT JOIN (SELECT merchant_id, "
+           "count(*) AS busy FROM webhook_deliveries WHERE status = 'pending' AND claimed_until > ? GROUP BY "
+           "merchant_id) b ON b.merchant_id = d.merchant_id WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
+           f"AND d.claimed_until <= ?) ranked WHERE n <= ?) ORDER BY next_attempt_at LIMIT ?{lock}")
+    args = (now, now, now, _NO_CAP if per_merchant is None else per_merchant, limit)
     rows = await db.fetchall(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_until = ? WHERE delivery_id IN ("
-        "  SELECT delivery_id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
-        f"  AND claimed_until <= ? ORDER BY next_attempt_at LIMIT ?{lock}"
-        ") AND status = 'pending' AND claimed_until <= ? "
+        f"UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_until = ? WHERE delivery_id IN ({due}) "
+        "AND status = 'pending' AND claimed_until <= ? "
         "RETURNING delivery_id, webhook_id, event_id, event_type, body, attempts",
-        now + lease, now, now, limit, now)
+        now + lease, *args, now)
     if not rows:
         return []
     ids = sorted({r[1] for r in rows})

@@ -6,7 +6,9 @@ Each delivery is a POST of the event as JSON with
   x-edge-proxy-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the webhook secret>
 A receiver recomputes the HMAC with its `webhook_secret` and rejects stale timestamps. Any answer other than
 2xx (a redirect included), or no answer within the deadline, is retried after a doubling wait (`backoff`
-seconds first, at most an hour), up to `attempts` tries; then the delivery is marked failed.
+seconds first, at most an hour), up to `attempts` tries; then the delivery is marked failed. A merchant has at
+most `per_merchant` deliveries in flight (half of `concurrency` unless given), so a receiver that never answers
+cannot hold every slot while the other merchants' events wait behind its own.
 
 Every owed delivery is a row of `webhook_deliveries` (webhook_deliveries.py), so a restart loses none: each
 worker runs a loop that claims due rows with a lease, sends them through the guarded outbound client
@@ -53,7 +55,8 @@ class WebhookSender:
 
     def __init__(self, db: Database, _legacy_upstream_of: object = None, *, policy: OutboundPolicy | None = None,
                  attempts: int = 12, backoff: float = 1.0, deadline: float = 10.0, concurrency: int = 8,
-                 poll: float = 1.0, idle_poll: float = 5.0, resolver: Resolver | None = None,
+                 per_merchant: int | None = None, poll: float = 1.0, idle_poll: float = 5.0,
+                 resolver: Resolver | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         # _legacy_upstream_of: what app.py passed when deliveries used the providers' pool; ignored
@@ -61,6 +64,9 @@ class WebhookSender:
         self.attempts = attempts
         self.backoff = backoff
         self.concurrency = concurrency
+        # one merchant's deliveries in flight at once (all workers): a receiver that never answers holds at most
+        # half the slots, and the other merchants' deliveries go on in the rest
+        self.per_merchant = per_merchant or max(1, concurrency // 2)
         self.poll = poll            # the longest wait while a delivery is owed (a retry's time is known)
         self.idle_poll = idle_poll  # the longest wait while none is: see _run
         self.lease = deadline + 30.0   # longer than any attempt can take: the client enforces the deadline
@@ -134,7 +140,7 @@ class WebhookSender:
                     now = self._clock()
                     due = await deliveries.next_due(self.db, now)
                     if due is not None and due <= now:
-                        batch = await deliveries.claim(self.db, now, self.lease, free)
+                        batch = await deliveries.claim(self.db, now, self.lease, free, per_merchant=self.per_merchant)
                     elif due is not None:
                         wait = min(self.poll, due - now)
                     else:  # nothing owed: a new row wakes its own worker (after_commit), so a look is only for

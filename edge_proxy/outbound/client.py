@@ -6,14 +6,17 @@ to the very address that was checked (so DNS rebinding cannot move it) while Hos
 verification use the host name. No redirect is followed (a 3xx is a failed delivery); the answer's head is
 bounded (16 KiB, 64 headers) and its body is read and discarded up to 64 KiB (past that the delivery fails);
 every delivery has one total deadline; at most `concurrency` run at once per worker; connections come from the
-client's own small pool, never the providers' (whose route table must not grow per tenant host).
+client's own small pool, never the providers' (whose route table must not grow per tenant host), and names are
+resolved on its own threads, never the loop's default executor.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import UnsafeURL
@@ -36,10 +39,11 @@ class Outcome:
     error: str | None = None
 
 
-async def system_resolver(host: str, port: int) -> list[str]:
-    """The host's addresses, as the system resolver gives them at this moment."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         proto=socket.IPPROTO_TCP)
+async def system_resolver(host: str, port: int, executor: Executor | None = None) -> list[str]:
+    """The host's addresses, as the system resolver gives them at this moment (on `executor`'s threads, or the
+    loop's default executor)."""
+    infos = await asyncio.get_running_loop().run_in_executor(
+        executor, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP))
     return [str(info[4][0]) for info in infos]
 
 
@@ -71,7 +75,11 @@ class GuardedClient:
         self.policy = policy
         self.deadline = deadline
         self.max_response_bytes = max_response_bytes
-        self._resolve = resolver or system_resolver
+        # the system resolver holds a thread until the name server gives up, past any deadline: a tenant's name
+        # that never resolves ties up these threads only, never the loop's default executor that the rest of the
+        # gateway shares (the request journal's fsyncs, the log queue's reads)
+        self._dns = ThreadPoolExecutor(concurrency, thread_name_prefix="outbound-dns")
+        self._resolve = resolver or functools.partial(system_resolver, executor=self._dns)
         self._slots = asyncio.Semaphore(concurrency)
         self._pool = UpstreamPool(connect_timeout=deadline, read_timeout=deadline, head_timeout=deadline,
                                   max_idle_per_host=2, idle_ttl=30.0, ssl_context=ssl_context,
@@ -119,3 +127,4 @@ class GuardedClient:
 
     async def close(self) -> None:
         await self._pool.close()
+        self._dns.shutdown(wait=False, cancel_futures=True)

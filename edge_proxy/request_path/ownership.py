@@ -31,8 +31,6 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from ..billing.bounds import has_word_escape
 from ..errors import InvalidRequest, StoredObjectNotFound, StoredObjectRefused
 from ..log_sinks import owners
@@ -47,47 +45,33 @@ CACHE_SIZE = 100_000  # ids: a few MB, many minutes of answers before an id has 
 _FOREVER = float("inf")  # an owner never changes
 
 
-class _Conversation(msgspec.Struct, gc=False):
-    id: str | None = None
+StoredIds = tuple[str | None, str | None, list[str]]  # previous response, conversation, input items' ids
 
 
-class _Item(msgspec.Struct, gc=False):
-    id: str | None = None
+def _names_stored_state(body: bytes) -> bool:
+    """Whether a JSON body shows an `id`, `previous_response_id` or `conversation` key as itself in quotes (not
+    keys that merely end in `id`, as `call_id` or a tool parameter's `user_id`, common in agents' requests). The
+    only other way to write one is a `\\u` escape of its letters, which `refuse_unowned` looks for anyway."""
+    return b'"id"' in body or b'"previous_response_id"' in body or b'"conversation"' in body
 
 
-class _Named(msgspec.Struct, gc=False):
-    """The fields of a Responses request that name stored objects; msgspec skips everything else."""
-
-    previous_response_id: str | None = None
-    conversation: str | _Conversation | None = None
-    input: str | list[_Item] | None = None
-
-
-_decode = msgspec.json.Decoder(_Named).decode
-
-
-def may_name_stored(body: bytes) -> bool:
-    """Whether a JSON body may have an `id`, `previous_response_id` or `conversation` key: without a `\\u` escape
-    of a letter, digit or underscore (the only way to write a key's letters other than as themselves) such a key
-    shows as itself in quotes. Most bodies have none and are not decoded; nor are keys that merely end in `id`
-    (`call_id`, a tool parameter's `user_id`), common in agents' requests."""
-    return (b'"id"' in body or b'"previous_response_id"' in body or b'"conversation"' in body
-            or (b"\\u00" in body and has_word_escape(body)))
+def named_ids(doc: dict[str, Any]) -> StoredIds:
+    """The previous response, conversation and input item ids a parsed Responses request names: a 400 for one of
+    a type OpenAI does not take."""
+    previous, conversation, items = doc.get("previous_response_id"), doc.get("conversation"), doc.get("input")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if not isinstance(items, list):
+        items = [] if items is None or isinstance(items, str) else None
+    if (items is None or not _is_id(previous) or not _is_id(conversation)
+            or not all(isinstance(item, dict) and _is_id(item.get("id")) for item in items)):
+        raise InvalidRequest("invalid request body: `previous_response_id`, `conversation` (or its `id`) and each "
+                             "`input` item's `id` must be strings, `input` a string or a list of objects")
+    return previous, conversation, [item["id"] for item in items if item.get("id") is not None]
 
 
-def named_ids(body: bytes) -> tuple[str | None, str | None, list[str]]:
-    """The previous response, conversation and input item ids a Responses request body names."""
-    try:
-        named = _decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise InvalidRequest("request body is not valid JSON") from None
-    conversation = named.conversation
-    if isinstance(conversation, _Conversation):
-        conversation = conversation.id
-    items = named.input if isinstance(named.input, list) else ()
-    return named.previous_response_id, conversation, [item.id for item in items if item.id is not None]
+def _is_id(value: Any) -> bool:
+    return value is None or isinstance(value, str)
 
 
 # The stored objects a managed endpoint's body can name by id that no merchant owns on the managed key: a key path
@@ -149,14 +133,15 @@ def _marker(keys: list[tuple[str, ...]]) -> re.Pattern[bytes]:
 _MARKERS = {endpoint: _marker([keys for _, _, keys in rows]) for endpoint, rows in _PATHS.items()}
 
 
-def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool) -> None:
+def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool) -> StoredIds | None:
     """Refuse a body for a managed `endpoint` (its catalogue path) that names a stored object no merchant owns, or
     that repeats a key where it may name stored state, or that is not a JSON object (`parsed`, its bounds'): the
     checks read UTF-8 bytes, and a token count is free, so billing does not refuse it. Bodies without the markers
-    are not parsed."""
+    are not parsed. For an endpoint that `reads_stored`, answers the ids the body names, for `Owners.check` (None
+    when it names none): the body is parsed once for both checks."""
     markers = _MARKERS.get(endpoint)
     if markers is None and not reads_stored:
-        return  # an endpoint that reads no stored object (embeddings)
+        return None  # an endpoint that reads no stored object (embeddings)
     if not parsed:  # UTF-16 or -32 (Python's json.loads reads them), compressed: the markers cannot show
         raise InvalidRequest("the request body is not a JSON object in UTF-8, so the gateway cannot check which "
                              "stored objects it names on its managed key; send your own key as provider_key (BYOK)")
@@ -164,21 +149,30 @@ def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool)
     # (`"file\\u005fid"`); text a client's serializer escaped (`\\u00e9`, `\\u0416`, Go's `\\u003c`) is not one
     escaped = b"\\u00" in body and has_word_escape(body)
     named = markers is not None and markers.search(body) is not None
-    if not (escaped or named or (reads_stored and may_name_stored(body))):
-        return
-    doc = _parse_unique(body)
+    if not (escaped or named or (reads_stored and _names_stored_state(body))):
+        return None
+    doc = _parse_unique(body, strict=reads_stored)
     for path, what, keys in _PATHS.get(endpoint, ()):
         if _names(doc, keys):
             raise StoredObjectRefused(f"{path}: names {what}, which no merchant owns on the gateway's managed key; "
                                       "for stored files, containers, vector stores and prompts send your own key "
                                       "as provider_key (BYOK)", path)
+    if not reads_stored:
+        return None
+    ids = named_ids(doc)
+    return ids if ids[0] is not None or ids[1] is not None or ids[2] else None
 
 
-def _parse_unique(body: bytes) -> Any:
+def _parse_unique(body: bytes, strict: bool) -> Any:
+    """The body, refusing a repeated key; `strict` refuses NaN and Infinity too, which are not JSON."""
     try:
-        return json.loads(body, object_pairs_hook=_unique)
+        return json.loads(body, object_pairs_hook=_unique, parse_constant=_not_json if strict else None)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidRequest("request body is not valid JSON") from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(constant)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -228,11 +222,8 @@ class Owners:
         if content_encoding not in (None, "", "identity"):
             raise InvalidRequest("content-encoding: the gateway must read which stored responses a request names "
                                  "on the managed key, so its body cannot be compressed")
-        bodies = {id(a.body): a.body for a in attempts if a.reads_stored}  # fallbacks share the client's ids
-        for body in bodies.values():
-            if not may_name_stored(body):
-                continue
-            previous, conversation, items = named_ids(body)
+        named = {id(a.body): a.stored_ids for a in attempts if a.stored_ids}  # fallbacks share the client's ids
+        for previous, conversation, items in named.values():
             if previous is not None and not await self._owns(merchant_id, customer_id, previous):
                 raise StoredObjectNotFound(f"Previous response with id '{previous}' not found.",
                                            "previous_response_id", "previous_response_not_found")

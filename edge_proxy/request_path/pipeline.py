@@ -146,8 +146,8 @@ def scope_to_key(attempt: Attempt, principal: Principal, first: Attempt) -> None
     attempt.free = endpoint.free
     attempt.metered = not endpoint.free
     attempt.reads_stored = endpoint.reads_stored  # in the operator's project, shared by every merchant
-    # the stored objects no merchant owns there
-    refuse_unowned(endpoint.path, attempt.body, endpoint.reads_stored, attempt.bounds.parsed)
+    # the stored objects no merchant owns there; and the responses it names, for Owners.check
+    attempt.stored_ids = refuse_unowned(endpoint.path, attempt.body, endpoint.reads_stored, attempt.bounds.parsed)
     path = attempt.target.path
     if "?" in path:
         kept = drop_key_param(path)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..providers import Provider, Target
     from ..services import Services
     from ..upstream import HeaderBlock
+    from .ownership import StoredIds
 
 
 FREE = Quote(0, 0, 0)
@@ -58,7 +59,7 @@ class Attempt:
     """One way to answer: a provider and model, and the exact upstream request to send."""
 
     __slots__ = ("provider", "target", "model", "body", "bounds", "method", "stream", "translation", "free",
-                 "metered", "reads_stored", "quote", "input_estimate")
+                 "metered", "reads_stored", "stored_ids", "quote", "input_estimate")
 
     def __init__(self, provider: Provider, target: Target, model: str | None, body: bytes, bounds: Bounds,
                  method: str = "POST", stream: bool = False, translation: Translation | None = None) -> None:
@@ -67,6 +68,7 @@ class Attempt:
         self.free = False  # the endpoint costs nothing (the pipeline learns it from the catalogue)
         self.metered = False  # the catalogue lists the endpoint as one whose usage is read and priced, not free
         self.reads_stored = False  # on the managed key, to an endpoint that reads stored responses by id
+        self.stored_ids: StoredIds | None = None  # the stored responses and items it names there (ownership.py)
         self.quote = FREE  # the most it can cost whom (the pipeline asks billing before anything is sent)
         # the input tokens to bill when an answer reports none because its API has no counts (Gemini embeddings)
         self.input_estimate: int | None = None

@@ -76,18 +76,21 @@ def test_two_regions_never_spend_a_balance_twice(regions):
     (eu, us), _, url = regions
     key = eu.secret_key
     meter(eu, key, "per-call", "fixed", "requests", [(0, "0.01")])
-    # each region serves once first, on another customer: a region still opening its pools when the burst starts
-    # could find the whole balance leased by the other (seen once in a full run: 50 served by one region, 0 by the
-    # other), which is correct but not what this test is about
-    warm = token(key, customer_id=customer(eu, key, "0.50"), meter_slug="per-call")
-    assert [r.status_code for r in asyncio.run(_burst([eu.url, us.url], warm, 2))] == [200, 200]
     cus = customer(eu, key, "0.50")  # 50 requests' worth, for both regions together
-    responses = asyncio.run(_burst([eu.url, us.url], token(key, customer_id=cus, meter_slug="per-call"), 200))
-    codes = [r.status_code for r in responses]
+    credential = token(key, customer_id=cus, meter_slug="per-call")
+    # each region serves this customer once, one after the other, before the burst: so each holds a lease on the
+    # balance when it starts (a worker asks 16 requests' worth first). Without it, one region could lease the whole
+    # balance before the other's first request (seen in full runs: 50 served by one region, 0 by the other), which
+    # is correct but leaves nothing for this test to check
+    warm = [asyncio.run(_burst([g.url], credential, 1))[0] for g in (us, eu)]
+    assert [r.status_code for r in warm] == [200, 200]
+    burst = asyncio.run(_burst([eu.url, us.url], credential, 200))
+    codes = [r.status_code for r in burst]
     assert set(codes) <= {200, 402}, codes
+    responses = warm + burst
     served = [r for r in responses if r.status_code == 200]
     by_region = {g.url: 0 for g in (eu, us)}
-    for i, r in enumerate(responses):
+    for i, r in enumerate(burst):
         if r.status_code == 200:
             by_region[(eu.url, us.url)[i % 2]] += 1
     assert 0 < len(served) <= 50 and all(by_region.values()), by_region  # both regions served, from one balance

@@ -152,6 +152,18 @@ async def an_item_of_another_merchant_is_refused(c: Case) -> None:
     assert len(c.fake.received) == before
 
 
+async def an_id_of_the_wrong_type_or_nan_is_a_400(c: Case) -> None:
+    before = len(c.fake.received)
+    for fields in ({"previous_response_id": 123}, {"input": [{"type": "item_reference", "id": 5}]},
+                   {"conversation": ["conv_1"]}):
+        answer = await c.ask(c.gw.secret_key, **fields)
+        assert answer.status == 400 and answer.json()["error"]["type"] == "invalid_request_error", answer.body
+    raw = json.dumps({**ASK, "previous_response_id": "resp_x", "temperature": 0}).replace("0}", "NaN}").encode()
+    answer = await c.gw.call("POST", c.path, body=raw, key=c.gw.secret_key)
+    assert answer.status == 400 and answer.json()["error"]["type"] == "invalid_request_error", answer.body
+    assert len(c.fake.received) == before
+
+
 async def a_conversation_is_refused(c: Case) -> None:
     await c.refused(c.gw.secret_key, not_found("Conversation with id 'conv_1' not found.", "conversation"),
                     conversation={"id": "conv_1"})
@@ -185,7 +197,7 @@ CASES = [the_same_merchant_continues_at_once, the_same_merchant_continues_a_stre
          the_same_merchant_continues_before_the_stream_has_ended,
          the_same_merchant_passes_output_items_back, another_merchant_cannot_continue_it,
          another_merchants_customer_cannot_continue_it, each_customer_continues_only_its_own,
-         an_unknown_id_is_refused,
+         an_unknown_id_is_refused, an_id_of_the_wrong_type_or_nan_is_a_400,
          an_item_of_another_merchant_is_refused, a_conversation_is_refused, the_merchants_own_key_is_not_checked,
          a_store_that_does_not_answer_refuses_and_plain_requests_never_ask]
 

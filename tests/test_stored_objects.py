@@ -175,7 +175,7 @@ def test_an_ordinary_request_goes_through(tmp_path, route, body):
 
 
 def test_a_body_without_the_markers_is_not_parsed(tmp_path, monkeypatch):
-    def parse(body: Any, *args: Any, **kwargs: Any) -> None:
+    def parse(body: Any) -> None:
         raise AssertionError(f"parsed {body!r}")
     monkeypatch.setattr(ownership, "_parse_unique", parse)
     monkeypatch.setattr(ownership, "named_ids", parse)

@@ -151,7 +151,7 @@ def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool)
     named = markers is not None and markers.search(body) is not None
     if not (escaped or named or (reads_stored and _names_stored_state(body))):
         return None
-    doc = _parse_unique(body, strict=reads_stored)
+    doc = _parse_unique(body)
     for path, what, keys in _PATHS.get(endpoint, ()):
         if _names(doc, keys):
             raise StoredObjectRefused(f"{path}: names {what}, which no merchant owns on the gateway's managed key; "
@@ -163,16 +163,13 @@ def refuse_unowned(endpoint: str, body: bytes, reads_stored: bool, parsed: bool)
     return ids if ids[0] is not None or ids[1] is not None or ids[2] else None
 
 
-def _parse_unique(body: bytes, strict: bool) -> Any:
-    """The body, refusing a repeated key; `strict` refuses NaN and Infinity too, which are not JSON."""
+def _parse_unique(body: bytes) -> Any:
+    """The body, refusing a repeated key. A body with NaN or Infinity never gets here: its bounds say it is not
+    JSON (`parsed`), as msgspec reads it."""
     try:
-        return json.loads(body, object_pairs_hook=_unique, parse_constant=_not_json if strict else None)
+        return json.loads(body, object_pairs_hook=_unique)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidRequest("request body is not valid JSON") from None
-
-
-def _not_json(constant: str) -> None:
-    raise ValueError(constant)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
